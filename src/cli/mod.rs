@@ -1,0 +1,1 @@
+//! The command line: `run` (the daemon), `check-config`, and the client subcommands.

@@ -1,0 +1,565 @@
+//! TOML configuration: strict parsing (unknown keys rejected), defaults, and validation whose
+//! messages name the key and, where the file has it, the line.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Deserializer, Serialize};
+use thiserror::Error;
+
+use crate::event::EventLimits;
+
+/// The folder the daemon uses when started without `--config`: no root needed.
+pub const LOCAL_DIR: &str = "callmetrics-data";
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{path}: line {line}: `{key}`: {message}")]
+    Invalid {
+        path: PathBuf,
+        key: String,
+        line: usize,
+        message: String,
+    },
+}
+
+/// A duration written as `"20s"`, `"15m"`, `"1h 30m"` or `"250ms"`, kept in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct Millis(pub i64);
+
+impl Millis {
+    pub fn secs(s: i64) -> Self {
+        Millis(s * 1000)
+    }
+}
+
+impl fmt::Display for Millis {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ms = self.0;
+        if ms != 0 && ms % 3_600_000 == 0 {
+            write!(f, "{}h", ms / 3_600_000)
+        } else if ms != 0 && ms % 60_000 == 0 {
+            write!(f, "{}m", ms / 60_000)
+        } else if ms % 1000 == 0 {
+            write!(f, "{}s", ms / 1000)
+        } else {
+            write!(f, "{ms}ms")
+        }
+    }
+}
+
+impl std::str::FromStr for Millis {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let d: jiff::SignedDuration = s
+            .trim()
+            .parse()
+            .map_err(|_| format!("`{s}` is not a duration (write e.g. \"20s\", \"15m\", \"1h\", \"250ms\")"))?;
+        if d.is_negative() {
+            return Err(format!("`{s}` is negative"));
+        }
+        i64::try_from(d.as_millis())
+            .map(Millis)
+            .map_err(|_| format!("`{s}` is too long"))
+    }
+}
+
+impl<'de> Deserialize<'de> for Millis {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// The service-level formulas of DESIGN §3.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Formula {
+    Answered,
+    Offered,
+    OfferedWithOverflow,
+    AbandonNegative,
+    AbandonPositive,
+    AbandonIgnored,
+    AsteriskSl2,
+}
+
+impl Formula {
+    pub const ALL: [Formula; 7] = [
+        Formula::Answered,
+        Formula::Offered,
+        Formula::OfferedWithOverflow,
+        Formula::AbandonNegative,
+        Formula::AbandonPositive,
+        Formula::AbandonIgnored,
+        Formula::AsteriskSl2,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Formula::Answered => "answered",
+            Formula::Offered => "offered",
+            Formula::OfferedWithOverflow => "offered_with_overflow",
+            Formula::AbandonNegative => "abandon_negative",
+            Formula::AbandonPositive => "abandon_positive",
+            Formula::AbandonIgnored => "abandon_ignored",
+            Formula::AsteriskSl2 => "asterisk_sl2",
+        }
+    }
+}
+
+/// An IANA time zone name, checked against the system's zone database when read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ZoneName(pub String);
+
+impl ZoneName {
+    pub fn zone(&self) -> jiff::tz::TimeZone {
+        // Checked when the config was read; UTC is only reached if the zone file vanished since.
+        jiff::tz::TimeZone::get(&self.0).unwrap_or(jiff::tz::TimeZone::UTC)
+    }
+}
+
+impl<'de> Deserialize<'de> for ZoneName {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        jiff::tz::TimeZone::get(&s).map_err(|_| {
+            serde::de::Error::custom(format!(
+                "`{s}` is not a time zone known to this system (write an IANA name such as \"Europe/Paris\" or \"UTC\")"
+            ))
+        })?;
+        Ok(ZoneName(s))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GeneralConfig {
+    /// Time zone for `today` and interval alignment.
+    pub time_zone: ZoneName,
+    /// Log level when neither `--log-level` nor `RUST_LOG` is given.
+    pub log_level: String,
+}
+
+impl Default for GeneralConfig {
+    fn default() -> Self {
+        GeneralConfig {
+            time_zone: ZoneName("UTC".into()),
+            log_level: "info".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestConfig {
+    pub socket: PathBuf,
+    /// Octal permission bits of the event socket, e.g. "0660".
+    pub socket_mode: String,
+    /// Optional TCP listener, loopback only, e.g. "127.0.0.1:7071"; empty = off.
+    pub tcp: String,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig {
+            socket: "/run/callmetrics/events.sock".into(),
+            socket_mode: "0660".into(),
+            tcp: String::new(),
+        }
+    }
+}
+
+impl IngestConfig {
+    pub fn mode_bits(&self) -> u32 {
+        // Validated in `Config::validate`.
+        u32::from_str_radix(self.socket_mode.trim_start_matches("0o"), 8).unwrap_or(0o660)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ControlConfig {
+    pub socket: PathBuf,
+    pub socket_mode: String,
+}
+
+impl Default for ControlConfig {
+    fn default() -> Self {
+        ControlConfig {
+            socket: "/run/callmetrics/control.sock".into(),
+            socket_mode: "0660".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    pub path: PathBuf,
+    /// sled page cache, bytes.
+    pub cache_bytes: u64,
+    /// Refuse new events once the store is this large on disk, bytes.
+    pub max_bytes: u64,
+    /// Write a checkpoint of the aggregates at least this often while events arrive.
+    pub checkpoint_interval: Millis,
+    /// ... or after this many events, whichever comes first.
+    pub checkpoint_events: u64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            path: "/var/lib/callmetrics/store".into(),
+            cache_bytes: 8 << 20,
+            max_bytes: 1 << 30,
+            checkpoint_interval: Millis::secs(60),
+            checkpoint_events: 200_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    pub max_line_bytes: usize,
+    pub max_frame_bytes: usize,
+    pub max_string_bytes: usize,
+    pub max_tags: usize,
+    pub max_batch_events: usize,
+    pub max_connections: usize,
+    pub max_open_segments: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_line_bytes: 64 * 1024,
+            max_frame_bytes: 1 << 20,
+            max_string_bytes: 128,
+            max_tags: 16,
+            max_batch_events: 4096,
+            max_connections: 256,
+            max_open_segments: 100_000,
+        }
+    }
+}
+
+impl LimitsConfig {
+    pub fn event_limits(&self) -> EventLimits {
+        EventLimits {
+            max_string_bytes: self.max_string_bytes,
+            max_tags: self.max_tags,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Trailing windows; up to 1h in whole minutes, longer ones in whole intervals.
+    pub windows: Vec<Millis>,
+    /// Fixed interval length, aligned in `general.time_zone`; must divide one hour.
+    pub interval: Millis,
+    /// Answered-within thresholds reported as `bands`.
+    pub bands: Vec<Millis>,
+    /// A segment with no end after this long is closed as expired.
+    pub max_call_duration: Millis,
+    /// How long a finished segment stays open to late, out-of-order events before it is folded in.
+    pub reorder_grace: Millis,
+    /// How long an answered, ended segment waits for `wrapup` before it completes with no ACW.
+    pub wrapup_timeout: Millis,
+    /// How long a finished call is remembered so late duplicates are recognised.
+    pub late_event_window: Millis,
+    /// Most finished calls remembered for that.
+    pub max_remembered_calls: usize,
+    pub max_queues: usize,
+    pub max_agents: usize,
+    pub max_channels: usize,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            windows: vec![
+                Millis::secs(300),
+                Millis::secs(900),
+                Millis::secs(3600),
+                Millis::secs(86_400),
+            ],
+            interval: Millis::secs(900),
+            bands: [10, 20, 30, 60, 120].into_iter().map(Millis::secs).collect(),
+            max_call_duration: Millis::secs(4 * 3600),
+            reorder_grace: Millis::secs(2),
+            wrapup_timeout: Millis::secs(120),
+            late_event_window: Millis::secs(600),
+            max_remembered_calls: 100_000,
+            max_queues: 1000,
+            max_agents: 5000,
+            max_channels: 64,
+        }
+    }
+}
+
+/// Service-level parameters of one queue.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueueParams {
+    /// Service-level threshold T: answered within this counts.
+    pub threshold: Millis,
+    /// Service-level target, a fraction 0..1.
+    pub target: f64,
+    /// Short-abandon threshold S: abandons quicker than this are left out of rates.
+    pub short_abandon: Millis,
+    pub formula: Formula,
+}
+
+impl Default for QueueParams {
+    fn default() -> Self {
+        QueueParams {
+            threshold: Millis::secs(20),
+            target: 0.8,
+            short_abandon: Millis::secs(5),
+            formula: Formula::Offered,
+        }
+    }
+}
+
+/// Per-queue overrides: any key left out takes the `[defaults]` value.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueOverride {
+    pub threshold: Option<Millis>,
+    pub target: Option<f64>,
+    pub short_abandon: Option<Millis>,
+    pub formula: Option<Formula>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub general: GeneralConfig,
+    pub ingest: IngestConfig,
+    pub control: ControlConfig,
+    pub store: StoreConfig,
+    pub limits: LimitsConfig,
+    pub metrics: MetricsConfig,
+    pub defaults: QueueParams,
+    pub queues: BTreeMap<String, QueueOverride>,
+}
+
+impl Config {
+    /// The config used by `callmetrics run` without `--config`: everything under `dir`.
+    pub fn local(dir: &Path) -> Config {
+        let mut c = Config::default();
+        c.ingest.socket = dir.join("events.sock");
+        c.control.socket = dir.join("control.sock");
+        c.store.path = dir.join("store");
+        c
+    }
+
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses and validates config text; `path` only labels the messages.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string().trim_end().replace('\n', "\n  "),
+        })?;
+        cfg.validate().map_err(|(key, message)| ConfigError::Invalid {
+            path: path.to_owned(),
+            line: line_of(text, &key),
+            key,
+            message,
+        })?;
+        Ok(cfg)
+    }
+
+    /// The queue's own service-level parameters.
+    pub fn queue_params(&self, queue: &str) -> QueueParams {
+        let mut p = self.defaults;
+        if let Some(o) = self.queues.get(queue) {
+            p.threshold = o.threshold.unwrap_or(p.threshold);
+            p.target = o.target.unwrap_or(p.target);
+            p.short_abandon = o.short_abandon.unwrap_or(p.short_abandon);
+            p.formula = o.formula.unwrap_or(p.formula);
+        }
+        p
+    }
+
+    /// Cross-field checks; the error is (dotted key, message).
+    fn validate(&self) -> Result<(), (String, String)> {
+        let bad = |key: &str, msg: String| Err((key.to_string(), msg));
+        for (key, mode) in [
+            ("ingest.socket_mode", &self.ingest.socket_mode),
+            ("control.socket_mode", &self.control.socket_mode),
+        ] {
+            match u32::from_str_radix(mode.trim_start_matches("0o"), 8) {
+                Ok(bits) if bits <= 0o777 => {}
+                _ => return bad(key, format!("`{mode}` is not an octal file mode such as \"0660\"")),
+            }
+        }
+        if !self.ingest.tcp.is_empty() {
+            match self.ingest.tcp.parse::<std::net::SocketAddr>() {
+                Ok(a) if a.ip().is_loopback() => {}
+                Ok(a) => {
+                    return bad(
+                        "ingest.tcp",
+                        format!("{a} is not a loopback address; events are only taken on 127.0.0.1 or [::1]"),
+                    )
+                }
+                Err(_) => return bad("ingest.tcp", format!("`{}` is not an address:port", self.ingest.tcp)),
+            }
+        }
+        let limits = [
+            ("limits.max_line_bytes", self.limits.max_line_bytes),
+            ("limits.max_frame_bytes", self.limits.max_frame_bytes),
+            ("limits.max_string_bytes", self.limits.max_string_bytes),
+            ("limits.max_batch_events", self.limits.max_batch_events),
+            ("limits.max_connections", self.limits.max_connections),
+            ("limits.max_open_segments", self.limits.max_open_segments),
+            ("metrics.max_queues", self.metrics.max_queues),
+            ("metrics.max_agents", self.metrics.max_agents),
+            ("metrics.max_channels", self.metrics.max_channels),
+        ];
+        for (key, v) in limits {
+            if v == 0 {
+                return bad(key, "must be at least 1".into());
+            }
+        }
+        if self.store.cache_bytes < 1 << 20 {
+            return bad("store.cache_bytes", "must be at least 1048576 (1 MiB)".into());
+        }
+        if self.store.max_bytes < 16 << 20 {
+            return bad("store.max_bytes", "must be at least 16777216 (16 MiB)".into());
+        }
+        if self.store.checkpoint_interval.0 < 1000 {
+            return bad("store.checkpoint_interval", "must be at least 1s".into());
+        }
+        let m = &self.metrics;
+        let iv = m.interval.0;
+        if iv < 60_000 || 3_600_000 % iv != 0 || iv % 60_000 != 0 {
+            return bad(
+                "metrics.interval",
+                format!("{} must be a whole number of minutes that divides one hour (e.g. 5m, 15m, 30m, 1h)", m.interval),
+            );
+        }
+        if m.windows.is_empty() {
+            return bad("metrics.windows", "needs at least one window".into());
+        }
+        for w in &m.windows {
+            let ok = if w.0 <= crate::engine::FINE_SPAN_MS {
+                w.0 > 0 && w.0 % crate::engine::FINE_BUCKET_MS == 0
+            } else {
+                w.0 % iv == 0 && w.0 <= 7 * 86_400_000
+            };
+            if !ok {
+                return bad(
+                    "metrics.windows",
+                    format!("window {w}: windows up to 1h must be whole minutes, longer ones whole intervals ({}) up to 7 days", m.interval),
+                );
+            }
+        }
+        if m.bands.is_empty() || m.bands.len() > 16 {
+            return bad("metrics.bands", "needs 1 to 16 thresholds".into());
+        }
+        if m.max_call_duration.0 < 60_000 {
+            return bad("metrics.max_call_duration", "must be at least 1m".into());
+        }
+        if m.reorder_grace.0 > 600_000 {
+            return bad("metrics.reorder_grace", "must be at most 10m".into());
+        }
+        for (prefix, p) in std::iter::once(("defaults".to_string(), self.defaults)).chain(
+            self.queues
+                .keys()
+                .map(|q| (format!("queues.{q}"), self.queue_params(q))),
+        ) {
+            if !(0.0..=1.0).contains(&p.target) {
+                return bad(&format!("{prefix}.target"), format!("{} must be a fraction from 0 to 1 (0.8 = 80 %)", p.target));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The 1-based line of the first `key = ...` (last dotted part) in `text`, or 0 when not written there.
+fn line_of(text: &str, dotted: &str) -> usize {
+    let key = dotted.rsplit('.').next().unwrap_or(dotted);
+    text.lines()
+        .position(|l| {
+            let l = l.trim_start();
+            l.strip_prefix(key)
+                .is_some_and(|rest| rest.trim_start().starts_with('='))
+        })
+        .map_or(0, |i| i + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("agent.toml"))
+    }
+
+    #[test]
+    fn the_shipped_example_is_valid_and_equals_the_defaults() {
+        let text = include_str!("../config/agent.toml");
+        let cfg = parse(text).unwrap();
+        assert_eq!(cfg.metrics, MetricsConfig::default());
+        assert_eq!(cfg.limits, LimitsConfig::default());
+        assert_eq!(cfg.store, StoreConfig::default());
+        assert_eq!(cfg.defaults, QueueParams::default());
+        assert_eq!(cfg.general, GeneralConfig::default());
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected_with_their_line() {
+        let err = parse("[metrics]\ninterval = \"15m\"\nwindow = [\"5m\"]\n").unwrap_err().to_string();
+        assert!(err.contains("window"), "{err}");
+        assert!(err.contains("line 3"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_name_key_and_line() {
+        let err = parse("[defaults]\nthreshold = \"20 parsecs\"\n").unwrap_err().to_string();
+        assert!(err.contains("line 2") && err.contains("threshold"), "{err}");
+        let err = parse("[general]\ntime_zone = \"Mars/Olympus\"\n").unwrap_err().to_string();
+        assert!(err.contains("Mars/Olympus") && err.contains("line 2"), "{err}");
+        let err = parse("[metrics]\n\ninterval = \"7m\"\n").unwrap_err().to_string();
+        assert!(err.contains("metrics.interval") && err.contains("line 3"), "{err}");
+        let err = parse("[queues.vip]\ntarget = 80\n").unwrap_err().to_string();
+        assert!(err.contains("queues.vip.target") && err.contains("line 2"), "{err}");
+        let err = parse("[ingest]\ntcp = \"0.0.0.0:7000\"\n").unwrap_err().to_string();
+        assert!(err.contains("loopback"), "{err}");
+    }
+
+    #[test]
+    fn queue_overrides_fall_back_to_defaults() {
+        let cfg = parse("[defaults]\nthreshold = \"30s\"\n[queues.vip]\nformula = \"answered\"\n").unwrap();
+        let p = cfg.queue_params("vip");
+        assert_eq!(p.threshold, Millis::secs(30));
+        assert_eq!(p.formula, Formula::Answered);
+        assert_eq!(cfg.queue_params("other").formula, Formula::Offered);
+    }
+
+    #[test]
+    fn durations_display_as_written() {
+        for s in ["5m", "1h", "20s", "250ms"] {
+            assert_eq!(s.parse::<Millis>().unwrap().to_string(), s);
+        }
+    }
+}

@@ -1,0 +1,179 @@
+//! Control protocol v1, shared by daemon and CLI: every message is a 4-byte big-endian length
+//! followed by a MessagePack `Envelope` carrying the protocol version and a request or response.
+//! Read-only queries and mutating commands are separate requests.
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::config::LimitsConfig;
+use crate::engine::{EngineStats, MetricsQuery, MetricsRow, OpenSegment};
+use crate::ingest::IngestCounters;
+
+pub const PROTOCOL_VERSION: u16 = 1;
+/// Largest control message either side accepts.
+pub const MAX_MESSAGE_BYTES: usize = 16 << 20;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Request {
+    /// Read-only: daemon health and counters.
+    Status,
+    /// Read-only: metrics rows.
+    Metrics(MetricsQuery),
+    /// Read-only: open segments.
+    Calls,
+    /// Mutating: checkpoint the store now (and, with upstream, ship closed intervals).
+    Flush,
+    /// Mutating: re-read the config file.
+    Reload,
+}
+
+impl Request {
+    pub fn is_mutating(&self) -> bool {
+        matches!(self, Request::Flush | Request::Reload)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Response {
+    Status(Box<StatusReport>),
+    Metrics(Vec<MetricsRow>),
+    Calls(Vec<OpenSegment>),
+    /// A mutating command finished; the text says what it did.
+    Done(String),
+    /// The request failed; the text says why.
+    Error(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoreStatus {
+    pub path: String,
+    pub size_bytes: u64,
+    pub max_bytes: u64,
+    pub logged_groups: u64,
+    pub last_checkpoint_age_ms: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusReport {
+    pub version: String,
+    pub uptime_ms: u64,
+    pub event_socket: String,
+    pub control_socket: String,
+    pub time_zone: String,
+    pub windows: Vec<String>,
+    pub ingest: IngestCounters,
+    pub engine: EngineStats,
+    pub store: StoreStatus,
+    pub limits: LimitsConfig,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Envelope<T> {
+    version: u16,
+    body: T,
+}
+
+#[derive(Debug, Error)]
+pub enum ProtocolError {
+    #[error("connection closed")]
+    Closed,
+    #[error("I/O error on the control socket: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("control message of {0} bytes is larger than the limit of {MAX_MESSAGE_BYTES}")]
+    TooLarge(usize),
+    #[error("undecodable control message: {0}")]
+    Decode(String),
+    #[error("protocol version {0} is not supported (this build speaks version {PROTOCOL_VERSION}); use the callmetrics binary that matches the daemon")]
+    Version(u16),
+}
+
+/// Writes one message.
+pub async fn write_message<W, T>(w: &mut W, body: &T) -> Result<(), ProtocolError>
+where
+    W: AsyncWrite + Unpin,
+    T: Serialize,
+{
+    let bytes = rmp_serde::to_vec_named(&Envelope {
+        version: PROTOCOL_VERSION,
+        body,
+    })
+    .map_err(|e| ProtocolError::Decode(e.to_string()))?;
+    if bytes.len() > MAX_MESSAGE_BYTES {
+        return Err(ProtocolError::TooLarge(bytes.len()));
+    }
+    // Bounded by MAX_MESSAGE_BYTES above, so the length fits a u32.
+    w.write_all(&(bytes.len() as u32).to_be_bytes()).await?;
+    w.write_all(&bytes).await?;
+    w.flush().await?;
+    Ok(())
+}
+
+/// Reads one message; `Closed` on a clean end of stream before a length.
+pub async fn read_message<R, T>(r: &mut R) -> Result<T, ProtocolError>
+where
+    R: AsyncRead + Unpin,
+    T: for<'de> Deserialize<'de>,
+{
+    let mut len = [0u8; 4];
+    match r.read_exact(&mut len).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Err(ProtocolError::Closed),
+        Err(e) => return Err(e.into()),
+    }
+    let len = u32::from_be_bytes(len) as usize;
+    if len > MAX_MESSAGE_BYTES {
+        return Err(ProtocolError::TooLarge(len));
+    }
+    let mut buf = vec![0u8; len];
+    r.read_exact(&mut buf).await?;
+    #[derive(Deserialize)]
+    struct VersionOnly {
+        version: u16,
+    }
+    let v: VersionOnly = rmp_serde::from_slice(&buf).map_err(|e| ProtocolError::Decode(e.to_string()))?;
+    if v.version != PROTOCOL_VERSION {
+        return Err(ProtocolError::Version(v.version));
+    }
+    let env: Envelope<T> = rmp_serde::from_slice(&buf).map_err(|e| ProtocolError::Decode(e.to_string()))?;
+    Ok(env.body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::DimKind;
+
+    #[tokio::test]
+    async fn requests_round_trip() {
+        let req = Request::Metrics(MetricsQuery {
+            window: Some("15m".into()),
+            by: DimKind::Agent,
+            key: None,
+        });
+        let mut buf = Vec::new();
+        write_message(&mut buf, &req).await.unwrap();
+        let back: Request = read_message(&mut buf.as_slice()).await.unwrap();
+        assert_eq!(back, req);
+    }
+
+    #[tokio::test]
+    async fn other_versions_are_refused_by_name() {
+        let bytes = rmp_serde::to_vec_named(&Envelope {
+            version: 99,
+            body: Request::Status,
+        })
+        .unwrap();
+        let mut buf = (bytes.len() as u32).to_be_bytes().to_vec();
+        buf.extend(bytes);
+        let err = read_message::<_, Request>(&mut buf.as_slice()).await.unwrap_err();
+        assert!(err.to_string().contains("version 99"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn oversized_lengths_are_refused_before_reading() {
+        let buf = u32::MAX.to_be_bytes();
+        let err = read_message::<_, Request>(&mut buf.as_slice()).await.unwrap_err();
+        assert!(matches!(err, ProtocolError::TooLarge(_)));
+    }
+}

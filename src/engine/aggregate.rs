@@ -1,0 +1,302 @@
+//! Additive per-bucket aggregates (counters, sums, maxima, sketches) and the figures derived from them.
+//!
+//! Everything here is mergeable: a window, an interval record or two hosts' records combine by `merge`.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::sketch::Sketch;
+use crate::config::{Formula, QueueParams};
+
+/// How a segment left its queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Outcome {
+    Answered,
+    Abandoned,
+    Overflow,
+}
+
+/// The queue-side facts of one segment, counted where it left the queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueFacts {
+    pub start_ms: i64,
+    /// Answer time if answered, else end time: the attribution time.
+    pub leave_ms: i64,
+    pub outcome: Outcome,
+}
+
+impl QueueFacts {
+    pub fn wait_ms(&self) -> u64 {
+        self.leave_ms.saturating_sub(self.start_ms).max(0) as u64
+    }
+}
+
+/// The handling facts of one answered segment, counted at completion.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HandleFacts {
+    /// Wrap-up time if one came, else end time: the attribution time.
+    pub completion_ms: i64,
+    pub talk_ms: u64,
+    pub hold_ms: u64,
+    pub acw_ms: u64,
+}
+
+impl HandleFacts {
+    pub fn handle_ms(&self) -> u64 {
+        self.talk_ms + self.hold_ms + self.acw_ms
+    }
+}
+
+/// Exact aggregates of what left the queue or completed in one bucket (or window) for one key.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Agg {
+    pub offered: u64,
+    pub answered: u64,
+    pub answered_within: u64,
+    pub abandoned: u64,
+    pub abandoned_within: u64,
+    pub short_abandoned: u64,
+    pub overflow: u64,
+    pub handled: u64,
+    pub wait_sum_ms: u64,
+    pub wait_max_ms: u64,
+    pub abandon_wait_sum_ms: u64,
+    pub talk_sum_ms: u64,
+    pub hold_sum_ms: u64,
+    pub acw_sum_ms: u64,
+    /// Band threshold (ms) → answered within it.
+    pub bands: BTreeMap<u64, u64>,
+    /// Waits of every segment that left the queue.
+    pub wait_hist: Sketch,
+    /// Handle times of handled segments.
+    pub handle_hist: Sketch,
+}
+
+impl Agg {
+    pub fn is_empty(&self) -> bool {
+        self.offered == 0 && self.handled == 0
+    }
+
+    /// Counts one segment leaving the queue, judged against its own queue's parameters.
+    pub fn add_queue(&mut self, f: &QueueFacts, p: &QueueParams, bands: &[u64]) {
+        let wait = f.wait_ms();
+        let within = wait <= p.threshold.0 as u64;
+        self.offered += 1;
+        self.wait_max_ms = self.wait_max_ms.max(wait);
+        self.wait_hist.add(wait);
+        match f.outcome {
+            Outcome::Answered => {
+                self.answered += 1;
+                self.answered_within += u64::from(within);
+                self.wait_sum_ms += wait;
+                for &b in bands {
+                    *self.bands.entry(b).or_default() += u64::from(wait <= b);
+                }
+            }
+            Outcome::Abandoned => {
+                self.abandoned += 1;
+                self.abandoned_within += u64::from(within);
+                self.short_abandoned += u64::from(wait < p.short_abandon.0 as u64);
+                self.abandon_wait_sum_ms += wait;
+            }
+            Outcome::Overflow => self.overflow += 1,
+        }
+    }
+
+    /// Counts one completed answered segment.
+    pub fn add_handle(&mut self, h: &HandleFacts) {
+        self.handled += 1;
+        self.talk_sum_ms += h.talk_ms;
+        self.hold_sum_ms += h.hold_ms;
+        self.acw_sum_ms += h.acw_ms;
+        self.handle_hist.add(h.handle_ms());
+    }
+
+    pub fn merge(&mut self, o: &Agg) {
+        self.offered += o.offered;
+        self.answered += o.answered;
+        self.answered_within += o.answered_within;
+        self.abandoned += o.abandoned;
+        self.abandoned_within += o.abandoned_within;
+        self.short_abandoned += o.short_abandoned;
+        self.overflow += o.overflow;
+        self.handled += o.handled;
+        self.wait_sum_ms += o.wait_sum_ms;
+        self.wait_max_ms = self.wait_max_ms.max(o.wait_max_ms);
+        self.abandon_wait_sum_ms += o.abandon_wait_sum_ms;
+        self.talk_sum_ms += o.talk_sum_ms;
+        self.hold_sum_ms += o.hold_sum_ms;
+        self.acw_sum_ms += o.acw_sum_ms;
+        for (b, n) in &o.bands {
+            *self.bands.entry(*b).or_default() += n;
+        }
+        self.wait_hist.merge(&o.wait_hist);
+        self.handle_hist.merge(&o.handle_hist);
+    }
+
+    /// The service level by `formula`, `None` when its denominator is zero.
+    pub fn service_level(&self, formula: Formula) -> Option<f64> {
+        let a = self.answered as f64;
+        let at = self.answered_within as f64;
+        let ab = self.abandoned as f64;
+        let abt = self.abandoned_within as f64;
+        let s = self.short_abandoned as f64;
+        let f = self.overflow as f64;
+        let q = self.offered as f64;
+        let (num, den) = match formula {
+            Formula::Answered => (at, a),
+            Formula::Offered => (at, a + ab - s),
+            Formula::OfferedWithOverflow => (at, a + ab - s + f),
+            Formula::AbandonNegative => (at, q),
+            Formula::AbandonPositive => (at + abt, q),
+            Formula::AbandonIgnored => (at, q - abt),
+            Formula::AsteriskSl2 => (at + abt, a + ab),
+        };
+        ratio(num, den)
+    }
+}
+
+/// `num / den`, or `None` for a zero denominator (never 0 or NaN).
+pub fn ratio(num: f64, den: f64) -> Option<f64> {
+    (den > 0.0).then(|| num / den)
+}
+
+/// Everything `metrics` reports for one key and window, derived from an [`Agg`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Figures {
+    pub asa_ms: Option<f64>,
+    pub avg_abandon_ms: Option<f64>,
+    pub aht_ms: Option<f64>,
+    pub avg_talk_ms: Option<f64>,
+    pub avg_hold_ms: Option<f64>,
+    pub avg_acw_ms: Option<f64>,
+    pub abandon_rate: Option<f64>,
+    pub service_level: Option<f64>,
+    pub service_levels: BTreeMap<String, Option<f64>>,
+    pub wait_p50_ms: Option<f64>,
+    pub wait_p90_ms: Option<f64>,
+    pub wait_p95_ms: Option<f64>,
+    pub wait_p99_ms: Option<f64>,
+    pub handle_p50_ms: Option<f64>,
+    pub handle_p90_ms: Option<f64>,
+    pub handle_p95_ms: Option<f64>,
+    pub handle_p99_ms: Option<f64>,
+}
+
+impl Figures {
+    pub fn of(a: &Agg, formula: Formula) -> Figures {
+        let handled = a.handled as f64;
+        Figures {
+            asa_ms: ratio(a.wait_sum_ms as f64, a.answered as f64),
+            avg_abandon_ms: ratio(a.abandon_wait_sum_ms as f64, a.abandoned as f64),
+            aht_ms: ratio((a.talk_sum_ms + a.hold_sum_ms + a.acw_sum_ms) as f64, handled),
+            avg_talk_ms: ratio(a.talk_sum_ms as f64, handled),
+            avg_hold_ms: ratio(a.hold_sum_ms as f64, handled),
+            avg_acw_ms: ratio(a.acw_sum_ms as f64, handled),
+            abandon_rate: ratio(
+                a.abandoned as f64 - a.short_abandoned as f64,
+                a.offered as f64 - a.short_abandoned as f64,
+            ),
+            service_level: a.service_level(formula),
+            service_levels: Formula::ALL
+                .iter()
+                .map(|f| (f.name().to_string(), a.service_level(*f)))
+                .collect(),
+            wait_p50_ms: a.wait_hist.quantile(0.50),
+            wait_p90_ms: a.wait_hist.quantile(0.90),
+            wait_p95_ms: a.wait_hist.quantile(0.95),
+            wait_p99_ms: a.wait_hist.quantile(0.99),
+            handle_p50_ms: a.handle_hist.quantile(0.50),
+            handle_p90_ms: a.handle_hist.quantile(0.90),
+            handle_p95_ms: a.handle_hist.quantile(0.95),
+            handle_p99_ms: a.handle_hist.quantile(0.99),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Millis;
+
+    /// A hand-worked queue: T = 20 s, S = 5 s.
+    /// Answered: waits 5 s, 15 s, 20 s (within, inclusive), 40 s  → A = 4, A≤T = 3
+    /// Abandoned: waits 2 s (short), 10 s (within), 30 s          → Ab = 3, S = 1, Ab≤T = 2
+    /// Overflow: 1 (wait 50 s)                                     → F = 1, Q = 8
+    fn worked() -> Agg {
+        let p = QueueParams {
+            threshold: Millis::secs(20),
+            target: 0.8,
+            short_abandon: Millis::secs(5),
+            formula: Formula::Offered,
+        };
+        let mut a = Agg::default();
+        let mut add = |wait_s: i64, outcome| {
+            let f = QueueFacts {
+                start_ms: 1_000_000,
+                leave_ms: 1_000_000 + wait_s * 1000,
+                outcome,
+            };
+            a.add_queue(&f, &p, &[10_000, 20_000]);
+        };
+        for w in [5, 15, 20, 40] {
+            add(w, Outcome::Answered);
+        }
+        for w in [2, 10, 30] {
+            add(w, Outcome::Abandoned);
+        }
+        add(50, Outcome::Overflow);
+        a
+    }
+
+    #[test]
+    fn seven_formulas_by_hand() {
+        let a = worked();
+        assert_eq!((a.offered, a.answered, a.answered_within), (8, 4, 3));
+        assert_eq!((a.abandoned, a.short_abandoned, a.abandoned_within, a.overflow), (3, 1, 2, 1));
+        let sl = |f| a.service_level(f).unwrap();
+        assert_eq!(sl(Formula::Answered), 3.0 / 4.0); // A≤T / A
+        assert_eq!(sl(Formula::Offered), 3.0 / 6.0); // A≤T / (A + Ab − S) = 3 / (4 + 3 − 1)
+        assert_eq!(sl(Formula::OfferedWithOverflow), 3.0 / 7.0); // + F
+        assert_eq!(sl(Formula::AbandonNegative), 3.0 / 8.0); // A≤T / Q
+        assert_eq!(sl(Formula::AbandonPositive), 5.0 / 8.0); // (A≤T + Ab≤T) / Q
+        assert_eq!(sl(Formula::AbandonIgnored), 3.0 / 6.0); // A≤T / (Q − Ab≤T) = 3 / (8 − 2)
+        assert_eq!(sl(Formula::AsteriskSl2), 5.0 / 7.0); // (A≤T + Ab≤T) / (A + Ab)
+        let fig = Figures::of(&a, Formula::Offered);
+        assert_eq!(fig.asa_ms, Some(80_000.0 / 4.0));
+        assert_eq!(fig.avg_abandon_ms, Some(42_000.0 / 3.0));
+        assert_eq!(fig.abandon_rate, Some((3.0 - 1.0) / (8.0 - 1.0)));
+        assert_eq!(a.wait_max_ms, 50_000);
+        assert_eq!(a.bands.get(&10_000), Some(&1));
+        assert_eq!(a.bands.get(&20_000), Some(&3));
+    }
+
+    #[test]
+    fn zero_denominators_are_none() {
+        let fig = Figures::of(&Agg::default(), Formula::Offered);
+        assert_eq!(fig.asa_ms, None);
+        assert_eq!(fig.aht_ms, None);
+        assert_eq!(fig.service_level, None);
+        assert!(fig.service_levels.values().all(Option::is_none));
+        assert_eq!(fig.wait_p50_ms, None);
+    }
+
+    #[test]
+    fn merge_equals_adding_everything_to_one() {
+        let a = worked();
+        let mut b = worked();
+        b.add_handle(&HandleFacts {
+            completion_ms: 5,
+            talk_ms: 100,
+            hold_ms: 10,
+            acw_ms: 5,
+        });
+        let mut m = a.clone();
+        m.merge(&b);
+        assert_eq!(m.offered, 16);
+        assert_eq!(m.handled, 1);
+        assert_eq!(m.wait_hist.count(), 16);
+        assert_eq!(m.service_level(Formula::Offered), Some(6.0 / 12.0));
+    }
+}

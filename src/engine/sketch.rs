@@ -1,0 +1,158 @@
+//! A sparse, mergeable log-bucket quantile sketch (DDSketch): every quantile it answers is within
+//! 1 % of the exact value at that rank, and two sketches merge by adding bin counts.
+
+use serde::{Deserialize, Serialize};
+
+/// Relative accuracy. Slightly under 1 % so float rounding at bin edges stays inside the promise.
+pub const RELATIVE_ACCURACY: f64 = 0.0099;
+
+fn gamma() -> f64 {
+    (1.0 + RELATIVE_ACCURACY) / (1.0 - RELATIVE_ACCURACY)
+}
+
+/// Counts of millisecond values in logarithmic bins; values below 1 ms count in a zero bin.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sketch {
+    zero: u64,
+    /// (bin index, count), sorted by index, no zero counts.
+    bins: Vec<(i32, u64)>,
+}
+
+impl Sketch {
+    pub fn count(&self) -> u64 {
+        self.zero + self.bins.iter().map(|(_, c)| c).sum::<u64>()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.zero == 0 && self.bins.is_empty()
+    }
+
+    /// The bins as (index, count) pairs, the zero bin as index `i32::MIN`: the documented mergeable form.
+    pub fn bins(&self) -> impl Iterator<Item = (i32, u64)> + '_ {
+        (self.zero > 0)
+            .then_some((i32::MIN, self.zero))
+            .into_iter()
+            .chain(self.bins.iter().copied())
+    }
+
+    fn index(value_ms: u64) -> Option<i32> {
+        // Values are at most ~2^63 ms, so the index fits an i32 by a wide margin.
+        (value_ms >= 1).then(|| ((value_ms as f64).ln() / gamma().ln()).ceil() as i32)
+    }
+
+    fn representative(index: i32) -> f64 {
+        let g = gamma();
+        2.0 * g.powi(index) / (g + 1.0)
+    }
+
+    pub fn add(&mut self, value_ms: u64) {
+        self.add_n(value_ms, 1);
+    }
+
+    fn add_n(&mut self, value_ms: u64, n: u64) {
+        match Self::index(value_ms) {
+            None => self.zero += n,
+            Some(i) => self.add_bin(i, n),
+        }
+    }
+
+    fn add_bin(&mut self, index: i32, n: u64) {
+        match self.bins.binary_search_by_key(&index, |(k, _)| *k) {
+            Ok(pos) => self.bins[pos].1 += n,
+            Err(pos) => self.bins.insert(pos, (index, n)),
+        }
+    }
+
+    pub fn merge(&mut self, other: &Sketch) {
+        self.zero += other.zero;
+        if self.bins.is_empty() {
+            self.bins.clone_from(&other.bins);
+            return;
+        }
+        let mut merged = Vec::with_capacity(self.bins.len() + other.bins.len());
+        let (mut a, mut b) = (self.bins.iter().peekable(), other.bins.iter().peekable());
+        loop {
+            match (a.peek(), b.peek()) {
+                (Some(&&(ka, ca)), Some(&&(kb, cb))) => {
+                    if ka == kb {
+                        merged.push((ka, ca + cb));
+                        a.next();
+                        b.next();
+                    } else if ka < kb {
+                        merged.push((ka, ca));
+                        a.next();
+                    } else {
+                        merged.push((kb, cb));
+                        b.next();
+                    }
+                }
+                (Some(&&x), None) => {
+                    merged.push(x);
+                    a.next();
+                }
+                (None, Some(&&x)) => {
+                    merged.push(x);
+                    b.next();
+                }
+                (None, None) => break,
+            }
+        }
+        self.bins = merged;
+    }
+
+    /// The value at rank ⌊q·(n−1)⌋ within 1 %, or `None` when empty.
+    pub fn quantile(&self, q: f64) -> Option<f64> {
+        let n = self.count();
+        if n == 0 {
+            return None;
+        }
+        // Rank is below n, which fits f64 exactly for any count this process can hold.
+        let rank = (q.clamp(0.0, 1.0) * (n - 1) as f64).floor() as u64;
+        if rank < self.zero {
+            return Some(0.0);
+        }
+        let mut seen = self.zero;
+        for &(k, c) in &self.bins {
+            seen += c;
+            if seen > rank {
+                return Some(Self::representative(k));
+            }
+        }
+        self.bins.last().map(|&(k, _)| Self::representative(k))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn exact(sorted: &[u64], q: f64) -> u64 {
+        sorted[(q * (sorted.len() - 1) as f64).floor() as usize]
+    }
+
+    proptest! {
+        #[test]
+        fn quantiles_are_within_one_percent(values in prop::collection::vec(0u64..100_000_000, 1..400), split in 0usize..400) {
+            let mut s1 = Sketch::default();
+            let mut s2 = Sketch::default();
+            for (i, v) in values.iter().enumerate() {
+                if i < split { s1.add(*v) } else { s2.add(*v) }
+            }
+            s1.merge(&s2);
+            let mut sorted = values.clone();
+            sorted.sort_unstable();
+            prop_assert_eq!(s1.count(), values.len() as u64);
+            for q in [0.0, 0.5, 0.9, 0.95, 0.99, 1.0] {
+                let want = exact(&sorted, q) as f64;
+                let got = s1.quantile(q).unwrap();
+                prop_assert!((got - want).abs() <= 0.01 * want, "q={} got={} want={}", q, got, want);
+            }
+        }
+    }
+
+    #[test]
+    fn empty_sketch_has_no_quantile() {
+        assert_eq!(Sketch::default().quantile(0.5), None);
+    }
+}

@@ -1,0 +1,18 @@
+//! callmetrics: a call-center metrics agent.
+//!
+//! Map of the crate:
+//! - [`event`]: the event model and its validation (no I/O).
+//! - [`config`]: TOML configuration, defaults and validation.
+//! - [`engine`]: segments, rolling aggregates and metrics; pure, time passed in.
+//! - [`store`]: every sled call: event log, checkpoints, group commit.
+//! - [`ingest`]: event socket listeners and framing (JSON lines, MessagePack frames).
+//! - [`control`]: the control protocol shared by daemon and CLI, and its server.
+//! - [`daemon`]: start-up order, tasks, shutdown.
+//! - [`cli`]: the command line: the daemon entry and every client subcommand.
+
+pub mod config;
+pub mod engine;
+pub mod event;
+pub mod control;
+pub mod ingest;
+pub mod store;
