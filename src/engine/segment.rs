@@ -226,9 +226,40 @@ impl Call {
     pub fn derive(&self) -> Derived {
         let mut segments: Vec<Segment> = Vec::new();
         let mut orphans = 0;
-        for e in &self.events {
+        let mut consumed = vec![false; self.events.len()];
+        for (i, e) in self.events.iter().enumerate() {
+            if consumed[i] {
+                continue;
+            }
             match (e.kind, segments.last_mut()) {
-                (EventKind::Start, _) => segments.push(Segment::new(e)),
+                (EventKind::Start, current) => {
+                    // A transfer: the old segment's end carries the same timestamp as the new start
+                    // and sorts after it; it belongs to the old segment.
+                    if let Some(cur) = current.filter(|s| s.is_open()) {
+                        for (j, later) in self.events.iter().enumerate().skip(i + 1) {
+                            if later.ts_ms != e.ts_ms {
+                                break;
+                            }
+                            if later.kind == EventKind::End {
+                                cur.attach(later);
+                                consumed[j] = true;
+                            }
+                        }
+                    }
+                    segments.push(Segment::new(e));
+                }
+                // After-call work belongs to the latest answered, ended segment still without it,
+                // even when the call already moved on to another queue.
+                (EventKind::Wrapup, Some(_)) => {
+                    match segments
+                        .iter_mut()
+                        .rev()
+                        .find(|s| s.answer.is_some() && s.end.is_some() && s.wrapup_ms.is_none())
+                    {
+                        Some(s) => s.attach(e),
+                        None => {}
+                    }
+                }
                 (_, Some(s)) => s.attach(e),
                 (_, None) => orphans += 1,
             }
@@ -336,6 +367,21 @@ mod tests {
         assert_eq!(d.segments[1].queue_facts().unwrap().wait_ms(), 10);
         let o = call(&[ev(Answer, 5)]).derive();
         assert_eq!((o.segments.len(), o.orphans), (0, 1));
+    }
+
+    #[test]
+    fn an_end_at_the_transfer_instant_closes_the_old_segment() {
+        use EventKind::*;
+        let mut s2 = ev(Start, 50);
+        s2.label = Some("q2".into());
+        let mut end1 = ev(End, 50);
+        end1.reason = Some(EndReason::Transferred);
+        let d = call(&[ev(Start, 0), ev(Answer, 10), s2, end1, ev(Wrapup, 70), ev(Answer, 80)]).derive();
+        assert_eq!(d.segments.len(), 2);
+        assert_eq!(d.segments[0].end, Some((50, Some(EndReason::Transferred))));
+        assert_eq!(d.segments[0].wrapup_ms, Some(70));
+        assert_eq!(d.segments[1].end, None);
+        assert_eq!(d.segments[1].queue_facts().unwrap().wait_ms(), 30);
     }
 
     #[test]
