@@ -177,10 +177,14 @@ impl Default for IngestConfig {
     }
 }
 
+/// Permission bits from an octal string such as "0660" (validated in `Config::validate`).
+fn mode_bits(mode: &str) -> u32 {
+    u32::from_str_radix(mode.trim_start_matches("0o"), 8).unwrap_or(0o660)
+}
+
 impl IngestConfig {
     pub fn mode_bits(&self) -> u32 {
-        // Validated in `Config::validate`.
-        u32::from_str_radix(self.socket_mode.trim_start_matches("0o"), 8).unwrap_or(0o660)
+        mode_bits(&self.socket_mode)
     }
 }
 
@@ -189,6 +193,12 @@ impl IngestConfig {
 pub struct ControlConfig {
     pub socket: PathBuf,
     pub socket_mode: String,
+}
+
+impl ControlConfig {
+    pub fn mode_bits(&self) -> u32 {
+        mode_bits(&self.socket_mode)
+    }
 }
 
 impl Default for ControlConfig {

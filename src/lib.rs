@@ -4,15 +4,17 @@
 //! - [`event`]: the event model and its validation (no I/O).
 //! - [`config`]: TOML configuration, defaults and validation.
 //! - [`engine`]: segments, rolling aggregates and metrics; pure, time passed in.
-//! - [`store`]: every sled call: event log, checkpoints, group commit.
+//! - [`store`]: every sled call: event log, checkpoints, size cap.
 //! - [`ingest`]: event socket listeners and framing (JSON lines, MessagePack frames).
-//! - [`control`]: the control protocol shared by daemon and CLI, and its server.
-//! - [`daemon`]: start-up order, tasks, shutdown.
+//! - [`control`]: the control protocol shared by daemon and CLI, its server and client.
+//! - [`daemon`]: start-up order, group commit, ticker, shutdown.
 //! - [`cli`]: the command line: the daemon entry and every client subcommand.
 
+pub mod cli;
 pub mod config;
+pub mod control;
+pub mod daemon;
 pub mod engine;
 pub mod event;
-pub mod control;
 pub mod ingest;
 pub mod store;

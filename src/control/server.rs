@@ -1,0 +1,345 @@
+//! The daemon side of the control socket: accepts connections and answers each request with the handler.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tracing::{debug, warn};
+
+use super::protocol::{read_message, write_message, ProtocolError, Request, Response};
+
+/// Answers one request. It runs on the connection's task, so it must be quick and not block.
+pub type Handler = Arc<dyn Fn(Request) -> Response + Send + Sync>;
+
+/// Connections served at once; a message may be up to 16 MiB, so this bounds the memory a
+/// misbehaving local client can make the daemon hold.
+const MAX_CONNECTIONS: usize = 32;
+
+/// A client that stops reading its answer must not hold a connection (and shutdown) forever.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves the control socket until `shutdown` turns true (or its sender is dropped, which can only
+/// mean the owner is gone). Then it stops accepting, lets requests being answered finish, drops
+/// idle connections, and returns once every connection task has ended.
+pub async fn serve(listener: UnixListener, handler: Handler, mut shutdown: watch::Receiver<bool>) {
+    let mut conns = JoinSet::new();
+    loop {
+        tokio::select! {
+            () = stopped(&mut shutdown) => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) if conns.len() >= MAX_CONNECTIONS => {
+                    warn!(limit = MAX_CONNECTIONS, "control connection refused: too many open");
+                    conns.spawn(refuse(stream));
+                }
+                Ok((stream, _)) => {
+                    conns.spawn(connection(stream, handler.clone(), shutdown.clone()));
+                }
+                Err(e) => {
+                    // Typically out of file descriptors; pausing keeps this loop from spinning.
+                    warn!(error = %e, "control socket accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+            Some(done) = conns.join_next(), if !conns.is_empty() => log_end(done),
+        }
+    }
+    drop(listener);
+    while let Some(done) = conns.join_next().await {
+        log_end(done);
+    }
+}
+
+/// Resolves once shutdown is asked for, or the sender is gone (nobody could ever ask).
+async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|&stop| stop).await;
+}
+
+fn log_end(done: Result<(), tokio::task::JoinError>) {
+    if let Err(e) = done {
+        warn!(error = %e, "control connection task failed");
+    }
+}
+
+async fn refuse(mut stream: UnixStream) {
+    let msg = Response::Error(format!(
+        "the daemon is already serving {MAX_CONNECTIONS} control connections; try again"
+    ));
+    let _ = tokio::time::timeout(Duration::from_secs(1), write_message(&mut stream, &msg)).await;
+}
+
+/// Answers requests in order until the client closes, a protocol error, or shutdown while idle.
+async fn connection(mut stream: UnixStream, handler: Handler, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        // Shutdown only interrupts the wait for a request, never an answer being written.
+        let req = tokio::select! {
+            () = stopped(&mut shutdown) => return,
+            r = read_message::<_, Request>(&mut stream) => r,
+        };
+        let resp = match req {
+            Ok(req) => handler(req),
+            Err(ProtocolError::Closed) => return,
+            Err(ProtocolError::Io(e)) => {
+                debug!(error = %e, "control connection broken");
+                return;
+            }
+            Err(e) => {
+                // The stream may be mid-message, so after telling the client why, close it.
+                debug!(error = %e, "bad control message");
+                let reply = Response::Error(e.to_string());
+                let _ =
+                    tokio::time::timeout(WRITE_TIMEOUT, write_message(&mut stream, &reply)).await;
+                return;
+            }
+        };
+        match tokio::time::timeout(WRITE_TIMEOUT, write_message(&mut stream, &resp)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                debug!(error = %e, "control answer not delivered");
+                return;
+            }
+            Err(_) => {
+                debug!("control client stopped reading its answer");
+                return;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+    use crate::config::LimitsConfig;
+    use crate::control::client::request;
+    use crate::control::protocol::{StatusReport, StoreStatus, PROTOCOL_VERSION};
+    use crate::engine::{DimKind, EngineStats, MetricsQuery, MetricsRow};
+    use crate::ingest::IngestCounters;
+
+    fn status() -> StatusReport {
+        StatusReport {
+            version: "9.9.9".into(),
+            uptime_ms: 1234,
+            event_socket: "/tmp/e.sock".into(),
+            control_socket: "/tmp/c.sock".into(),
+            time_zone: "UTC".into(),
+            windows: vec!["5m".into()],
+            ingest: IngestCounters::default(),
+            engine: EngineStats::default(),
+            store: StoreStatus {
+                path: "/tmp/store".into(),
+                size_bytes: 1,
+                max_bytes: 2,
+                logged_groups: 3,
+                last_checkpoint_age_ms: None,
+            },
+            limits: LimitsConfig::default(),
+        }
+    }
+
+    fn row(key: &str, by: DimKind) -> MetricsRow {
+        let counts = crate::engine::Agg {
+            offered: 3,
+            ..Default::default()
+        };
+        MetricsRow {
+            window: "15m".into(),
+            dimension: by,
+            key: key.into(),
+            figures: crate::engine::Figures::of(&counts, crate::config::Formula::Offered),
+            counts,
+            params: crate::engine::RowParams {
+                threshold_ms: 20_000,
+                short_abandon_ms: 5_000,
+                formula: crate::config::Formula::Offered,
+                target: 0.8,
+            },
+            realtime: Default::default(),
+        }
+    }
+
+    /// A server whose handler answers Status and Metrics from fixed data.
+    fn start(sock: &Path) -> (watch::Sender<bool>, tokio::task::JoinHandle<()>) {
+        let handler: Handler = Arc::new(|req| match req {
+            Request::Status => Response::Status(Box::new(status())),
+            Request::Metrics(q) => {
+                Response::Metrics(vec![row(q.key.as_deref().unwrap_or("all"), q.by)])
+            }
+            _ => Response::Error("not here".into()),
+        });
+        let (tx, rx) = watch::channel(false);
+        let listener = UnixListener::bind(sock).unwrap();
+        (tx, tokio::spawn(serve(listener, handler, rx)))
+    }
+
+    #[tokio::test]
+    async fn status_and_metrics_round_trip_on_one_connection_each() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("c.sock");
+        let (stop, server) = start(&sock);
+
+        assert_eq!(
+            request(&sock, &Request::Status).await.unwrap(),
+            Response::Status(Box::new(status()))
+        );
+        let q = MetricsQuery {
+            window: Some("15m".into()),
+            by: DimKind::Queue,
+            key: Some("support".into()),
+        };
+        assert_eq!(
+            request(&sock, &Request::Metrics(q)).await.unwrap(),
+            Response::Metrics(vec![row("support", DimKind::Queue)])
+        );
+        assert_eq!(
+            request(&sock, &Request::Flush).await.unwrap(),
+            Response::Error("not here".into())
+        );
+        stop.send(true).unwrap();
+        server.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn one_connection_carries_many_requests_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("c.sock");
+        let (stop, server) = start(&sock);
+        let mut s = UnixStream::connect(&sock).await.unwrap();
+        for by in [DimKind::Agent, DimKind::Channel, DimKind::All] {
+            let q = MetricsQuery {
+                window: None,
+                by,
+                key: None,
+            };
+            write_message(&mut s, &Request::Metrics(q)).await.unwrap();
+            let resp: Response = read_message(&mut s).await.unwrap();
+            assert_eq!(resp, Response::Metrics(vec![row("all", by)]));
+        }
+        stop.send(true).unwrap();
+        server.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_bad_version_gets_an_error_reply_and_the_connection_closes() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("c.sock");
+        let (stop, server) = start(&sock);
+
+        #[derive(serde::Serialize)]
+        struct Env {
+            version: u16,
+            body: Request,
+        }
+        let bytes = rmp_serde::to_vec_named(&Env {
+            version: PROTOCOL_VERSION + 1,
+            body: Request::Status,
+        })
+        .unwrap();
+        let mut s = UnixStream::connect(&sock).await.unwrap();
+        s.write_all(&(bytes.len() as u32).to_be_bytes())
+            .await
+            .unwrap();
+        s.write_all(&bytes).await.unwrap();
+        let resp: Response = read_message(&mut s).await.unwrap();
+        match resp {
+            Response::Error(msg) => assert!(
+                msg.contains(&format!("version {}", PROTOCOL_VERSION + 1)),
+                "{msg}"
+            ),
+            other => panic!("expected an error, got {other:?}"),
+        }
+        let mut rest = Vec::new();
+        assert_eq!(
+            s.read_to_end(&mut rest).await.unwrap(),
+            0,
+            "connection should be closed"
+        );
+
+        // The server still serves others.
+        assert!(matches!(
+            request(&sock, &Request::Status).await.unwrap(),
+            Response::Status(_)
+        ));
+        stop.send(true).unwrap();
+        server.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn an_oversized_or_garbled_message_gets_an_error_reply() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("c.sock");
+        let (stop, server) = start(&sock);
+        for msg in [
+            u32::MAX.to_be_bytes().to_vec(),
+            vec![0, 0, 0, 2, 0xc1, 0xc1],
+        ] {
+            let mut s = UnixStream::connect(&sock).await.unwrap();
+            s.write_all(&msg).await.unwrap();
+            let resp: Response = read_message(&mut s).await.unwrap();
+            assert!(matches!(resp, Response::Error(_)), "{resp:?}");
+        }
+        stop.send(true).unwrap();
+        server.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn shutdown_drops_idle_connections_and_stops_accepting() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("c.sock");
+        let (stop, server) = start(&sock);
+        let mut idle = UnixStream::connect(&sock).await.unwrap();
+        // Make sure the idle connection was accepted before shutting down.
+        write_message(&mut idle, &Request::Status).await.unwrap();
+        let _: Response = read_message(&mut idle).await.unwrap();
+
+        stop.send(true).unwrap();
+        tokio::time::timeout(Duration::from_secs(5), server)
+            .await
+            .expect("serve returns promptly with an idle client connected")
+            .unwrap();
+        let mut rest = Vec::new();
+        assert_eq!(idle.read_to_end(&mut rest).await.unwrap(), 0);
+        assert!(
+            UnixStream::connect(&sock).await.is_err(),
+            "listener should be closed"
+        );
+    }
+
+    #[tokio::test]
+    async fn connections_past_the_limit_are_told_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("c.sock");
+        let (stop, server) = start(&sock);
+        let mut held = Vec::new();
+        for _ in 0..MAX_CONNECTIONS {
+            let mut s = UnixStream::connect(&sock).await.unwrap();
+            write_message(&mut s, &Request::Status).await.unwrap();
+            let _: Response = read_message(&mut s).await.unwrap();
+            held.push(s);
+        }
+        let mut extra = UnixStream::connect(&sock).await.unwrap();
+        match read_message::<_, Response>(&mut extra).await.unwrap() {
+            Response::Error(msg) => assert!(msg.contains("already serving"), "{msg}"),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+        drop(held);
+        stop.send(true).unwrap();
+        server.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn dropping_the_shutdown_sender_stops_the_server() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("c.sock");
+        let (stop, server) = start(&sock);
+        drop(stop);
+        tokio::time::timeout(Duration::from_secs(5), server)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+}

@@ -1,0 +1,244 @@
+//! Hand-worked engine scenarios: grace and late events, wrap-up timeout, expiry, limits,
+//! cardinality overflow, `today` across DST, and checkpoint/restore equality.
+
+use super::*;
+use crate::config::{Config, ZoneName};
+use crate::event::EndReason;
+
+const T0: i64 = 1_795_300_000_000; // 2026-11-22T..Z, on a minute boundary
+
+fn cfg() -> Config {
+    let mut c = Config::default();
+    c.limits.max_open_segments = 10;
+    c
+}
+
+fn start(id: &str, q: &str, ts: i64) -> Event {
+    let mut e = Event::new(EventKind::Start, id, ts);
+    e.queue = Some(q.into());
+    e
+}
+
+fn answer(id: &str, agent: &str, ts: i64) -> Event {
+    let mut e = Event::new(EventKind::Answer, id, ts);
+    e.agent = Some(agent.into());
+    e
+}
+
+fn end(id: &str, ts: i64, reason: Option<EndReason>) -> Event {
+    let mut e = Event::new(EventKind::End, id, ts);
+    e.reason = reason;
+    e
+}
+
+fn row(e: &Engine, by: DimKind, window: &str, key: &str) -> MetricsRow {
+    e.metrics(&MetricsQuery {
+        window: Some(window.into()),
+        by,
+        key: None,
+    })
+    .unwrap()
+    .into_iter()
+    .find(|r| r.key == key)
+    .unwrap_or_else(|| panic!("no row {key}"))
+}
+
+/// Feeds events, each received at its own timestamp.
+fn feed(e: &mut Engine, events: &[Event]) {
+    for ev in events {
+        assert_eq!(e.apply(ev, ev.ts_ms), Ok(Applied::Accepted), "{ev:?}");
+    }
+}
+
+#[test]
+fn a_finished_segment_counts_at_once_and_after_folding_alike() {
+    let mut e = Engine::new(&cfg());
+    feed(&mut e, &[start("c", "q", T0), answer("c", "a", T0 + 12_000), end("c", T0 + 60_000, None)]);
+    let before = row(&e, DimKind::Queue, "5m", "q");
+    assert_eq!((before.counts.offered, before.counts.answered, before.counts.handled), (1, 1, 0));
+    assert_eq!(before.realtime.in_acw_now, 1);
+    // After the wrap-up timeout the handle facts fold with no ACW, attributed at the end.
+    e.advance(T0 + 60_000 + 120_000);
+    let after = row(&e, DimKind::Queue, "5m", "q");
+    assert_eq!(after.counts.handled, 1);
+    assert_eq!(after.counts.talk_sum_ms, 48_000);
+    assert_eq!(after.counts.acw_sum_ms, 0);
+    assert_eq!(after.realtime.in_acw_now, 0);
+    assert_eq!(after.figures.asa_ms, Some(12_000.0));
+    assert_eq!(e.stats().open_calls, 0);
+    assert_eq!(e.stats().remembered_calls, 1);
+}
+
+#[test]
+fn events_after_the_grace_are_late_and_change_nothing() {
+    let mut e = Engine::new(&cfg());
+    feed(&mut e, &[start("c", "q", T0), end("c", T0 + 30_000, None)]);
+    e.advance(T0 + 40_000);
+    let before = row(&e, DimKind::Queue, "5m", "q");
+    assert_eq!(before.counts.abandoned, 1);
+    // An answer that would have made it answered comes too late: ignored, counted as late.
+    assert_eq!(e.apply(&answer("c", "a", T0 + 10_000), T0 + 41_000), Ok(Applied::Late));
+    // A duplicate of the end after the call was finished is recognised too.
+    assert_eq!(e.apply(&end("c", T0 + 30_000, None), T0 + 42_000), Ok(Applied::Late));
+    assert_eq!(row(&e, DimKind::Queue, "5m", "q").counts, before.counts);
+    assert_eq!(e.stats().late, 2);
+}
+
+#[test]
+fn an_answer_within_the_grace_reorders_the_segment() {
+    let mut e = Engine::new(&cfg());
+    feed(&mut e, &[start("c", "q", T0)]);
+    assert_eq!(e.apply(&end("c", T0 + 30_000, None), T0 + 30_000), Ok(Applied::Accepted));
+    assert_eq!(e.apply(&answer("c", "a", T0 + 10_000), T0 + 31_000), Ok(Applied::Accepted));
+    e.advance(T0 + 200_000);
+    let r = row(&e, DimKind::Queue, "5m", "q");
+    assert_eq!((r.counts.answered, r.counts.abandoned), (1, 0));
+    assert_eq!(r.counts.talk_sum_ms, 20_000);
+}
+
+#[test]
+fn duplicates_are_ignored() {
+    let mut e = Engine::new(&cfg());
+    feed(&mut e, &[start("c", "q", T0)]);
+    assert_eq!(e.apply(&start("c", "q", T0), T0 + 5), Ok(Applied::Duplicate));
+    assert_eq!(row(&e, DimKind::Queue, "5m", "q").realtime.waiting_now, 1);
+    assert_eq!(e.stats().duplicates, 1);
+}
+
+#[test]
+fn open_segment_limit_refuses_new_starts_only() {
+    let mut c = cfg();
+    c.limits.max_open_segments = 2;
+    let mut e = Engine::new(&c);
+    feed(&mut e, &[start("a", "q", T0), start("b", "q", T0)]);
+    assert_eq!(e.apply(&start("c", "q", T0), T0), Err(Rejection::OpenSegmentLimit(2)));
+    // Events of open calls still go through, and an ended call frees its place.
+    feed(&mut e, &[end("a", T0 + 1000, None)]);
+    feed(&mut e, &[start("c", "q", T0 + 2000)]);
+    assert_eq!(e.stats().rejected_open_segment_limit, 1);
+    assert_eq!(e.open_segment_count(), 2);
+}
+
+#[test]
+fn segments_without_end_expire_and_are_counted() {
+    let mut e = Engine::new(&cfg());
+    feed(&mut e, &[start("c", "q", T0)]);
+    e.advance(T0 + 4 * 3_600_000 + 61_000);
+    let s = e.stats();
+    assert_eq!((s.expired_segments, s.open_segments, s.open_calls), (1, 0, 0));
+    let rows = e
+        .metrics(&MetricsQuery {
+            window: Some("1h".into()),
+            by: DimKind::All,
+            key: None,
+        })
+        .unwrap();
+    assert_eq!((rows[0].realtime.waiting_now, rows[0].counts.offered), (0, 0));
+}
+
+#[test]
+fn keys_past_the_limit_count_under_other() {
+    let mut c = cfg();
+    c.metrics.max_queues = 2;
+    let mut e = Engine::new(&c);
+    for (i, q) in ["q1", "q2", "q3", "q4"].iter().enumerate() {
+        let id = format!("c{i}");
+        feed(&mut e, &[start(&id, q, T0), end(&id, T0 + 1000, Some(EndReason::Abandoned))]);
+    }
+    e.advance(T0 + 10_000);
+    let rows = e
+        .metrics(&MetricsQuery {
+            window: Some("5m".into()),
+            by: DimKind::Queue,
+            key: None,
+        })
+        .unwrap();
+    let keys: Vec<_> = rows.iter().map(|r| r.key.as_str()).collect();
+    assert_eq!(keys, vec!["(other)", "q1", "q2"]);
+    assert_eq!(rows[0].counts.offered, 2);
+    assert_eq!(e.stats().overflowed.get("queue"), Some(&2));
+}
+
+#[test]
+fn today_follows_local_midnight_across_dst() {
+    let mut c = cfg();
+    c.general.time_zone = ZoneName("Europe/Paris".into());
+    let mut e = Engine::new(&c);
+    let ms = |s: &str| s.parse::<jiff::Timestamp>().unwrap().as_millisecond();
+    // Spring-forward day: local midnight is 2026-03-28T23:00Z.
+    for (id, at) in [
+        ("before", "2026-03-28T22:59:00Z"),
+        ("after", "2026-03-28T23:01:00Z"),
+        ("noon", "2026-03-29T10:00:00Z"),
+    ] {
+        let t = ms(at);
+        feed(&mut e, &[start(id, "q", t), end(id, t + 1000, None)]);
+    }
+    e.advance(ms("2026-03-29T10:30:00Z"));
+    assert_eq!(row(&e, DimKind::Queue, "today", "q").counts.offered, 2);
+    assert_eq!(row(&e, DimKind::Queue, "24h", "q").counts.offered, 3);
+}
+
+#[test]
+fn restore_from_checkpoint_gives_identical_metrics() {
+    let c = cfg();
+    let mut a = Engine::new(&c);
+    feed(&mut a, &[start("x", "q", T0), answer("x", "ann", T0 + 5000), start("y", "q", T0 + 1000)]);
+    let cp = a.checkpoint();
+    let mut b = Engine::restore(
+        &c,
+        cp.buckets.into_iter().filter_map(|(k, v)| v.map(|v| (k, v))),
+        Some(&cp.volatile),
+    )
+    .unwrap();
+    let rest = [end("x", T0 + 90_000, None), end("y", T0 + 95_000, Some(EndReason::Timeout))];
+    feed(&mut a, &rest);
+    feed(&mut b, &rest);
+    for e in [&mut a, &mut b] {
+        e.advance(T0 + 400_000);
+    }
+    for by in [DimKind::All, DimKind::Queue, DimKind::Agent, DimKind::Channel] {
+        for w in ["5m", "15m", "1h", "24h", "today"] {
+            let q = MetricsQuery {
+                window: Some(w.into()),
+                by,
+                key: None,
+            };
+            assert_eq!(a.metrics(&q).unwrap(), b.metrics(&q).unwrap(), "{by:?} {w}");
+        }
+    }
+    assert_eq!(row(&b, DimKind::All, "15m", "all").counts.offered, 2);
+}
+
+#[test]
+fn bucket_keys_round_trip() {
+    let id = BucketId {
+        tier: Tier::Interval,
+        dim: Dim {
+            kind: DimKind::Agent,
+            key: "zoë".into(),
+        },
+        start_ms: -5,
+    };
+    assert_eq!(BucketId::decode(&id.encode()), Some(id));
+}
+
+#[test]
+fn unknown_windows_and_bad_filters_are_refused() {
+    let e = Engine::new(&cfg());
+    let err = e
+        .metrics(&MetricsQuery {
+            window: Some("7m".into()),
+            by: DimKind::Queue,
+            key: None,
+        })
+        .unwrap_err();
+    assert!(err.to_string().contains("5m, 15m, 1h, 24h, today"), "{err}");
+    assert!(e
+        .metrics(&MetricsQuery {
+            window: None,
+            by: DimKind::Agent,
+            key: Some("q".into()),
+        })
+        .is_err());
+}

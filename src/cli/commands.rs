@@ -1,0 +1,322 @@
+//! The command-line grammar (clap) and the dispatch of each subcommand.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::config::{Config, LOCAL_DIR};
+use crate::engine::{DimKind, MetricsQuery};
+
+/// Exit code for an invalid configuration (sysexits EX_CONFIG), so systemd and scripts can tell it apart.
+pub const EXIT_CONFIG: u8 = 78;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "callmetrics",
+    version,
+    about = "Call-center metrics agent: durable call-event intake, rolling AHT and service-level metrics",
+    long_about = "callmetrics takes call lifecycle events (start, answer, hold, resume, end, wrapup) on a local \
+socket, keeps them durably, and computes rolling AHT and service-level metrics per queue, agent and channel.\n\n\
+The same binary is the daemon (`callmetrics run`) and its client (status, metrics, calls, send).\n\
+Clients find the daemon's sockets from --socket, else from --config, else ./callmetrics-data/ when it exists \
+(the local default of `callmetrics run`), else /run/callmetrics/."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon in the foreground (without --config: state and sockets in ./callmetrics-data)
+    Run {
+        /// Config file (TOML); see config/agent.toml for every key and its default
+        #[arg(long, short = 'c', value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Log level (error, warn, info, debug, trace); overrides RUST_LOG and the config
+        #[arg(long, value_name = "LEVEL")]
+        log_level: Option<String>,
+    },
+    /// Check a config file without starting; prints the first error with its key and line
+    CheckConfig {
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+    /// Show daemon health: version, uptime, events accepted and refused, open calls, store size, limits
+    Status {
+        #[command(flatten)]
+        target: Target,
+        /// Print JSON instead of text
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show metrics per queue (default), agent, channel or overall for one window
+    Metrics {
+        #[command(flatten)]
+        target: Target,
+        /// Only this queue
+        #[arg(long, short = 'q', value_name = "QUEUE")]
+        queue: Option<String>,
+        /// Window: a configured trailing window (default 5m, 15m, 1h, 24h) or `today`
+        #[arg(long, short = 'w', value_name = "WINDOW")]
+        window: Option<String>,
+        /// Dimension of the rows
+        #[arg(long, value_enum, default_value_t = By::Queue)]
+        by: By,
+        /// Print JSON rows with every counter and figure (times in ms, ratios 0..1)
+        #[arg(long)]
+        json: bool,
+    },
+    /// List open segments (waiting, talking, on hold, in after-call work) with their ages
+    Calls {
+        #[command(flatten)]
+        target: Target,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send JSON-lines events from FILE (or stdin) to the event socket; prints one reply per line,
+    /// exits 1 if any event was refused
+    Send {
+        /// File of JSON lines; `-` or nothing reads stdin
+        #[arg(value_name = "FILE")]
+        file: Option<PathBuf>,
+        /// Event socket (default: from --config, else ./callmetrics-data/events.sock, else /run/callmetrics/events.sock)
+        #[arg(long, value_name = "PATH")]
+        socket: Option<PathBuf>,
+        #[arg(long, short = 'c', value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// Write a checkpoint of the daemon's state now
+    Flush {
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Make the daemon re-read its config file (thresholds, formulas, windows, limits)
+    Reload {
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum By {
+    Queue,
+    Agent,
+    Channel,
+    All,
+}
+
+impl From<By> for DimKind {
+    fn from(b: By) -> DimKind {
+        match b {
+            By::Queue => DimKind::Queue,
+            By::Agent => DimKind::Agent,
+            By::Channel => DimKind::Channel,
+            By::All => DimKind::All,
+        }
+    }
+}
+
+/// Which daemon a client talks to.
+#[derive(Debug, Clone, Args)]
+pub struct Target {
+    /// Control socket of the daemon
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+    /// Read the control socket path from this config file
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+/// Finds a socket: the explicit path, else the config's, else the local default folder's when it
+/// exists, else the system default.
+fn resolve_socket(
+    explicit: &Option<PathBuf>,
+    config: &Option<PathBuf>,
+    pick: impl Fn(&Config) -> PathBuf,
+) -> Result<PathBuf, ExitCode> {
+    if let Some(p) = explicit {
+        return Ok(p.clone());
+    }
+    if let Some(path) = config {
+        return match Config::load(path) {
+            Ok(cfg) => Ok(pick(&cfg)),
+            Err(e) => {
+                eprintln!("error: {e}");
+                Err(ExitCode::from(EXIT_CONFIG))
+            }
+        };
+    }
+    let local = pick(&Config::local(Path::new(LOCAL_DIR)));
+    if local.exists() {
+        return Ok(local);
+    }
+    Ok(pick(&Config::default()))
+}
+
+fn control_socket(t: &Target) -> Result<PathBuf, ExitCode> {
+    resolve_socket(&t.socket, &t.config, |c| c.control.socket.clone())
+}
+
+fn init_logging(level: Option<&str>, config_level: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter = match level {
+        Some(l) => EnvFilter::try_new(l),
+        None => EnvFilter::try_from_default_env().or_else(|_| EnvFilter::try_new(config_level)),
+    }
+    .unwrap_or_else(|_| EnvFilter::new("info"));
+    let under_journald = std::env::var_os("JOURNAL_STREAM").is_some();
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(!under_journald && std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    // journald stamps every line itself.
+    if under_journald {
+        builder.without_time().init();
+    } else {
+        builder.init();
+    }
+}
+
+/// Runs the parsed command line and returns the process exit code.
+pub fn main_with(cli: Cli) -> ExitCode {
+    match cli.command {
+        Command::Run { config, log_level } => run_daemon(config, log_level),
+        Command::CheckConfig { file } => match Config::load(&file) {
+            Ok(_) => {
+                println!("{}: ok", file.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(EXIT_CONFIG)
+            }
+        },
+        other => client(other),
+    }
+}
+
+fn run_daemon(config: Option<PathBuf>, log_level: Option<String>) -> ExitCode {
+    let (cfg, path) = match &config {
+        Some(p) => match Config::load(p) {
+            Ok(c) => (c, Some(p.clone())),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        },
+        None => (Config::local(Path::new(LOCAL_DIR)), None),
+    };
+    init_logging(log_level.as_deref(), &cfg.general.log_level);
+    if path.is_none() {
+        tracing::info!(
+            "no --config given: running on the local default, state and sockets in ./{LOCAL_DIR}/"
+        );
+    }
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(crate::daemon::run(cfg, path)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn client(cmd: Command) -> ExitCode {
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = rt.block_on(async {
+        use super::{query, send};
+        match cmd {
+            Command::Status { target, json } => match control_socket(&target) {
+                Ok(s) => query::status(&s, json).await,
+                Err(code) => Ok(code),
+            },
+            Command::Metrics {
+                target,
+                queue,
+                window,
+                by,
+                json,
+            } => match control_socket(&target) {
+                Ok(s) => {
+                    let query = MetricsQuery {
+                        window,
+                        by: by.into(),
+                        key: queue,
+                    };
+                    query::metrics(&s, query, json).await
+                }
+                Err(code) => Ok(code),
+            },
+            Command::Calls { target, json } => match control_socket(&target) {
+                Ok(s) => query::calls(&s, json).await,
+                Err(code) => Ok(code),
+            },
+            Command::Flush { target } => match control_socket(&target) {
+                Ok(s) => query::flush(&s).await,
+                Err(code) => Ok(code),
+            },
+            Command::Reload { target } => match control_socket(&target) {
+                Ok(s) => query::reload(&s).await,
+                Err(code) => Ok(code),
+            },
+            Command::Send { file, socket, config } => {
+                match resolve_socket(&socket, &config, |c| c.ingest.socket.clone()) {
+                    Ok(s) => send::send(&s, file.as_deref()).await,
+                    Err(code) => Ok(code),
+                }
+            }
+            Command::Run { .. } | Command::CheckConfig { .. } => Ok(ExitCode::FAILURE),
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_grammar_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn metrics_flags_parse() {
+        let cli = Cli::parse_from(["callmetrics", "metrics", "--by", "agent", "--window", "today", "--json"]);
+        match cli.command {
+            Command::Metrics { by, window, json, .. } => {
+                assert_eq!(by, By::Agent);
+                assert_eq!(window.as_deref(), Some("today"));
+                assert!(json);
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+}

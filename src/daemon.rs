@@ -1,0 +1,461 @@
+//! The daemon: start-up order (store, recovery, sockets), the group committer, the ticker,
+//! the control handler, and a shutdown that answers every waiting client before exiting.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::{mpsc, watch};
+use tracing::{error, info, warn};
+
+use crate::config::{Config, ConfigError};
+use crate::control::protocol::{Request, Response, StatusReport, StoreStatus};
+use crate::control::server::{self, Handler};
+use crate::engine::{Applied, Engine, MetricsQuery, RestoreError};
+use crate::event::Event;
+use crate::ingest::listener::{serve_tcp, serve_unix, IngestCtx};
+use crate::ingest::{IngestStats, ItemResult, Submission};
+use crate::store::{Store, StoreError};
+
+/// Most events grouped into one store write and flush.
+const MAX_GROUP_EVENTS: usize = 16_384;
+/// How often the engine's clock moves on when no events arrive.
+const TICK: Duration = Duration::from_secs(1);
+
+#[derive(Debug, Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Restore(#[from] RestoreError),
+    #[error("cannot create {path}: {source}")]
+    CreateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot listen on {path}: {source}")]
+    Bind {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("another callmetrics daemon already answers on {0}; stop it first or use another socket path")]
+    InUse(PathBuf),
+    #[error("a logged event group cannot be decoded: {0}")]
+    Decode(String),
+}
+
+/// An accepted event as the log keeps it: when the engine took it, and the event.
+#[derive(Debug, Serialize, Deserialize)]
+struct StoredEvent {
+    rx_ms: i64,
+    event: Event,
+}
+
+/// Wall-clock time in epoch milliseconds: the only clock the daemon reads.
+pub fn wall_ms() -> i64 {
+    jiff::Timestamp::now().as_millisecond()
+}
+
+/// State shared by the daemon's tasks.
+struct Shared {
+    cfg: Mutex<Config>,
+    config_path: Option<PathBuf>,
+    engine: Mutex<Engine>,
+    store: Store,
+    ingest: Arc<IngestStats>,
+    started: Instant,
+    store_size: Mutex<u64>,
+    checkpoint: Mutex<CheckpointState>,
+}
+
+struct CheckpointState {
+    last: Instant,
+    events_since: u64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A poisoned lock means a task panicked while holding it; the data is still the best we have.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Rebuilds the engine from the last checkpoint and replays the logged groups after it.
+fn recover_engine(cfg: &Config, store: &Store) -> Result<(Engine, u64), DaemonError> {
+    let r = store.recover()?;
+    let mut engine = Engine::restore(cfg, r.buckets, r.volatile.as_deref())?;
+    let mut replayed = 0u64;
+    for group in store.groups_after(r.checkpoint_seq) {
+        let (_, bytes) = group?;
+        let events: Vec<StoredEvent> =
+            rmp_serde::from_slice(&bytes).map_err(|e| DaemonError::Decode(e.to_string()))?;
+        for se in events {
+            // Rejections cannot happen here: only accepted events were logged, in order.
+            let _ = engine.apply(&se.event, se.rx_ms);
+            replayed += 1;
+        }
+    }
+    Ok((engine, replayed))
+}
+
+fn create_parent(path: &Path) -> Result<(), DaemonError> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|source| DaemonError::CreateDir {
+            path: dir.to_owned(),
+            source,
+        })?;
+    }
+    Ok(())
+}
+
+/// Binds a Unix socket, replacing a stale socket file but never a live daemon's.
+fn bind_unix(path: &Path, mode: u32) -> Result<UnixListener, DaemonError> {
+    use std::os::unix::fs::PermissionsExt;
+    create_parent(path)?;
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(DaemonError::InUse(path.to_owned()));
+        }
+        let _ = std::fs::remove_file(path);
+    }
+    let bind_err = |source| DaemonError::Bind {
+        path: path.display().to_string(),
+        source,
+    };
+    let listener = UnixListener::bind(path).map_err(bind_err)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(bind_err)?;
+    Ok(listener)
+}
+
+/// Runs the daemon until SIGINT or SIGTERM.
+pub async fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), DaemonError> {
+    let opened = Instant::now();
+    create_parent(&cfg.store.path.join("x"))?;
+    let store = Store::open(&cfg.store.path, cfg.store.cache_bytes, cfg.store.max_bytes)?;
+    let (mut engine, replayed) = recover_engine(&cfg, &store)?;
+    engine.advance(wall_ms());
+    let stats = engine.stats();
+    info!(
+        open_calls = stats.open_calls,
+        replayed_events = replayed,
+        elapsed_ms = opened.elapsed().as_millis() as u64,
+        "store {} opened and state recovered",
+        cfg.store.path.display()
+    );
+
+    let events_listener = bind_unix(&cfg.ingest.socket, cfg.ingest.mode_bits())?;
+    let control_listener = bind_unix(&cfg.control.socket, cfg.control.mode_bits())?;
+    let tcp_listener = if cfg.ingest.tcp.is_empty() {
+        None
+    } else {
+        Some(TcpListener::bind(&cfg.ingest.tcp).await.map_err(|source| DaemonError::Bind {
+            path: cfg.ingest.tcp.clone(),
+            source,
+        })?)
+    };
+
+    let size = store.size_on_disk();
+    let shared = Arc::new(Shared {
+        engine: Mutex::new(engine),
+        store,
+        ingest: Arc::new(IngestStats::default()),
+        started: Instant::now(),
+        store_size: Mutex::new(size),
+        checkpoint: Mutex::new(CheckpointState {
+            last: Instant::now(),
+            events_since: replayed,
+        }),
+        cfg: Mutex::new(cfg.clone()),
+        config_path,
+    });
+
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let (submit_tx, submit_rx) = mpsc::channel::<Submission>(4096);
+    let committer = tokio::spawn(commit_loop(shared.clone(), submit_rx));
+    let ctx = Arc::new(IngestCtx {
+        submit: submit_tx,
+        limits: cfg.limits.clone(),
+        stats: shared.ingest.clone(),
+    });
+    let mut ingest_tasks = vec![tokio::spawn(serve_unix(events_listener, ctx.clone(), shutdown_rx.clone()))];
+    if let Some(l) = tcp_listener {
+        ingest_tasks.push(tokio::spawn(serve_tcp(l, ctx.clone(), shutdown_rx.clone())));
+    }
+    drop(ctx);
+    let control = tokio::spawn(server::serve(control_listener, handler(shared.clone()), shutdown_rx.clone()));
+    let ticker = tokio::spawn(tick_loop(shared.clone(), shutdown_rx.clone()));
+
+    info!(
+        "ready: events on {}, control on {}{}",
+        cfg.ingest.socket.display(),
+        cfg.control.socket.display(),
+        if cfg.ingest.tcp.is_empty() {
+            String::new()
+        } else {
+            format!(", events also on tcp {}", cfg.ingest.tcp)
+        }
+    );
+
+    wait_for_stop_signal().await;
+    info!("stopping: no new events taken; answering every client waiting for a reply");
+    let _ = shutdown_tx.send(true);
+    for t in ingest_tasks {
+        let _ = t.await;
+    }
+    // Every connection has ended, so every sender is gone and the committer drains and returns.
+    let _ = committer.await;
+    let _ = ticker.await;
+    let _ = control.await;
+    if let Err(e) = checkpoint(&shared).await {
+        error!("final checkpoint failed: {e}; the event log still holds everything acknowledged");
+    }
+    let _ = std::fs::remove_file(&cfg.ingest.socket);
+    let _ = std::fs::remove_file(&cfg.control.socket);
+    info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_stop_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            warn!("cannot install signal handlers; stop with Ctrl-C");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+/// Groups submissions from every connection into one store write and one flush, then replies.
+async fn commit_loop(shared: Arc<Shared>, mut rx: mpsc::Receiver<Submission>) {
+    while let Some(first) = rx.recv().await {
+        let mut count = first.events.len();
+        let mut subs = vec![first];
+        while count < MAX_GROUP_EVENTS {
+            match rx.try_recv() {
+                Ok(s) => {
+                    count += s.events.len();
+                    subs.push(s);
+                }
+                Err(_) => break,
+            }
+        }
+        commit_group(&shared, subs).await;
+        if checkpoint_due(&shared) {
+            if let Err(e) = checkpoint(&shared).await {
+                error!("checkpoint failed: {e}; events stay in the log and will be replayed");
+            }
+        }
+    }
+}
+
+async fn commit_group(shared: &Shared, subs: Vec<Submission>) {
+    let room = shared.store.check_room(*lock(&shared.store_size));
+    let mut results: Vec<Vec<ItemResult>> = Vec::with_capacity(subs.len());
+    let mut stored = Vec::new();
+    let mut accepted_positions = Vec::new();
+    {
+        let mut engine = lock(&shared.engine);
+        let now = wall_ms();
+        for (si, sub) in subs.iter().enumerate() {
+            let mut r = Vec::with_capacity(sub.events.len());
+            for (ei, ev) in sub.events.iter().enumerate() {
+                if let Err(e) = &room {
+                    r.push(Err(e.to_string()));
+                    continue;
+                }
+                match engine.apply(ev, now) {
+                    Ok(Applied::Accepted) => {
+                        stored.push(StoredEvent {
+                            rx_ms: engine.now_ms(),
+                            event: ev.clone(),
+                        });
+                        accepted_positions.push((si, ei));
+                        r.push(Ok(()));
+                    }
+                    Ok(Applied::Duplicate | Applied::Late) => r.push(Ok(())),
+                    Err(rejection) => r.push(Err(rejection.to_string())),
+                }
+            }
+            results.push(r);
+        }
+    }
+    if !stored.is_empty() {
+        if let Err(e) = persist(shared, &stored).await {
+            error!("storing {} events failed: {e}", stored.len());
+            for (si, ei) in &accepted_positions {
+                results[*si][*ei] = Err(format!("store error: {e}"));
+            }
+            // The engine took events the store may not hold: rebuild it from what is durable.
+            let cfg = lock(&shared.cfg).clone();
+            match recover_engine(&cfg, &shared.store) {
+                Ok((engine, _)) => *lock(&shared.engine) = engine,
+                Err(e) => error!("rebuilding state from the store failed: {e}"),
+            }
+        } else {
+            lock(&shared.checkpoint).events_since += stored.len() as u64;
+        }
+    }
+    let mut accepted = 0u64;
+    for (sub, r) in subs.into_iter().zip(results) {
+        for item in &r {
+            match item {
+                Ok(()) => accepted += 1,
+                Err(msg) => shared.ingest.reject(reject_label(msg)),
+            }
+        }
+        // The connection may be gone; its events are stored all the same.
+        let _ = sub.reply.send(r);
+    }
+    shared.ingest.update(|c| c.events_accepted += accepted);
+}
+
+/// The stable label a refusal is counted under in `status`.
+fn reject_label(msg: &str) -> &'static str {
+    if msg.starts_with("store full") {
+        "store_full"
+    } else if msg.starts_with("too many open segments") {
+        "open_segment_limit"
+    } else if msg.starts_with("store error") {
+        "store_error"
+    } else {
+        "rejected"
+    }
+}
+
+async fn persist(shared: &Shared, stored: &[StoredEvent]) -> Result<(), StoreError> {
+    let bytes = rmp_serde::to_vec(stored).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    shared.store.append(&bytes)?;
+    shared.store.flush().await?;
+    Ok(())
+}
+
+fn checkpoint_due(shared: &Shared) -> bool {
+    let cfg = lock(&shared.cfg);
+    let c = lock(&shared.checkpoint);
+    c.events_since >= cfg.store.checkpoint_events
+        || (c.events_since > 0 && c.last.elapsed().as_millis() as i64 >= cfg.store.checkpoint_interval.0)
+}
+
+/// Writes the engine's changed buckets and state as one atomic checkpoint, then trims the log.
+async fn checkpoint(shared: &Shared) -> Result<(), StoreError> {
+    let (seq, cp) = {
+        let mut engine = lock(&shared.engine);
+        // Taken under the engine lock, right after a whole group: it includes every logged group.
+        (shared.store.next_seq().saturating_sub(1), engine.checkpoint())
+    };
+    let result = shared.store.write_checkpoint(seq, cp.buckets, &cp.volatile).await;
+    match &result {
+        Ok(()) => {
+            let mut c = lock(&shared.checkpoint);
+            c.last = Instant::now();
+            c.events_since = 0;
+        }
+        Err(_) => lock(&shared.engine).mark_all_dirty(),
+    }
+    result
+}
+
+async fn tick_loop(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
+    let mut every = tokio::time::interval(TICK);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = every.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        lock(&shared.engine).advance(wall_ms());
+        *lock(&shared.store_size) = shared.store.size_on_disk();
+    }
+}
+
+fn handler(shared: Arc<Shared>) -> Handler {
+    Arc::new(move |req: Request| match req {
+        Request::Status => Response::Status(Box::new(status(&shared))),
+        Request::Metrics(q) => metrics(&shared, &q),
+        Request::Calls => {
+            let mut engine = lock(&shared.engine);
+            engine.advance(wall_ms());
+            Response::Calls(engine.open_calls())
+        }
+        Request::Flush => {
+            let s = shared.clone();
+            // The control server runs handlers on the multi-threaded runtime, where blocking in place is allowed.
+            let r = tokio::task::block_in_place(|| {
+                tokio::runtime::Handle::current().block_on(async move { checkpoint(&s).await })
+            });
+            match r {
+                Ok(()) => Response::Done("checkpoint written".into()),
+                Err(e) => Response::Error(format!("checkpoint failed: {e}")),
+            }
+        }
+        Request::Reload => reload(&shared),
+    })
+}
+
+fn metrics(shared: &Shared, q: &MetricsQuery) -> Response {
+    let mut engine = lock(&shared.engine);
+    engine.advance(wall_ms());
+    match engine.metrics(q) {
+        Ok(rows) => Response::Metrics(rows),
+        Err(e) => Response::Error(e.to_string()),
+    }
+}
+
+fn reload(shared: &Shared) -> Response {
+    let Some(path) = &shared.config_path else {
+        return Response::Error("the daemon runs on the built-in local default; there is no config file to reload".into());
+    };
+    let new = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => return Response::Error(format!("config not reloaded, the old one stays: {e}")),
+    };
+    let mut cfg = lock(&shared.cfg);
+    let mut notes = Vec::new();
+    if new.ingest != cfg.ingest || new.control != cfg.control || new.store.path != cfg.store.path {
+        notes.push("socket and store paths only change on restart".to_string());
+    }
+    lock(&shared.engine).reconfigure(&new);
+    *cfg = new;
+    Response::Done(if notes.is_empty() {
+        "config reloaded".into()
+    } else {
+        format!("config reloaded; {}", notes.join("; "))
+    })
+}
+
+fn status(shared: &Shared) -> StatusReport {
+    let cfg = lock(&shared.cfg).clone();
+    let (engine_stats, windows) = {
+        let mut engine = lock(&shared.engine);
+        engine.advance(wall_ms());
+        (engine.stats(), engine.window_names())
+    };
+    let last = lock(&shared.checkpoint).last;
+    StatusReport {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        uptime_ms: shared.started.elapsed().as_millis() as u64,
+        event_socket: cfg.ingest.socket.display().to_string(),
+        control_socket: cfg.control.socket.display().to_string(),
+        time_zone: cfg.general.time_zone.0.clone(),
+        windows,
+        ingest: shared.ingest.snapshot(),
+        engine: engine_stats,
+        store: StoreStatus {
+            path: shared.store.path().display().to_string(),
+            size_bytes: *lock(&shared.store_size),
+            max_bytes: shared.store.max_bytes(),
+            logged_groups: shared.store.logged_groups() as u64,
+            last_checkpoint_age_ms: Some(last.elapsed().as_millis() as i64),
+        },
+        limits: cfg.limits.clone(),
+    }
+}
