@@ -59,10 +59,9 @@ impl fmt::Display for Millis {
 impl std::str::FromStr for Millis {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let d: jiff::SignedDuration = s
-            .trim()
-            .parse()
-            .map_err(|_| format!("`{s}` is not a duration (write e.g. \"20s\", \"15m\", \"1h\", \"250ms\")"))?;
+        let d: jiff::SignedDuration = s.trim().parse().map_err(|_| {
+            format!("`{s}` is not a duration (write e.g. \"20s\", \"15m\", \"1h\", \"250ms\")")
+        })?;
         if d.is_negative() {
             return Err(format!("`{s}` is negative"));
         }
@@ -305,7 +304,10 @@ impl Default for MetricsConfig {
                 Millis::secs(86_400),
             ],
             interval: Millis::secs(900),
-            bands: [10, 20, 30, 60, 120].into_iter().map(Millis::secs).collect(),
+            bands: [10, 20, 30, 60, 120]
+                .into_iter()
+                .map(Millis::secs)
+                .collect(),
             max_call_duration: Millis::secs(4 * 3600),
             reorder_grace: Millis::secs(2),
             wrapup_timeout: Millis::secs(120),
@@ -389,12 +391,13 @@ impl Config {
             path: path.to_owned(),
             message: e.to_string().trim_end().replace('\n', "\n  "),
         })?;
-        cfg.validate().map_err(|(key, message)| ConfigError::Invalid {
-            path: path.to_owned(),
-            line: line_of(text, &key),
-            key,
-            message,
-        })?;
+        cfg.validate()
+            .map_err(|(key, message)| ConfigError::Invalid {
+                path: path.to_owned(),
+                line: line_of(text, &key),
+                key,
+                message,
+            })?;
         Ok(cfg)
     }
 
@@ -419,7 +422,12 @@ impl Config {
         ] {
             match u32::from_str_radix(mode.trim_start_matches("0o"), 8) {
                 Ok(bits) if bits <= 0o777 => {}
-                _ => return bad(key, format!("`{mode}` is not an octal file mode such as \"0660\"")),
+                _ => {
+                    return bad(
+                        key,
+                        format!("`{mode}` is not an octal file mode such as \"0660\""),
+                    )
+                }
             }
         }
         if !self.ingest.tcp.is_empty() {
@@ -451,10 +459,16 @@ impl Config {
             }
         }
         if self.store.cache_bytes < 1 << 20 {
-            return bad("store.cache_bytes", "must be at least 1048576 (1 MiB)".into());
+            return bad(
+                "store.cache_bytes",
+                "must be at least 1048576 (1 MiB)".into(),
+            );
         }
         if self.store.max_bytes < 16 << 20 {
-            return bad("store.max_bytes", "must be at least 16777216 (16 MiB)".into());
+            return bad(
+                "store.max_bytes",
+                "must be at least 16777216 (16 MiB)".into(),
+            );
         }
         if self.store.checkpoint_interval.0 < 1000 {
             return bad("store.checkpoint_interval", "must be at least 1s".into());
@@ -498,7 +512,10 @@ impl Config {
                 .map(|q| (format!("queues.{q}"), self.queue_params(q))),
         ) {
             if !(0.0..=1.0).contains(&p.target) {
-                return bad(&format!("{prefix}.target"), format!("{} must be a fraction from 0 to 1 (0.8 = 80 %)", p.target));
+                return bad(
+                    &format!("{prefix}.target"),
+                    format!("{} must be a fraction from 0 to 1 (0.8 = 80 %)", p.target),
+                );
             }
         }
         Ok(())
@@ -538,28 +555,50 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_rejected_with_their_line() {
-        let err = parse("[metrics]\ninterval = \"15m\"\nwindow = [\"5m\"]\n").unwrap_err().to_string();
+        let err = parse("[metrics]\ninterval = \"15m\"\nwindow = [\"5m\"]\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("window"), "{err}");
         assert!(err.contains("line 3"), "{err}");
     }
 
     #[test]
     fn bad_values_name_key_and_line() {
-        let err = parse("[defaults]\nthreshold = \"20 parsecs\"\n").unwrap_err().to_string();
+        let err = parse("[defaults]\nthreshold = \"20 parsecs\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("line 2") && err.contains("threshold"), "{err}");
-        let err = parse("[general]\ntime_zone = \"Mars/Olympus\"\n").unwrap_err().to_string();
-        assert!(err.contains("Mars/Olympus") && err.contains("line 2"), "{err}");
-        let err = parse("[metrics]\n\ninterval = \"7m\"\n").unwrap_err().to_string();
-        assert!(err.contains("metrics.interval") && err.contains("line 3"), "{err}");
-        let err = parse("[queues.vip]\ntarget = 80\n").unwrap_err().to_string();
-        assert!(err.contains("queues.vip.target") && err.contains("line 2"), "{err}");
-        let err = parse("[ingest]\ntcp = \"0.0.0.0:7000\"\n").unwrap_err().to_string();
+        let err = parse("[general]\ntime_zone = \"Mars/Olympus\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("Mars/Olympus") && err.contains("line 2"),
+            "{err}"
+        );
+        let err = parse("[metrics]\n\ninterval = \"7m\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("metrics.interval") && err.contains("line 3"),
+            "{err}"
+        );
+        let err = parse("[queues.vip]\ntarget = 80\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("queues.vip.target") && err.contains("line 2"),
+            "{err}"
+        );
+        let err = parse("[ingest]\ntcp = \"0.0.0.0:7000\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("loopback"), "{err}");
     }
 
     #[test]
     fn queue_overrides_fall_back_to_defaults() {
-        let cfg = parse("[defaults]\nthreshold = \"30s\"\n[queues.vip]\nformula = \"answered\"\n").unwrap();
+        let cfg = parse("[defaults]\nthreshold = \"30s\"\n[queues.vip]\nformula = \"answered\"\n")
+            .unwrap();
         let p = cfg.queue_params("vip");
         assert_eq!(p.threshold, Millis::secs(30));
         assert_eq!(p.formula, Formula::Answered);

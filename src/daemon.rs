@@ -151,10 +151,14 @@ pub async fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), Daemon
     let tcp_listener = if cfg.ingest.tcp.is_empty() {
         None
     } else {
-        Some(TcpListener::bind(&cfg.ingest.tcp).await.map_err(|source| DaemonError::Bind {
-            path: cfg.ingest.tcp.clone(),
-            source,
-        })?)
+        Some(
+            TcpListener::bind(&cfg.ingest.tcp)
+                .await
+                .map_err(|source| DaemonError::Bind {
+                    path: cfg.ingest.tcp.clone(),
+                    source,
+                })?,
+        )
     };
 
     let size = store.size_on_disk();
@@ -180,12 +184,20 @@ pub async fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), Daemon
         limits: cfg.limits.clone(),
         stats: shared.ingest.clone(),
     });
-    let mut ingest_tasks = vec![tokio::spawn(serve_unix(events_listener, ctx.clone(), shutdown_rx.clone()))];
+    let mut ingest_tasks = vec![tokio::spawn(serve_unix(
+        events_listener,
+        ctx.clone(),
+        shutdown_rx.clone(),
+    ))];
     if let Some(l) = tcp_listener {
         ingest_tasks.push(tokio::spawn(serve_tcp(l, ctx.clone(), shutdown_rx.clone())));
     }
     drop(ctx);
-    let control = tokio::spawn(server::serve(control_listener, handler(shared.clone()), shutdown_rx.clone()));
+    let control = tokio::spawn(server::serve(
+        control_listener,
+        handler(shared.clone()),
+        shutdown_rx.clone(),
+    ));
     let ticker = tokio::spawn(tick_loop(shared.clone(), shutdown_rx.clone()));
 
     info!(
@@ -220,7 +232,10 @@ pub async fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), Daemon
 
 async fn wait_for_stop_signal() {
     use tokio::signal::unix::{signal, SignalKind};
-    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
         (Ok(mut term), Ok(mut int)) => {
             tokio::select! {
                 _ = term.recv() => {}
@@ -304,31 +319,13 @@ async fn commit_group(shared: &Shared, subs: Vec<Submission>) {
             lock(&shared.checkpoint).events_since += stored.len() as u64;
         }
     }
-    let mut accepted = 0u64;
+    // Refusals are counted by the connection, which sees validation errors too.
+    let accepted = results.iter().flatten().filter(|r| r.is_ok()).count() as u64;
     for (sub, r) in subs.into_iter().zip(results) {
-        for item in &r {
-            match item {
-                Ok(()) => accepted += 1,
-                Err(msg) => shared.ingest.reject(reject_label(msg)),
-            }
-        }
         // The connection may be gone; its events are stored all the same.
         let _ = sub.reply.send(r);
     }
     shared.ingest.update(|c| c.events_accepted += accepted);
-}
-
-/// The stable label a refusal is counted under in `status`.
-fn reject_label(msg: &str) -> &'static str {
-    if msg.starts_with("store full") {
-        "store_full"
-    } else if msg.starts_with("too many open segments") {
-        "open_segment_limit"
-    } else if msg.starts_with("store error") {
-        "store_error"
-    } else {
-        "rejected"
-    }
 }
 
 async fn persist(shared: &Shared, stored: &[StoredEvent]) -> Result<(), StoreError> {
@@ -342,7 +339,8 @@ fn checkpoint_due(shared: &Shared) -> bool {
     let cfg = lock(&shared.cfg);
     let c = lock(&shared.checkpoint);
     c.events_since >= cfg.store.checkpoint_events
-        || (c.events_since > 0 && c.last.elapsed().as_millis() as i64 >= cfg.store.checkpoint_interval.0)
+        || (c.events_since > 0
+            && c.last.elapsed().as_millis() as i64 >= cfg.store.checkpoint_interval.0)
 }
 
 /// Writes the engine's changed buckets and state as one atomic checkpoint, then trims the log.
@@ -350,9 +348,15 @@ async fn checkpoint(shared: &Shared) -> Result<(), StoreError> {
     let (seq, cp) = {
         let mut engine = lock(&shared.engine);
         // Taken under the engine lock, right after a whole group: it includes every logged group.
-        (shared.store.next_seq().saturating_sub(1), engine.checkpoint())
+        (
+            shared.store.next_seq().saturating_sub(1),
+            engine.checkpoint(),
+        )
     };
-    let result = shared.store.write_checkpoint(seq, cp.buckets, &cp.volatile).await;
+    let result = shared
+        .store
+        .write_checkpoint(seq, cp.buckets, &cp.volatile)
+        .await;
     match &result {
         Ok(()) => {
             let mut c = lock(&shared.checkpoint);
@@ -412,7 +416,10 @@ fn metrics(shared: &Shared, q: &MetricsQuery) -> Response {
 
 fn reload(shared: &Shared) -> Response {
     let Some(path) = &shared.config_path else {
-        return Response::Error("the daemon runs on the built-in local default; there is no config file to reload".into());
+        return Response::Error(
+            "the daemon runs on the built-in local default; there is no config file to reload"
+                .into(),
+        );
     };
     let new = match Config::load(path) {
         Ok(c) => c,

@@ -205,7 +205,9 @@ pub enum EventError {
     UnknownField(String),
     #[error("field `{field}` is not allowed on `{kind}` events")]
     NotAllowed { field: String, kind: &'static str },
-    #[error("field `{field}`: {len} bytes is longer than the limit of {max} (limits.max_string_bytes)")]
+    #[error(
+        "field `{field}`: {len} bytes is longer than the limit of {max} (limits.max_string_bytes)"
+    )]
     TooLong {
         field: String,
         len: usize,
@@ -217,7 +219,9 @@ pub enum EventError {
     TooManyTags { count: usize, max: usize },
     #[error("field `ts`: `{0}` is not an RFC 3339 timestamp (e.g. 2026-11-22T10:00:00Z) nor epoch milliseconds")]
     BadTimestamp(String),
-    #[error("field `ts`: {0} ms is outside 2000-01-01..2100-01-01 (timestamps are epoch milliseconds)")]
+    #[error(
+        "field `ts`: {0} ms is outside 2000-01-01..2100-01-01 (timestamps are epoch milliseconds)"
+    )]
     TimestampRange(i64),
 }
 
@@ -302,9 +306,8 @@ pub fn event_from_value(v: &Value, limits: &EventLimits) -> Result<Event, EventE
     };
     let kind = match m.get("type") {
         None => return Err(EventError::Missing { field: "type" }),
-        Some(Value::String(s)) => {
-            EventKind::parse(s).ok_or_else(|| EventError::UnknownType(s.chars().take(64).collect()))?
-        }
+        Some(Value::String(s)) => EventKind::parse(s)
+            .ok_or_else(|| EventError::UnknownType(s.chars().take(64).collect()))?,
         Some(other) => {
             return Err(EventError::WrongType {
                 field: "type".into(),
@@ -314,11 +317,10 @@ pub fn event_from_value(v: &Value, limits: &EventLimits) -> Result<Event, EventE
         }
     };
     let known_everywhere = ["type", "call_id", "ts"];
-    let all_optional = [
-        "queue", "channel", "priority", "tags", "agent", "reason",
-    ];
+    let all_optional = ["queue", "channel", "priority", "tags", "agent", "reason"];
     for key in m.keys() {
-        if known_everywhere.contains(&key.as_str()) || kind.optional_fields().contains(&key.as_str())
+        if known_everywhere.contains(&key.as_str())
+            || kind.optional_fields().contains(&key.as_str())
         {
             continue;
         }
@@ -331,15 +333,18 @@ pub fn event_from_value(v: &Value, limits: &EventLimits) -> Result<Event, EventE
         }
         return Err(EventError::UnknownField(shown));
     }
-    let call_id = string_field(m, "call_id", limits)?.ok_or(EventError::Missing { field: "call_id" })?;
+    let call_id =
+        string_field(m, "call_id", limits)?.ok_or(EventError::Missing { field: "call_id" })?;
     let ts_ms = parse_ts(m.get("ts").ok_or(EventError::Missing { field: "ts" })?)?;
     let mut ev = Event::new(kind, call_id, ts_ms);
     match kind {
         EventKind::Start => {
-            ev.queue = Some(string_field(m, "queue", limits)?.ok_or(EventError::MissingFor {
-                field: "queue",
-                kind: "start",
-            })?);
+            ev.queue = Some(
+                string_field(m, "queue", limits)?.ok_or(EventError::MissingFor {
+                    field: "queue",
+                    kind: "start",
+                })?,
+            );
             ev.channel = string_field(m, "channel", limits)?;
             ev.priority = match m.get("priority") {
                 None => None,
@@ -366,7 +371,10 @@ pub fn event_from_value(v: &Value, limits: &EventLimits) -> Result<Event, EventE
     Ok(ev)
 }
 
-fn parse_tags(v: Option<&Value>, limits: &EventLimits) -> Result<Vec<(String, String)>, EventError> {
+fn parse_tags(
+    v: Option<&Value>,
+    limits: &EventLimits,
+) -> Result<Vec<(String, String)>, EventError> {
     let Some(v) = v else { return Ok(Vec::new()) };
     let Value::Object(tags) = v else {
         return Err(EventError::WrongType {
@@ -408,7 +416,9 @@ pub enum Decoded {
 /// Validates a decoded line or frame: a map is one event, an array is a batch.
 pub fn decode_value(v: &Value, limits: &EventLimits) -> Decoded {
     match v {
-        Value::Array(items) => Decoded::Batch(items.iter().map(|i| event_from_value(i, limits)).collect()),
+        Value::Array(items) => {
+            Decoded::Batch(items.iter().map(|i| event_from_value(i, limits)).collect())
+        }
         other => Decoded::One(event_from_value(other, limits)),
     }
 }
@@ -437,10 +447,12 @@ mod tests {
 
     #[test]
     fn rfc3339_and_millisecond_timestamps_agree() {
-        let a = parse(json!({"type":"hold","call_id":"c","ts":"2026-11-22T10:00:00.250Z"})).unwrap();
+        let a =
+            parse(json!({"type":"hold","call_id":"c","ts":"2026-11-22T10:00:00.250Z"})).unwrap();
         let b = parse(json!({"type":"hold","call_id":"c","ts":1_795_341_600_250i64})).unwrap();
         assert_eq!(a.ts_ms, b.ts_ms);
-        let c = parse(json!({"type":"hold","call_id":"c","ts":"2026-11-22T11:00:00.250+01:00"})).unwrap();
+        let c = parse(json!({"type":"hold","call_id":"c","ts":"2026-11-22T11:00:00.250+01:00"}))
+            .unwrap();
         assert_eq!(a.ts_ms, c.ts_ms);
     }
 
@@ -448,19 +460,55 @@ mod tests {
     fn errors_name_the_field() {
         let cases = [
             (json!({"call_id":"c","ts":1}), "missing field `type`"),
-            (json!({"type":"start","call_id":"c","ts":1_700_000_000_000i64}), "`queue`"),
-            (json!({"type":"bogus","call_id":"c","ts":1}), "unknown event type `bogus`"),
-            (json!({"type":"hold","ts":1_700_000_000_000i64}), "missing field `call_id`"),
+            (
+                json!({"type":"start","call_id":"c","ts":1_700_000_000_000i64}),
+                "`queue`",
+            ),
+            (
+                json!({"type":"bogus","call_id":"c","ts":1}),
+                "unknown event type `bogus`",
+            ),
+            (
+                json!({"type":"hold","ts":1_700_000_000_000i64}),
+                "missing field `call_id`",
+            ),
             (json!({"type":"hold","call_id":"c"}), "missing field `ts`"),
-            (json!({"type":"hold","call_id":"c","ts":"yesterday"}), "field `ts`"),
-            (json!({"type":"hold","call_id":"c","ts":1_700_000_000i64}), "field `ts`"),
-            (json!({"type":"hold","call_id":"c","ts":1_700_000_000_000i64,"agent":"a"}), "`agent` is not allowed on `hold`"),
-            (json!({"type":"hold","call_id":"c","ts":1_700_000_000_000i64,"colour":"a"}), "unknown field `colour`"),
-            (json!({"type":"end","call_id":"c","ts":1_700_000_000_000i64,"reason":"bored"}), "field `reason`"),
-            (json!({"type":"hold","call_id":7,"ts":1_700_000_000_000i64}), "field `call_id`: expected a string"),
-            (json!({"type":"hold","call_id":"","ts":1_700_000_000_000i64}), "`call_id` must not be empty"),
-            (json!({"type":"hold","call_id":"x".repeat(129),"ts":1_700_000_000_000i64}), "max_string_bytes"),
-            (json!({"type":"start","call_id":"c","queue":"q","ts":1_700_000_000_000i64,"tags":{"a":1}}), "field `tags.a`"),
+            (
+                json!({"type":"hold","call_id":"c","ts":"yesterday"}),
+                "field `ts`",
+            ),
+            (
+                json!({"type":"hold","call_id":"c","ts":1_700_000_000i64}),
+                "field `ts`",
+            ),
+            (
+                json!({"type":"hold","call_id":"c","ts":1_700_000_000_000i64,"agent":"a"}),
+                "`agent` is not allowed on `hold`",
+            ),
+            (
+                json!({"type":"hold","call_id":"c","ts":1_700_000_000_000i64,"colour":"a"}),
+                "unknown field `colour`",
+            ),
+            (
+                json!({"type":"end","call_id":"c","ts":1_700_000_000_000i64,"reason":"bored"}),
+                "field `reason`",
+            ),
+            (
+                json!({"type":"hold","call_id":7,"ts":1_700_000_000_000i64}),
+                "field `call_id`: expected a string",
+            ),
+            (
+                json!({"type":"hold","call_id":"","ts":1_700_000_000_000i64}),
+                "`call_id` must not be empty",
+            ),
+            (
+                json!({"type":"hold","call_id":"x".repeat(129),"ts":1_700_000_000_000i64}),
+                "max_string_bytes",
+            ),
+            (
+                json!({"type":"start","call_id":"c","queue":"q","ts":1_700_000_000_000i64,"tags":{"a":1}}),
+                "field `tags.a`",
+            ),
             (json!([1]), "must be an object"),
         ];
         for (v, want) in cases {
@@ -471,9 +519,15 @@ mod tests {
 
     #[test]
     fn too_many_tags_is_refused() {
-        let tags: Map<String, Value> = (0..17).map(|i| (format!("k{i}"), Value::from("v"))).collect();
-        let v = json!({"type":"start","call_id":"c","queue":"q","ts":1_700_000_000_000i64,"tags":tags});
-        assert!(matches!(parse(v), Err(EventError::TooManyTags { count: 17, max: 16 })));
+        let tags: Map<String, Value> = (0..17)
+            .map(|i| (format!("k{i}"), Value::from("v")))
+            .collect();
+        let v =
+            json!({"type":"start","call_id":"c","queue":"q","ts":1_700_000_000_000i64,"tags":tags});
+        assert!(matches!(
+            parse(v),
+            Err(EventError::TooManyTags { count: 17, max: 16 })
+        ));
     }
 
     #[test]

@@ -236,7 +236,10 @@ fn run_daemon(config: Option<PathBuf>, log_level: Option<String>) -> ExitCode {
 }
 
 fn client(cmd: Command) -> ExitCode {
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -279,12 +282,14 @@ fn client(cmd: Command) -> ExitCode {
                 Ok(s) => query::reload(&s).await,
                 Err(code) => Ok(code),
             },
-            Command::Send { file, socket, config } => {
-                match resolve_socket(&socket, &config, |c| c.ingest.socket.clone()) {
-                    Ok(s) => send::send(&s, file.as_deref()).await,
-                    Err(code) => Ok(code),
-                }
-            }
+            Command::Send {
+                file,
+                socket,
+                config,
+            } => match resolve_socket(&socket, &config, |c| c.ingest.socket.clone()) {
+                Ok(s) => send::send(&s, file.as_deref()).await,
+                Err(code) => Ok(code),
+            },
             Command::Run { .. } | Command::CheckConfig { .. } => Ok(ExitCode::FAILURE),
         }
     });
@@ -309,9 +314,19 @@ mod tests {
 
     #[test]
     fn metrics_flags_parse() {
-        let cli = Cli::parse_from(["callmetrics", "metrics", "--by", "agent", "--window", "today", "--json"]);
+        let cli = Cli::parse_from([
+            "callmetrics",
+            "metrics",
+            "--by",
+            "agent",
+            "--window",
+            "today",
+            "--json",
+        ]);
         match cli.command {
-            Command::Metrics { by, window, json, .. } => {
+            Command::Metrics {
+                by, window, json, ..
+            } => {
                 assert_eq!(by, By::Agent);
                 assert_eq!(window.as_deref(), Some("today"));
                 assert!(json);

@@ -37,11 +37,7 @@ pub enum CliError {
 
 impl CliError {
     /// 1 when the daemon answered with an error; 2 when it could not be asked or the exchange failed.
-    pub fn exit_code(&self) -> ExitCode {
-        ExitCode::from(self.code())
-    }
-
-    fn code(&self) -> u8 {
+    pub fn exit_code(&self) -> u8 {
         match self {
             CliError::Daemon(_) => 1,
             _ => 2,
@@ -743,15 +739,15 @@ mod tests {
 
     #[test]
     fn exit_codes_tell_refusal_from_unreachable() {
-        assert_eq!(CliError::Daemon("no".into()).code(), 1);
+        assert_eq!(CliError::Daemon("no".into()).exit_code(), 1);
         let unreachable = ClientError::connect(Path::new("/x"), io::ErrorKind::NotFound.into());
-        assert_eq!(CliError::from(unreachable).code(), 2);
+        assert_eq!(CliError::from(unreachable).exit_code(), 2);
         assert_eq!(
             CliError::Unexpected {
                 request: "status",
                 got: "done"
             }
-            .code(),
+            .exit_code(),
             2
         );
     }
@@ -825,13 +821,13 @@ mod tests {
         let err = metrics_to(&sock, q, false, &mut Vec::new())
             .await
             .unwrap_err();
-        assert_eq!(err.code(), 1);
+        assert_eq!(err.exit_code(), 1);
         assert_eq!(err.to_string(), "the daemon answered: unknown window `7m`");
 
         let err = done_to(&sock, Request::Reload, "reload", &mut Vec::new())
             .await
             .unwrap_err();
-        assert_eq!(err.code(), 2);
+        assert_eq!(err.exit_code(), 2);
         assert!(
             err.to_string().contains("reload with a metrics response"),
             "{err}"
@@ -841,7 +837,7 @@ mod tests {
         server.await.unwrap();
 
         let err = status_to(&sock, false, &mut Vec::new()).await.unwrap_err();
-        assert_eq!(err.code(), 2);
+        assert_eq!(err.exit_code(), 2);
         assert!(
             err.to_string().contains(&sock.display().to_string()),
             "{err}"

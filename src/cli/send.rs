@@ -25,8 +25,8 @@ pub struct SendSummary {
 
 impl SendSummary {
     /// 0 when every event was accepted, 1 when any was refused.
-    pub fn exit_code(&self) -> ExitCode {
-        ExitCode::from(u8::from(self.refused > 0))
+    pub fn exit_code(&self) -> u8 {
+        u8::from(self.refused > 0)
     }
 }
 
@@ -61,7 +61,7 @@ pub async fn send(event_socket: &Path, input: Option<&Path>) -> Result<ExitCode,
     if summary.refused > 0 {
         eprintln!("{} of {} events refused", summary.refused, summary.sent);
     }
-    Ok(summary.exit_code())
+    Ok(ExitCode::from(summary.exit_code()))
 }
 
 /// Streams the non-empty lines of `input` to `event_socket` from one task while this one copies
@@ -131,7 +131,7 @@ where
                 writer.abort();
                 let of = written.map_or(String::new(), |(sent, _)| format!(" of {sent}"));
                 return Err(CliError::EventSocket(format!(
-                    "the daemon closed the event socket {} after {got}{of} replies (see its log; a line over limits.max_line_bytes closes the connection)",
+                    "the daemon closed the event socket {} after {got}{of} replies (is it stopping? see its log)",
                     event_socket.display()
                 )));
             }
@@ -201,9 +201,9 @@ where
                 // one could leave this side waiting for a reply that never comes.
                 continue;
             }
-            // The first byte of a connection picks its framing: `{` or whitespace means JSON lines.
-            // A first line that starts otherwise (say `[` or garbage) must still be read as JSON.
-            if sent == 0 && !(line[0] == b'{' || line[0].is_ascii_whitespace()) {
+            // The first byte of a connection picks its framing: `{`, `[` or whitespace means JSON
+            // lines. A first line that starts otherwise (garbage) must still be read as JSON.
+            if sent == 0 && !matches!(line[0], b'{' | b'[') && !line[0].is_ascii_whitespace() {
                 sock.write_all(b" ").await.map_err(sock_err)?;
             }
             if !line.ends_with(b"\n") {
@@ -309,7 +309,7 @@ mod tests {
                 refused: 0
             }
         );
-        assert_eq!(summary.exit_code(), ExitCode::SUCCESS);
+        assert_eq!(summary.exit_code(), 0);
         assert_eq!(out, "{\"ok\":true}\n{\"ok\":true}\n");
         assert_eq!(
             *d.lines.lock().unwrap(),
@@ -332,7 +332,7 @@ mod tests {
                 refused: 1
             }
         );
-        assert_eq!(summary.exit_code(), ExitCode::from(1));
+        assert_eq!(summary.exit_code(), 1);
         let replies: Vec<&str> = out.lines().collect();
         assert_eq!(
             replies,
@@ -346,12 +346,19 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_first_line_that_is_not_an_object_still_selects_json_lines() {
+    async fn a_first_line_of_garbage_still_selects_json_lines() {
         let d = fake_daemon(None);
-        let (res, _) = run(&d, "[{\"n\":1}]\n{\"n\":2}\n").await;
-        assert_eq!(res.unwrap().sent, 2);
-        // A leading space, which JSON ignores, keeps the daemon from reading MessagePack frames.
-        assert_eq!(*d.lines.lock().unwrap(), [" [{\"n\":1}]", "{\"n\":2}"]);
+        let (res, _) = run(&d, "oops\n[{\"n\":1}]\n").await;
+        assert_eq!(
+            res.unwrap(),
+            SendSummary {
+                sent: 2,
+                refused: 0
+            }
+        );
+        // A leading space keeps the daemon from reading MessagePack frames; the line stays
+        // invalid JSON, so the daemon still answers it with the error.
+        assert_eq!(*d.lines.lock().unwrap(), [" oops", "[{\"n\":1}]"]);
     }
 
     #[tokio::test]
@@ -387,7 +394,7 @@ mod tests {
         .await
         .unwrap_err();
         let msg = err.to_string();
-        assert_eq!(err.exit_code(), ExitCode::from(2));
+        assert_eq!(err.exit_code(), 2);
         assert!(!msg.contains('\n'), "{msg}");
         assert!(
             msg.contains(&format!("at {}: No such file or directory", sock.display())),
@@ -400,7 +407,7 @@ mod tests {
         let d = fake_daemon(Some(1));
         let (res, out) = run(&d, "{\"n\":1}\n{\"n\":2}\n{\"n\":3}\n").await;
         let err = res.unwrap_err();
-        assert_eq!(err.exit_code(), ExitCode::from(2));
+        assert_eq!(err.exit_code(), 2);
         assert!(err.to_string().contains("after 1"), "{err}");
         assert_eq!(out, "{\"ok\":true}\n");
     }
@@ -415,7 +422,7 @@ mod tests {
                 .starts_with(&format!("cannot read {}", missing.display())),
             "{err}"
         );
-        assert_eq!(err.exit_code(), ExitCode::from(2));
+        assert_eq!(err.exit_code(), 2);
     }
 
     #[test]

@@ -118,7 +118,9 @@ where
     let mut len = [0u8; 4];
     match r.read_exact(&mut len).await {
         Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Err(ProtocolError::Closed),
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            return Err(ProtocolError::Closed)
+        }
         Err(e) => return Err(e.into()),
     }
     let len = u32::from_be_bytes(len) as usize;
@@ -131,11 +133,13 @@ where
     struct VersionOnly {
         version: u16,
     }
-    let v: VersionOnly = rmp_serde::from_slice(&buf).map_err(|e| ProtocolError::Decode(e.to_string()))?;
+    let v: VersionOnly =
+        rmp_serde::from_slice(&buf).map_err(|e| ProtocolError::Decode(e.to_string()))?;
     if v.version != PROTOCOL_VERSION {
         return Err(ProtocolError::Version(v.version));
     }
-    let env: Envelope<T> = rmp_serde::from_slice(&buf).map_err(|e| ProtocolError::Decode(e.to_string()))?;
+    let env: Envelope<T> =
+        rmp_serde::from_slice(&buf).map_err(|e| ProtocolError::Decode(e.to_string()))?;
     Ok(env.body)
 }
 
@@ -166,14 +170,18 @@ mod tests {
         .unwrap();
         let mut buf = (bytes.len() as u32).to_be_bytes().to_vec();
         buf.extend(bytes);
-        let err = read_message::<_, Request>(&mut buf.as_slice()).await.unwrap_err();
+        let err = read_message::<_, Request>(&mut buf.as_slice())
+            .await
+            .unwrap_err();
         assert!(err.to_string().contains("version 99"), "{err}");
     }
 
     #[tokio::test]
     async fn oversized_lengths_are_refused_before_reading() {
         let buf = u32::MAX.to_be_bytes();
-        let err = read_message::<_, Request>(&mut buf.as_slice()).await.unwrap_err();
+        let err = read_message::<_, Request>(&mut buf.as_slice())
+            .await
+            .unwrap_err();
         assert!(matches!(err, ProtocolError::TooLarge(_)));
     }
 }

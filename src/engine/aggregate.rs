@@ -190,7 +190,10 @@ impl Figures {
         Figures {
             asa_ms: ratio(a.wait_sum_ms as f64, a.answered as f64),
             avg_abandon_ms: ratio(a.abandon_wait_sum_ms as f64, a.abandoned as f64),
-            aht_ms: ratio((a.talk_sum_ms + a.hold_sum_ms + a.acw_sum_ms) as f64, handled),
+            aht_ms: ratio(
+                (a.talk_sum_ms + a.hold_sum_ms + a.acw_sum_ms) as f64,
+                handled,
+            ),
             avg_talk_ms: ratio(a.talk_sum_ms as f64, handled),
             avg_hold_ms: ratio(a.hold_sum_ms as f64, handled),
             avg_acw_ms: ratio(a.acw_sum_ms as f64, handled),
@@ -254,7 +257,15 @@ mod tests {
     fn seven_formulas_by_hand() {
         let a = worked();
         assert_eq!((a.offered, a.answered, a.answered_within), (8, 4, 3));
-        assert_eq!((a.abandoned, a.short_abandoned, a.abandoned_within, a.overflow), (3, 1, 2, 1));
+        assert_eq!(
+            (
+                a.abandoned,
+                a.short_abandoned,
+                a.abandoned_within,
+                a.overflow
+            ),
+            (3, 1, 2, 1)
+        );
         let sl = |f| a.service_level(f).unwrap();
         assert_eq!(sl(Formula::Answered), 3.0 / 4.0); // A≤T / A
         assert_eq!(sl(Formula::Offered), 3.0 / 6.0); // A≤T / (A + Ab − S) = 3 / (4 + 3 − 1)

@@ -20,7 +20,9 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 pub use aggregate::{Agg, Figures, HandleFacts, Outcome, QueueFacts};
-pub use report::{DimKind, EngineStats, MetricsQuery, MetricsRow, OpenSegment, Realtime, RowParams};
+pub use report::{
+    DimKind, EngineStats, MetricsQuery, MetricsRow, OpenSegment, Realtime, RowParams,
+};
 pub use window::{Calendar, Tier, Window, FINE_BUCKET_MS, FINE_SPAN_MS};
 
 use crate::config::{Config, Millis, QueueParams};
@@ -173,7 +175,11 @@ impl Settings {
             bands: m.bands.iter().map(|b| b.0 as u64).collect(),
             windows: m.windows.clone(),
             defaults: c.defaults,
-            queues: c.queues.keys().map(|q| (q.clone(), c.queue_params(q))).collect(),
+            queues: c
+                .queues
+                .keys()
+                .map(|q| (q.clone(), c.queue_params(q)))
+                .collect(),
             // `today` can reach back 25 h on a fall-back day; keep one interval more for late events.
             keep_interval_ms: longest.max(25 * 3_600_000) + m.interval.0,
         }
@@ -277,7 +283,12 @@ impl Engine {
         self.advance(now_ms);
         let now = self.v.now_ms;
         let hash = call_hash(&ev.call_id);
-        if self.v.remembered.get(&hash).is_some_and(|(ts, _)| ev.ts_ms <= *ts) {
+        if self
+            .v
+            .remembered
+            .get(&hash)
+            .is_some_and(|(ts, _)| ev.ts_ms <= *ts)
+        {
             self.v.stats.late += 1;
             return Ok(Applied::Late);
         }
@@ -314,7 +325,9 @@ impl Engine {
             return Err(Rejection::OpenSegmentLimit(self.v.open_segments));
         }
         self.set_open(&ev.call_id, before, after);
-        self.v.settle_q.push_back((now + self.s.grace_ms, ev.call_id.clone()));
+        self.v
+            .settle_q
+            .push_back((now + self.s.grace_ms, ev.call_id.clone()));
         if ev.kind == EventKind::End {
             let wait = self.s.grace_ms.max(self.s.wrapup_timeout_ms);
             self.v.wrapup_q.push_back((now + wait, ev.call_id.clone()));
@@ -367,7 +380,12 @@ impl Engine {
                 }
                 Due::Forget => {
                     if let Some((_, h)) = self.v.forget_q.pop_front() {
-                        if self.v.remembered.get(&h).is_some_and(|(_, until)| *until <= at) {
+                        if self
+                            .v
+                            .remembered
+                            .get(&h)
+                            .is_some_and(|(_, until)| *until <= at)
+                        {
                             self.v.remembered.remove(&h);
                         }
                     }
@@ -386,7 +404,10 @@ impl Engine {
             return;
         };
         let derived = call.derive();
-        call.folded.resize(derived.segments.len().max(call.folded.len()), Folded::default());
+        call.folded.resize(
+            derived.segments.len().max(call.folded.len()),
+            Folded::default(),
+        );
         for (i, seg) in derived.segments.iter().enumerate() {
             if call.folded[i].expired {
                 continue;
@@ -478,7 +499,10 @@ impl Engine {
                 self.v.stats.expired_orphan_events += derived.orphans as u64;
                 derived = call.derive();
             }
-            call.folded.resize(derived.segments.len().max(call.folded.len()), Folded::default());
+            call.folded.resize(
+                derived.segments.len().max(call.folded.len()),
+                Folded::default(),
+            );
             for (i, seg) in derived.segments.iter().enumerate() {
                 if seg.is_open() && !call.folded[i].expired && seg.start_rx_ms <= limit {
                     call.folded[i].expired = true;
@@ -532,7 +556,12 @@ impl Engine {
             self.keys_per_kind[kind_index(kind)] += 1;
         }
         if dim.key == OVERFLOW_KEY && key != OVERFLOW_KEY {
-            *self.v.stats.overflowed.entry(kind.name().to_string()).or_default() += 1;
+            *self
+                .v
+                .stats
+                .overflowed
+                .entry(kind.name().to_string())
+                .or_default() += 1;
         }
         dim
     }
@@ -542,7 +571,9 @@ impl Engine {
             kind,
             key: key.to_string(),
         };
-        if self.series.contains_key(&dim) || self.keys_per_kind[kind_index(kind)] < self.s.max_keys[kind_index(kind)] {
+        if self.series.contains_key(&dim)
+            || self.keys_per_kind[kind_index(kind)] < self.s.max_keys[kind_index(kind)]
+        {
             return dim;
         }
         Dim {
@@ -579,7 +610,10 @@ impl Engine {
         let now = self.v.now_ms;
         let keep = [
             (Tier::Fine, self.cal.fine_bucket(now) - FINE_SPAN_MS),
-            (Tier::Interval, self.cal.interval_bucket(now) - self.s.keep_interval_ms),
+            (
+                Tier::Interval,
+                self.cal.interval_bucket(now) - self.s.keep_interval_ms,
+            ),
         ];
         for (kind, key) in Self::dims_of(seg, true) {
             let dim = self.resolve(kind, key);
@@ -610,7 +644,9 @@ impl Engine {
                 .join(", ")
         };
         let Some(name) = name else {
-            return Ok(Window::Trailing(self.s.windows.first().copied().unwrap_or(Millis::secs(900))));
+            return Ok(Window::Trailing(
+                self.s.windows.first().copied().unwrap_or(Millis::secs(900)),
+            ));
         };
         match Window::parse(name) {
             Some(Window::Today) => Ok(Window::Today),
@@ -691,7 +727,8 @@ impl Engine {
                         Phase::Waiting if seg.end.is_none() => {
                             rt.waiting_now += 1;
                             let w = (now - seg.start_ms).max(0) as u64;
-                            rt.longest_wait_now_ms = Some(rt.longest_wait_now_ms.map_or(w, |m| m.max(w)));
+                            rt.longest_wait_now_ms =
+                                Some(rt.longest_wait_now_ms.map_or(w, |m| m.max(w)));
                         }
                         Phase::Talking | Phase::OnHold => rt.talking_now += 1,
                         Phase::InAcw if seg.wrapup_ms.is_none() => rt.in_acw_now += 1,
@@ -744,7 +781,10 @@ impl Engine {
             let derived = call.derive();
             for (i, seg) in derived.segments.iter().enumerate() {
                 let f = call.folded.get(i).cloned().unwrap_or_default();
-                if f.expired || f.handle.is_some() || (seg.end.is_some() && (seg.answer.is_none() || seg.wrapup_ms.is_some())) {
+                if f.expired
+                    || f.handle.is_some()
+                    || (seg.end.is_some() && (seg.answer.is_none() || seg.wrapup_ms.is_some()))
+                {
                     continue;
                 }
                 let phase = seg.phase();
@@ -770,7 +810,11 @@ impl Engine {
                 });
             }
         }
-        out.sort_by(|a, b| b.age_ms.cmp(&a.age_ms).then_with(|| a.call_id.cmp(&b.call_id)));
+        out.sort_by(|a, b| {
+            b.age_ms
+                .cmp(&a.age_ms)
+                .then_with(|| a.call_id.cmp(&b.call_id))
+        });
         out
     }
 
@@ -781,7 +825,12 @@ impl Engine {
         s.remembered_calls = self.v.remembered.len() as u64;
         s.keys = [DimKind::Queue, DimKind::Agent, DimKind::Channel]
             .into_iter()
-            .map(|k| (k.name().to_string(), self.keys_per_kind[kind_index(k)] as u64))
+            .map(|k| {
+                (
+                    k.name().to_string(),
+                    self.keys_per_kind[kind_index(k)] as u64,
+                )
+            })
             .collect();
         s
     }
@@ -829,17 +878,24 @@ impl Engine {
     }
 
     /// Rebuilds an engine from a checkpoint's buckets and state.
-    pub fn restore<I>(cfg: &Config, buckets: I, volatile: Option<&[u8]>) -> Result<Engine, RestoreError>
+    pub fn restore<I>(
+        cfg: &Config,
+        buckets: I,
+        volatile: Option<&[u8]>,
+    ) -> Result<Engine, RestoreError>
     where
         I: IntoIterator<Item = (Vec<u8>, Vec<u8>)>,
     {
         let mut e = Engine::new(cfg);
         if let Some(bytes) = volatile {
-            e.v = rmp_serde::from_slice(bytes).map_err(|err| RestoreError::Decode(err.to_string()))?;
+            e.v = rmp_serde::from_slice(bytes)
+                .map_err(|err| RestoreError::Decode(err.to_string()))?;
         }
         for (k, v) in buckets {
-            let id = BucketId::decode(&k).ok_or_else(|| RestoreError::Decode("bad bucket key".into()))?;
-            let agg: Agg = rmp_serde::from_slice(&v).map_err(|err| RestoreError::Decode(err.to_string()))?;
+            let id = BucketId::decode(&k)
+                .ok_or_else(|| RestoreError::Decode("bad bucket key".into()))?;
+            let agg: Agg =
+                rmp_serde::from_slice(&v).map_err(|err| RestoreError::Decode(err.to_string()))?;
             if !e.series.contains_key(&id.dim) {
                 e.keys_per_kind[kind_index(id.dim.kind)] += 1;
             }

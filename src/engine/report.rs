@@ -31,9 +31,14 @@ impl DimKind {
     }
 
     pub fn parse(s: &str) -> Option<DimKind> {
-        [DimKind::All, DimKind::Queue, DimKind::Agent, DimKind::Channel]
-            .into_iter()
-            .find(|d| d.name() == s)
+        [
+            DimKind::All,
+            DimKind::Queue,
+            DimKind::Agent,
+            DimKind::Channel,
+        ]
+        .into_iter()
+        .find(|d| d.name() == s)
     }
 }
 
@@ -109,7 +114,8 @@ impl MetricsRow {
             "handle_p50_ms": f.handle_p50_ms, "handle_p90_ms": f.handle_p90_ms,
             "handle_p95_ms": f.handle_p95_ms, "handle_p99_ms": f.handle_p99_ms,
         });
-        let bands: BTreeMap<String, u64> = c.bands.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+        let bands: BTreeMap<String, u64> =
+            c.bands.iter().map(|(k, v)| (k.to_string(), *v)).collect();
         let p = &self.params;
         let r = &self.realtime;
         let rest = json!({

@@ -100,7 +100,10 @@ impl Segment {
     fn new(e: &CallEvent) -> Self {
         Segment {
             queue: e.label.clone().unwrap_or_default(),
-            channel: e.channel.clone().unwrap_or_else(|| DEFAULT_CHANNEL.to_string()),
+            channel: e
+                .channel
+                .clone()
+                .unwrap_or_else(|| DEFAULT_CHANNEL.to_string()),
             start_ms: e.ts_ms,
             start_rx_ms: e.rx_ms,
             answer: None,
@@ -141,7 +144,9 @@ impl Segment {
                 }
                 true
             }
-            EventKind::Wrapup if self.answer.is_some() && self.end.is_some() && self.wrapup_ms.is_none() => {
+            EventKind::Wrapup
+                if self.answer.is_some() && self.end.is_some() && self.wrapup_ms.is_none() =>
+            {
                 self.wrapup_ms = Some(e.ts_ms);
                 true
             }
@@ -163,7 +168,9 @@ impl Segment {
             (None, Some((t, reason))) => (
                 *t,
                 match reason {
-                    None | Some(EndReason::Abandoned) | Some(EndReason::Completed) => Outcome::Abandoned,
+                    None | Some(EndReason::Abandoned) | Some(EndReason::Completed) => {
+                        Outcome::Abandoned
+                    }
                     Some(_) => Outcome::Overflow,
                 },
             ),
@@ -251,13 +258,12 @@ impl Call {
                 // After-call work belongs to the latest answered, ended segment still without it,
                 // even when the call already moved on to another queue.
                 (EventKind::Wrapup, Some(_)) => {
-                    match segments
+                    if let Some(s) = segments
                         .iter_mut()
                         .rev()
                         .find(|s| s.answer.is_some() && s.end.is_some() && s.wrapup_ms.is_none())
                     {
-                        Some(s) => s.attach(e),
-                        None => {}
+                        s.attach(e);
                     }
                 }
                 (_, Some(s)) => s.attach(e),
@@ -270,10 +276,9 @@ impl Call {
     /// Where `e` goes, or `None` when the same (kind, ts) is already here: a duplicate.
     pub fn insert_position(&self, e: &CallEvent) -> Option<usize> {
         let key = e.order_key();
-        match self.events.binary_search_by_key(&key, CallEvent::order_key) {
-            Ok(_) => None,
-            Err(pos) => Some(pos),
-        }
+        self.events
+            .binary_search_by_key(&key, CallEvent::order_key)
+            .err()
     }
 
     /// True when every folded fact still matches what the events derive.
@@ -289,7 +294,11 @@ impl Call {
     }
 
     pub fn max_ts(&self) -> i64 {
-        self.events.iter().map(|e| e.ts_ms).max().unwrap_or(i64::MIN)
+        self.events
+            .iter()
+            .map(|e| e.ts_ms)
+            .max()
+            .unwrap_or(i64::MIN)
     }
 }
 
@@ -334,14 +343,24 @@ mod tests {
     #[test]
     fn out_of_order_events_derive_the_same_segment() {
         use EventKind::*;
-        let evs = [ev(Start, 0), ev(Answer, 10), ev(Hold, 20), ev(Resume, 25), ev(End, 100), ev(Wrapup, 130)];
+        let evs = [
+            ev(Start, 0),
+            ev(Answer, 10),
+            ev(Hold, 20),
+            ev(Resume, 25),
+            ev(End, 100),
+            ev(Wrapup, 130),
+        ];
         let mut rev = evs.clone();
         rev.reverse();
         let a = call(&evs).derive();
         let b = call(&rev).derive();
         assert_eq!(a.segments, b.segments);
         let h = a.segments[0].handle_facts().unwrap();
-        assert_eq!((h.talk_ms, h.hold_ms, h.acw_ms, h.completion_ms), (85, 5, 30, 130));
+        assert_eq!(
+            (h.talk_ms, h.hold_ms, h.acw_ms, h.completion_ms),
+            (85, 5, 30, 130)
+        );
         assert_eq!(a.segments[0].queue_facts().unwrap().wait_ms(), 10);
     }
 
@@ -350,7 +369,10 @@ mod tests {
         use EventKind::*;
         let d = call(&[ev(Start, 0), ev(Answer, 10), ev(Hold, 40), ev(End, 100)]).derive();
         let h = d.segments[0].handle_facts().unwrap();
-        assert_eq!((h.talk_ms, h.hold_ms, h.acw_ms, h.completion_ms), (30, 60, 0, 100));
+        assert_eq!(
+            (h.talk_ms, h.hold_ms, h.acw_ms, h.completion_ms),
+            (30, 60, 0, 100)
+        );
     }
 
     #[test]
@@ -362,7 +384,10 @@ mod tests {
         s2.label = Some("q2".into());
         let d = call(&[ev(Start, 0), end1, s2, ev(Answer, 60)]).derive();
         assert_eq!(d.segments.len(), 2);
-        assert_eq!(d.segments[0].queue_facts().unwrap().outcome, Outcome::Overflow);
+        assert_eq!(
+            d.segments[0].queue_facts().unwrap().outcome,
+            Outcome::Overflow
+        );
         assert_eq!(d.segments[1].queue, "q2");
         assert_eq!(d.segments[1].queue_facts().unwrap().wait_ms(), 10);
         let o = call(&[ev(Answer, 5)]).derive();
@@ -376,7 +401,15 @@ mod tests {
         s2.label = Some("q2".into());
         let mut end1 = ev(End, 50);
         end1.reason = Some(EndReason::Transferred);
-        let d = call(&[ev(Start, 0), ev(Answer, 10), s2, end1, ev(Wrapup, 70), ev(Answer, 80)]).derive();
+        let d = call(&[
+            ev(Start, 0),
+            ev(Answer, 10),
+            s2,
+            end1,
+            ev(Wrapup, 70),
+            ev(Answer, 80),
+        ])
+        .derive();
         assert_eq!(d.segments.len(), 2);
         assert_eq!(d.segments[0].end, Some((50, Some(EndReason::Transferred))));
         assert_eq!(d.segments[0].wrapup_ms, Some(70));

@@ -53,9 +53,23 @@ fn feed(e: &mut Engine, events: &[Event]) {
 #[test]
 fn a_finished_segment_counts_at_once_and_after_folding_alike() {
     let mut e = Engine::new(&cfg());
-    feed(&mut e, &[start("c", "q", T0), answer("c", "a", T0 + 12_000), end("c", T0 + 60_000, None)]);
+    feed(
+        &mut e,
+        &[
+            start("c", "q", T0),
+            answer("c", "a", T0 + 12_000),
+            end("c", T0 + 60_000, None),
+        ],
+    );
     let before = row(&e, DimKind::Queue, "5m", "q");
-    assert_eq!((before.counts.offered, before.counts.answered, before.counts.handled), (1, 1, 0));
+    assert_eq!(
+        (
+            before.counts.offered,
+            before.counts.answered,
+            before.counts.handled
+        ),
+        (1, 1, 0)
+    );
     assert_eq!(before.realtime.in_acw_now, 1);
     // After the wrap-up timeout the handle facts fold with no ACW, attributed at the end.
     e.advance(T0 + 60_000 + 120_000);
@@ -77,9 +91,15 @@ fn events_after_the_grace_are_late_and_change_nothing() {
     let before = row(&e, DimKind::Queue, "5m", "q");
     assert_eq!(before.counts.abandoned, 1);
     // An answer that would have made it answered comes too late: ignored, counted as late.
-    assert_eq!(e.apply(&answer("c", "a", T0 + 10_000), T0 + 41_000), Ok(Applied::Late));
+    assert_eq!(
+        e.apply(&answer("c", "a", T0 + 10_000), T0 + 41_000),
+        Ok(Applied::Late)
+    );
     // A duplicate of the end after the call was finished is recognised too.
-    assert_eq!(e.apply(&end("c", T0 + 30_000, None), T0 + 42_000), Ok(Applied::Late));
+    assert_eq!(
+        e.apply(&end("c", T0 + 30_000, None), T0 + 42_000),
+        Ok(Applied::Late)
+    );
     assert_eq!(row(&e, DimKind::Queue, "5m", "q").counts, before.counts);
     assert_eq!(e.stats().late, 2);
 }
@@ -88,8 +108,14 @@ fn events_after_the_grace_are_late_and_change_nothing() {
 fn an_answer_within_the_grace_reorders_the_segment() {
     let mut e = Engine::new(&cfg());
     feed(&mut e, &[start("c", "q", T0)]);
-    assert_eq!(e.apply(&end("c", T0 + 30_000, None), T0 + 30_000), Ok(Applied::Accepted));
-    assert_eq!(e.apply(&answer("c", "a", T0 + 10_000), T0 + 31_000), Ok(Applied::Accepted));
+    assert_eq!(
+        e.apply(&end("c", T0 + 30_000, None), T0 + 30_000),
+        Ok(Applied::Accepted)
+    );
+    assert_eq!(
+        e.apply(&answer("c", "a", T0 + 10_000), T0 + 31_000),
+        Ok(Applied::Accepted)
+    );
     e.advance(T0 + 200_000);
     let r = row(&e, DimKind::Queue, "5m", "q");
     assert_eq!((r.counts.answered, r.counts.abandoned), (1, 0));
@@ -100,7 +126,10 @@ fn an_answer_within_the_grace_reorders_the_segment() {
 fn duplicates_are_ignored() {
     let mut e = Engine::new(&cfg());
     feed(&mut e, &[start("c", "q", T0)]);
-    assert_eq!(e.apply(&start("c", "q", T0), T0 + 5), Ok(Applied::Duplicate));
+    assert_eq!(
+        e.apply(&start("c", "q", T0), T0 + 5),
+        Ok(Applied::Duplicate)
+    );
     assert_eq!(row(&e, DimKind::Queue, "5m", "q").realtime.waiting_now, 1);
     assert_eq!(e.stats().duplicates, 1);
 }
@@ -111,7 +140,10 @@ fn open_segment_limit_refuses_new_starts_only() {
     c.limits.max_open_segments = 2;
     let mut e = Engine::new(&c);
     feed(&mut e, &[start("a", "q", T0), start("b", "q", T0)]);
-    assert_eq!(e.apply(&start("c", "q", T0), T0), Err(Rejection::OpenSegmentLimit(2)));
+    assert_eq!(
+        e.apply(&start("c", "q", T0), T0),
+        Err(Rejection::OpenSegmentLimit(2))
+    );
     // Events of open calls still go through, and an ended call frees its place.
     feed(&mut e, &[end("a", T0 + 1000, None)]);
     feed(&mut e, &[start("c", "q", T0 + 2000)]);
@@ -125,7 +157,10 @@ fn segments_without_end_expire_and_are_counted() {
     feed(&mut e, &[start("c", "q", T0)]);
     e.advance(T0 + 4 * 3_600_000 + 61_000);
     let s = e.stats();
-    assert_eq!((s.expired_segments, s.open_segments, s.open_calls), (1, 0, 0));
+    assert_eq!(
+        (s.expired_segments, s.open_segments, s.open_calls),
+        (1, 0, 0)
+    );
     let rows = e
         .metrics(&MetricsQuery {
             window: Some("1h".into()),
@@ -133,7 +168,10 @@ fn segments_without_end_expire_and_are_counted() {
             key: None,
         })
         .unwrap();
-    assert_eq!((rows[0].realtime.waiting_now, rows[0].counts.offered), (0, 0));
+    assert_eq!(
+        (rows[0].realtime.waiting_now, rows[0].counts.offered),
+        (0, 0)
+    );
 }
 
 #[test]
@@ -143,7 +181,13 @@ fn keys_past_the_limit_count_under_other() {
     let mut e = Engine::new(&c);
     for (i, q) in ["q1", "q2", "q3", "q4"].iter().enumerate() {
         let id = format!("c{i}");
-        feed(&mut e, &[start(&id, q, T0), end(&id, T0 + 1000, Some(EndReason::Abandoned))]);
+        feed(
+            &mut e,
+            &[
+                start(&id, q, T0),
+                end(&id, T0 + 1000, Some(EndReason::Abandoned)),
+            ],
+        );
     }
     e.advance(T0 + 10_000);
     let rows = e
@@ -183,21 +227,38 @@ fn today_follows_local_midnight_across_dst() {
 fn restore_from_checkpoint_gives_identical_metrics() {
     let c = cfg();
     let mut a = Engine::new(&c);
-    feed(&mut a, &[start("x", "q", T0), answer("x", "ann", T0 + 5000), start("y", "q", T0 + 1000)]);
+    feed(
+        &mut a,
+        &[
+            start("x", "q", T0),
+            answer("x", "ann", T0 + 5000),
+            start("y", "q", T0 + 1000),
+        ],
+    );
     let cp = a.checkpoint();
     let mut b = Engine::restore(
         &c,
-        cp.buckets.into_iter().filter_map(|(k, v)| v.map(|v| (k, v))),
+        cp.buckets
+            .into_iter()
+            .filter_map(|(k, v)| v.map(|v| (k, v))),
         Some(&cp.volatile),
     )
     .unwrap();
-    let rest = [end("x", T0 + 90_000, None), end("y", T0 + 95_000, Some(EndReason::Timeout))];
+    let rest = [
+        end("x", T0 + 90_000, None),
+        end("y", T0 + 95_000, Some(EndReason::Timeout)),
+    ];
     feed(&mut a, &rest);
     feed(&mut b, &rest);
     for e in [&mut a, &mut b] {
         e.advance(T0 + 400_000);
     }
-    for by in [DimKind::All, DimKind::Queue, DimKind::Agent, DimKind::Channel] {
+    for by in [
+        DimKind::All,
+        DimKind::Queue,
+        DimKind::Agent,
+        DimKind::Channel,
+    ] {
         for w in ["5m", "15m", "1h", "24h", "today"] {
             let q = MetricsQuery {
                 window: Some(w.into()),

@@ -81,7 +81,9 @@ impl Calendar {
         Timestamp::from_millisecond(ts_ms)
             .ok()
             .and_then(|t| t.to_zoned(self.tz.clone()).start_of_day().ok())
-            .map_or(ts_ms - ts_ms.rem_euclid(86_400_000), |z| z.timestamp().as_millisecond())
+            .map_or(ts_ms - ts_ms.rem_euclid(86_400_000), |z| {
+                z.timestamp().as_millisecond()
+            })
     }
 
     /// The tier and the first and last bucket starts (inclusive) of `w` at `now`.
@@ -148,7 +150,10 @@ mod tests {
             interval_ms: 3_600_000,
         };
         // 10:47 IST → bucket 10:00 IST = 04:30 UTC.
-        assert_eq!(c.interval_bucket(ms("2026-06-01T10:47:00+05:30")), ms("2026-06-01T04:30:00Z"));
+        assert_eq!(
+            c.interval_bucket(ms("2026-06-01T10:47:00+05:30")),
+            ms("2026-06-01T04:30:00Z")
+        );
     }
 
     #[test]
@@ -157,11 +162,19 @@ mod tests {
         let now = ms("2026-06-01T10:07:30Z");
         assert_eq!(
             c.range(Window::Trailing(Millis::secs(300)), now),
-            (Tier::Fine, ms("2026-06-01T10:03:00Z"), ms("2026-06-01T10:07:00Z"))
+            (
+                Tier::Fine,
+                ms("2026-06-01T10:03:00Z"),
+                ms("2026-06-01T10:07:00Z")
+            )
         );
         assert_eq!(
             c.range(Window::Trailing(Millis::secs(86_400)), now),
-            (Tier::Interval, ms("2026-05-31T10:15:00Z"), ms("2026-06-01T10:00:00Z"))
+            (
+                Tier::Interval,
+                ms("2026-05-31T10:15:00Z"),
+                ms("2026-06-01T10:00:00Z")
+            )
         );
     }
 }

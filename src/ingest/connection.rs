@@ -494,6 +494,8 @@ pub fn committer_label(message: &str) -> &'static str {
         "store_full"
     } else if message.starts_with("too many open segments") {
         "open_segment_limit"
+    } else if message.starts_with("store error") {
+        "store_error"
     } else if message == SHUTTING_DOWN {
         "shutdown"
     } else {

@@ -25,7 +25,9 @@ pub enum StoreError {
     Open { path: PathBuf, source: sled::Error },
     #[error("store I/O error: {0}")]
     Io(#[from] sled::Error),
-    #[error("the store at {path} has schema version {found}, this build reads version {SCHEMA_VERSION}")]
+    #[error(
+        "the store at {path} has schema version {found}, this build reads version {SCHEMA_VERSION}"
+    )]
     Schema { path: PathBuf, found: u32 },
     #[error("the store holds a damaged record: {0}")]
     Corrupt(String),
@@ -172,13 +174,14 @@ impl Store {
     }
 
     /// Logged groups after `seq`, in order.
-    pub fn groups_after(&self, seq: u64) -> impl Iterator<Item = Result<(u64, Vec<u8>), StoreError>> + '_ {
-        self.events
-            .range((seq + 1).to_be_bytes()..)
-            .map(|kv| {
-                let (k, v) = kv?;
-                Ok((seq_of(&k)?, v.to_vec()))
-            })
+    pub fn groups_after(
+        &self,
+        seq: u64,
+    ) -> impl Iterator<Item = Result<(u64, Vec<u8>), StoreError>> + '_ {
+        self.events.range((seq + 1).to_be_bytes()..).map(|kv| {
+            let (k, v) = kv?;
+            Ok((seq_of(&k)?, v.to_vec()))
+        })
     }
 
     /// Number of groups still in the log.
@@ -250,7 +253,10 @@ mod tests {
         assert_eq!(r.checkpoint_seq, 1);
         assert_eq!(r.volatile.as_deref(), Some(&b"vol"[..]));
         assert_eq!(r.buckets, vec![(b"k1".to_vec(), b"v1".to_vec())]);
-        let rest: Vec<_> = s.groups_after(r.checkpoint_seq).map(Result::unwrap).collect();
+        let rest: Vec<_> = s
+            .groups_after(r.checkpoint_seq)
+            .map(Result::unwrap)
+            .collect();
         assert_eq!(rest, vec![(2, b"g2".to_vec()), (3, b"g3".to_vec())]);
         assert_eq!(s.append(b"g4").unwrap(), 4);
     }
@@ -260,8 +266,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = open(dir.path());
         s.append(b"g1").unwrap();
-        s.write_checkpoint(1, vec![(b"k".to_vec(), Some(b"v".to_vec()))], b"a").await.unwrap();
-        s.write_checkpoint(1, vec![(b"k".to_vec(), None)], b"b").await.unwrap();
+        s.write_checkpoint(1, vec![(b"k".to_vec(), Some(b"v".to_vec()))], b"a")
+            .await
+            .unwrap();
+        s.write_checkpoint(1, vec![(b"k".to_vec(), None)], b"b")
+            .await
+            .unwrap();
         assert!(s.recover().unwrap().buckets.is_empty());
         assert_eq!(s.logged_groups(), 0);
         // Sequence numbers never go back, even with an empty log.
@@ -274,7 +284,13 @@ mod tests {
     fn a_full_store_refuses() {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(&dir.path().join("s"), 1 << 20, 100).unwrap();
-        assert!(matches!(s.check_room(100), Err(StoreError::Full { size: 100, max: 100 })));
+        assert!(matches!(
+            s.check_room(100),
+            Err(StoreError::Full {
+                size: 100,
+                max: 100
+            })
+        ));
         assert!(s.check_room(99).is_ok());
     }
 }
