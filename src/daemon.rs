@@ -1,6 +1,7 @@
 //! The daemon: start-up order (store, recovery, sockets), the group committer, the ticker,
 //! the control handler, and a shutdown that answers every waiting client before exiting.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -19,11 +20,14 @@ use crate::event::Event;
 use crate::ingest::listener::{serve_tcp, serve_unix, IngestCtx};
 use crate::ingest::{IngestStats, ItemResult, Submission};
 use crate::store::{Store, StoreError};
+use crate::systemd;
 
 /// Most events grouped into one store write and flush.
 const MAX_GROUP_EVENTS: usize = 16_384;
 /// How often the engine's clock moves on when no events arrive.
 const TICK: Duration = Duration::from_secs(1);
+/// How often the STATUS= line for `systemctl status` is refreshed.
+const STATUS_EVERY: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Error)]
 pub enum DaemonError {
@@ -71,6 +75,13 @@ struct Shared {
     started: Instant,
     store_size: Mutex<u64>,
     checkpoint: Mutex<CheckpointState>,
+    rate: Mutex<RateMark>,
+}
+
+/// Accepted-event count at the last status line, for the events/s figure.
+struct RateMark {
+    at: Instant,
+    accepted: u64,
 }
 
 struct CheckpointState {
@@ -130,8 +141,34 @@ fn bind_unix(path: &Path, mode: u32) -> Result<UnixListener, DaemonError> {
     Ok(listener)
 }
 
-/// Runs the daemon until SIGINT or SIGTERM.
-pub async fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), DaemonError> {
+/// Takes a socket passed by systemd under `name`, else binds `path` itself.
+/// Returns the listener and whether this process owns (and so removes) the socket file.
+fn listener(
+    activated: &mut HashMap<String, std::os::unix::net::UnixListener>,
+    name: &str,
+    path: &Path,
+    mode: u32,
+) -> Result<(UnixListener, bool), DaemonError> {
+    match activated.remove(name) {
+        Some(std_listener) => {
+            info!("using the {name} socket passed by systemd");
+            let l = UnixListener::from_std(std_listener).map_err(|source| DaemonError::Bind {
+                path: format!("{name} socket from systemd"),
+                source,
+            })?;
+            Ok((l, false))
+        }
+        None => Ok((bind_unix(path, mode)?, true)),
+    }
+}
+
+/// Runs the daemon until SIGINT or SIGTERM; SIGHUP reloads the config.
+/// `activated` holds sockets passed by systemd, by name (`events`, `control`).
+pub async fn run(
+    cfg: Config,
+    config_path: Option<PathBuf>,
+    mut activated: HashMap<String, std::os::unix::net::UnixListener>,
+) -> Result<(), DaemonError> {
     let opened = Instant::now();
     create_parent(&cfg.store.path.join("x"))?;
     let store = Store::open(&cfg.store.path, cfg.store.cache_bytes, cfg.store.max_bytes)?;
@@ -146,8 +183,21 @@ pub async fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), Daemon
         cfg.store.path.display()
     );
 
-    let events_listener = bind_unix(&cfg.ingest.socket, cfg.ingest.mode_bits())?;
-    let control_listener = bind_unix(&cfg.control.socket, cfg.control.mode_bits())?;
+    let (events_listener, own_events) = listener(
+        &mut activated,
+        systemd::EVENTS_FD_NAME,
+        &cfg.ingest.socket,
+        cfg.ingest.mode_bits(),
+    )?;
+    let (control_listener, own_control) = listener(
+        &mut activated,
+        systemd::CONTROL_FD_NAME,
+        &cfg.control.socket,
+        cfg.control.mode_bits(),
+    )?;
+    for name in activated.keys() {
+        warn!("ignoring a socket passed by systemd under the unknown name `{name}` (expected `events` or `control`)");
+    }
     let tcp_listener = if cfg.ingest.tcp.is_empty() {
         None
     } else {
@@ -171,6 +221,10 @@ pub async fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), Daemon
         checkpoint: Mutex::new(CheckpointState {
             last: Instant::now(),
             events_since: replayed,
+        }),
+        rate: Mutex::new(RateMark {
+            at: Instant::now(),
+            accepted: 0,
         }),
         cfg: Mutex::new(cfg.clone()),
         config_path,
@@ -211,8 +265,10 @@ pub async fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), Daemon
         }
     );
 
-    wait_for_stop_signal().await;
+    systemd::ready(&status_line(&shared));
+    wait_for_stop_signal(&shared).await;
     info!("stopping: no new events taken; answering every client waiting for a reply");
+    systemd::stopping();
     let _ = shutdown_tx.send(true);
     for t in ingest_tasks {
         let _ = t.await;
@@ -224,27 +280,42 @@ pub async fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), Daemon
     if let Err(e) = checkpoint(&shared).await {
         error!("final checkpoint failed: {e}; the event log still holds everything acknowledged");
     }
-    let _ = std::fs::remove_file(&cfg.ingest.socket);
-    let _ = std::fs::remove_file(&cfg.control.socket);
+    if own_events {
+        let _ = std::fs::remove_file(&cfg.ingest.socket);
+    }
+    if own_control {
+        let _ = std::fs::remove_file(&cfg.control.socket);
+    }
     info!("stopped");
     Ok(())
 }
 
-async fn wait_for_stop_signal() {
+/// Waits for SIGTERM or SIGINT, reloading the config on every SIGHUP meanwhile.
+async fn wait_for_stop_signal(shared: &Shared) {
     use tokio::signal::unix::{signal, SignalKind};
-    match (
+    let (term, int, hup) = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
-    ) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
+        signal(SignalKind::hangup()),
+    );
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (term, int, hup) else {
+        warn!("cannot install signal handlers; stop with Ctrl-C");
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = term.recv() => return,
+            _ = int.recv() => return,
+            _ = hup.recv() => {
+                systemd::reloading();
+                match reload(shared) {
+                    Response::Done(msg) => info!("SIGHUP: {msg}"),
+                    Response::Error(msg) => error!("SIGHUP: {msg}"),
+                    _ => {}
+                }
+                systemd::reloaded(&status_line(shared));
             }
-        }
-        _ => {
-            warn!("cannot install signal handlers; stop with Ctrl-C");
-            let _ = tokio::signal::ctrl_c().await;
         }
     }
 }
@@ -368,9 +439,14 @@ async fn checkpoint(shared: &Shared) -> Result<(), StoreError> {
     result
 }
 
+/// Moves the engine's clock on, refreshes the store size, and tells systemd the daemon is alive:
+/// the watchdog ping goes out only after the engine lock was taken, so a stuck engine is caught.
 async fn tick_loop(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
-    let mut every = tokio::time::interval(TICK);
+    let watchdog = systemd::watchdog_interval();
+    let period = watchdog.map_or(TICK, |w| w.min(TICK));
+    let mut every = tokio::time::interval(period);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_status = Instant::now();
     loop {
         tokio::select! {
             _ = every.tick() => {}
@@ -378,7 +454,35 @@ async fn tick_loop(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
         }
         lock(&shared.engine).advance(wall_ms());
         *lock(&shared.store_size) = shared.store.size_on_disk();
+        if watchdog.is_some() {
+            systemd::watchdog();
+        }
+        if last_status.elapsed() >= STATUS_EVERY {
+            systemd::status(&status_line(&shared));
+            last_status = Instant::now();
+        }
     }
+}
+
+/// The one-line state shown by `systemctl status`.
+fn status_line(shared: &Shared) -> String {
+    let accepted = shared.ingest.snapshot().events_accepted;
+    let mut rate = lock(&shared.rate);
+    let elapsed = rate.at.elapsed().as_secs_f64().max(0.001);
+    let per_sec = accepted.saturating_sub(rate.accepted) as f64 / elapsed;
+    *rate = RateMark {
+        at: Instant::now(),
+        accepted,
+    };
+    drop(rate);
+    let stats = lock(&shared.engine).stats();
+    format!(
+        "{per_sec:.0} events/s, {} events accepted, {} open calls ({} segments), store {} MiB",
+        accepted,
+        stats.open_calls,
+        stats.open_segments,
+        *lock(&shared.store_size) >> 20
+    )
 }
 
 fn handler(shared: Arc<Shared>) -> Handler {

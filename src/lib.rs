@@ -8,6 +8,7 @@
 //! - [`ingest`]: event socket listeners and framing (JSON lines, MessagePack frames).
 //! - [`control`]: the control protocol shared by daemon and CLI, its server and client.
 //! - [`daemon`]: start-up order, group commit, ticker, shutdown.
+//! - [`systemd`]: socket activation and sd_notify.
 //! - [`cli`]: the command line: the daemon entry and every client subcommand.
 
 pub mod cli;
@@ -18,3 +19,4 @@ pub mod engine;
 pub mod event;
 pub mod ingest;
 pub mod store;
+pub mod systemd;

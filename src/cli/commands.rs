@@ -97,6 +97,11 @@ pub enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// Write the man page and bash, zsh and fish completions into DIR (for packagers)
+    Generate {
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -194,8 +199,30 @@ pub fn main_with(cli: Cli) -> ExitCode {
                 ExitCode::from(EXIT_CONFIG)
             }
         },
+        Command::Generate { out } => match generate(&out) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: cannot write into {}: {e}", out.display());
+                ExitCode::FAILURE
+            }
+        },
         other => client(other),
     }
+}
+
+/// Writes `callmetrics.1` and the completions generated from this very grammar.
+fn generate(out: &Path) -> std::io::Result<()> {
+    use clap::CommandFactory;
+    use clap_complete::Shell;
+    std::fs::create_dir_all(out)?;
+    let cmd = Cli::command();
+    let mut man = Vec::new();
+    clap_mangen::Man::new(cmd.clone()).render(&mut man)?;
+    std::fs::write(out.join("callmetrics.1"), man)?;
+    for shell in [Shell::Bash, Shell::Zsh, Shell::Fish] {
+        clap_complete::generate_to(shell, &mut cmd.clone(), "callmetrics", out)?;
+    }
+    Ok(())
 }
 
 fn run_daemon(config: Option<PathBuf>, log_level: Option<String>) -> ExitCode {
@@ -215,6 +242,14 @@ fn run_daemon(config: Option<PathBuf>, log_level: Option<String>) -> ExitCode {
             "no --config given: running on the local default, state and sockets in ./{LOCAL_DIR}/"
         );
     }
+    // Taken before any thread starts: reading them clears the LISTEN_* variables.
+    let activated = match crate::systemd::activated_sockets() {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::error!("cannot take the sockets passed by systemd: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -226,7 +261,7 @@ fn run_daemon(config: Option<PathBuf>, log_level: Option<String>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(crate::daemon::run(cfg, path)) {
+    match rt.block_on(crate::daemon::run(cfg, path, activated)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");
@@ -290,7 +325,9 @@ fn client(cmd: Command) -> ExitCode {
                 Ok(s) => send::send(&s, file.as_deref()).await,
                 Err(code) => Ok(code),
             },
-            Command::Run { .. } | Command::CheckConfig { .. } => Ok(ExitCode::FAILURE),
+            Command::Run { .. } | Command::CheckConfig { .. } | Command::Generate { .. } => {
+                Ok(ExitCode::FAILURE)
+            }
         }
     });
     match result {

@@ -36,14 +36,14 @@ pub async fn send(event_socket: &Path, input: Option<&Path>) -> Result<ExitCode,
         None => {
             // tokio's own stdin needs a feature this crate does not enable; a duplicate of fd 0
             // read through tokio::fs does the same job (blocking reads on tokio's pool).
-            let fd =
-                io::stdin()
-                    .as_fd()
-                    .try_clone_to_owned()
-                    .map_err(|source| CliError::Input {
-                        path: "standard input".into(),
-                        source,
-                    })?;
+            let stdin_err = |source| CliError::Input {
+                path: "standard input".into(),
+                source,
+            };
+            let fd = io::stdin()
+                .as_fd()
+                .try_clone_to_owned()
+                .map_err(stdin_err)?;
             let stdin = tokio::fs::File::from_std(std::fs::File::from(fd));
             send_to(event_socket, stdin, "standard input", &mut io::stdout()).await?
         }
@@ -85,10 +85,10 @@ where
     let mut line = Vec::new();
     let mut got = 0u64;
     let mut refused = 0u64;
-    // Set once the writer has finished: (lines sent, why it stopped early if it did).
-    let mut written: Option<(u64, Result<(), CliError>)> = None;
+    // Set once the writer has finished; it holds the write half open until this returns.
+    let mut written: Option<Written> = None;
     let closed_early = loop {
-        if written.as_ref().is_some_and(|(sent, _)| got >= *sent) {
+        if written.as_ref().is_some_and(|(sent, ..)| got >= *sent) {
             break false;
         }
         tokio::select! {
@@ -126,35 +126,32 @@ where
             written = Some(joined((&mut writer).await));
         }
         match &written {
-            Some((sent, _)) if got >= *sent => {}
+            Some((sent, ..)) if got >= *sent => {}
             _ => {
                 writer.abort();
-                let of = written.map_or(String::new(), |(sent, _)| format!(" of {sent}"));
+                let of = written.map_or(String::new(), |(sent, ..)| format!(" of {sent}"));
                 return Err(CliError::EventSocket(format!(
-                    "the daemon closed the event socket {} after {got}{of} replies (is it stopping? see its log)",
+                    "the daemon closed the event socket {} after answering {got}{of} events (is it stopping? see its log)",
                     event_socket.display()
                 )));
             }
         }
     }
     match written {
-        Some((_, Err(e))) => Err(e),
+        Some((_, Err(e), _)) => Err(e),
         _ => Ok(SendSummary { sent: got, refused }),
     }
 }
 
-fn joined(
-    done: Result<(u64, Result<(), CliError>, OwnedWriteHalf), tokio::task::JoinError>,
-) -> (u64, Result<(), CliError>) {
-    match done {
-        Ok((sent, res, _half)) => (sent, res),
-        Err(e) => (
-            0,
-            Err(CliError::EventSocket(format!(
-                "the sending task failed: {e}"
-            ))),
-        ),
-    }
+/// What the writer task ended with: lines sent, why it stopped early if it did, and the write
+/// half, kept so the socket is not shut down for writing before every reply is read.
+type Written = (u64, Result<(), CliError>, Option<OwnedWriteHalf>);
+
+fn joined(done: Result<Written, tokio::task::JoinError>) -> Written {
+    done.unwrap_or_else(|e| {
+        let err = CliError::EventSocket(format!("the sending task failed: {e}"));
+        (0, Err(err), None)
+    })
 }
 
 /// Whether a reply line says `"ok":true`; anything else (including garbage) counts as refused.
@@ -169,11 +166,7 @@ fn reply_ok(line: &[u8]) -> bool {
 /// Writes every non-blank line of `input` to the socket; returns how many, why it stopped early if
 /// it did, and the write half, which it hands back rather than drops so the socket stays open
 /// until every reply is read.
-async fn write_lines<R>(
-    input: R,
-    wr: OwnedWriteHalf,
-    input_name: String,
-) -> (u64, Result<(), CliError>, OwnedWriteHalf)
+async fn write_lines<R>(input: R, wr: OwnedWriteHalf, input_name: String) -> Written
 where
     R: AsyncRead + Unpin,
 {
@@ -220,7 +213,7 @@ where
         sock.flush().await.map_err(sock_err)
     }
     .await;
-    (sent, res, sock.into_inner())
+    (sent, res, Some(sock.into_inner()))
 }
 
 #[cfg(test)]
@@ -408,7 +401,7 @@ mod tests {
         let (res, out) = run(&d, "{\"n\":1}\n{\"n\":2}\n{\"n\":3}\n").await;
         let err = res.unwrap_err();
         assert_eq!(err.exit_code(), 2);
-        assert!(err.to_string().contains("after 1"), "{err}");
+        assert!(err.to_string().contains("after answering 1"), "{err}");
         assert_eq!(out, "{\"ok\":true}\n");
     }
 
