@@ -230,6 +230,11 @@ pub async fn run(
         config_path,
     });
 
+    if replayed > 0 {
+        // Fold the replayed log into a checkpoint now, so repeated restarts never replay it again.
+        checkpoint(&shared).await?;
+    }
+
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (submit_tx, submit_rx) = mpsc::channel::<Submission>(4096);
     let committer = tokio::spawn(commit_loop(shared.clone(), submit_rx));

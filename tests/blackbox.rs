@@ -33,7 +33,7 @@ struct Seg {
     queue: &'static str,
     start: i64,
     answer: Option<(i64, &'static str)>,
-    holds: &'static [(i64, i64)],
+    holds: Vec<(i64, i64)>,
     /// `None` = still in the queue (no end sent).
     end: Option<(i64, Option<&'static str>)>,
     wrapup: Option<i64>,
@@ -50,7 +50,7 @@ fn seg(queue: &'static str, start: i64) -> Seg {
         queue,
         start,
         answer: None,
-        holds: &[],
+        holds: Vec::new(),
         end: None,
         wrapup: None,
     }
@@ -61,8 +61,8 @@ impl Seg {
         self.answer = Some((at, agent));
         self
     }
-    fn holds(mut self, holds: &'static [(i64, i64)]) -> Seg {
-        self.holds = holds;
+    fn holds(mut self, holds: &[(i64, i64)]) -> Seg {
+        self.holds = holds.to_vec();
         self
     }
     fn end(mut self, at: i64, reason: Option<&'static str>) -> Seg {
@@ -201,7 +201,7 @@ fn events(calls: &[CallSpec], base: i64) -> Vec<Value> {
                     json!({"type": "answer", "call_id": c.id, "agent": agent, "ts": ts(at(t), true)}),
                 ));
             }
-            for &(h, r) in sg.holds {
+            for &(h, r) in &sg.holds {
                 evs.push((at(h), json!({"type": "hold", "call_id": c.id, "ts": at(h)})));
                 evs.push((
                     at(r),

@@ -429,7 +429,14 @@ impl Engine {
                 }
             }
         }
-        self.keep_or_finish(call_id, call, derived.orphans, &derived.segments);
+        // An event that fits nowhere yet (say, an answer that overtook its transfer's start) may
+        // still find its segment: the call is kept until its newest event is past the grace.
+        let quiet = call.events.iter().all(|e| e.rx_ms + self.s.grace_ms <= at);
+        if quiet {
+            self.keep_or_finish(call_id, call, derived.orphans, &derived.segments);
+        } else {
+            self.v.calls.insert(call_id.to_string(), call);
+        }
     }
 
     fn handle_due(&self, seg: &Segment) -> i64 {

@@ -200,7 +200,7 @@ impl Segment {
         let talk_ms = (end_ms - answer_ms - hold_ms).max(0);
         let acw_ms = self.wrapup_ms.map_or(0, |w| (w - end_ms).max(0));
         Some(HandleFacts {
-            completion_ms: self.wrapup_ms.unwrap_or(end_ms),
+            completion_ms: self.wrapup_ms.map_or(end_ms, |w| w.max(end_ms)),
             talk_ms: talk_ms as u64,
             hold_ms: hold_ms as u64,
             acw_ms: acw_ms as u64,
@@ -256,13 +256,15 @@ impl Call {
                     segments.push(Segment::new(e));
                 }
                 // After-call work belongs to the latest answered, ended segment still without it,
-                // even when the call already moved on to another queue.
+                // even when the call already moved on to another queue. A segment whose handling
+                // is already folded cannot take it: the wrap-up then waits, unused, for an end
+                // that may still arrive late.
                 (EventKind::Wrapup, Some(_)) => {
-                    if let Some(s) = segments
-                        .iter_mut()
-                        .rev()
-                        .find(|s| s.answer.is_some() && s.end.is_some() && s.wrapup_ms.is_none())
-                    {
+                    if let Some(s) = segments.iter_mut().enumerate().rev().find_map(|(i, s)| {
+                        let open = self.folded.get(i).is_none_or(|f| f.handle.is_none());
+                        (open && s.answer.is_some() && s.end.is_some() && s.wrapup_ms.is_none())
+                            .then_some(s)
+                    }) {
                         s.attach(e);
                     }
                 }

@@ -100,8 +100,8 @@ pub struct Daemon {
 impl Daemon {
     /// Writes a config into a fresh temporary folder and starts a daemon on it.
     ///
-    /// `extra` is appended to the config: TOML sections other than `[ingest]`, `[control]` and
-    /// `[store]` (which this function writes), e.g. `"[limits]\nmax_line_bytes = 1024\n"`.
+    /// `extra` is appended to the config right after `[store]`'s `path`: it may start with more
+    /// `[store]` keys, then other sections, e.g. `"[limits]\nmax_line_bytes = 1024\n"`.
     pub fn start(extra: &str) -> Daemon {
         let mut d = Daemon::configure(extra);
         d.restart();
@@ -117,21 +117,28 @@ impl Daemon {
             .expect("create a temporary folder");
         let events = dir.path().join("events.sock");
         let control = dir.path().join("control.sock");
-        let store = dir.path().join("store");
         let config = dir.path().join("agent.toml");
-        let text = format!(
-            "[ingest]\nsocket = {events:?}\n\n[control]\nsocket = {control:?}\n\n\
-             [store]\npath = {store:?}\n\n{extra}"
-        );
-        fs::write(&config, text).expect("write the config");
-        Daemon {
+        let d = Daemon {
             dir,
             config,
             events,
             control,
             child: None,
             starts: 0,
-        }
+        };
+        d.rewrite_config(extra);
+        d
+    }
+
+    /// Rewrites the config file with other `extra` text (see [`Daemon::start`]), keeping the
+    /// sockets and the store; it takes effect at the next start.
+    pub fn rewrite_config(&self, extra: &str) {
+        let store = self.dir.path().join("store");
+        let text = format!(
+            "[ingest]\nsocket = {:?}\n\n[control]\nsocket = {:?}\n\n[store]\npath = {store:?}\n{extra}",
+            self.events, self.control
+        );
+        fs::write(&self.config, text).expect("write the config");
     }
 
     /// The control socket as a CLI argument.
