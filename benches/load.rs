@@ -510,10 +510,13 @@ impl StreamResult {
     }
 }
 
-/// Reads JSON-line replies until end of stream: (acknowledged events, refusals, first refusal).
-fn read_json_replies(stream: UnixStream) -> (u64, u64, Option<String>) {
+/// Replies read: (acknowledged events, refusals, first refusal, replies).
+type Replies = (u64, u64, Option<String>, usize);
+
+/// Reads JSON-line replies until end of stream.
+fn read_json_replies(stream: UnixStream) -> Replies {
     let mut r = BufReader::with_capacity(64 * 1024, stream);
-    let (mut ok, mut bad, mut first) = (0, 0, None);
+    let (mut ok, mut bad, mut first, mut n) = (0, 0, None, 0);
     let mut line = Vec::with_capacity(128);
     loop {
         line.clear();
@@ -526,6 +529,7 @@ fn read_json_replies(stream: UnixStream) -> (u64, u64, Option<String>) {
                 break;
             }
         }
+        n += 1;
         if line.strip_suffix(b"\n").unwrap_or(&line) == br#"{"ok":true}"# {
             ok += 1;
         } else {
@@ -533,13 +537,13 @@ fn read_json_replies(stream: UnixStream) -> (u64, u64, Option<String>) {
             first.get_or_insert_with(|| String::from_utf8_lossy(&line).trim().to_string());
         }
     }
-    (ok, bad, first)
+    (ok, bad, first, n)
 }
 
 /// Reads MessagePack batch replies until end of stream, counting `accepted` events.
-fn read_msgpack_replies(stream: UnixStream) -> (u64, u64, Option<String>) {
+fn read_msgpack_replies(stream: UnixStream) -> Replies {
     let mut r = BufReader::with_capacity(64 * 1024, stream);
-    let (mut ok, mut bad, mut first) = (0, 0, None);
+    let (mut ok, mut bad, mut first, mut n) = (0, 0, None, 0);
     let mut body = Vec::new();
     loop {
         let mut len = [0u8; 4];
@@ -558,6 +562,7 @@ fn read_msgpack_replies(stream: UnixStream) -> (u64, u64, Option<String>) {
             bad += 1;
             break;
         }
+        n += 1;
         let reply: Value = rmp_serde::from_slice(&body).unwrap_or(Value::Null);
         ok += reply["accepted"].as_u64().unwrap_or(0);
         if reply["ok"] != Value::Bool(true) {
@@ -565,7 +570,7 @@ fn read_msgpack_replies(stream: UnixStream) -> (u64, u64, Option<String>) {
             first.get_or_insert_with(|| reply.to_string());
         }
     }
-    (ok, bad, first)
+    (ok, bad, first, n)
 }
 
 /// Streams every payload on its own connection (a writer and a reader thread each), all at once.
@@ -630,7 +635,9 @@ fn stream_phase(
         bench_cpu: cpu.1,
         written: write_bytes(daemon.pid) - written_before,
     };
-    for ((ok, bad, first), _) in results {
+    let mut replies = 0;
+    for ((ok, bad, first, n), _) in results {
+        replies += n;
         out.acked += ok;
         out.errors += bad;
         if out.first_error.is_none() {
@@ -638,9 +645,10 @@ fn stream_phase(
         }
     }
     let sent: usize = loads.iter().map(|l| l.events).sum();
-    if out.acked != sent as u64 || out.errors > 0 {
+    let owed: usize = loads.iter().map(|l| l.replies).sum();
+    if out.acked != sent as u64 || out.errors > 0 || replies != owed {
         eprintln!(
-            "warning: {} of {sent} events acknowledged, {} refusals; first: {:?}",
+            "warning: {} of {sent} events acknowledged, {replies} of {owed} replies, {} refusals; first: {:?}",
             out.acked, out.errors, out.first_error
         );
     }

@@ -344,6 +344,101 @@ impl Default for QueueParams {
     }
 }
 
+/// Shipping of closed intervals to central receivers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpstreamConfig {
+    /// This host's name in records; empty = derived from /etc/machine-id.
+    pub host_id: String,
+    /// An interval is closed into records this long after it ends (late events after that
+    /// produce correction records).
+    pub close_after: Millis,
+    /// Dimensions shipped: `queue` always makes sense; `agent`, `channel` and `all` on demand.
+    pub dimensions: Vec<String>,
+    /// The outbox is bounded: past this many bytes the oldest records are dropped (and counted).
+    pub max_outbox_bytes: u64,
+    pub sinks: Vec<SinkConfig>,
+}
+
+impl Default for UpstreamConfig {
+    fn default() -> Self {
+        UpstreamConfig {
+            host_id: String::new(),
+            close_after: Millis::secs(300),
+            dimensions: vec!["queue".into()],
+            max_outbox_bytes: 256 << 20,
+            sinks: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SinkKind {
+    /// POST batches of records (JSON or MessagePack).
+    Http,
+    /// Influx line protocol to an InfluxDB v1/v2 or VictoriaMetrics write endpoint.
+    Influx,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BodyFormat {
+    Json,
+    Msgpack,
+}
+
+/// One receiver of interval records.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SinkConfig {
+    /// Unique name; keys this sink's cursor in the outbox.
+    pub name: String,
+    pub kind: SinkKind,
+    /// http(s) URL of the endpoint (for influx, the full write URL with its query, e.g.
+    /// "http://127.0.0.1:8428/write" or ".../api/v2/write?org=o&bucket=b&precision=ms").
+    pub url: String,
+    #[serde(default = "default_format")]
+    pub format: BodyFormat,
+    #[serde(default)]
+    pub gzip: bool,
+    /// File holding a token sent as `Authorization: Bearer <token>`; empty = none.
+    #[serde(default)]
+    pub token_file: String,
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout: Millis,
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout: Millis,
+    /// Most records in one request.
+    #[serde(default = "default_batch_records")]
+    pub batch_records: usize,
+    /// How long to wait for a fuller batch before sending a partial one.
+    #[serde(default = "default_linger")]
+    pub linger: Millis,
+    /// Longest wait between retries.
+    #[serde(default = "default_backoff_cap")]
+    pub backoff_cap: Millis,
+}
+
+fn default_format() -> BodyFormat {
+    BodyFormat::Json
+}
+fn default_connect_timeout() -> Millis {
+    Millis::secs(5)
+}
+fn default_request_timeout() -> Millis {
+    Millis::secs(30)
+}
+fn default_batch_records() -> usize {
+    500
+}
+fn default_linger() -> Millis {
+    Millis(1000)
+}
+fn default_backoff_cap() -> Millis {
+    Millis::secs(300)
+}
+
 /// Per-queue overrides: any key left out takes the `[defaults]` value.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -365,6 +460,7 @@ pub struct Config {
     pub metrics: MetricsConfig,
     pub defaults: QueueParams,
     pub queues: BTreeMap<String, QueueOverride>,
+    pub upstream: UpstreamConfig,
 }
 
 impl Config {
@@ -505,6 +601,57 @@ impl Config {
         }
         if m.reorder_grace.0 > 600_000 {
             return bad("metrics.reorder_grace", "must be at most 10m".into());
+        }
+        let up = &self.upstream;
+        for d in &up.dimensions {
+            if !["queue", "agent", "channel", "all"].contains(&d.as_str()) {
+                return bad(
+                    "upstream.dimensions",
+                    format!("`{d}` is not one of queue, agent, channel, all"),
+                );
+            }
+        }
+        if up.max_outbox_bytes < 1 << 20 {
+            return bad(
+                "upstream.max_outbox_bytes",
+                "must be at least 1048576 (1 MiB)".into(),
+            );
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for s in &up.sinks {
+            if s.name.is_empty() || !names.insert(s.name.as_str()) {
+                return bad(
+                    "name",
+                    format!("sink name `{}` is empty or used twice", s.name),
+                );
+            }
+            if !(s.url.starts_with("http://") || s.url.starts_with("https://")) {
+                return bad(
+                    "url",
+                    format!(
+                        "sink `{}`: `{}` is not an http:// or https:// URL",
+                        s.name, s.url
+                    ),
+                );
+            }
+            if s.batch_records == 0 || s.batch_records > 100_000 {
+                return bad(
+                    "batch_records",
+                    format!("sink `{}`: must be 1 to 100000", s.name),
+                );
+            }
+            if s.backoff_cap.0 < 1000 {
+                return bad(
+                    "backoff_cap",
+                    format!("sink `{}`: must be at least 1s", s.name),
+                );
+            }
+            if s.request_timeout.0 < 100 || s.connect_timeout.0 < 100 {
+                return bad(
+                    "request_timeout",
+                    format!("sink `{}`: timeouts must be at least 100ms", s.name),
+                );
+            }
         }
         for (prefix, p) in std::iter::once(("defaults".to_string(), self.defaults)).chain(
             self.queues

@@ -9,11 +9,13 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use tokio::net::{TcpListener, UnixListener};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, Notify};
 use tracing::{error, info, warn};
 
-use crate::config::{Config, ConfigError};
-use crate::control::protocol::{Request, Response, StatusReport, StoreStatus};
+use crate::config::{Config, ConfigError, SinkConfig};
+use crate::control::protocol::{
+    OutboxEntry, Request, Response, StatusReport, StoreStatus, UpstreamStatus,
+};
 use crate::control::server::{self, Handler};
 use crate::engine::{Applied, Engine, MetricsQuery, RestoreError};
 use crate::event::Event;
@@ -21,11 +23,16 @@ use crate::ingest::listener::{serve_tcp, serve_unix, IngestCtx};
 use crate::ingest::{IngestStats, ItemResult, Submission};
 use crate::store::{Store, StoreError};
 use crate::systemd;
+use crate::upstream::closer::{self, Closed, Closer};
+use crate::upstream::outbox_store::StoreOutbox;
+use crate::upstream::{delivery, Outbox, SinkStatus};
 
 /// Most events grouped into one store write and flush.
 const MAX_GROUP_EVENTS: usize = 16_384;
 /// How often the engine's clock moves on when no events arrive.
 const TICK: Duration = Duration::from_secs(1);
+/// How often ended intervals are checked for closing into upstream records.
+const CLOSE_EVERY: Duration = Duration::from_secs(10);
 /// How often the STATUS= line for `systemctl status` is refreshed.
 const STATUS_EVERY: Duration = Duration::from_secs(5);
 
@@ -70,12 +77,22 @@ struct Shared {
     cfg: Mutex<Config>,
     config_path: Option<PathBuf>,
     engine: Mutex<Engine>,
-    store: Store,
+    store: Arc<Store>,
+    closer: tokio::sync::Mutex<Closer>,
+    host_id: String,
+    sinks: Vec<SinkHandle>,
     ingest: Arc<IngestStats>,
     started: Instant,
     store_size: Mutex<u64>,
     checkpoint: Mutex<CheckpointState>,
     rate: Mutex<RateMark>,
+}
+
+/// A running sink: its config, what `status` shows of it, and the bell that wakes it.
+struct SinkHandle {
+    cfg: SinkConfig,
+    status: Arc<Mutex<SinkStatus>>,
+    wake: Arc<Notify>,
 }
 
 /// Accepted-event count at the last status line, for the events/s figure.
@@ -212,9 +229,31 @@ pub async fn run(
     };
 
     let size = store.size_on_disk();
+    let store = Arc::new(store);
+    let host_id = closer::host_id(&cfg.upstream.host_id);
+    let closer = Closer::new(&cfg, host_id.clone(), &store)?;
+    let sinks: Vec<SinkHandle> = cfg
+        .upstream
+        .sinks
+        .iter()
+        .map(|s| SinkHandle {
+            cfg: s.clone(),
+            status: Arc::new(Mutex::new(SinkStatus {
+                name: s.name.clone(),
+                kind: format!("{:?}", s.kind).to_lowercase(),
+                url: s.url.clone(),
+                dead_letters: store.dead_letter_count(&s.name) as u64,
+                ..SinkStatus::default()
+            })),
+            wake: Arc::new(Notify::new()),
+        })
+        .collect();
     let shared = Arc::new(Shared {
         engine: Mutex::new(engine),
-        store,
+        store: store.clone(),
+        closer: tokio::sync::Mutex::new(closer),
+        host_id,
+        sinks,
         ingest: Arc::new(IngestStats::default()),
         started: Instant::now(),
         store_size: Mutex::new(size),
@@ -258,6 +297,22 @@ pub async fn run(
         shutdown_rx.clone(),
     ));
     let ticker = tokio::spawn(tick_loop(shared.clone(), shutdown_rx.clone()));
+    let outbox: Arc<dyn Outbox> = Arc::new(StoreOutbox::new(
+        store.clone(),
+        shared.sinks.iter().map(|s| s.cfg.name.clone()).collect(),
+    ));
+    let mut sink_tasks = Vec::new();
+    for s in &shared.sinks {
+        sink_tasks.push(tokio::spawn(delivery::run_sink(
+            s.cfg.clone(),
+            outbox.clone(),
+            s.status.clone(),
+            s.wake.clone(),
+            shutdown_rx.clone(),
+        )));
+        // Whatever waited in the outbox before this start goes out now.
+        s.wake.notify_one();
+    }
 
     info!(
         "ready: events on {}, control on {}{}",
@@ -282,6 +337,9 @@ pub async fn run(
     let _ = committer.await;
     let _ = ticker.await;
     let _ = control.await;
+    for t in sink_tasks {
+        let _ = t.await;
+    }
     if let Err(e) = checkpoint(&shared).await {
         error!("final checkpoint failed: {e}; the event log still holds everything acknowledged");
     }
@@ -452,6 +510,7 @@ async fn tick_loop(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
     let mut every = tokio::time::interval(period);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_status = Instant::now();
+    let mut last_close = Instant::now();
     loop {
         tokio::select! {
             _ = every.tick() => {}
@@ -461,6 +520,12 @@ async fn tick_loop(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
         *lock(&shared.store_size) = shared.store.size_on_disk();
         if watchdog.is_some() {
             systemd::watchdog();
+        }
+        if last_close.elapsed() >= CLOSE_EVERY {
+            last_close = Instant::now();
+            if let Err(e) = close_intervals(&shared, false).await {
+                error!("closing intervals into upstream records failed: {e}; will retry");
+            }
         }
         if last_status.elapsed() >= STATUS_EVERY {
             systemd::status(&status_line(&shared));
@@ -490,6 +555,44 @@ fn status_line(shared: &Shared) -> String {
     )
 }
 
+/// Turns intervals that ended (`close_after` ago, or at all with `all`) and changed since they
+/// were shipped into outbox records, and wakes the sinks.
+async fn close_intervals(shared: &Shared, all: bool) -> Result<Closed, StoreError> {
+    if shared.sinks.is_empty() {
+        return Ok(Closed::default());
+    }
+    let mut closer = shared.closer.lock().await;
+    let (candidates, interval_ms, keep_from) = {
+        let mut engine = lock(&shared.engine);
+        let now = wall_ms();
+        engine.advance(now);
+        (
+            closer.candidates(&engine, now, all),
+            engine.calendar().interval_ms,
+            now - engine.interval_retention_ms(),
+        )
+    };
+    let closed = closer.ship(&shared.store, candidates, interval_ms).await?;
+    closer.prune(&shared.store, keep_from)?;
+    if closed.intervals + closed.corrections > 0 {
+        info!(
+            intervals = closed.intervals,
+            corrections = closed.corrections,
+            "closed interval records into the outbox"
+        );
+        for s in &shared.sinks {
+            s.wake.notify_one();
+        }
+    }
+    if closed.dropped > 0 {
+        warn!(
+            dropped = closed.dropped,
+            "the outbox is over upstream.max_outbox_bytes: the oldest records were dropped; check the sinks"
+        );
+    }
+    Ok(closed)
+}
+
 fn handler(shared: Arc<Shared>) -> Handler {
     Arc::new(move |req: Request| match req {
         Request::Status => Response::Status(Box::new(status(&shared))),
@@ -499,15 +602,28 @@ fn handler(shared: Arc<Shared>) -> Handler {
             engine.advance(wall_ms());
             Response::Calls(engine.open_calls())
         }
+        Request::Outbox { limit } => outbox_entries(&shared, limit),
         Request::Flush => {
             let s = shared.clone();
             // The control server runs handlers on the multi-threaded runtime, where blocking in place is allowed.
             let r = tokio::task::block_in_place(|| {
-                tokio::runtime::Handle::current().block_on(async move { checkpoint(&s).await })
+                tokio::runtime::Handle::current().block_on(async move {
+                    checkpoint(&s).await?;
+                    close_intervals(&s, true).await
+                })
             });
             match r {
-                Ok(()) => Response::Done("checkpoint written".into()),
-                Err(e) => Response::Error(format!("checkpoint failed: {e}")),
+                Ok(c) if shared.sinks.is_empty() => {
+                    let _ = c;
+                    Response::Done("checkpoint written; no upstream sinks configured".into())
+                }
+                Ok(c) => Response::Done(format!(
+                    "checkpoint written; {} interval records and {} corrections queued for {} sinks",
+                    c.intervals,
+                    c.corrections,
+                    shared.sinks.len()
+                )),
+                Err(e) => Response::Error(format!("flush failed: {e}")),
             }
         }
         Request::Reload => reload(&shared),
@@ -539,13 +655,96 @@ fn reload(shared: &Shared) -> Response {
     if new.ingest != cfg.ingest || new.control != cfg.control || new.store.path != cfg.store.path {
         notes.push("socket and store paths only change on restart".to_string());
     }
+    if new.upstream.sinks != cfg.upstream.sinks || new.upstream.host_id != cfg.upstream.host_id {
+        notes.push("upstream sinks and host_id only change on restart".to_string());
+    }
     lock(&shared.engine).reconfigure(&new);
+    match shared.closer.try_lock() {
+        Ok(mut c) => c.reconfigure(&new),
+        Err(_) => {
+            notes.push("interval closing was busy; its settings apply after a restart".to_string())
+        }
+    }
     *cfg = new;
     Response::Done(if notes.is_empty() {
         "config reloaded".into()
     } else {
         format!("config reloaded; {}", notes.join("; "))
     })
+}
+
+/// Records waiting in the outbox, oldest first, with the sinks still owing them.
+fn outbox_entries(shared: &Shared, limit: usize) -> Response {
+    let cursors: Result<Vec<(String, u64)>, StoreError> = shared
+        .sinks
+        .iter()
+        .map(|s| Ok((s.cfg.name.clone(), shared.store.cursor(&s.cfg.name)?)))
+        .collect();
+    let cursors = match cursors {
+        Ok(c) => c,
+        Err(e) => return Response::Error(e.to_string()),
+    };
+    let lowest = cursors.iter().map(|c| c.1).min().unwrap_or(0);
+    let records = match shared.store.records_after(lowest, limit) {
+        Ok(r) => r,
+        Err(e) => return Response::Error(e.to_string()),
+    };
+    let mut out = Vec::with_capacity(records.len());
+    for (seq, bytes) in records {
+        let Ok(r) = StoreOutbox::decode(&bytes) else {
+            continue;
+        };
+        out.push(OutboxEntry {
+            seq,
+            idempotency_key: r.idempotency_key(),
+            kind: r.kind,
+            interval_start_ms: r.interval_start_ms,
+            interval_ms: r.interval_ms,
+            dimension: r.dimension,
+            key: r.key,
+            offered: r.delta.offered,
+            waiting_for: cursors
+                .iter()
+                .filter(|(_, c)| *c < seq)
+                .map(|(n, _)| n.clone())
+                .collect(),
+        });
+    }
+    Response::Outbox(out)
+}
+
+fn upstream_status(shared: &Shared) -> UpstreamStatus {
+    let (records, bytes) = shared.store.outbox_size();
+    let now = wall_ms();
+    let sinks = shared
+        .sinks
+        .iter()
+        .map(|s| {
+            let mut st = lock(&s.status).clone();
+            let cursor = shared.store.cursor(&s.cfg.name).unwrap_or(0);
+            let (n, b) = shared.store.backlog_after(cursor).unwrap_or((0, 0));
+            st.backlog_records = n;
+            st.backlog_bytes = b;
+            st.oldest_waiting_ms = shared
+                .store
+                .records_after(cursor, 1)
+                .ok()
+                .and_then(|r| {
+                    r.first()
+                        .and_then(|(_, bytes)| StoreOutbox::decode(bytes).ok())
+                })
+                .map(|r| now - (r.interval_start_ms + r.interval_ms));
+            st.dead_letters = shared.store.dead_letter_count(&s.cfg.name) as u64;
+            st
+        })
+        .collect();
+    UpstreamStatus {
+        host_id: shared.host_id.clone(),
+        outbox_records: records,
+        outbox_bytes: bytes,
+        dropped_records: shared.store.dropped_records().unwrap_or(0),
+        sinks,
+    }
 }
 
 fn status(shared: &Shared) -> StatusReport {
@@ -573,5 +772,6 @@ fn status(shared: &Shared) -> StatusReport {
             last_checkpoint_age_ms: Some(last.elapsed().as_millis() as i64),
         },
         limits: cfg.limits.clone(),
+        upstream: upstream_status(shared),
     }
 }

@@ -20,3 +20,4 @@ pub mod event;
 pub mod ingest;
 pub mod store;
 pub mod systemd;
+pub mod upstream;

@@ -87,7 +87,14 @@ pub enum Command {
         #[arg(long, short = 'c', value_name = "FILE")]
         config: Option<PathBuf>,
     },
-    /// Write a checkpoint of the daemon's state now
+    /// List the interval records waiting to be shipped upstream, and the sinks they wait for
+    Outbox {
+        #[command(flatten)]
+        target: Target,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Checkpoint the daemon's state and ship every interval that has ended, now
     Flush {
         #[command(flatten)]
         target: Target,
@@ -307,6 +314,10 @@ fn client(cmd: Command) -> ExitCode {
             },
             Command::Calls { target, json } => match control_socket(&target) {
                 Ok(s) => query::calls(&s, json).await,
+                Err(code) => Ok(code),
+            },
+            Command::Outbox { target, json } => match control_socket(&target) {
+                Ok(s) => query::outbox(&s, json).await,
                 Err(code) => Ok(code),
             },
             Command::Flush { target } => match control_socket(&target) {

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use thiserror::Error;
 
 use crate::control::client::{request, ClientError};
-use crate::control::protocol::{Request, Response, StatusReport};
+use crate::control::protocol::{OutboxEntry, Request, Response, StatusReport};
 use crate::engine::segment::Phase;
 use crate::engine::{MetricsQuery, MetricsRow, OpenSegment};
 
@@ -58,6 +58,7 @@ fn unexpected(request: &'static str, resp: &Response) -> CliError {
         Response::Status(_) => "status",
         Response::Metrics(_) => "metrics",
         Response::Calls(_) => "calls",
+        Response::Outbox(_) => "outbox",
         Response::Done(_) => "done",
         Response::Error(_) => "error",
     };
@@ -145,7 +146,57 @@ async fn calls_to(socket: &Path, json: bool, out: &mut impl Write) -> Result<Exi
     Ok(ExitCode::SUCCESS)
 }
 
-/// `callmetrics flush`: checkpoint the store now.
+/// `callmetrics outbox`: records waiting to be shipped upstream.
+pub async fn outbox(socket: &Path, json: bool) -> Result<ExitCode, CliError> {
+    let entries = match ask(socket, &Request::Outbox { limit: 10_000 }).await? {
+        Response::Outbox(e) => e,
+        other => return Err(unexpected("outbox", &other)),
+    };
+    let mut out = io::stdout();
+    if json {
+        write_json(&mut out, &entries)?;
+    } else {
+        write_text(&mut out, &render_outbox(&entries))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn render_outbox(entries: &[OutboxEntry]) -> String {
+    if entries.is_empty() {
+        return "the outbox is empty: every closed interval was delivered\n".into();
+    }
+    use Align::{Left, Right};
+    let columns = [
+        ("seq", Right),
+        ("kind", Left),
+        ("interval start", Left),
+        ("length", Right),
+        ("dimension", Left),
+        ("key", Left),
+        ("offered", Right),
+        ("waiting for", Left),
+    ];
+    let cells: Vec<Vec<String>> = entries
+        .iter()
+        .map(|e| {
+            vec![
+                e.seq.to_string(),
+                format!("{:?}", e.kind).to_lowercase(),
+                jiff::Timestamp::from_millisecond(e.interval_start_ms)
+                    .map(|t| t.to_string())
+                    .unwrap_or_default(),
+                duration(e.interval_ms),
+                e.dimension.name().to_string(),
+                e.key.clone(),
+                e.offered.to_string(),
+                e.waiting_for.join(", "),
+            ]
+        })
+        .collect();
+    render_table(&columns, &cells)
+}
+
+/// `callmetrics flush`: checkpoint the store and ship every ended interval now.
 pub async fn flush(socket: &Path) -> Result<ExitCode, CliError> {
     done_to(socket, Request::Flush, "flush", &mut io::stdout()).await
 }
@@ -454,6 +505,55 @@ fn render_status(r: &StatusReport) -> String {
             l.max_open_segments
         ),
     ));
+    let u = &r.upstream;
+    if u.sinks.is_empty() {
+        lines.push(("upstream", "no sinks configured".into()));
+    } else {
+        lines.push((
+            "upstream",
+            format!(
+                "host {}; outbox {} records, {}; {} dropped when full",
+                u.host_id,
+                u.outbox_records,
+                bytes(u.outbox_bytes),
+                u.dropped_records
+            ),
+        ));
+        for sink in &u.sinks {
+            let success = sink.last_success_ms.map_or_else(
+                || "never delivered".to_string(),
+                |ms| {
+                    format!(
+                        "last delivery {} ago",
+                        duration(crate::daemon::wall_ms() - ms)
+                    )
+                },
+            );
+            let oldest = sink.oldest_waiting_ms.map_or_else(String::new, |ms| {
+                format!(", oldest waiting {}", duration(ms))
+            });
+            let error = sink.last_error.as_ref().map_or_else(String::new, |e| {
+                let ago = sink.last_error_ms.map_or_else(String::new, |ms| {
+                    format!(" {} ago", duration(crate::daemon::wall_ms() - ms))
+                });
+                format!("; last error{ago}: {e}")
+            });
+            lines.push((
+                "  sink",
+                format!(
+                    "{} ({} {}): backlog {} records, {}{oldest}; {} delivered, {} retries, {} dead letters; {success}{error}",
+                    sink.name,
+                    sink.kind,
+                    sink.url,
+                    sink.backlog_records,
+                    bytes(sink.backlog_bytes),
+                    sink.delivered_records,
+                    sink.retries,
+                    sink.dead_letters
+                ),
+            ));
+        }
+    }
     let width = lines.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
     let mut out = format!(
         "callmetrics {}, up {}\n",
@@ -703,6 +803,7 @@ mod tests {
                 last_checkpoint_age_ms: Some(12_000),
             },
             limits: LimitsConfig::default(),
+            upstream: Default::default(),
         }
     }
 
@@ -763,6 +864,7 @@ mod tests {
                 Response::Error(format!("unknown window `{}`", q.window.unwrap_or_default()))
             }
             Request::Calls => Response::Calls(vec![]),
+            Request::Outbox { .. } => Response::Outbox(vec![]),
             Request::Flush => Response::Done("flushed 3 groups".into()),
             Request::Reload => Response::Metrics(vec![]),
         });

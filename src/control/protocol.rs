@@ -7,8 +7,9 @@ use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::config::LimitsConfig;
-use crate::engine::{EngineStats, MetricsQuery, MetricsRow, OpenSegment};
+use crate::engine::{DimKind, EngineStats, MetricsQuery, MetricsRow, OpenSegment};
 use crate::ingest::IngestCounters;
+use crate::upstream::{RecordKind, SinkStatus};
 
 pub const PROTOCOL_VERSION: u16 = 1;
 /// Largest control message either side accepts.
@@ -22,7 +23,9 @@ pub enum Request {
     Metrics(MetricsQuery),
     /// Read-only: open segments.
     Calls,
-    /// Mutating: checkpoint the store now (and, with upstream, ship closed intervals).
+    /// Read-only: records waiting in the upstream outbox (at most `limit`).
+    Outbox { limit: usize },
+    /// Mutating: checkpoint the store now and ship every interval that has ended.
     Flush,
     /// Mutating: re-read the config file.
     Reload,
@@ -39,6 +42,7 @@ pub enum Response {
     Status(Box<StatusReport>),
     Metrics(Vec<MetricsRow>),
     Calls(Vec<OpenSegment>),
+    Outbox(Vec<OutboxEntry>),
     /// A mutating command finished; the text says what it did.
     Done(String),
     /// The request failed; the text says why.
@@ -66,6 +70,34 @@ pub struct StatusReport {
     pub engine: EngineStats,
     pub store: StoreStatus,
     pub limits: LimitsConfig,
+    #[serde(default)]
+    pub upstream: UpstreamStatus,
+}
+
+/// Upstream shipping as `status` shows it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct UpstreamStatus {
+    pub host_id: String,
+    pub outbox_records: u64,
+    pub outbox_bytes: u64,
+    /// Records dropped because the outbox was full.
+    pub dropped_records: u64,
+    pub sinks: Vec<SinkStatus>,
+}
+
+/// A record waiting in the outbox, as `outbox` lists it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutboxEntry {
+    pub seq: u64,
+    pub idempotency_key: String,
+    pub kind: RecordKind,
+    pub interval_start_ms: i64,
+    pub interval_ms: i64,
+    pub dimension: DimKind,
+    pub key: String,
+    pub offered: u64,
+    /// Sinks that have not yet confirmed it.
+    pub waiting_for: Vec<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]

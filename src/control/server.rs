@@ -138,6 +138,7 @@ mod tests {
                 last_checkpoint_age_ms: None,
             },
             limits: LimitsConfig::default(),
+            upstream: Default::default(),
         }
     }
 

@@ -71,6 +71,9 @@ pub struct Agg {
     pub wait_hist: Sketch,
     /// Handle times of handled segments.
     pub handle_hist: Sketch,
+    /// Number of contributions folded in; tells a changed bucket from an unchanged one.
+    #[serde(default)]
+    pub revision: u64,
 }
 
 impl Agg {
@@ -82,6 +85,7 @@ impl Agg {
     pub fn add_queue(&mut self, f: &QueueFacts, p: &QueueParams, bands: &[u64]) {
         let wait = f.wait_ms();
         let within = wait <= p.threshold.0 as u64;
+        self.revision += 1;
         self.offered += 1;
         self.wait_max_ms = self.wait_max_ms.max(wait);
         self.wait_hist.add(wait);
@@ -106,6 +110,7 @@ impl Agg {
 
     /// Counts one completed answered segment.
     pub fn add_handle(&mut self, h: &HandleFacts) {
+        self.revision += 1;
         self.handled += 1;
         self.talk_sum_ms += h.talk_ms;
         self.hold_sum_ms += h.hold_ms;
@@ -133,6 +138,37 @@ impl Agg {
         }
         self.wait_hist.merge(&o.wait_hist);
         self.handle_hist.merge(&o.handle_hist);
+        self.revision += o.revision;
+    }
+
+    /// What was added since `earlier` (an older state of the same bucket): counters, sums and
+    /// sketch bins subtract; the maximum is the current one, since maxima merge by `max`.
+    pub fn since(&self, earlier: &Agg) -> Agg {
+        let d = |now: u64, then: u64| now.saturating_sub(then);
+        Agg {
+            offered: d(self.offered, earlier.offered),
+            answered: d(self.answered, earlier.answered),
+            answered_within: d(self.answered_within, earlier.answered_within),
+            abandoned: d(self.abandoned, earlier.abandoned),
+            abandoned_within: d(self.abandoned_within, earlier.abandoned_within),
+            short_abandoned: d(self.short_abandoned, earlier.short_abandoned),
+            overflow: d(self.overflow, earlier.overflow),
+            handled: d(self.handled, earlier.handled),
+            wait_sum_ms: d(self.wait_sum_ms, earlier.wait_sum_ms),
+            wait_max_ms: self.wait_max_ms,
+            abandon_wait_sum_ms: d(self.abandon_wait_sum_ms, earlier.abandon_wait_sum_ms),
+            talk_sum_ms: d(self.talk_sum_ms, earlier.talk_sum_ms),
+            hold_sum_ms: d(self.hold_sum_ms, earlier.hold_sum_ms),
+            acw_sum_ms: d(self.acw_sum_ms, earlier.acw_sum_ms),
+            bands: self
+                .bands
+                .iter()
+                .map(|(b, n)| (*b, d(*n, earlier.bands.get(b).copied().unwrap_or(0))))
+                .collect(),
+            wait_hist: self.wait_hist.since(&earlier.wait_hist),
+            handle_hist: self.handle_hist.since(&earlier.handle_hist),
+            revision: d(self.revision, earlier.revision),
+        }
     }
 
     /// The service level by `formula`, `None` when its denominator is zero.
@@ -305,6 +341,7 @@ mod tests {
         });
         let mut m = a.clone();
         m.merge(&b);
+        assert_eq!(m.since(&a), b);
         assert_eq!(m.offered, 16);
         assert_eq!(m.handled, 1);
         assert_eq!(m.wait_hist.count(), 16);

@@ -852,6 +852,37 @@ impl Engine {
         self.series.get(dim)?.tier(tier).get(&start_ms)
     }
 
+    /// Interval buckets of `kinds` starting within `from..=until` (for interval records).
+    pub fn interval_buckets(
+        &self,
+        kinds: &[DimKind],
+        from: i64,
+        until: i64,
+    ) -> Vec<(BucketId, &Agg)> {
+        let mut out = Vec::new();
+        for (dim, series) in &self.series {
+            if !kinds.contains(&dim.kind) {
+                continue;
+            }
+            for (start_ms, agg) in series.interval.range(from..=until) {
+                out.push((
+                    BucketId {
+                        tier: Tier::Interval,
+                        dim: dim.clone(),
+                        start_ms: *start_ms,
+                    },
+                    agg,
+                ));
+            }
+        }
+        out
+    }
+
+    /// How far back interval buckets are kept.
+    pub fn interval_retention_ms(&self) -> i64 {
+        self.s.keep_interval_ms
+    }
+
     /// Changed buckets since the last checkpoint, and the rest of the state, encoded.
     pub fn checkpoint(&mut self) -> Checkpoint {
         let mut buckets = Vec::with_capacity(self.dirty.len());

@@ -100,6 +100,31 @@ impl Sketch {
         self.bins = merged;
     }
 
+    /// Bins added since `earlier`, an older state of this sketch.
+    pub fn since(&self, earlier: &Sketch) -> Sketch {
+        let bins = self
+            .bins
+            .iter()
+            .filter_map(|&(k, c)| {
+                let before = earlier
+                    .bins
+                    .binary_search_by_key(&k, |(i, _)| *i)
+                    .map_or(0, |p| earlier.bins[p].1);
+                let n = c.saturating_sub(before);
+                (n > 0).then_some((k, n))
+            })
+            .collect();
+        Sketch {
+            zero: self.zero.saturating_sub(earlier.zero),
+            bins,
+        }
+    }
+
+    /// Relative accuracy parameter γ of the bins: bin `i` holds values in (γ^(i−1), γ^i] ms.
+    pub fn gamma() -> f64 {
+        gamma()
+    }
+
     /// The value at rank ⌊q·(n−1)⌋ within 1 %, or `None` when empty.
     pub fn quantile(&self, q: f64) -> Option<f64> {
         let n = self.count();

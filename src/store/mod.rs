@@ -2,9 +2,11 @@
 //! (bucket aggregates and the rest of the state), the schema version, and the on-disk size cap.
 //!
 //! Trees: `events` (group seq → encoded events), `state` (bucket keys prefixed `b`, and the
-//! checkpoint's `m:` metadata). A checkpoint is one atomic `apply_batch` on `state`, so the bucket
+//! checkpoint's `m:` metadata), `upstream` (the outbox, see [`outbox`]). A checkpoint is one atomic `apply_batch` on `state`, so the bucket
 //! aggregates and the sequence number they include always agree; groups up to that number are then
 //! deleted from the log.
+
+pub mod outbox;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -41,6 +43,8 @@ pub struct Store {
     db: sled::Db,
     events: sled::Tree,
     state: sled::Tree,
+    upstream: sled::Tree,
+    outbox: outbox::OutboxCounters,
     next_seq: AtomicU64,
     max_bytes: u64,
 }
@@ -69,6 +73,7 @@ impl Store {
             .map_err(open_err)?;
         let events = db.open_tree("events").map_err(open_err)?;
         let state = db.open_tree("state").map_err(open_err)?;
+        let upstream = db.open_tree("upstream").map_err(open_err)?;
         match state.get(META_SCHEMA)? {
             None => {
                 state.insert(META_SCHEMA, &SCHEMA_VERSION.to_be_bytes())?;
@@ -96,9 +101,12 @@ impl Store {
             db,
             events,
             state,
+            upstream,
+            outbox: outbox::OutboxCounters::default(),
             next_seq: AtomicU64::new(0),
             max_bytes,
         };
+        store.count_outbox()?;
         let checkpointed = store.checkpoint_seq()?;
         store
             .next_seq

@@ -1,0 +1,194 @@
+//! Closing intervals into records: every interval bucket that ended `close_after` ago becomes a
+//! record; a bucket that changed after it was shipped becomes a correction (the delta).
+//!
+//! What was shipped is remembered per bucket (its aggregate, in the store, written in the same
+//! atomic batch as the records), so a restart neither loses nor repeats a record.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::outbox_store::StoreOutbox;
+use super::record::{IntervalRecord, RecordKind};
+use crate::config::Config;
+use crate::engine::{Agg, BucketId, DimKind, Engine};
+use crate::store::{Store, StoreError};
+
+/// Remembers what was shipped and turns engine buckets into records.
+pub struct Closer {
+    host_id: String,
+    close_after_ms: i64,
+    max_outbox_bytes: u64,
+    kinds: Vec<DimKind>,
+    /// Encoded bucket id → revision of the aggregate last shipped.
+    shipped: HashMap<Vec<u8>, u64>,
+}
+
+/// What one round of closing did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Closed {
+    pub intervals: u64,
+    pub corrections: u64,
+    pub dropped: u64,
+}
+
+/// A bucket to ship, taken from the engine under its lock.
+pub struct Candidate {
+    id: BucketId,
+    key: Vec<u8>,
+    agg: Agg,
+}
+
+impl Closer {
+    pub fn new(cfg: &Config, host_id: String, store: &Store) -> Result<Closer, StoreError> {
+        let mut shipped = HashMap::new();
+        for (k, v) in store.shipped()? {
+            let agg: Agg =
+                rmp_serde::from_slice(&v).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            shipped.insert(k, agg.revision);
+        }
+        let mut c = Closer {
+            host_id,
+            close_after_ms: 0,
+            max_outbox_bytes: 0,
+            kinds: Vec::new(),
+            shipped,
+        };
+        c.reconfigure(cfg);
+        Ok(c)
+    }
+
+    pub fn reconfigure(&mut self, cfg: &Config) {
+        self.close_after_ms = cfg.upstream.close_after.0;
+        self.max_outbox_bytes = cfg.upstream.max_outbox_bytes;
+        self.kinds = cfg
+            .upstream
+            .dimensions
+            .iter()
+            .filter_map(|d| DimKind::parse(d))
+            .collect();
+    }
+
+    pub fn host_id(&self) -> &str {
+        &self.host_id
+    }
+
+    /// Buckets whose interval has closed (ended `close_after` ago, or simply ended with `now_all`)
+    /// and that changed since they were last shipped. Cheap: run it under the engine lock.
+    pub fn candidates(&self, engine: &Engine, now_ms: i64, now_all: bool) -> Vec<Candidate> {
+        let cal = engine.calendar();
+        let wait = if now_all { 0 } else { self.close_after_ms };
+        // The last interval that has ended at least `wait` ago.
+        let until = cal.interval_bucket(now_ms - wait) - cal.interval_ms;
+        let from = now_ms - engine.interval_retention_ms();
+        engine
+            .interval_buckets(&self.kinds, from, until)
+            .into_iter()
+            .filter_map(|(id, agg)| {
+                let key = id.encode();
+                (self.shipped.get(&key) != Some(&agg.revision)).then(|| Candidate {
+                    id,
+                    key,
+                    agg: agg.clone(),
+                })
+            })
+            .collect()
+    }
+
+    /// Writes the candidates as records (and what was shipped) in one atomic batch, flushed.
+    pub async fn ship(
+        &mut self,
+        store: &Arc<Store>,
+        candidates: Vec<Candidate>,
+        interval_ms: i64,
+    ) -> Result<Closed, StoreError> {
+        let mut closed = Closed::default();
+        if candidates.is_empty() {
+            return Ok(closed);
+        }
+        let first_seq = store.next_record_seq()?;
+        let mut records = Vec::with_capacity(candidates.len());
+        let mut shipped = Vec::with_capacity(candidates.len());
+        for (seq, c) in (first_seq..).zip(&candidates) {
+            let before = match store.shipped_copy(&c.key)? {
+                Some(bytes) => Some(
+                    rmp_serde::from_slice::<Agg>(&bytes)
+                        .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                ),
+                None => None,
+            };
+            let (kind, delta) = match &before {
+                Some(b) => {
+                    closed.corrections += 1;
+                    (RecordKind::Correction, c.agg.since(b))
+                }
+                None => {
+                    closed.intervals += 1;
+                    (RecordKind::Interval, c.agg.clone())
+                }
+            };
+            let record = IntervalRecord {
+                host_id: self.host_id.clone(),
+                seq,
+                kind,
+                interval_start_ms: c.id.start_ms,
+                interval_ms,
+                dimension: c.id.dim.kind,
+                key: c.id.dim.key.clone(),
+                delta,
+                total: c.agg.clone(),
+            };
+            records.push((seq, StoreOutbox::encode(&record)));
+            shipped.push((c.key.clone(), Some(StoreOutbox::encode(&c.agg))));
+        }
+        closed.dropped = store.add_records(&records, &shipped, self.max_outbox_bytes)?;
+        store.flush().await?;
+        for c in candidates {
+            self.shipped.insert(c.key, c.agg.revision);
+        }
+        Ok(closed)
+    }
+}
+
+impl Closer {
+    /// Forgets shipped copies of intervals older than `from` (the engine dropped them too).
+    pub fn prune(&mut self, store: &Store, from: i64) -> Result<(), StoreError> {
+        let old: Vec<Vec<u8>> = self
+            .shipped
+            .keys()
+            .filter(|k| BucketId::decode(k).is_none_or(|id| id.start_ms < from))
+            .cloned()
+            .collect();
+        if old.is_empty() {
+            return Ok(());
+        }
+        let removals: Vec<(Vec<u8>, Option<Vec<u8>>)> =
+            old.iter().map(|k| (k.clone(), None)).collect();
+        store.add_records(&[], &removals, self.max_outbox_bytes)?;
+        for k in old {
+            self.shipped.remove(&k);
+        }
+        Ok(())
+    }
+}
+
+/// This host's id: the configured one, else an app-specific hash of /etc/machine-id (the raw id
+/// is not to be exposed), else the host name.
+pub fn host_id(configured: &str) -> String {
+    if !configured.is_empty() {
+        return configured.to_string();
+    }
+    if let Ok(id) = std::fs::read_to_string("/etc/machine-id") {
+        let id = id.trim();
+        if !id.is_empty() {
+            let h = format!("callmetrics:{id}")
+                .bytes()
+                .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+                    (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+                });
+            return format!("{h:016x}");
+        }
+    }
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "unknown-host".into())
+}
