@@ -719,7 +719,8 @@ impl Engine {
                             }
                         }
                     }
-                    if folded.handle.is_none() && seg.wrapup_ms.is_some() {
+                    let handle_due = self.handle_due(seg);
+                    if folded.handle.is_none() && (seg.wrapup_ms.is_some() || handle_due <= now) {
                         if let Some(h) = seg.handle_facts() {
                             let b = self.cal.bucket(tier, h.completion_ms);
                             if (first..=last).contains(&b) {
@@ -738,7 +739,9 @@ impl Engine {
                                 Some(rt.longest_wait_now_ms.map_or(w, |m| m.max(w)));
                         }
                         Phase::Talking | Phase::OnHold => rt.talking_now += 1,
-                        Phase::InAcw if seg.wrapup_ms.is_none() => rt.in_acw_now += 1,
+                        Phase::InAcw if seg.wrapup_ms.is_none() && now < handle_due => {
+                            rt.in_acw_now += 1
+                        }
                         _ => {}
                     }
                 }

@@ -257,11 +257,14 @@ impl Call {
                 }
                 // After-call work belongs to the latest answered, ended segment still without it,
                 // even when the call already moved on to another queue. A segment whose handling
-                // is already folded cannot take it: the wrap-up then waits, unused, for an end
-                // that may still arrive late.
+                // was folded without it cannot take it: the wrap-up then waits, unused, for an
+                // end that may still arrive late.
                 (EventKind::Wrapup, Some(_)) => {
                     if let Some(s) = segments.iter_mut().enumerate().rev().find_map(|(i, s)| {
-                        let open = self.folded.get(i).is_none_or(|f| f.handle.is_none());
+                        // Folded handling took this very wrap-up (its completion), or none.
+                        let open = self.folded.get(i).is_none_or(|f| {
+                            f.handle.as_ref().is_none_or(|h| h.completion_ms == e.ts_ms)
+                        });
                         (open && s.answer.is_some() && s.end.is_some() && s.wrapup_ms.is_none())
                             .then_some(s)
                     }) {

@@ -303,3 +303,24 @@ fn unknown_windows_and_bad_filters_are_refused() {
         })
         .is_err());
 }
+
+#[test]
+fn a_zero_acw_wrapup_stays_with_its_own_segment_after_a_transfer() {
+    let mut e = Engine::new(&cfg());
+    let t = T0;
+    feed(
+        &mut e,
+        &[
+            start("c", "q", t),
+            answer("c", "a", t),
+            end("c", t, None),
+            start("c", "q", t + 1),
+            answer("c", "b", t + 1),
+            end("c", t + 1, None),
+            Event::new(EventKind::Wrapup, "c", t + 1),
+        ],
+    );
+    e.advance(t + 300_000);
+    let r = row(&e, DimKind::Queue, "15m", "q");
+    assert_eq!((r.counts.handled, r.counts.acw_sum_ms), (2, 0));
+}

@@ -443,8 +443,8 @@ mod tests {
             format,
             gzip: false,
             token_file: String::new(),
-            connect_timeout: Millis(300),
-            request_timeout: Millis(300),
+            connect_timeout: Millis(1000),
+            request_timeout: Millis(1000),
             batch_records: 500,
             linger: Millis(10),
             backoff_cap: Millis(500),
@@ -666,7 +666,7 @@ mod tests {
             Action::status(408, ""),
             Action::status(503, "").with_header("Retry-After", "2"),
             Action::status(301, "").with_header("Location", "https://u:pw@elsewhere/ingest"),
-            Action::Hang(Duration::from_secs(2)),
+            Action::Hang(Duration::from_secs(3)),
             Action::Reset,
             Action::status(204, ""),
         ])
@@ -714,7 +714,7 @@ mod tests {
             SendOutcome::Retry { error, .. } => assert!(error.contains("timed out"), "{error}"),
             other => panic!("{other:?}"),
         }
-        assert!(started.elapsed() < Duration::from_millis(1500));
+        assert!(started.elapsed() < Duration::from_millis(2500));
         assert!(matches!(
             sink.send(&records).await,
             SendOutcome::Retry { .. }
