@@ -171,6 +171,34 @@ impl Agg {
         }
     }
 
+    /// The counters, sums and maximum under DESIGN's output names, in their documented order.
+    pub fn named_counters(&self) -> [(&'static str, u64); 14] {
+        [
+            ("offered", self.offered),
+            ("answered", self.answered),
+            ("answered_within", self.answered_within),
+            ("abandoned", self.abandoned),
+            ("abandoned_within", self.abandoned_within),
+            ("short_abandoned", self.short_abandoned),
+            ("overflow", self.overflow),
+            ("handled", self.handled),
+            ("wait_sum_ms", self.wait_sum_ms),
+            ("wait_max_ms", self.wait_max_ms),
+            ("abandon_wait_sum_ms", self.abandon_wait_sum_ms),
+            ("talk_sum_ms", self.talk_sum_ms),
+            ("hold_sum_ms", self.hold_sum_ms),
+            ("acw_sum_ms", self.acw_sum_ms),
+        ]
+    }
+
+    /// `bands` keyed by threshold in ms, as text (JSON object keys).
+    pub fn named_bands(&self) -> BTreeMap<String, u64> {
+        self.bands
+            .iter()
+            .map(|(k, v)| (k.to_string(), *v))
+            .collect()
+    }
+
     /// The service level by `formula`, `None` when its denominator is zero.
     pub fn service_level(&self, formula: Formula) -> Option<f64> {
         let a = self.answered as f64;

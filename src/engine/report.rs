@@ -95,14 +95,6 @@ impl MetricsRow {
         if self.dimension != DimKind::All {
             m.insert(self.dimension.name().into(), self.key.clone().into());
         }
-        let counters = json!({
-            "offered": c.offered, "answered": c.answered, "answered_within": c.answered_within,
-            "abandoned": c.abandoned, "abandoned_within": c.abandoned_within,
-            "short_abandoned": c.short_abandoned, "overflow": c.overflow, "handled": c.handled,
-            "wait_sum_ms": c.wait_sum_ms, "wait_max_ms": c.wait_max_ms,
-            "abandon_wait_sum_ms": c.abandon_wait_sum_ms, "talk_sum_ms": c.talk_sum_ms,
-            "hold_sum_ms": c.hold_sum_ms, "acw_sum_ms": c.acw_sum_ms,
-        });
         let f = &self.figures;
         let figures = json!({
             "asa_ms": f.asa_ms, "avg_abandon_ms": f.avg_abandon_ms, "aht_ms": f.aht_ms,
@@ -114,18 +106,19 @@ impl MetricsRow {
             "handle_p50_ms": f.handle_p50_ms, "handle_p90_ms": f.handle_p90_ms,
             "handle_p95_ms": f.handle_p95_ms, "handle_p99_ms": f.handle_p99_ms,
         });
-        let bands: BTreeMap<String, u64> =
-            c.bands.iter().map(|(k, v)| (k.to_string(), *v)).collect();
         let p = &self.params;
         let r = &self.realtime;
         let rest = json!({
-            "bands": bands,
+            "bands": c.named_bands(),
             "threshold_ms": p.threshold_ms, "short_abandon_ms": p.short_abandon_ms,
             "formula": p.formula.name(), "target": p.target,
             "waiting_now": r.waiting_now, "longest_wait_now_ms": r.longest_wait_now_ms,
             "talking_now": r.talking_now, "in_acw_now": r.in_acw_now,
         });
-        for part in [counters, figures, rest] {
+        for (name, value) in c.named_counters() {
+            m.insert(name.into(), value.into());
+        }
+        for part in [figures, rest] {
             if let Value::Object(o) = part {
                 m.extend(o);
             }

@@ -169,7 +169,6 @@ pub async fn run_sink(
                 let mut st = lock(&status);
                 st.delivered_records += batch.len() as u64;
                 st.last_success_ms = Some(now_ms());
-                st.backlog_records = st.backlog_records.saturating_sub(batch.len() as u64);
                 drop(st);
                 tracing::debug!(sink = %name, first, last, records = batch.len(), "batch delivered");
             }
@@ -210,7 +209,6 @@ pub async fn run_sink(
                 }
                 let mut st = lock(&status);
                 st.dead_letters += batch.len() as u64;
-                st.backlog_records = st.backlog_records.saturating_sub(batch.len() as u64);
                 st.last_error = Some(reason);
                 st.last_error_ms = Some(now_ms());
                 drop(st);

@@ -2,8 +2,6 @@
 //! or merges by maximum (`wait_max_ms`), so a receiver can merge hosts and intervals and, after
 //! deduplicating by `idempotency_key`, add corrections to the records they correct.
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -81,22 +79,7 @@ impl IntervalRecord {
             line.push('=');
             line.push_str(&escape_tag(&self.key));
         }
-        let fields: [(&str, u64); 14] = [
-            ("offered", t.offered),
-            ("answered", t.answered),
-            ("answered_within", t.answered_within),
-            ("abandoned", t.abandoned),
-            ("abandoned_within", t.abandoned_within),
-            ("short_abandoned", t.short_abandoned),
-            ("overflow", t.overflow),
-            ("handled", t.handled),
-            ("wait_sum_ms", t.wait_sum_ms),
-            ("wait_max_ms", t.wait_max_ms),
-            ("abandon_wait_sum_ms", t.abandon_wait_sum_ms),
-            ("talk_sum_ms", t.talk_sum_ms),
-            ("hold_sum_ms", t.hold_sum_ms),
-            ("acw_sum_ms", t.acw_sum_ms),
-        ];
+        let fields = t.named_counters();
         for (i, (name, value)) in fields.iter().enumerate() {
             line.push(if i == 0 { ' ' } else { ',' });
             line.push_str(name);
@@ -112,18 +95,15 @@ impl IntervalRecord {
 
 /// Counters, sums, maxima, bands and sketches of an aggregate under DESIGN's names.
 pub fn counters_json(a: &Agg) -> Value {
-    let bands: BTreeMap<String, u64> = a.bands.iter().map(|(k, v)| (k.to_string(), *v)).collect();
-    json!({
-        "offered": a.offered, "answered": a.answered, "answered_within": a.answered_within,
-        "abandoned": a.abandoned, "abandoned_within": a.abandoned_within,
-        "short_abandoned": a.short_abandoned, "overflow": a.overflow, "handled": a.handled,
-        "wait_sum_ms": a.wait_sum_ms, "wait_max_ms": a.wait_max_ms,
-        "abandon_wait_sum_ms": a.abandon_wait_sum_ms, "talk_sum_ms": a.talk_sum_ms,
-        "hold_sum_ms": a.hold_sum_ms, "acw_sum_ms": a.acw_sum_ms,
-        "bands": bands,
-        "wait_hist": sketch_json(&a.wait_hist),
-        "handle_hist": sketch_json(&a.handle_hist),
-    })
+    let mut m: serde_json::Map<String, Value> = a
+        .named_counters()
+        .iter()
+        .map(|(name, value)| (name.to_string(), Value::from(*value)))
+        .collect();
+    m.insert("bands".into(), json!(a.named_bands()));
+    m.insert("wait_hist".into(), sketch_json(&a.wait_hist));
+    m.insert("handle_hist".into(), sketch_json(&a.handle_hist));
+    Value::Object(m)
 }
 
 /// A sketch as `{"gamma": γ, "zero": n, "bins": [[i, n], …]}`: bin i counts values in

@@ -229,8 +229,9 @@ impl Sink {
         }
         match request.send().await {
             Ok(response) => classify_response(response).await,
+            // The URL is shown separately (redacted); reqwest's text would repeat it in clear.
             Err(e) => SendOutcome::Retry {
-                error: describe_error(&e),
+                error: describe_error(&e.without_url()),
                 after: None,
             },
         }
