@@ -20,7 +20,6 @@ const IDLE_POLL: Duration = Duration::from_secs(60);
 pub fn backoff(attempt: u32, cap: Duration) -> Duration {
     let ceiling = 1u64
         .checked_shl(attempt)
-        .filter(|&s| s <= u64::MAX >> 1)
         .map_or(Duration::MAX, Duration::from_secs)
         .min(cap);
     let nanos = u64::try_from(ceiling.as_nanos()).unwrap_or(u64::MAX);
