@@ -1,0 +1,320 @@
+//! Upstream benchmark: a week-long outage's backlog (100 queues × 672 intervals) drained by the
+//! real daemon into a local HTTP receiver; RSS while the backlog waits; bytes per record on disk
+//! and on the wire (JSON and MessagePack, plain and gzipped).
+//!
+//! `cargo bench --bench upstream` (set `CALLMETRICS_BENCH_QUEUES` / `_INTERVALS` to shrink it).
+
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use callmetrics::config::{BodyFormat, Formula, Millis, QueueParams, SinkConfig, SinkKind};
+use callmetrics::engine::{Agg, DimKind, HandleFacts, Outcome, QueueFacts};
+use callmetrics::store::Store;
+use callmetrics::upstream::outbox_store::StoreOutbox;
+use callmetrics::upstream::sink::{gzip, Sink};
+use callmetrics::upstream::{IntervalRecord, RecordKind};
+
+const BIN: &str = env!("CARGO_BIN_EXE_callmetrics");
+const INTERVAL_MS: i64 = 900_000;
+
+fn env_or(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// A realistic queue interval: 20–80 calls with waits, talk, hold and ACW.
+fn interval_agg(rng: &mut fastrand::Rng) -> Agg {
+    let p = QueueParams {
+        threshold: Millis::secs(20),
+        target: 0.8,
+        short_abandon: Millis::secs(5),
+        formula: Formula::Offered,
+    };
+    let bands = [10_000, 20_000, 30_000, 60_000, 120_000];
+    let mut a = Agg::default();
+    for _ in 0..rng.usize(20..80) {
+        let wait = rng.i64(0..180_000);
+        let outcome = match rng.u8(0..10) {
+            0..=6 => Outcome::Answered,
+            7..=8 => Outcome::Abandoned,
+            _ => Outcome::Overflow,
+        };
+        a.add_queue(
+            &QueueFacts {
+                start_ms: 0,
+                leave_ms: wait,
+                outcome,
+            },
+            &p,
+            &bands,
+        );
+        if outcome == Outcome::Answered {
+            a.add_handle(&HandleFacts {
+                completion_ms: 0,
+                talk_ms: rng.u64(10_000..900_000),
+                hold_ms: rng.u64(0..60_000),
+                acw_ms: rng.u64(0..120_000),
+            });
+        }
+    }
+    a
+}
+
+fn records(queues: usize, intervals: usize) -> Vec<IntervalRecord> {
+    let mut rng = fastrand::Rng::with_seed(7);
+    let start = 1_795_300_200_000 - intervals as i64 * INTERVAL_MS;
+    let mut out = Vec::with_capacity(queues * intervals);
+    for i in 0..intervals {
+        for q in 0..queues {
+            let agg = interval_agg(&mut rng);
+            out.push(IntervalRecord {
+                host_id: "bench-host".into(),
+                seq: (out.len() + 1) as u64,
+                kind: RecordKind::Interval,
+                interval_start_ms: start + i as i64 * INTERVAL_MS,
+                interval_ms: INTERVAL_MS,
+                dimension: DimKind::Queue,
+                key: format!("queue-{q:03}"),
+                delta: agg.clone(),
+                total: agg,
+            });
+        }
+    }
+    out
+}
+
+/// A minimal HTTP/1.1 receiver: keep-alive, answers 503 until `open`, then 200; keeps record keys.
+struct Receiver {
+    port: u16,
+    open: Arc<AtomicBool>,
+    keys: Arc<Mutex<HashSet<String>>>,
+    bytes: Arc<Mutex<u64>>,
+}
+
+impl Receiver {
+    fn start() -> Receiver {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the receiver");
+        let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
+        let r = Receiver {
+            port,
+            open: Arc::new(AtomicBool::new(false)),
+            keys: Arc::default(),
+            bytes: Arc::default(),
+        };
+        let (open, keys, bytes) = (r.open.clone(), r.keys.clone(), r.bytes.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let (open, keys, bytes) = (open.clone(), keys.clone(), bytes.clone());
+                std::thread::spawn(move || serve(stream, &open, &keys, &bytes));
+            }
+        });
+        r
+    }
+}
+
+fn serve(stream: TcpStream, open: &AtomicBool, keys: &Mutex<HashSet<String>>, bytes: &Mutex<u64>) {
+    let mut writer = match stream.try_clone() {
+        Ok(w) => w,
+        Err(_) => return,
+    };
+    let mut reader = BufReader::new(stream);
+    loop {
+        let mut len = 0usize;
+        let mut line = String::new();
+        loop {
+            line.clear();
+            match reader.read_line(&mut line) {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+            if line == "\r\n" {
+                break;
+            }
+            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                len = v.trim().parse().unwrap_or(0);
+            }
+        }
+        let mut body = vec![0u8; len];
+        if reader.read_exact(&mut body).is_err() {
+            return;
+        }
+        let answer = if open.load(Ordering::SeqCst) {
+            *bytes.lock().unwrap_or_else(|p| p.into_inner()) += len as u64;
+            if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body) {
+                let mut k = keys.lock().unwrap_or_else(|p| p.into_inner());
+                for r in v["records"].as_array().into_iter().flatten() {
+                    k.insert(
+                        r["idempotency_key"]
+                            .as_str()
+                            .unwrap_or_default()
+                            .to_string(),
+                    );
+                }
+            }
+            "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+        } else {
+            "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Length: 0\r\n\r\n"
+        };
+        if writer.write_all(answer.as_bytes()).is_err() {
+            return;
+        }
+    }
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
+struct Guard(Child);
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn dir_bytes(p: &Path) -> u64 {
+    std::fs::read_dir(p)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_bytes(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+fn main() {
+    let queues = env_or("CALLMETRICS_BENCH_QUEUES", 100);
+    let intervals = env_or("CALLMETRICS_BENCH_INTERVALS", 672);
+    let recs = records(queues, intervals);
+    let n = recs.len();
+    println!("upstream bench: {queues} queues × {intervals} intervals = {n} records");
+
+    // Wire sizes, from the sink's own encoder, on batches of 500.
+    for (format, name) in [(BodyFormat::Json, "json"), (BodyFormat::Msgpack, "msgpack")] {
+        let sink = Sink::new(&SinkConfig {
+            name: "wire".into(),
+            kind: SinkKind::Http,
+            url: "http://127.0.0.1:9/".into(),
+            format,
+            gzip: false,
+            token_file: String::new(),
+            connect_timeout: Millis::secs(5),
+            request_timeout: Millis::secs(30),
+            batch_records: 500,
+            linger: Millis(100),
+            backoff_cap: Millis::secs(60),
+        })
+        .expect("build a sink");
+        let (mut plain, mut zipped) = (0usize, 0usize);
+        for batch in recs.chunks(500).take(20) {
+            let (body, _) = sink.encode_body(batch);
+            plain += body.len();
+            zipped += gzip(&body).map(|b| b.len()).unwrap_or(0);
+        }
+        let counted = recs.len().min(20 * 500) as f64;
+        println!(
+            "wire bytes per record, {name}: {:.0} plain, {:.0} gzip",
+            plain as f64 / counted,
+            zipped as f64 / counted
+        );
+    }
+
+    // The backlog, written into the daemon's store as a week of closed intervals would be.
+    let dir = tempfile::Builder::new()
+        .prefix("cmub")
+        .tempdir_in("/tmp")
+        .expect("tempdir");
+    let store_path = dir.path().join("store");
+    {
+        let store = Store::open(&store_path, 8 << 20, 1 << 34).expect("open the store");
+        let before = dir_bytes(&store_path);
+        for chunk in recs.chunks(1000) {
+            let encoded: Vec<(u64, Vec<u8>)> = chunk
+                .iter()
+                .map(|r| (r.seq, StoreOutbox::encode(r)))
+                .collect();
+            store
+                .add_records(&encoded, &[], 1 << 34)
+                .expect("add records");
+        }
+        store.flush_blocking().expect("flush");
+        let (count, bytes) = store.outbox_size();
+        println!(
+            "outbox: {count} records, {:.0} bytes per record encoded, {:.0} bytes per record on disk (store files)",
+            bytes as f64 / count.max(1) as f64,
+            (dir_bytes(&store_path) - before) as f64 / count.max(1) as f64
+        );
+    }
+
+    let receiver = Receiver::start();
+    let config = dir.path().join("agent.toml");
+    let cfg = format!(
+        "[ingest]\nsocket = \"{d}/ev.sock\"\n[control]\nsocket = \"{d}/ctl.sock\"\n[store]\npath = \"{s}\"\nmax_bytes = 17179869184\n\
+         [upstream]\nhost_id = \"bench-host\"\nmax_outbox_bytes = 17179869184\n\
+         [[upstream.sinks]]\nname = \"central\"\nkind = \"http\"\nurl = \"http://127.0.0.1:{p}/records\"\nbatch_records = 1000\nlinger = \"10ms\"\nbackoff_cap = \"1s\"\n",
+        d = dir.path().display(),
+        s = store_path.display(),
+        p = receiver.port
+    );
+    std::fs::write(&config, cfg).expect("write the config");
+    let started = Instant::now();
+    let child = Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the daemon");
+    let guard = Guard(child);
+    let pid = guard.0.id();
+    while !dir.path().join("ctl.sock").exists() && started.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    println!(
+        "daemon ready with the backlog in {:.2} s",
+        started.elapsed().as_secs_f64()
+    );
+    // The receiver is down (503) for 3 s: the backlog waits.
+    std::thread::sleep(Duration::from_secs(3));
+    println!(
+        "RSS while the backlog of {n} records waits: {:.1} MiB",
+        rss_kib(pid) as f64 / 1024.0
+    );
+    receiver.open.store(true, Ordering::SeqCst);
+    let drain = Instant::now();
+    let mut peak = 0;
+    loop {
+        let got = receiver.keys.lock().map(|k| k.len()).unwrap_or(0);
+        peak = peak.max(rss_kib(pid));
+        if got >= n || drain.elapsed() > Duration::from_secs(600) {
+            let secs = drain.elapsed().as_secs_f64();
+            println!(
+                "drained {got} of {n} records in {secs:.2} s: {:.0} records/s; peak RSS while draining {:.1} MiB; {:.0} wire bytes per record (json)",
+                got as f64 / secs,
+                peak as f64 / 1024.0,
+                *receiver.bytes.lock().unwrap_or_else(|p| p.into_inner()) as f64 / got.max(1) as f64
+            );
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
