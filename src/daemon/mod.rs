@@ -1,34 +1,34 @@
-//! The daemon: start-up order (store, recovery, sockets), the group committer, the ticker,
-//! the control handler, and a shutdown that answers every waiting client before exiting.
+//! The daemon: start-up order (store, recovery, sockets), the ticker that moves time on and
+//! closes intervals, signals (SIGHUP reloads), and a shutdown that answers every waiting client
+//! before exiting. The group committer and the control handler have modules of their own.
+
+mod commit;
+mod control;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{mpsc, watch, Notify};
 use tracing::{error, info, warn};
 
 use crate::config::{Config, ConfigError, SinkConfig};
-use crate::control::protocol::{
-    OutboxEntry, Request, Response, StatusReport, StoreStatus, UpstreamStatus,
-};
-use crate::control::server::{self, Handler};
-use crate::engine::{Applied, Engine, MetricsQuery, RestoreError};
-use crate::event::Event;
+use crate::control::protocol::Response;
+use crate::control::server;
+use crate::engine::{Engine, RestoreError};
 use crate::ingest::listener::{serve_tcp, serve_unix, IngestCtx};
-use crate::ingest::{IngestStats, ItemResult, Submission};
+use crate::ingest::{IngestStats, Submission};
 use crate::store::{Store, StoreError};
 use crate::systemd;
 use crate::upstream::closer::{self, Closed, Closer};
 use crate::upstream::outbox_store::StoreOutbox;
 use crate::upstream::{delivery, Outbox, SinkStatus};
+use commit::{checkpoint, commit_loop, recover_engine, CheckpointState};
+use control::{handler, reload};
 
-/// Most events grouped into one store write and flush.
-const MAX_GROUP_EVENTS: usize = 16_384;
 /// How often the engine's clock moves on when no events arrive.
 const TICK: Duration = Duration::from_secs(1);
 /// How often ended intervals are checked for closing into upstream records.
@@ -58,13 +58,6 @@ pub enum DaemonError {
     InUse(PathBuf),
     #[error("a logged event group cannot be decoded: {0}")]
     Decode(String),
-}
-
-/// An accepted event as the log keeps it: when the engine took it, and the event.
-#[derive(Debug, Serialize, Deserialize)]
-struct StoredEvent {
-    rx_ms: i64,
-    event: Event,
 }
 
 /// Wall-clock time in epoch milliseconds: the only clock the daemon reads.
@@ -101,32 +94,9 @@ struct RateMark {
     accepted: u64,
 }
 
-struct CheckpointState {
-    last: Instant,
-    events_since: u64,
-}
-
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A poisoned lock means a task panicked while holding it; the data is still the best we have.
     m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// Rebuilds the engine from the last checkpoint and replays the logged groups after it.
-fn recover_engine(cfg: &Config, store: &Store) -> Result<(Engine, u64), DaemonError> {
-    let r = store.recover()?;
-    let mut engine = Engine::restore(cfg, r.buckets, r.volatile.as_deref())?;
-    let mut replayed = 0u64;
-    for group in store.groups_after(r.checkpoint_seq) {
-        let (_, bytes) = group?;
-        let events: Vec<StoredEvent> =
-            rmp_serde::from_slice(&bytes).map_err(|e| DaemonError::Decode(e.to_string()))?;
-        for se in events {
-            // Rejections cannot happen here: only accepted events were logged, in order.
-            let _ = engine.apply(&se.event, se.rx_ms);
-            replayed += 1;
-        }
-    }
-    Ok((engine, replayed))
 }
 
 fn create_parent(path: &Path) -> Result<(), DaemonError> {
@@ -383,125 +353,6 @@ async fn wait_for_stop_signal(shared: &Shared) {
     }
 }
 
-/// Groups submissions from every connection into one store write and one flush, then replies.
-async fn commit_loop(shared: Arc<Shared>, mut rx: mpsc::Receiver<Submission>) {
-    while let Some(first) = rx.recv().await {
-        let mut count = first.events.len();
-        let mut subs = vec![first];
-        while count < MAX_GROUP_EVENTS {
-            match rx.try_recv() {
-                Ok(s) => {
-                    count += s.events.len();
-                    subs.push(s);
-                }
-                Err(_) => break,
-            }
-        }
-        commit_group(&shared, subs).await;
-        if checkpoint_due(&shared) {
-            if let Err(e) = checkpoint(&shared).await {
-                error!("checkpoint failed: {e}; events stay in the log and will be replayed");
-            }
-        }
-    }
-}
-
-async fn commit_group(shared: &Shared, subs: Vec<Submission>) {
-    let room = shared.store.check_room(*lock(&shared.store_size));
-    let mut results: Vec<Vec<ItemResult>> = Vec::with_capacity(subs.len());
-    let mut stored = Vec::new();
-    let mut accepted_positions = Vec::new();
-    {
-        let mut engine = lock(&shared.engine);
-        let now = wall_ms();
-        for (si, sub) in subs.iter().enumerate() {
-            let mut r = Vec::with_capacity(sub.events.len());
-            for (ei, ev) in sub.events.iter().enumerate() {
-                if let Err(e) = &room {
-                    r.push(Err(e.to_string()));
-                    continue;
-                }
-                match engine.apply(ev, now) {
-                    Ok(Applied::Accepted) => {
-                        stored.push(StoredEvent {
-                            rx_ms: engine.now_ms(),
-                            event: ev.clone(),
-                        });
-                        accepted_positions.push((si, ei));
-                        r.push(Ok(()));
-                    }
-                    Ok(Applied::Duplicate | Applied::Late) => r.push(Ok(())),
-                    Err(rejection) => r.push(Err(rejection.to_string())),
-                }
-            }
-            results.push(r);
-        }
-    }
-    if !stored.is_empty() {
-        if let Err(e) = persist(shared, &stored).await {
-            error!("storing {} events failed: {e}", stored.len());
-            for (si, ei) in &accepted_positions {
-                results[*si][*ei] = Err(format!("store error: {e}"));
-            }
-            // The engine took events the store may not hold: rebuild it from what is durable.
-            let cfg = lock(&shared.cfg).clone();
-            match recover_engine(&cfg, &shared.store) {
-                Ok((engine, _)) => *lock(&shared.engine) = engine,
-                Err(e) => error!("rebuilding state from the store failed: {e}"),
-            }
-        } else {
-            lock(&shared.checkpoint).events_since += stored.len() as u64;
-        }
-    }
-    // Refusals are counted by the connection, which sees validation errors too.
-    let accepted = results.iter().flatten().filter(|r| r.is_ok()).count() as u64;
-    for (sub, r) in subs.into_iter().zip(results) {
-        // The connection may be gone; its events are stored all the same.
-        let _ = sub.reply.send(r);
-    }
-    shared.ingest.update(|c| c.events_accepted += accepted);
-}
-
-async fn persist(shared: &Shared, stored: &[StoredEvent]) -> Result<(), StoreError> {
-    let bytes = rmp_serde::to_vec(stored).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    shared.store.append(&bytes)?;
-    shared.store.flush().await?;
-    Ok(())
-}
-
-fn checkpoint_due(shared: &Shared) -> bool {
-    let cfg = lock(&shared.cfg);
-    let c = lock(&shared.checkpoint);
-    c.events_since >= cfg.store.checkpoint_events
-        || (c.events_since > 0
-            && c.last.elapsed().as_millis() as i64 >= cfg.store.checkpoint_interval.0)
-}
-
-/// Writes the engine's changed buckets and state as one atomic checkpoint, then trims the log.
-async fn checkpoint(shared: &Shared) -> Result<(), StoreError> {
-    let (seq, cp) = {
-        let mut engine = lock(&shared.engine);
-        // Taken under the engine lock, right after a whole group: it includes every logged group.
-        (
-            shared.store.next_seq().saturating_sub(1),
-            engine.checkpoint(),
-        )
-    };
-    let result = shared
-        .store
-        .write_checkpoint(seq, cp.buckets, &cp.volatile)
-        .await;
-    match &result {
-        Ok(()) => {
-            let mut c = lock(&shared.checkpoint);
-            c.last = Instant::now();
-            c.events_since = 0;
-        }
-        Err(_) => lock(&shared.engine).mark_all_dirty(),
-    }
-    result
-}
-
 /// Moves the engine's clock on, refreshes the store size, and tells systemd the daemon is alive:
 /// the watchdog ping goes out only after the engine lock was taken, so a stuck engine is caught.
 async fn tick_loop(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
@@ -591,187 +442,4 @@ async fn close_intervals(shared: &Shared, all: bool) -> Result<Closed, StoreErro
         );
     }
     Ok(closed)
-}
-
-fn handler(shared: Arc<Shared>) -> Handler {
-    Arc::new(move |req: Request| match req {
-        Request::Status => Response::Status(Box::new(status(&shared))),
-        Request::Metrics(q) => metrics(&shared, &q),
-        Request::Calls => {
-            let mut engine = lock(&shared.engine);
-            engine.advance(wall_ms());
-            Response::Calls(engine.open_calls())
-        }
-        Request::Outbox { limit } => outbox_entries(&shared, limit),
-        Request::Flush => {
-            let s = shared.clone();
-            // The control server runs handlers on the multi-threaded runtime, where blocking in place is allowed.
-            let r = tokio::task::block_in_place(|| {
-                tokio::runtime::Handle::current().block_on(async move {
-                    checkpoint(&s).await?;
-                    close_intervals(&s, true).await
-                })
-            });
-            match r {
-                Ok(c) if shared.sinks.is_empty() => {
-                    let _ = c;
-                    Response::Done("checkpoint written; no upstream sinks configured".into())
-                }
-                Ok(c) => Response::Done(format!(
-                    "checkpoint written; {} interval records and {} corrections queued for {} sinks",
-                    c.intervals,
-                    c.corrections,
-                    shared.sinks.len()
-                )),
-                Err(e) => Response::Error(format!("flush failed: {e}")),
-            }
-        }
-        Request::Reload => reload(&shared),
-    })
-}
-
-fn metrics(shared: &Shared, q: &MetricsQuery) -> Response {
-    let mut engine = lock(&shared.engine);
-    engine.advance(wall_ms());
-    match engine.metrics(q) {
-        Ok(rows) => Response::Metrics(rows),
-        Err(e) => Response::Error(e.to_string()),
-    }
-}
-
-fn reload(shared: &Shared) -> Response {
-    let Some(path) = &shared.config_path else {
-        return Response::Error(
-            "the daemon runs on the built-in local default; there is no config file to reload"
-                .into(),
-        );
-    };
-    let new = match Config::load(path) {
-        Ok(c) => c,
-        Err(e) => return Response::Error(format!("config not reloaded, the old one stays: {e}")),
-    };
-    let mut cfg = lock(&shared.cfg);
-    let mut notes = Vec::new();
-    if new.ingest != cfg.ingest || new.control != cfg.control || new.store.path != cfg.store.path {
-        notes.push("socket and store paths only change on restart".to_string());
-    }
-    if new.upstream.sinks != cfg.upstream.sinks || new.upstream.host_id != cfg.upstream.host_id {
-        notes.push("upstream sinks and host_id only change on restart".to_string());
-    }
-    lock(&shared.engine).reconfigure(&new);
-    match shared.closer.try_lock() {
-        Ok(mut c) => c.reconfigure(&new),
-        Err(_) => {
-            notes.push("interval closing was busy; its settings apply after a restart".to_string())
-        }
-    }
-    *cfg = new;
-    Response::Done(if notes.is_empty() {
-        "config reloaded".into()
-    } else {
-        format!("config reloaded; {}", notes.join("; "))
-    })
-}
-
-/// Records waiting in the outbox, oldest first, with the sinks still owing them.
-fn outbox_entries(shared: &Shared, limit: usize) -> Response {
-    let cursors: Result<Vec<(String, u64)>, StoreError> = shared
-        .sinks
-        .iter()
-        .map(|s| Ok((s.cfg.name.clone(), shared.store.cursor(&s.cfg.name)?)))
-        .collect();
-    let cursors = match cursors {
-        Ok(c) => c,
-        Err(e) => return Response::Error(e.to_string()),
-    };
-    let lowest = cursors.iter().map(|c| c.1).min().unwrap_or(0);
-    let records = match shared.store.records_after(lowest, limit) {
-        Ok(r) => r,
-        Err(e) => return Response::Error(e.to_string()),
-    };
-    let mut out = Vec::with_capacity(records.len());
-    for (seq, bytes) in records {
-        let Ok(r) = StoreOutbox::decode(&bytes) else {
-            continue;
-        };
-        out.push(OutboxEntry {
-            seq,
-            idempotency_key: r.idempotency_key(),
-            kind: r.kind,
-            interval_start_ms: r.interval_start_ms,
-            interval_ms: r.interval_ms,
-            dimension: r.dimension,
-            key: r.key,
-            offered: r.delta.offered,
-            waiting_for: cursors
-                .iter()
-                .filter(|(_, c)| *c < seq)
-                .map(|(n, _)| n.clone())
-                .collect(),
-        });
-    }
-    Response::Outbox(out)
-}
-
-fn upstream_status(shared: &Shared) -> UpstreamStatus {
-    let (records, bytes) = shared.store.outbox_size();
-    let now = wall_ms();
-    let sinks = shared
-        .sinks
-        .iter()
-        .map(|s| {
-            let mut st = lock(&s.status).clone();
-            let cursor = shared.store.cursor(&s.cfg.name).unwrap_or(0);
-            let (n, b) = shared.store.backlog_after(cursor).unwrap_or((0, 0));
-            st.backlog_records = n;
-            st.backlog_bytes = b;
-            st.oldest_waiting_ms = shared
-                .store
-                .records_after(cursor, 1)
-                .ok()
-                .and_then(|r| {
-                    r.first()
-                        .and_then(|(_, bytes)| StoreOutbox::decode(bytes).ok())
-                })
-                .map(|r| now - (r.interval_start_ms + r.interval_ms));
-            st.dead_letters = shared.store.dead_letter_count(&s.cfg.name) as u64;
-            st
-        })
-        .collect();
-    UpstreamStatus {
-        host_id: shared.host_id.clone(),
-        outbox_records: records,
-        outbox_bytes: bytes,
-        dropped_records: shared.store.dropped_records().unwrap_or(0),
-        sinks,
-    }
-}
-
-fn status(shared: &Shared) -> StatusReport {
-    let cfg = lock(&shared.cfg).clone();
-    let (engine_stats, windows) = {
-        let mut engine = lock(&shared.engine);
-        engine.advance(wall_ms());
-        (engine.stats(), engine.window_names())
-    };
-    let last = lock(&shared.checkpoint).last;
-    StatusReport {
-        version: env!("CARGO_PKG_VERSION").to_string(),
-        uptime_ms: shared.started.elapsed().as_millis() as u64,
-        event_socket: cfg.ingest.socket.display().to_string(),
-        control_socket: cfg.control.socket.display().to_string(),
-        time_zone: cfg.general.time_zone.0.clone(),
-        windows,
-        ingest: shared.ingest.snapshot(),
-        engine: engine_stats,
-        store: StoreStatus {
-            path: shared.store.path().display().to_string(),
-            size_bytes: *lock(&shared.store_size),
-            max_bytes: shared.store.max_bytes(),
-            logged_groups: shared.store.logged_groups() as u64,
-            last_checkpoint_age_ms: Some(last.elapsed().as_millis() as i64),
-        },
-        limits: cfg.limits.clone(),
-        upstream: upstream_status(shared),
-    }
 }

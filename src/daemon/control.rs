@@ -1,0 +1,198 @@
+//! The control handler: answers status, metrics, calls and outbox queries, and runs the
+//! mutating commands (flush, reload) against the daemon's shared state.
+
+use std::sync::Arc;
+
+use super::commit::checkpoint;
+use super::{close_intervals, lock, wall_ms, Shared};
+use crate::config::Config;
+use crate::control::protocol::{
+    OutboxEntry, Request, Response, StatusReport, StoreStatus, UpstreamStatus,
+};
+use crate::control::server::Handler;
+use crate::engine::MetricsQuery;
+use crate::store::StoreError;
+use crate::upstream::outbox_store::StoreOutbox;
+
+pub(super) fn handler(shared: Arc<Shared>) -> Handler {
+    Arc::new(move |req: Request| match req {
+        Request::Status => Response::Status(Box::new(status(&shared))),
+        Request::Metrics(q) => metrics(&shared, &q),
+        Request::Calls => {
+            let mut engine = lock(&shared.engine);
+            engine.advance(wall_ms());
+            Response::Calls(engine.open_calls())
+        }
+        Request::Outbox { limit } => outbox_entries(&shared, limit),
+        Request::Flush => {
+            let s = shared.clone();
+            // The control server runs handlers on the multi-threaded runtime, where blocking in place is allowed.
+            let r = tokio::task::block_in_place(|| {
+                tokio::runtime::Handle::current().block_on(async move {
+                    checkpoint(&s).await?;
+                    close_intervals(&s, true).await
+                })
+            });
+            match r {
+                Ok(c) if shared.sinks.is_empty() => {
+                    let _ = c;
+                    Response::Done("checkpoint written; no upstream sinks configured".into())
+                }
+                Ok(c) => Response::Done(format!(
+                    "checkpoint written; {} interval records and {} corrections queued for {} sinks",
+                    c.intervals,
+                    c.corrections,
+                    shared.sinks.len()
+                )),
+                Err(e) => Response::Error(format!("flush failed: {e}")),
+            }
+        }
+        Request::Reload => reload(&shared),
+    })
+}
+
+fn metrics(shared: &Shared, q: &MetricsQuery) -> Response {
+    let mut engine = lock(&shared.engine);
+    engine.advance(wall_ms());
+    match engine.metrics(q) {
+        Ok(rows) => Response::Metrics(rows),
+        Err(e) => Response::Error(e.to_string()),
+    }
+}
+
+pub(super) fn reload(shared: &Shared) -> Response {
+    let Some(path) = &shared.config_path else {
+        return Response::Error(
+            "the daemon runs on the built-in local default; there is no config file to reload"
+                .into(),
+        );
+    };
+    let new = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => return Response::Error(format!("config not reloaded, the old one stays: {e}")),
+    };
+    let mut cfg = lock(&shared.cfg);
+    let mut notes = Vec::new();
+    if new.ingest != cfg.ingest || new.control != cfg.control || new.store.path != cfg.store.path {
+        notes.push("socket and store paths only change on restart".to_string());
+    }
+    if new.upstream.sinks != cfg.upstream.sinks || new.upstream.host_id != cfg.upstream.host_id {
+        notes.push("upstream sinks and host_id only change on restart".to_string());
+    }
+    lock(&shared.engine).reconfigure(&new);
+    match shared.closer.try_lock() {
+        Ok(mut c) => c.reconfigure(&new),
+        Err(_) => {
+            notes.push("interval closing was busy; its settings apply after a restart".to_string())
+        }
+    }
+    *cfg = new;
+    Response::Done(if notes.is_empty() {
+        "config reloaded".into()
+    } else {
+        format!("config reloaded; {}", notes.join("; "))
+    })
+}
+
+/// Records waiting in the outbox, oldest first, with the sinks still owing them.
+fn outbox_entries(shared: &Shared, limit: usize) -> Response {
+    let cursors: Result<Vec<(String, u64)>, StoreError> = shared
+        .sinks
+        .iter()
+        .map(|s| Ok((s.cfg.name.clone(), shared.store.cursor(&s.cfg.name)?)))
+        .collect();
+    let cursors = match cursors {
+        Ok(c) => c,
+        Err(e) => return Response::Error(e.to_string()),
+    };
+    let lowest = cursors.iter().map(|c| c.1).min().unwrap_or(0);
+    let records = match shared.store.records_after(lowest, limit) {
+        Ok(r) => r,
+        Err(e) => return Response::Error(e.to_string()),
+    };
+    let mut out = Vec::with_capacity(records.len());
+    for (seq, bytes) in records {
+        let Ok(r) = StoreOutbox::decode(&bytes) else {
+            continue;
+        };
+        out.push(OutboxEntry {
+            seq,
+            idempotency_key: r.idempotency_key(),
+            kind: r.kind,
+            interval_start_ms: r.interval_start_ms,
+            interval_ms: r.interval_ms,
+            dimension: r.dimension,
+            key: r.key,
+            offered: r.delta.offered,
+            waiting_for: cursors
+                .iter()
+                .filter(|(_, c)| *c < seq)
+                .map(|(n, _)| n.clone())
+                .collect(),
+        });
+    }
+    Response::Outbox(out)
+}
+
+fn upstream_status(shared: &Shared) -> UpstreamStatus {
+    let (records, bytes) = shared.store.outbox_size();
+    let now = wall_ms();
+    let sinks = shared
+        .sinks
+        .iter()
+        .map(|s| {
+            let mut st = lock(&s.status).clone();
+            let cursor = shared.store.cursor(&s.cfg.name).unwrap_or(0);
+            let (n, b) = shared.store.backlog_after(cursor).unwrap_or((0, 0));
+            st.backlog_records = n;
+            st.backlog_bytes = b;
+            st.oldest_waiting_ms = shared
+                .store
+                .records_after(cursor, 1)
+                .ok()
+                .and_then(|r| {
+                    r.first()
+                        .and_then(|(_, bytes)| StoreOutbox::decode(bytes).ok())
+                })
+                .map(|r| now - (r.interval_start_ms + r.interval_ms));
+            st.dead_letters = shared.store.dead_letter_count(&s.cfg.name) as u64;
+            st
+        })
+        .collect();
+    UpstreamStatus {
+        host_id: shared.host_id.clone(),
+        outbox_records: records,
+        outbox_bytes: bytes,
+        dropped_records: shared.store.dropped_records().unwrap_or(0),
+        sinks,
+    }
+}
+
+fn status(shared: &Shared) -> StatusReport {
+    let cfg = lock(&shared.cfg).clone();
+    let (engine_stats, windows) = {
+        let mut engine = lock(&shared.engine);
+        engine.advance(wall_ms());
+        (engine.stats(), engine.window_names())
+    };
+    let last = lock(&shared.checkpoint).last;
+    StatusReport {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        uptime_ms: shared.started.elapsed().as_millis() as u64,
+        event_socket: cfg.ingest.socket.display().to_string(),
+        control_socket: cfg.control.socket.display().to_string(),
+        time_zone: cfg.general.time_zone.0.clone(),
+        windows,
+        ingest: shared.ingest.snapshot(),
+        engine: engine_stats,
+        store: StoreStatus {
+            path: shared.store.path().display().to_string(),
+            size_bytes: *lock(&shared.store_size),
+            max_bytes: shared.store.max_bytes(),
+            logged_groups: shared.store.logged_groups() as u64,
+            last_checkpoint_age_ms: Some(last.elapsed().as_millis() as i64),
+        },
+        limits: cfg.limits.clone(),
+        upstream: upstream_status(shared),
+    }
+}
