@@ -71,6 +71,11 @@ impl Report {
     }
 
     fn note(&mut self, key: &str, text: &str) {
+        let text = match text.char_indices().nth(240) {
+            Some((i, _)) => format!("{}...", &text[..i]),
+            None => text.to_string(),
+        };
+        let text = text.as_str();
         println!("  note: {text}");
         self.lines.push(format!("  note: {text}"));
         self.json.insert(key.to_string(), text.into());
@@ -233,6 +238,52 @@ fn write_bytes(pid: u32) -> u64 {
     proc_field(&format!("/proc/{pid}/io"), "write_bytes").unwrap_or(0)
 }
 
+fn write_bytes_self() -> u64 {
+    proc_field("/proc/self/io", "write_bytes").unwrap_or(0)
+}
+
+/// CPU ticks of each thread of a process, summed by thread name.
+fn thread_ticks(pid: u32) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return out;
+    };
+    for t in dir.flatten() {
+        let Ok(stat) = std::fs::read_to_string(t.path().join("stat")) else {
+            continue;
+        };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let f: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+        let get = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        *out.entry(stat[open + 1..close].to_string()).or_insert(0) += get(11) + get(12);
+    }
+    out
+}
+
+/// The daemon's busiest threads (by name) between two `thread_ticks` samples, in % of one core.
+fn thread_split(
+    before: &BTreeMap<String, u64>,
+    after: &BTreeMap<String, u64>,
+    secs: f64,
+    hz: f64,
+) -> String {
+    let mut v: Vec<(f64, &String)> = after
+        .iter()
+        .map(|(name, t)| {
+            let d = t.saturating_sub(before.get(name).copied().unwrap_or(0));
+            (d as f64 / hz / secs * 100.0, name)
+        })
+        .filter(|(p, _)| *p >= 0.5)
+        .collect();
+    v.sort_by(|a, b| b.0.total_cmp(&a.0));
+    v.iter()
+        .map(|(p, n)| format!("{n} {p:.0}%"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// utime + stime of a process, in clock ticks.
 fn cpu_ticks(pid: &str) -> u64 {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
@@ -284,11 +335,40 @@ fn dir_bytes(path: &Path) -> u64 {
         .sum()
 }
 
-/// CPU of the daemon and of this bench over a stretch of wall time, in % of one core.
+/// Busy ticks of the whole machine (all cores), from the first line of /proc/stat.
+fn machine_busy_ticks() -> u64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/stat") else {
+        return 0;
+    };
+    let f: Vec<u64> = stat
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .skip(1)
+        .map(|v| v.parse().unwrap_or(0))
+        .collect();
+    // user nice system idle iowait irq softirq steal: everything but idle and iowait.
+    [0, 1, 2, 5, 6, 7]
+        .iter()
+        .map(|&i| f.get(i).copied().unwrap_or(0))
+        .sum()
+}
+
+/// CPU over a stretch of wall time, in % of one core.
+struct Cpu {
+    daemon: f64,
+    bench: f64,
+    /// Every other process on the machine (compilers, tests...): noise in the figures.
+    others: f64,
+}
+
+/// Measures the CPU of the daemon, of this bench and of everything else.
 struct CpuMeter {
     pid: String,
     daemon: u64,
     client: u64,
+    machine: u64,
     at: Instant,
 }
 
@@ -298,24 +378,31 @@ impl CpuMeter {
         CpuMeter {
             daemon: cpu_ticks(&pid),
             client: cpu_ticks("self"),
+            machine: machine_busy_ticks(),
             pid,
             at: Instant::now(),
         }
     }
 
-    /// (daemon %, bench %) of one core since `start`.
-    fn stop(&self, hz: f64) -> (f64, f64) {
+    fn stop(&self, hz: f64) -> Cpu {
         let secs = self.at.elapsed().as_secs_f64();
         let pct = |ticks: u64| ticks as f64 / hz / secs * 100.0;
-        (
-            pct(cpu_ticks(&self.pid) - self.daemon),
-            pct(cpu_ticks("self") - self.client),
-        )
+        let daemon = cpu_ticks(&self.pid).saturating_sub(self.daemon);
+        let bench = cpu_ticks("self").saturating_sub(self.client);
+        let machine = machine_busy_ticks().saturating_sub(self.machine);
+        Cpu {
+            daemon: pct(daemon),
+            bench: pct(bench),
+            others: pct(machine.saturating_sub(daemon + bench)),
+        }
     }
 }
 
 // ---------------------------------------------------------------------------------------------
 // The daemon
+
+/// `store.max_bytes` for the bench daemon: the 1 GiB default fills at about 3.9 M events.
+const STORE_MAX_BYTES: u64 = 16 << 30;
 
 struct Paths {
     config: PathBuf,
@@ -335,7 +422,8 @@ impl Paths {
             log: dir.join("daemon.log"),
         };
         let toml = format!(
-            "[ingest]\nsocket = {:?}\n\n[control]\nsocket = {:?}\n\n[store]\npath = {:?}\n\n\
+            "[ingest]\nsocket = {:?}\n\n[control]\nsocket = {:?}\n\n[store]\npath = {:?}\n\
+             max_bytes = {STORE_MAX_BYTES}\n\n\
              [limits]\nmax_open_segments = 2000000\nmax_connections = 256\n",
             p.events.display().to_string(),
             p.control.display().to_string(),
@@ -499,8 +587,9 @@ struct StreamResult {
     errors: u64,
     first_error: Option<String>,
     wall: Duration,
-    daemon_cpu: f64,
-    bench_cpu: f64,
+    cpu: Cpu,
+    /// The daemon's CPU by thread name.
+    threads: String,
     written: u64,
 }
 
@@ -618,21 +707,23 @@ fn stream_phase(
         barrier.wait();
         let start = Instant::now();
         let cpu = CpuMeter::start(daemon.pid);
+        let threads = thread_ticks(daemon.pid);
         let results: Vec<_> = readers
             .into_iter()
             .map(|h| h.join().expect("reader"))
             .collect();
         let end = results.iter().map(|(_, t)| *t).max().unwrap_or(start);
-        let cpu = cpu.stop(hz);
-        (end - start, results, cpu)
+        let secs = cpu.at.elapsed().as_secs_f64();
+        let threads = thread_split(&threads, &thread_ticks(daemon.pid), secs, hz);
+        (end - start, results, (cpu.stop(hz), threads))
     });
     let mut out = StreamResult {
         acked: 0,
         errors: 0,
         first_error: None,
         wall,
-        daemon_cpu: cpu.0,
-        bench_cpu: cpu.1,
+        cpu: cpu.0,
+        threads: cpu.1,
         written: write_bytes(daemon.pid) - written_before,
     };
     let mut replies = 0;
@@ -763,9 +854,10 @@ fn raw_group(rng: &mut Rng, next_call: &mut usize, now: i64) -> Vec<StoredEvent>
 }
 
 /// The daemon's own write path without the daemon: one sled value per group of 256 events + flush.
-/// Returns (events, time spent in append + flush, bytes on disk after).
+/// Returns (events, time spent in append + flush, bytes written to disk).
 fn raw_store(events: usize, cap: Duration) -> (usize, Duration, u64) {
     let dir = tempfile::tempdir().expect("tempdir");
+    let written = write_bytes_self();
     let store = Store::open(&dir.path().join("s"), 8 << 20, u64::MAX).expect("open store");
     let (mut rng, mut next, now) = (Rng(7), 0, now_ms());
     let (mut done, mut spent) = (0, Duration::ZERO);
@@ -777,13 +869,13 @@ fn raw_store(events: usize, cap: Duration) -> (usize, Duration, u64) {
         spent += t.elapsed();
         done += RAW_GROUP;
     }
-    let size = dir_bytes(dir.path());
-    (done, spent, size)
+    (done, spent, write_bytes_self() - written)
 }
 
 /// sled itself, one record per event: `apply_batch` of 256 records + `flush` per group.
 fn raw_sled_batch(events: usize, cap: Duration) -> (usize, Duration, u64) {
     let dir = tempfile::tempdir().expect("tempdir");
+    let written = write_bytes_self();
     let db = sled::Config::new()
         .path(dir.path().join("s"))
         .cache_capacity(8 << 20)
@@ -807,8 +899,7 @@ fn raw_sled_batch(events: usize, cap: Duration) -> (usize, Duration, u64) {
     }
     drop(tree);
     drop(db);
-    let size = dir_bytes(dir.path());
-    (done, spent, size)
+    (done, spent, write_bytes_self() - written)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -852,7 +943,7 @@ fn main() {
     rep.section(
         "raw store limit (in this process, 8 MiB cache, groups of 256 events, one flush per group)",
     );
-    let (n, spent, size) = raw_store(calls * 4, Duration::from_secs(20));
+    let (n, spent, written) = raw_store(calls * 4, Duration::from_secs(20));
     let raw_rate = n as f64 / spent.as_secs_f64();
     rep.figure(
         "raw_store_append_flush_eps",
@@ -862,19 +953,26 @@ fn main() {
         "",
     );
     rep.figure(
-        "raw_store_disk_bytes_per_event",
-        "  store folder size per event",
-        size as f64 / n as f64,
+        "raw_store_written_bytes_per_event",
+        "  bytes written to disk per event",
+        written as f64 / n as f64,
         "B/event",
         "",
     );
-    let (n2, spent2, _) = raw_sled_batch(calls * 4, Duration::from_secs(10));
+    let (n2, spent2, written2) = raw_sled_batch(calls * 4, Duration::from_secs(10));
     let raw_batch_rate = n2 as f64 / spent2.as_secs_f64();
     rep.figure(
         "raw_sled_apply_batch_flush_eps",
         "sled apply_batch (one record/event) + flush",
         raw_batch_rate,
         "events/s",
+        "",
+    );
+    rep.figure(
+        "raw_sled_written_bytes_per_event",
+        "  bytes written to disk per event",
+        written2 as f64 / n2 as f64,
+        "B/event",
         "",
     );
 
@@ -884,6 +982,14 @@ fn main() {
     let mut daemon = Daemon::spawn(&paths);
     let cold = daemon.wait_ready(&rt, &paths);
     rep.section("fresh daemon");
+    rep.note(
+        "config",
+        &format!(
+            "defaults except limits.max_open_segments = 2000000 and store.max_bytes = {} GiB \
+             (the 1 GiB default fills at about 3.9 M events)",
+            STORE_MAX_BYTES >> 30
+        ),
+    );
     rep.figure(
         "cold_start_ready_ms",
         "start to ready, empty store",
@@ -926,7 +1032,7 @@ fn main() {
     rep.section("ack latency, one connection paced at 5 000 events/s for 10 s");
     let cpu = CpuMeter::start(daemon.pid);
     let (lat, took) = paced_phase(&paths, 5000, 10);
-    let (dcpu, _) = cpu.stop(hz);
+    let cpu = cpu.stop(hz);
     rep.figure(
         "ack_rate_eps",
         "achieved rate",
@@ -947,7 +1053,14 @@ fn main() {
     rep.figure(
         "ack_daemon_cpu_pct",
         "daemon CPU at 5 k/s",
-        dcpu,
+        cpu.daemon,
+        "% of a core",
+        "",
+    );
+    rep.figure(
+        "ack_others_cpu_pct",
+        "other processes' CPU meanwhile (noise)",
+        cpu.others,
         "% of a core",
         "",
     );
@@ -1007,14 +1120,25 @@ fn main() {
         rep.figure(
             &format!("{key}_daemon_cpu_pct"),
             "  daemon CPU",
-            r.daemon_cpu,
+            r.cpu.daemon,
             "% of a core",
             "",
         );
         rep.figure(
             &format!("{key}_bench_cpu_pct"),
             "  load generator CPU",
-            r.bench_cpu,
+            r.cpu.bench,
+            "% of a core",
+            "",
+        );
+        rep.note(
+            &format!("{key}_daemon_threads"),
+            &format!("daemon CPU by thread: {}", r.threads),
+        );
+        rep.figure(
+            &format!("{key}_others_cpu_pct"),
+            "  other processes' CPU meanwhile (noise)",
+            r.cpu.others,
             "% of a core",
             "",
         );
@@ -1147,7 +1271,8 @@ fn main() {
     let cpu = CpuMeter::start(daemon.pid);
     let wakes = ctx_switches(daemon.pid);
     std::thread::sleep(Duration::from_secs(idle_secs));
-    let (idle, _) = cpu.stop(hz);
+    let cpu = cpu.stop(hz);
+    let idle = cpu.daemon;
     let wakes = ctx_switches(daemon.pid) - wakes;
     rep.section(&format!("idle daemon over {idle_secs} s"));
     rep.figure(
@@ -1162,6 +1287,13 @@ fn main() {
         "idle wake-ups (context switches, all threads)",
         wakes as f64 / idle_secs as f64,
         "/s",
+        "",
+    );
+    rep.figure(
+        "idle_others_cpu_pct",
+        "other processes' CPU meanwhile (noise)",
+        cpu.others,
+        "% of a core",
         "",
     );
 

@@ -435,3 +435,123 @@ pub fn assert_refused(reply: &Value, needles: &[&str], what: &str) {
         );
     }
 }
+
+/// Variables through which systemd talks to a service; [`Daemon::spawn_with`] starts from none.
+const SYSTEMD_ENV: [&str; 6] = [
+    "NOTIFY_SOCKET",
+    "WATCHDOG_USEC",
+    "WATCHDOG_PID",
+    "LISTEN_FDS",
+    "LISTEN_PID",
+    "LISTEN_FDNAMES",
+];
+
+impl Daemon {
+    /// The whole log (stdout and stderr) of the latest start.
+    pub fn log_text(&self) -> String {
+        fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// Starts `callmetrics run --config FILE` like [`Daemon::restart`], but through `wrapper`
+    /// (a program and its arguments that ends by exec'ing the rest of the command line, e.g.
+    /// `systemd-socket-activate -l PATH`; empty: the daemon itself), with no systemd variable
+    /// inherited from the test's environment and `env` set. Does not wait for it to answer.
+    pub fn spawn_with(&mut self, wrapper: &[&std::ffi::OsStr], env: &[(&str, &std::ffi::OsStr)]) {
+        assert!(self.child.is_none(), "the daemon is already running");
+        self.starts += 1;
+        let log = fs::File::create(self.log_path()).expect("create the daemon log");
+        let mut cmd = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(BIN);
+                c
+            }
+            None => Command::new(BIN),
+        };
+        for var in SYSTEMD_ENV {
+            cmd.env_remove(var);
+        }
+        cmd.envs(env.iter().copied());
+        let child = cmd
+            .arg("run")
+            .arg("--config")
+            .arg(&self.config)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("clone the log handle"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("start the daemon (wrapper {wrapper:?}): {e}"));
+        self.child = Some(child);
+    }
+
+    /// Polls `callmetrics status --socket CONTROL` until the daemon answers there (its own control
+    /// socket or one passed by socket activation); fails if it exits or takes too long.
+    pub fn wait_answering(&mut self, control: &Path) {
+        let deadline = Instant::now() + START_DEADLINE;
+        loop {
+            let child = self.child.as_mut().expect("the daemon was started");
+            if let Some(status) = child.try_wait().expect("poll the daemon") {
+                self.child = None;
+                panic!(
+                    "the daemon exited during start-up with {status}; its log:\n{}",
+                    self.log_tail()
+                );
+            }
+            let out = cli([
+                "status".as_ref(),
+                "--json".as_ref(),
+                "--socket".as_ref(),
+                control.as_os_str(),
+            ]);
+            if out.status.success() {
+                return;
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "the daemon did not answer `status` on {} within {START_DEADLINE:?}; last attempt: {}\nits log:\n{}",
+                    control.display(),
+                    String::from_utf8_lossy(&out.stderr),
+                    self.log_tail()
+                );
+            }
+            thread::sleep(POLL);
+        }
+    }
+
+    /// Sends `signal` (a name `kill` knows: `HUP`, `TERM`, ...) to the running daemon.
+    pub fn signal(&self, signal: &str) {
+        let pid = self.pid();
+        let sent = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.to_string())
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "kill -{signal} {pid} failed");
+    }
+
+    /// The exit status if the daemon has exited (it is then no longer running), without waiting.
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        let child = self.child.as_mut()?;
+        let status = child.try_wait().expect("poll the daemon")?;
+        self.child = None;
+        Some(status)
+    }
+
+    /// Polls the latest log until a line contains every one of `needles`; returns that line.
+    pub fn wait_log_line(&self, needles: &[&str]) -> String {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let text = self.log_text();
+            if let Some(line) = text.lines().find(|l| needles.iter().all(|n| l.contains(n))) {
+                return line.to_string();
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "no log line containing {needles:?} within {DEADLINE:?}; the log:\n{}",
+                    self.log_tail()
+                );
+            }
+            thread::sleep(POLL);
+        }
+    }
+}
