@@ -80,6 +80,7 @@ pub(super) fn reload(shared: &Shared) -> Response {
         notes.push("upstream sinks and host_id only change on restart".to_string());
     }
     lock(&shared.engine).reconfigure(&new);
+    shared.limits.send_replace(new.limits.clone());
     match shared.closer.try_lock() {
         Ok(mut c) => c.reconfigure(&new),
         Err(_) => {

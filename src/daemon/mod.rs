@@ -15,7 +15,7 @@ use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{mpsc, watch, Notify};
 use tracing::{error, info, warn};
 
-use crate::config::{Config, ConfigError, SinkConfig};
+use crate::config::{Config, ConfigError, LimitsConfig, SinkConfig};
 use crate::control::protocol::Response;
 use crate::control::server;
 use crate::engine::{Engine, RestoreError};
@@ -75,6 +75,8 @@ struct Shared {
     host_id: String,
     sinks: Vec<SinkHandle>,
     ingest: Arc<IngestStats>,
+    /// Intake limits; a reload sends new ones to every connection.
+    limits: watch::Sender<LimitsConfig>,
     started: Instant,
     store_size: Mutex<u64>,
     checkpoint: Mutex<CheckpointState>,
@@ -225,6 +227,7 @@ pub async fn run(
         host_id,
         sinks,
         ingest: Arc::new(IngestStats::default()),
+        limits: watch::Sender::new(cfg.limits.clone()),
         started: Instant::now(),
         store_size: Mutex::new(size),
         checkpoint: Mutex::new(CheckpointState {
@@ -247,11 +250,11 @@ pub async fn run(
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (submit_tx, submit_rx) = mpsc::channel::<Submission>(4096);
     let committer = tokio::spawn(commit_loop(shared.clone(), submit_rx));
-    let ctx = Arc::new(IngestCtx {
-        submit: submit_tx,
-        limits: cfg.limits.clone(),
-        stats: shared.ingest.clone(),
-    });
+    let ctx = Arc::new(IngestCtx::new(
+        submit_tx,
+        shared.limits.subscribe(),
+        shared.ingest.clone(),
+    ));
     let mut ingest_tasks = vec![tokio::spawn(serve_unix(
         events_listener,
         ctx.clone(),

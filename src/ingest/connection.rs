@@ -252,7 +252,7 @@ async fn read_json_lines<R: AsyncBufRead + Unpin>(
     pending: &mpsc::Sender<Pending>,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Stop {
-    let max = ctx.limits.max_line_bytes;
+    let max = ctx.limits().max_line_bytes;
     let mut line = Vec::new();
     loop {
         let read = match or_stop(read_line(reader, &mut line, max), shutdown, pending).await {
@@ -289,7 +289,7 @@ async fn read_msgpack_frames<R: AsyncBufRead + Unpin>(
     pending: &mpsc::Sender<Pending>,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Stop {
-    let max = ctx.limits.max_frame_bytes;
+    let max = ctx.limits().max_frame_bytes;
     let mut body = Vec::new();
     loop {
         // The end of input is clean only between frames.
@@ -411,7 +411,7 @@ async fn submit_value(
     pending: &mpsc::Sender<Pending>,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<(), Stop> {
-    let max_batch = ctx.limits.max_batch_events;
+    let max_batch = ctx.limits().max_batch_events;
     if let Value::Array(items) = &value {
         if items.len() > max_batch {
             let n = items.len();
@@ -421,7 +421,7 @@ async fn submit_value(
             return push_ready(pending, json!({"ok": false, "accepted": 0, "error": msg})).await;
         }
     }
-    let (shape, decoded) = match decode_value(&value, &ctx.limits.event_limits()) {
+    let (shape, decoded) = match decode_value(&value, &ctx.limits().event_limits()) {
         Decoded::One(item) => (Shape::One, vec![item]),
         Decoded::Batch(items) => (Shape::Batch, items),
     };
@@ -675,11 +675,11 @@ mod tests {
     }
 
     fn ctx(submit: super::super::SubmitTx, limits: LimitsConfig) -> Arc<IngestCtx> {
-        Arc::new(IngestCtx {
+        Arc::new(IngestCtx::new(
             submit,
-            limits,
-            stats: Arc::new(IngestStats::default()),
-        })
+            tokio::sync::watch::channel(limits).1,
+            Arc::new(IngestStats::default()),
+        ))
     }
 
     /// Starts a connection over an in-memory pipe; returns the client end and the shutdown switch.

@@ -29,8 +29,28 @@ const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 pub struct IngestCtx {
     /// Where valid events go; the committer replies once they are durable.
     pub submit: SubmitTx,
-    pub limits: LimitsConfig,
+    /// The limits in force; a reload sends new ones, read afresh for every line or frame.
+    limits: watch::Receiver<LimitsConfig>,
     pub stats: Arc<IngestStats>,
+}
+
+impl IngestCtx {
+    pub fn new(
+        submit: SubmitTx,
+        limits: watch::Receiver<LimitsConfig>,
+        stats: Arc<IngestStats>,
+    ) -> IngestCtx {
+        IngestCtx {
+            submit,
+            limits,
+            stats,
+        }
+    }
+
+    /// The limits in force now.
+    pub fn limits(&self) -> LimitsConfig {
+        self.limits.borrow().clone()
+    }
 }
 
 /// A listening socket whose connections carry events.
@@ -103,7 +123,7 @@ impl Drop for OpenConnection {
 
 async fn serve<L: Accept>(listener: L, ctx: Arc<IngestCtx>, mut shutdown: watch::Receiver<bool>) {
     // The semaphore cannot hold more than MAX_PERMITS; a larger configured limit means "no limit".
-    let max = ctx.limits.max_connections;
+    let max = ctx.limits().max_connections;
     let slots = Arc::new(Semaphore::new(max.min(Semaphore::MAX_PERMITS)));
     let mut tasks = JoinSet::new();
     loop {
@@ -235,11 +255,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("events.sock");
         let listener = UnixListener::bind(&path).unwrap();
-        let ctx = Arc::new(IngestCtx {
+        let ctx = Arc::new(IngestCtx::new(
             submit,
-            limits,
-            stats: Arc::new(IngestStats::default()),
-        });
+            watch::channel(limits).1,
+            Arc::new(IngestStats::default()),
+        ));
         let (stop, stop_rx) = watch::channel(false);
         let task = tokio::spawn(serve_unix(listener, Arc::clone(&ctx), stop_rx));
         Server {
@@ -449,11 +469,11 @@ mod tests {
     async fn tcp_serves_the_same_protocol() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let ctx = Arc::new(IngestCtx {
-            submit: accept_all(),
-            limits: LimitsConfig::default(),
-            stats: Arc::new(IngestStats::default()),
-        });
+        let ctx = Arc::new(IngestCtx::new(
+            accept_all(),
+            watch::channel(LimitsConfig::default()).1,
+            Arc::new(IngestStats::default()),
+        ));
         let (stop, stop_rx) = watch::channel(false);
         let task = tokio::spawn(serve_tcp(listener, Arc::clone(&ctx), stop_rx));
         let (r, mut w) = TcpStream::connect(addr).await.unwrap().into_split();
