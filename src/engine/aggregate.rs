@@ -119,6 +119,13 @@ impl Agg {
     }
 
     pub fn merge(&mut self, o: &Agg) {
+        self.merge_counters(o);
+        self.wait_hist.merge(&o.wait_hist);
+        self.handle_hist.merge(&o.handle_hist);
+    }
+
+    /// Everything of `merge` but the sketches.
+    fn merge_counters(&mut self, o: &Agg) {
         self.offered += o.offered;
         self.answered += o.answered;
         self.answered_within += o.answered_within;
@@ -136,9 +143,19 @@ impl Agg {
         for (b, n) in &o.bands {
             *self.bands.entry(*b).or_default() += n;
         }
-        self.wait_hist.merge(&o.wait_hist);
-        self.handle_hist.merge(&o.handle_hist);
         self.revision += o.revision;
+    }
+
+    /// Adds many aggregates at once (a window's buckets): as `merge` one by one, but the
+    /// sketches are summed in one pass instead of copying the growing result each time.
+    pub fn merge_many<'a>(&mut self, others: impl IntoIterator<Item = &'a Agg> + Clone) {
+        for o in others.clone() {
+            self.merge_counters(o);
+        }
+        self.wait_hist
+            .merge_many(others.clone().into_iter().map(|o| &o.wait_hist));
+        self.handle_hist
+            .merge_many(others.into_iter().map(|o| &o.handle_hist));
     }
 
     /// What was added since `earlier` (an older state of the same bucket): counters, sums and
@@ -369,6 +386,9 @@ mod tests {
         });
         let mut m = a.clone();
         m.merge(&b);
+        let mut many = a.clone();
+        many.merge_many([&b]);
+        assert_eq!(many, m);
         assert_eq!(m.since(&a), b);
         assert_eq!(m.offered, 16);
         assert_eq!(m.handled, 1);

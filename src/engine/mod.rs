@@ -756,9 +756,7 @@ impl Engine {
             let (mut agg, rt) = rows.remove(&key).unwrap_or_default();
             let dim = Dim { kind: q.by, key };
             if let Some(series) = self.series.get(&dim) {
-                for (_, b) in series.tier(tier).range(first..=last) {
-                    agg.merge(b);
-                }
+                agg.merge_many(series.tier(tier).range(first..=last).map(|(_, b)| b));
             }
             let p = if q.by == DimKind::Queue {
                 self.s.params(&dim.key)

@@ -100,6 +100,43 @@ impl Sketch {
         self.bins = merged;
     }
 
+    /// Adds many sketches at once through a dense accumulator: linear in their bins, where
+    /// merging them one by one would copy the growing result each time.
+    pub fn merge_many<'a>(&mut self, others: impl IntoIterator<Item = &'a Sketch>) {
+        let mut dense: Vec<u64> = Vec::new();
+        let mut low = i32::MAX;
+        let add = |dense: &mut Vec<u64>, low: &mut i32, k: i32, c: u64| {
+            if dense.is_empty() {
+                *low = k;
+            }
+            if k < *low {
+                let shift = (*low - k) as usize;
+                dense.splice(0..0, std::iter::repeat_n(0, shift));
+                *low = k;
+            }
+            let i = (k - *low) as usize;
+            if i >= dense.len() {
+                dense.resize(i + 1, 0);
+            }
+            dense[i] += c;
+        };
+        for &(k, c) in &self.bins {
+            add(&mut dense, &mut low, k, c);
+        }
+        for o in others {
+            self.zero += o.zero;
+            for &(k, c) in &o.bins {
+                add(&mut dense, &mut low, k, c);
+            }
+        }
+        self.bins = dense
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| **c > 0)
+            .map(|(i, c)| (low + i as i32, *c))
+            .collect();
+    }
+
     /// Bins added since `earlier`, an older state of this sketch.
     pub fn since(&self, earlier: &Sketch) -> Sketch {
         let bins = self
@@ -164,7 +201,10 @@ mod tests {
             for (i, v) in values.iter().enumerate() {
                 if i < split { s1.add(*v) } else { s2.add(*v) }
             }
+            let mut many = Sketch::default();
+            many.merge_many([&s1, &s2]);
             s1.merge(&s2);
+            prop_assert_eq!(&many, &s1);
             let mut sorted = values.clone();
             sorted.sort_unstable();
             prop_assert_eq!(s1.count(), values.len() as u64);
