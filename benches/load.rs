@@ -1331,6 +1331,14 @@ fn main() {
         "calls",
         "0",
     );
+    let (lat, _) = metrics_phase(&rt, &paths, "24h", 50);
+    rep.figure(
+        "restart_metrics_24h_p50_ms",
+        "  metrics by=queue window=24h after restart: p50",
+        pct(&lat, 0.5),
+        "ms",
+        "",
+    );
     rep.figure(
         "restart_rss_mib",
         "  VmRSS after restart",
