@@ -778,7 +778,8 @@ fn deb_package_contents() {
     ] {
         assert_eq!(mode_of(&[path]), "-rw-r--r--", "{path}");
     }
-    assert_eq!(mode_of(&["/etc/callmetrics/agent.toml"]), "-rw-r-----");
+    // Readable by the service user: the config holds no secrets (tokens live in `token_file`).
+    assert_eq!(mode_of(&["/etc/callmetrics/agent.toml"]), "-rw-r--r--");
 
     let fields = dpkg(&[
         OsStr::new("-f"),
