@@ -180,8 +180,8 @@ fn status(shared: &Shared) -> StatusReport {
     StatusReport {
         version: env!("CARGO_PKG_VERSION").to_string(),
         uptime_ms: shared.started.elapsed().as_millis() as u64,
-        event_socket: cfg.ingest.socket.display().to_string(),
-        control_socket: cfg.control.socket.display().to_string(),
+        event_socket: shared.sockets.0.clone(),
+        control_socket: shared.sockets.1.clone(),
         time_zone: cfg.general.time_zone.0.clone(),
         windows,
         ingest: shared.ingest.snapshot(),

@@ -75,6 +75,8 @@ struct Shared {
     host_id: String,
     sinks: Vec<SinkHandle>,
     ingest: Arc<IngestStats>,
+    /// The event and control sockets as `status` names them (a path, or "passed by systemd").
+    sockets: (String, String),
     /// Intake limits; a reload sends new ones to every connection.
     limits: watch::Sender<LimitsConfig>,
     started: Instant,
@@ -148,6 +150,15 @@ fn listener(
             Ok((l, false))
         }
         None => Ok((bind_unix(path, mode)?, true)),
+    }
+}
+
+/// How `status` and the log name a socket: its path, or where it came from.
+fn socket_label(path: &Path, owned: bool) -> String {
+    if owned {
+        path.display().to_string()
+    } else {
+        "passed by systemd".to_string()
     }
 }
 
@@ -227,6 +238,10 @@ pub async fn run(
         host_id,
         sinks,
         ingest: Arc::new(IngestStats::default()),
+        sockets: (
+            socket_label(&cfg.ingest.socket, own_events),
+            socket_label(&cfg.control.socket, own_control),
+        ),
         limits: watch::Sender::new(cfg.limits.clone()),
         started: Instant::now(),
         store_size: Mutex::new(size),
@@ -289,8 +304,8 @@ pub async fn run(
 
     info!(
         "ready: events on {}, control on {}{}",
-        cfg.ingest.socket.display(),
-        cfg.control.socket.display(),
+        shared.sockets.0,
+        shared.sockets.1,
         if cfg.ingest.tcp.is_empty() {
             String::new()
         } else {
