@@ -257,16 +257,10 @@ fn run_daemon(config: Option<PathBuf>, log_level: Option<String>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.worker_threads(2);
+    let Some(rt) = runtime(builder) else {
+        return ExitCode::FAILURE;
     };
     match rt.block_on(crate::daemon::run(cfg, path, activated)) {
         Ok(()) => ExitCode::SUCCESS,
@@ -277,16 +271,20 @@ fn run_daemon(config: Option<PathBuf>, log_level: Option<String>) -> ExitCode {
     }
 }
 
-fn client(cmd: Command) -> ExitCode {
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
+/// Builds the async runtime, or says why it cannot.
+fn runtime(mut builder: tokio::runtime::Builder) -> Option<tokio::runtime::Runtime> {
+    match builder.enable_all().build() {
+        Ok(rt) => Some(rt),
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
+            None
         }
+    }
+}
+
+fn client(cmd: Command) -> ExitCode {
+    let Some(rt) = runtime(tokio::runtime::Builder::new_current_thread()) else {
+        return ExitCode::FAILURE;
     };
     let result = rt.block_on(async {
         use super::{query, send};

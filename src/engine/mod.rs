@@ -153,7 +153,8 @@ struct Settings {
     max_remembered: usize,
     max_open: usize,
     max_keys: [usize; 4],
-    bands: Vec<u64>,
+    /// Shared, so folding a segment does not copy the list.
+    bands: std::sync::Arc<[u64]>,
     windows: Vec<Millis>,
     defaults: QueueParams,
     queues: BTreeMap<String, QueueParams>,
@@ -172,7 +173,12 @@ impl Settings {
             max_remembered: m.max_remembered_calls,
             max_open: c.limits.max_open_segments,
             max_keys: [1, m.max_queues, m.max_agents, m.max_channels],
-            bands: m.bands.iter().map(|b| b.0 as u64).collect(),
+            bands: m
+                .bands
+                .iter()
+                .map(|b| b.0 as u64)
+                .collect::<Vec<_>>()
+                .into(),
             windows: m.windows.clone(),
             defaults: c.defaults,
             queues: c
@@ -641,15 +647,7 @@ impl Engine {
     }
 
     fn window(&self, name: Option<&str>) -> Result<Window, QueryError> {
-        let configured = || {
-            self.s
-                .windows
-                .iter()
-                .map(|w| w.to_string())
-                .chain(["today".to_string()])
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
+        let configured = || self.window_names().join(", ");
         let Some(name) = name else {
             return Ok(Window::Trailing(
                 self.s.windows.first().copied().unwrap_or(Millis::secs(900)),
