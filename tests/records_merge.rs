@@ -3,7 +3,7 @@
 //! as one host fed both event streams.
 
 use callmetrics::config::{Config, Formula};
-use callmetrics::engine::{Agg, DimKind, Engine, Figures};
+use callmetrics::engine::{Agg, Applied, DimKind, Engine, Figures};
 use callmetrics::event::{EndReason, Event, EventKind};
 use callmetrics::upstream::{IntervalRecord, RecordKind};
 use proptest::prelude::*;
@@ -75,14 +75,14 @@ fn interval_of(cfg: &Config, calls: &[(String, Call)]) -> Agg {
     evs.sort_by_key(|e| e.ts_ms);
     let mut engine = Engine::new(cfg);
     for e in &evs {
-        engine.apply(e, e.ts_ms).unwrap();
+        assert_eq!(engine.apply(e, e.ts_ms), Applied::Accepted);
     }
     engine.advance(T0 + 3 * 3_600_000);
     engine
         .interval_buckets(&[DimKind::Queue], T0, T0)
         .into_iter()
         .find(|(id, _)| id.dim.key == "sales")
-        .map(|(_, a)| a.clone())
+        .map(|(_, a)| a)
         .unwrap_or_default()
 }
 

@@ -1,29 +1,27 @@
 //! Group commit: the events of every connection that arrived while the previous flush ran are
-//! applied, written as one log value and flushed together, then all their replies are sent.
-//! Also the checkpoints that fold the log into the store's aggregates, and recovery from them.
+//! admitted, written as one log group and flushed together, and only then applied to the engine,
+//! so the engine never holds an event the store refused. Also the engine's clock (moved on here
+//! only, so a replay sees the same sequence of events and times), the checkpoints that fold the
+//! log into the store's slices, and recovery from them.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
-use tracing::error;
+use tracing::{error, info, warn};
 
 use super::{lock, wall_ms, DaemonError, Shared};
 use crate::config::Config;
-use crate::engine::{Applied, Engine};
-use crate::event::Event;
+use crate::engine::{Engine, Rejection};
+use crate::event::{Event, EventKind};
 use crate::ingest::{ItemResult, Submission};
-use crate::store::{Store, StoreError};
+use crate::store::{group, Store, StoreError};
 
 /// Most events grouped into one store write and flush.
 const MAX_GROUP_EVENTS: usize = 16_384;
-/// An accepted event as the log keeps it: when the engine took it, and the event.
-#[derive(Debug, Serialize, Deserialize)]
-struct StoredEvent {
-    rx_ms: i64,
-    event: Event,
-}
+/// How often the engine's clock moves on when no events arrive.
+const TICK: Duration = Duration::from_secs(1);
 
 /// When the last checkpoint was written, and how many events were logged since.
 pub(super) struct CheckpointState {
@@ -31,39 +29,85 @@ pub(super) struct CheckpointState {
     pub(super) events_since: u64,
 }
 
-/// Rebuilds the engine from the last checkpoint and replays the logged groups after it.
-pub(super) fn recover_engine(cfg: &Config, store: &Store) -> Result<(Engine, u64), DaemonError> {
-    let r = store.recover()?;
-    let mut engine = Engine::restore(cfg, r.buckets, r.volatile.as_deref())?;
-    let mut replayed = 0u64;
-    for group in store.groups_after(r.checkpoint_seq) {
-        let (_, bytes) = group?;
-        let events: Vec<StoredEvent> =
-            rmp_serde::from_slice(&bytes).map_err(|e| DaemonError::Decode(e.to_string()))?;
-        for se in events {
-            // Rejections cannot happen here: only accepted events were logged, in order.
-            let _ = engine.apply(&se.event, se.rx_ms);
-            replayed += 1;
-        }
+/// Rebuilds the engine from the last checkpoint and replays the logged groups after it; migrates
+/// a store of the first layout. Returns the engine, the events replayed and the last group
+/// applied.
+pub(super) async fn recover_engine(
+    cfg: &Config,
+    store: &Store,
+) -> Result<(Engine, u64, u64), DaemonError> {
+    if store.needs_migration()? {
+        return migrate(cfg, store).await;
     }
-    Ok((engine, replayed))
+    let r = store.recover()?;
+    let mut engine = Engine::restore(cfg, r.slices, r.state.as_deref())?;
+    let mut replayed = 0u64;
+    let mut last = r.checkpoint_seq;
+    for g in store.groups_after(r.checkpoint_seq) {
+        let (seq, bytes) = g?;
+        let g = group::decode(&bytes)?;
+        for ev in &g.events {
+            engine.apply(ev, g.rx_ms);
+        }
+        replayed += g.events.len() as u64;
+        last = seq;
+    }
+    Ok((engine, replayed, last))
 }
 
-/// Groups submissions from every connection into one store write and one flush, then replies.
+/// Rebuilds the engine from a store of the first layout and rewrites it in this layout.
+async fn migrate(cfg: &Config, store: &Store) -> Result<(Engine, u64, u64), DaemonError> {
+    let old = store.legacy()?;
+    info!(
+        buckets = old.buckets.len(),
+        "the store was written by an earlier version; migrating it to the current layout"
+    );
+    let mut engine = Engine::from_legacy(cfg, old.buckets, old.volatile.as_deref())?;
+    let mut replayed = 0u64;
+    let mut last = old.checkpoint_seq;
+    for (seq, events) in store.legacy_groups_after(old.checkpoint_seq)? {
+        for e in &events {
+            engine.apply(&e.event, e.rx_ms);
+        }
+        replayed += events.len() as u64;
+        last = seq;
+    }
+    let cp = engine.checkpoint();
+    store
+        .write_migrated_checkpoint(last, cp.slices, &cp.state)
+        .await?;
+    info!(replayed, "store migrated");
+    Ok((engine, 0, last))
+}
+
+/// Groups submissions from every connection into one store write and one flush, then replies;
+/// moves the engine's clock on when idle; writes checkpoints when due.
 pub(super) async fn commit_loop(shared: Arc<Shared>, mut rx: mpsc::Receiver<Submission>) {
-    while let Some(first) = rx.recv().await {
-        let mut count = first.events.len();
-        let mut subs = vec![first];
-        while count < MAX_GROUP_EVENTS {
-            match rx.try_recv() {
-                Ok(s) => {
-                    count += s.events.len();
-                    subs.push(s);
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            first = rx.recv() => {
+                let Some(first) = first else { break };
+                let mut count = first.events.len();
+                let mut subs = vec![first];
+                while count < MAX_GROUP_EVENTS {
+                    match rx.try_recv() {
+                        Ok(s) => {
+                            count += s.events.len();
+                            subs.push(s);
+                        }
+                        Err(_) => break,
+                    }
                 }
-                Err(_) => break,
+                commit_group(&shared, subs).await;
+            }
+            _ = tick.tick() => {
+                let mut engine = lock(&shared.engine);
+                let now = wall_ms().max(engine.now_ms());
+                engine.advance(now);
             }
         }
-        commit_group(&shared, subs).await;
         if checkpoint_due(&shared) {
             if let Err(e) = checkpoint(&shared).await {
                 error!("checkpoint failed: {e}; events stay in the log and will be replayed");
@@ -74,49 +118,58 @@ pub(super) async fn commit_loop(shared: Arc<Shared>, mut rx: mpsc::Receiver<Subm
 
 async fn commit_group(shared: &Shared, subs: Vec<Submission>) {
     let room = shared.store.check_room(*lock(&shared.store_size));
-    let mut results: Vec<Vec<ItemResult>> = Vec::with_capacity(subs.len());
-    let mut stored = Vec::new();
-    let mut accepted_positions = Vec::new();
-    {
+    let mut results: Vec<Vec<ItemResult>> = subs
+        .iter()
+        .map(|s| Vec::with_capacity(s.events.len()))
+        .collect();
+    let mut admitted: Vec<(usize, usize)> = Vec::new();
+    let rx_ms = {
         let mut engine = lock(&shared.engine);
-        let now = wall_ms();
+        let rx_ms = wall_ms().max(engine.now_ms());
+        let mut starts = 0usize;
         for (si, sub) in subs.iter().enumerate() {
-            let mut r = Vec::with_capacity(sub.events.len());
             for (ei, ev) in sub.events.iter().enumerate() {
                 if let Err(e) = &room {
-                    r.push(Err(e.to_string()));
+                    results[si].push(Err(e.to_string()));
                     continue;
                 }
-                match engine.apply(ev, now) {
-                    Ok(Applied::Accepted) => {
-                        stored.push(StoredEvent {
-                            rx_ms: engine.now_ms(),
-                            event: ev.clone(),
-                        });
-                        accepted_positions.push((si, ei));
-                        r.push(Ok(()));
+                match engine.admit(ev, starts) {
+                    Ok(()) => {
+                        starts += usize::from(ev.kind == EventKind::Start);
+                        admitted.push((si, ei));
+                        results[si].push(Ok(()));
                     }
-                    Ok(Applied::Duplicate | Applied::Late) => r.push(Ok(())),
-                    Err(rejection) => r.push(Err(rejection.to_string())),
+                    Err(r @ Rejection::OpenSegmentLimit(_)) => results[si].push(Err(r.to_string())),
                 }
             }
-            results.push(r);
         }
-    }
-    if !stored.is_empty() {
-        if let Err(e) = persist(shared, &stored).await {
-            error!("storing {} events failed: {e}", stored.len());
-            for (si, ei) in &accepted_positions {
-                results[*si][*ei] = Err(format!("store error: {e}"));
+        rx_ms
+    };
+    if !admitted.is_empty() {
+        let events = admitted.iter().map(|&(si, ei)| &subs[si].events[ei]);
+        match persist(shared, rx_ms, events.clone()).await {
+            Ok(seq) => {
+                let mut engine = lock(&shared.engine);
+                for ev in events {
+                    engine.apply(ev, rx_ms);
+                }
+                // Under the engine lock, so a checkpoint never sees the events without their seq.
+                shared.applied_seq.store(seq, Ordering::SeqCst);
+                drop(engine);
+                lock(&shared.checkpoint).events_since += admitted.len() as u64;
             }
-            // The engine took events the store may not hold: rebuild it from what is durable.
-            let cfg = lock(&shared.cfg).clone();
-            match recover_engine(&cfg, &shared.store) {
-                Ok((engine, _)) => *lock(&shared.engine) = engine,
-                Err(e) => error!("rebuilding state from the store failed: {e}"),
+            Err(e) => {
+                error!(
+                    "storing {} events failed: {e}; they were refused",
+                    admitted.len()
+                );
+                for &(si, ei) in &admitted {
+                    results[si][ei] = Err(format!("store error: {e}"));
+                }
+                if shared.store.failed().is_some() {
+                    shared.store_failed.notify_one();
+                }
             }
-        } else {
-            lock(&shared.checkpoint).events_since += stored.len() as u64;
         }
     }
     // Refusals are counted by the connection, which sees validation errors too.
@@ -128,11 +181,16 @@ async fn commit_group(shared: &Shared, subs: Vec<Submission>) {
     shared.ingest.update(|c| c.events_accepted += accepted);
 }
 
-async fn persist(shared: &Shared, stored: &[StoredEvent]) -> Result<(), StoreError> {
-    let bytes = rmp_serde::to_vec(stored).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    shared.store.append(&bytes)?;
+/// Writes one group and flushes it; returns its sequence number.
+async fn persist<'a>(
+    shared: &Shared,
+    rx_ms: i64,
+    events: impl IntoIterator<Item = &'a Event> + Clone,
+) -> Result<u64, StoreError> {
+    let bytes = group::encode(rx_ms, events);
+    let seq = shared.store.append(&bytes)?;
     shared.store.flush().await?;
-    Ok(())
+    Ok(seq)
 }
 
 fn checkpoint_due(shared: &Shared) -> bool {
@@ -143,19 +201,21 @@ fn checkpoint_due(shared: &Shared) -> bool {
             && c.last.elapsed().as_millis() as i64 >= cfg.store.checkpoint_interval.0)
 }
 
-/// Writes the engine's changed buckets and state as one atomic checkpoint, then trims the log.
+/// Writes the engine's changed slices and state as one atomic checkpoint, then trims the log.
 pub(super) async fn checkpoint(shared: &Shared) -> Result<(), StoreError> {
+    // One checkpoint at a time: a later one written first would be overwritten by an older one.
+    let _gate = shared.checkpoint_gate.lock().await;
     let (seq, cp) = {
         let mut engine = lock(&shared.engine);
-        // Taken under the engine lock, right after a whole group: it includes every logged group.
+        // Taken under the engine lock, between groups: it includes every applied group.
         (
-            shared.store.next_seq().saturating_sub(1),
+            shared.applied_seq.load(Ordering::SeqCst),
             engine.checkpoint(),
         )
     };
     let result = shared
         .store
-        .write_checkpoint(seq, cp.buckets, &cp.volatile)
+        .write_checkpoint(seq, cp.slices, &cp.state)
         .await;
     match &result {
         Ok(()) => {
@@ -163,7 +223,10 @@ pub(super) async fn checkpoint(shared: &Shared) -> Result<(), StoreError> {
             c.last = Instant::now();
             c.events_since = 0;
         }
-        Err(_) => lock(&shared.engine).mark_all_dirty(),
+        Err(e) => {
+            warn!("checkpoint not written: {e}");
+            lock(&shared.engine).mark_all_dirty();
+        }
     }
     result
 }

@@ -18,11 +18,7 @@ pub(super) fn handler(shared: Arc<Shared>) -> Handler {
     Arc::new(move |req: Request| match req {
         Request::Status => Response::Status(Box::new(status(&shared))),
         Request::Metrics(q) => metrics(&shared, &q),
-        Request::Calls => {
-            let mut engine = lock(&shared.engine);
-            engine.advance(wall_ms());
-            Response::Calls(engine.open_calls())
-        }
+        Request::Calls => Response::Calls(lock(&shared.engine).open_calls_at(wall_ms())),
         Request::Outbox { limit } => outbox_entries(&shared, limit),
         Request::Flush => {
             let s = shared.clone();
@@ -52,10 +48,17 @@ pub(super) fn handler(shared: Arc<Shared>) -> Handler {
 }
 
 fn metrics(shared: &Shared, q: &MetricsQuery) -> Response {
-    let mut engine = lock(&shared.engine);
-    engine.advance(wall_ms());
-    match engine.metrics(q) {
-        Ok(rows) => Response::Metrics(rows),
+    // Read-only at the wall clock: only the committer moves the engine's clock on.
+    let result = lock(&shared.engine).metrics_at(q, wall_ms());
+    match result {
+        Ok(mut rows) => {
+            // The CLI shows no histograms; leaving them out keeps the answer small.
+            for r in &mut rows {
+                r.counts.wait_hist = Default::default();
+                r.counts.handle_hist = Default::default();
+            }
+            Response::Metrics(rows)
+        }
         Err(e) => Response::Error(e.to_string()),
     }
 }
@@ -172,8 +175,7 @@ fn upstream_status(shared: &Shared) -> UpstreamStatus {
 fn status(shared: &Shared) -> StatusReport {
     let cfg = lock(&shared.cfg).clone();
     let (engine_stats, windows) = {
-        let mut engine = lock(&shared.engine);
-        engine.advance(wall_ms());
+        let engine = lock(&shared.engine);
         (engine.stats(), engine.window_names())
     };
     let last = lock(&shared.checkpoint).last;
@@ -190,7 +192,7 @@ fn status(shared: &Shared) -> StatusReport {
             path: shared.store.path().display().to_string(),
             size_bytes: *lock(&shared.store_size),
             max_bytes: shared.store.max_bytes(),
-            logged_groups: shared.store.logged_groups() as u64,
+            logged_groups: shared.store.logged_groups(),
             last_checkpoint_age_ms: Some(last.elapsed().as_millis() as i64),
         },
         limits: cfg.limits.clone(),

@@ -7,6 +7,7 @@ mod control;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -29,8 +30,10 @@ use crate::upstream::{delivery, Outbox, SinkStatus};
 use commit::{checkpoint, commit_loop, recover_engine, CheckpointState};
 use control::{handler, reload};
 
-/// How often the engine's clock moves on when no events arrive.
+/// How often the store size and the watchdog are refreshed.
 const TICK: Duration = Duration::from_secs(1);
+/// Longest a stop may take: answering waiting clients and the final checkpoint.
+const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(5);
 /// How often ended intervals are checked for closing into upstream records.
 const CLOSE_EVERY: Duration = Duration::from_secs(10);
 /// How often the STATUS= line for `systemctl status` is refreshed.
@@ -56,8 +59,10 @@ pub enum DaemonError {
     },
     #[error("another callmetrics daemon already answers on {0}; stop it first or use another socket path")]
     InUse(PathBuf),
-    #[error("a logged event group cannot be decoded: {0}")]
-    Decode(String),
+    #[error(transparent)]
+    Group(#[from] crate::store::group::GroupError),
+    #[error("the store failed a write: {0}; stopping so that a restart can reopen it")]
+    StoreFailed(String),
 }
 
 /// Wall-clock time in epoch milliseconds: the only clock the daemon reads.
@@ -82,6 +87,12 @@ struct Shared {
     started: Instant,
     store_size: Mutex<u64>,
     checkpoint: Mutex<CheckpointState>,
+    /// Serialises checkpoints (the committer's and `flush`'s).
+    checkpoint_gate: tokio::sync::Mutex<()>,
+    /// The last log group applied to the engine: what a checkpoint includes.
+    applied_seq: AtomicU64,
+    /// Rung when a store write fails: sled takes no more writes until reopened.
+    store_failed: Notify,
     rate: Mutex<RateMark>,
 }
 
@@ -172,8 +183,8 @@ pub async fn run(
     let opened = Instant::now();
     create_parent(&cfg.store.path.join("x"))?;
     let store = Store::open(&cfg.store.path, cfg.store.cache_bytes, cfg.store.max_bytes)?;
-    let (mut engine, replayed) = recover_engine(&cfg, &store)?;
-    engine.advance(wall_ms());
+    let (mut engine, replayed, applied_seq) = recover_engine(&cfg, &store).await?;
+    engine.advance(wall_ms().max(engine.now_ms()));
     let stats = engine.stats();
     info!(
         open_calls = stats.open_calls,
@@ -249,6 +260,9 @@ pub async fn run(
             last: Instant::now(),
             events_since: replayed,
         }),
+        checkpoint_gate: tokio::sync::Mutex::new(()),
+        applied_seq: AtomicU64::new(applied_seq),
+        store_failed: Notify::new(),
         rate: Mutex::new(RateMark {
             at: Instant::now(),
             accepted: 0,
@@ -314,35 +328,66 @@ pub async fn run(
     );
 
     systemd::ready(&status_line(&shared));
-    wait_for_stop_signal(&shared).await;
+    let stop = wait_for_stop_signal(&shared).await;
     info!("stopping: no new events taken; answering every client waiting for a reply");
     systemd::stopping();
     let _ = shutdown_tx.send(true);
-    for t in ingest_tasks {
-        let _ = t.await;
-    }
-    // Every connection has ended, so every sender is gone and the committer drains and returns.
-    let _ = committer.await;
-    let _ = ticker.await;
-    let _ = control.await;
-    for t in sink_tasks {
-        let _ = t.await;
-    }
-    if let Err(e) = checkpoint(&shared).await {
-        error!("final checkpoint failed: {e}; the event log still holds everything acknowledged");
-    }
+    let failed = shared.store.failed();
+    let drain = async {
+        for t in ingest_tasks {
+            let _ = t.await;
+        }
+        // Every connection has ended, so every sender is gone and the committer drains and returns.
+        let _ = committer.await;
+        let _ = ticker.await;
+        let _ = control.await;
+        for t in sink_tasks {
+            let _ = t.await;
+        }
+        if shared.store.failed().is_none() {
+            if let Err(e) = checkpoint(&shared).await {
+                error!("final checkpoint failed: {e}; the event log still holds everything acknowledged");
+            }
+        }
+    };
+    let drained = tokio::time::timeout(SHUTDOWN_DEADLINE, drain).await.is_ok();
     if own_events {
         let _ = std::fs::remove_file(&cfg.ingest.socket);
     }
     if own_control {
         let _ = std::fs::remove_file(&cfg.control.socket);
     }
-    info!("stopped");
-    Ok(())
+    if !drained {
+        // The disk does not answer: waiting longer would not make anything more durable (every
+        // acknowledged event is in the log), and dropping the store would wait for it too.
+        error!(
+            "stopped after {} s without a final checkpoint: the store did not answer; the log holds every acknowledged event",
+            SHUTDOWN_DEADLINE.as_secs()
+        );
+        std::process::exit(1);
+    }
+    match (stop, failed.or_else(|| shared.store.failed())) {
+        (Stop::StoreFailed, Some(why)) | (Stop::Signal, Some(why)) => {
+            error!("stopped: the store failed a write ({why}); a restart reopens it");
+            Err(DaemonError::StoreFailed(why))
+        }
+        _ => {
+            info!("stopped");
+            Ok(())
+        }
+    }
 }
 
-/// Waits for SIGTERM or SIGINT, reloading the config on every SIGHUP meanwhile.
-async fn wait_for_stop_signal(shared: &Shared) {
+/// Why the daemon stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    Signal,
+    StoreFailed,
+}
+
+/// Waits for SIGTERM or SIGINT, reloading the config on every SIGHUP meanwhile; or for a failed
+/// store write, after which sled takes no more writes until the process reopens it.
+async fn wait_for_stop_signal(shared: &Shared) -> Stop {
     use tokio::signal::unix::{signal, SignalKind};
     let (term, int, hup) = (
         signal(SignalKind::terminate()),
@@ -352,12 +397,13 @@ async fn wait_for_stop_signal(shared: &Shared) {
     let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (term, int, hup) else {
         warn!("cannot install signal handlers; stop with Ctrl-C");
         let _ = tokio::signal::ctrl_c().await;
-        return;
+        return Stop::Signal;
     };
     loop {
         tokio::select! {
-            _ = term.recv() => return,
-            _ = int.recv() => return,
+            _ = term.recv() => return Stop::Signal,
+            _ = int.recv() => return Stop::Signal,
+            _ = shared.store_failed.notified() => return Stop::StoreFailed,
             _ = hup.recv() => {
                 systemd::reloading();
                 match reload(shared) {
@@ -385,7 +431,8 @@ async fn tick_loop(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
             _ = every.tick() => {}
             _ = shutdown.changed() => return,
         }
-        lock(&shared.engine).advance(wall_ms());
+        // Taking the engine lock shows the engine is not stuck (the watchdog ping below).
+        drop(lock(&shared.engine));
         *lock(&shared.store_size) = shared.store.size_on_disk();
         if watchdog.is_some() {
             systemd::watchdog();
@@ -432,9 +479,8 @@ async fn close_intervals(shared: &Shared, all: bool) -> Result<Closed, StoreErro
     }
     let mut closer = shared.closer.lock().await;
     let (candidates, interval_ms, keep_from) = {
-        let mut engine = lock(&shared.engine);
-        let now = wall_ms();
-        engine.advance(now);
+        let engine = lock(&shared.engine);
+        let now = engine.now_ms();
         (
             closer.candidates(&engine, now, all),
             engine.calendar().interval_ms,

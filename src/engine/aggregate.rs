@@ -83,12 +83,17 @@ impl Agg {
 
     /// Counts one segment leaving the queue, judged against its own queue's parameters.
     pub fn add_queue(&mut self, f: &QueueFacts, p: &QueueParams, bands: &[u64]) {
+        self.count_queue(f, p, bands);
+        self.wait_hist.add(f.wait_ms());
+    }
+
+    /// Everything of `add_queue` but the sketch (for accumulators that keep their own).
+    pub fn count_queue(&mut self, f: &QueueFacts, p: &QueueParams, bands: &[u64]) {
         let wait = f.wait_ms();
         let within = wait <= p.threshold.0 as u64;
         self.revision += 1;
         self.offered += 1;
         self.wait_max_ms = self.wait_max_ms.max(wait);
-        self.wait_hist.add(wait);
         match f.outcome {
             Outcome::Answered => {
                 self.answered += 1;
@@ -110,12 +115,49 @@ impl Agg {
 
     /// Counts one completed answered segment.
     pub fn add_handle(&mut self, h: &HandleFacts) {
+        self.count_handle(h);
+        self.handle_hist.add(h.handle_ms());
+    }
+
+    /// Everything of `add_handle` but the sketch.
+    pub fn count_handle(&mut self, h: &HandleFacts) {
         self.revision += 1;
         self.handled += 1;
         self.talk_sum_ms += h.talk_ms;
         self.hold_sum_ms += h.hold_ms;
         self.acw_sum_ms += h.acw_ms;
-        self.handle_hist.add(h.handle_ms());
+    }
+
+    /// Removes what `o` added earlier (an aggregate that is part of this one): counters, sums,
+    /// bands and sketch bins subtract; the maximum stays, since maxima do not subtract.
+    pub fn subtract(&mut self, o: &Agg) {
+        self.subtract_counters(o);
+        self.wait_hist.subtract(&o.wait_hist);
+        self.handle_hist.subtract(&o.handle_hist);
+    }
+
+    /// Everything of `subtract` but the sketches.
+    pub fn subtract_counters(&mut self, o: &Agg) {
+        let d = |a: &mut u64, b: u64| *a = a.saturating_sub(b);
+        d(&mut self.offered, o.offered);
+        d(&mut self.answered, o.answered);
+        d(&mut self.answered_within, o.answered_within);
+        d(&mut self.abandoned, o.abandoned);
+        d(&mut self.abandoned_within, o.abandoned_within);
+        d(&mut self.short_abandoned, o.short_abandoned);
+        d(&mut self.overflow, o.overflow);
+        d(&mut self.handled, o.handled);
+        d(&mut self.wait_sum_ms, o.wait_sum_ms);
+        d(&mut self.abandon_wait_sum_ms, o.abandon_wait_sum_ms);
+        d(&mut self.talk_sum_ms, o.talk_sum_ms);
+        d(&mut self.hold_sum_ms, o.hold_sum_ms);
+        d(&mut self.acw_sum_ms, o.acw_sum_ms);
+        d(&mut self.revision, o.revision);
+        for (b, n) in &o.bands {
+            if let Some(have) = self.bands.get_mut(b) {
+                *have = have.saturating_sub(*n);
+            }
+        }
     }
 
     pub fn merge(&mut self, o: &Agg) {
@@ -125,7 +167,7 @@ impl Agg {
     }
 
     /// Everything of `merge` but the sketches.
-    fn merge_counters(&mut self, o: &Agg) {
+    pub fn merge_counters(&mut self, o: &Agg) {
         self.offered += o.offered;
         self.answered += o.answered;
         self.answered_within += o.answered_within;

@@ -1,34 +1,57 @@
 //! The metrics engine: pairs events into segments and folds them into bucketed aggregates.
 //! Pure: time is passed in, no clock reads and no I/O, so every result is reproducible.
 //!
-//! Life of a segment: its events are held per call; once its queue facts (answer, or unanswered
-//! end) are known and `reorder_grace` has passed since the last event defining them, they are
-//! folded into the buckets of the time it left the queue; its handle facts likewise at completion
-//! (wrap-up, or end once `wrapup_timeout` passed without one). Until folded, queries count it
-//! provisionally, so answers are exact at every moment. A call whose facts are all folded is
-//! dropped and remembered for `late_event_window` so late duplicates are recognised.
+//! Life of a segment: its events are held per call ([`pending`]); once its queue facts (answer, or
+//! unanswered end) are known and `reorder_grace` has passed since the last event defining them,
+//! they are folded into the buckets of the time it left the queue; its handle facts likewise at
+//! completion (wrap-up, or end once `wrapup_timeout` has passed in the source's clock). Until
+//! folded, queries count it provisionally, so answers are exact at every moment. A call whose facts
+//! are all folded is dropped and remembered for `late_event_window` so late duplicates are
+//! recognised.
+//!
+//! State is sized by keys × buckets plus the calls not yet folded: buckets are packed per time
+//! slice ([`slices`]), long windows keep running totals per key ([`totals`]), and nothing is kept
+//! per call once its facts are folded but a hash in the bounded remembered set.
 
 pub mod aggregate;
+mod checkpoint;
+mod dense;
+pub mod keys;
+mod legacy;
+mod packed;
+mod pending;
+mod query;
 pub mod report;
+mod running;
 pub mod segment;
 pub mod sketch;
+mod slices;
+mod totals;
+mod varint;
 pub mod window;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::BTreeMap;
+use std::collections::BTreeSet;
+use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 pub use aggregate::{Agg, Figures, HandleFacts, Outcome, QueueFacts};
+pub use checkpoint::{slice_key, Checkpoint, RestoreError};
+pub use keys::Dim;
 pub use report::{
-    DimKind, EngineStats, MetricsQuery, MetricsRow, OpenSegment, Realtime, RowParams,
+    DimKind, EngineStats, MetricsQuery, MetricsRow, OpenSegment, Realtime, RowParams, StateBytes,
 };
 pub use window::{Calendar, Tier, Window, FINE_BUCKET_MS, FINE_SPAN_MS};
 
 use crate::config::{Config, Millis, QueueParams};
 use crate::event::{Event, EventKind};
-use report::OVERFLOW_KEY;
-use segment::{open_segments, Call, CallEvent, Folded, Phase, Segment};
+use keys::{kind_index, Keys};
+use packed::BandSets;
+use pending::{call_hash, Entry, PendingCalls, Remembered};
+use segment::{open_segments, Call, CallEvent, Derived, Folded, Segment};
+use slices::TierSlices;
+use totals::Totals;
 
 /// How often (engine time) open calls are scanned for expiry and old buckets are dropped.
 const SCAN_EVERY_MS: i64 = 60_000;
@@ -43,7 +66,7 @@ pub enum Applied {
     Late,
 }
 
-/// Why an event was refused; nothing changed.
+/// Why an event was refused at admission; nothing changed.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum Rejection {
     #[error("too many open segments: {0} are open (limits.max_open_segments)")]
@@ -58,20 +81,7 @@ pub enum QueryError {
     KeyNeedsQueueDimension(String),
 }
 
-#[derive(Debug, Error)]
-pub enum RestoreError {
-    #[error("stored engine state cannot be decoded: {0}")]
-    Decode(String),
-}
-
-/// A dimension key: (kind, name).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct Dim {
-    pub kind: DimKind,
-    pub key: String,
-}
-
-/// One bucket of one key: its identity in the store.
+/// One bucket of one key: its identity outside the engine (interval records, the closer).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct BucketId {
     pub tier: Tier,
@@ -80,7 +90,7 @@ pub struct BucketId {
 }
 
 impl BucketId {
-    /// Store key: tier, kind, start (big-endian, sign-flipped so keys sort by time), name.
+    /// Stable key: tier, kind, start (big-endian, sign-flipped so keys sort by time), name.
     pub fn encode(&self) -> Vec<u8> {
         let mut k = Vec::with_capacity(10 + self.dim.key.len());
         k.push(match self.tier {
@@ -121,28 +131,6 @@ impl BucketId {
     }
 }
 
-/// Bucketed aggregates of one key.
-#[derive(Debug, Clone, Default)]
-struct Series {
-    fine: BTreeMap<i64, Agg>,
-    interval: BTreeMap<i64, Agg>,
-}
-
-impl Series {
-    fn tier(&self, t: Tier) -> &BTreeMap<i64, Agg> {
-        match t {
-            Tier::Fine => &self.fine,
-            Tier::Interval => &self.interval,
-        }
-    }
-    fn tier_mut(&mut self, t: Tier) -> &mut BTreeMap<i64, Agg> {
-        match t {
-            Tier::Fine => &mut self.fine,
-            Tier::Interval => &mut self.interval,
-        }
-    }
-}
-
 /// What the engine reads from the config; replaced whole on reload.
 #[derive(Debug, Clone)]
 struct Settings {
@@ -154,8 +142,10 @@ struct Settings {
     max_open: usize,
     max_keys: [usize; 4],
     /// Shared, so folding a segment does not copy the list.
-    bands: std::sync::Arc<[u64]>,
+    bands: Arc<[u64]>,
     windows: Vec<Millis>,
+    /// Windows served from interval buckets, which keep running totals: long trailing ones, `today`.
+    long_windows: Vec<Window>,
     defaults: QueueParams,
     queues: BTreeMap<String, QueueParams>,
     keep_interval_ms: i64,
@@ -165,6 +155,9 @@ impl Settings {
     fn from_config(c: &Config) -> Self {
         let m = &c.metrics;
         let longest = m.windows.iter().map(|w| w.0).max().unwrap_or(0);
+        let mut bands: Vec<u64> = m.bands.iter().map(|b| b.0 as u64).collect();
+        bands.sort_unstable();
+        bands.dedup();
         Settings {
             grace_ms: m.reorder_grace.0,
             wrapup_timeout_ms: m.wrapup_timeout.0,
@@ -173,13 +166,15 @@ impl Settings {
             max_remembered: m.max_remembered_calls,
             max_open: c.limits.max_open_segments,
             max_keys: [1, m.max_queues, m.max_agents, m.max_channels],
-            bands: m
-                .bands
-                .iter()
-                .map(|b| b.0 as u64)
-                .collect::<Vec<_>>()
-                .into(),
+            bands: bands.into(),
             windows: m.windows.clone(),
+            long_windows: m
+                .windows
+                .iter()
+                .filter(|w| w.0 > FINE_SPAN_MS)
+                .map(|w| Window::Trailing(*w))
+                .chain([Window::Today])
+                .collect(),
             defaults: c.defaults,
             queues: c
                 .queues
@@ -194,171 +189,225 @@ impl Settings {
     fn params(&self, queue: &str) -> QueueParams {
         self.queues.get(queue).copied().unwrap_or(self.defaults)
     }
-}
 
-fn kind_index(k: DimKind) -> usize {
-    match k {
-        DimKind::All => 0,
-        DimKind::Queue => 1,
-        DimKind::Agent => 2,
-        DimKind::Channel => 3,
+    fn max_keys(&self, kind: DimKind) -> usize {
+        self.max_keys[kind_index(kind)]
     }
 }
 
-/// Stable 64-bit FNV-1a, so remembered calls keep their identity across restarts.
-fn call_hash(call_id: &str) -> u64 {
-    call_id.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
-}
-
-/// Engine state that is not bucket aggregates: checkpointed whole.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-struct Volatile {
-    now_ms: i64,
-    calls: HashMap<String, Call>,
-    /// Finished calls: hash → (latest folded ts, forget at).
-    remembered: HashMap<u64, (i64, i64)>,
-    forget_q: VecDeque<(i64, u64)>,
-    settle_q: VecDeque<(i64, String)>,
-    wrapup_q: VecDeque<(i64, String)>,
-    next_scan_ms: i64,
-    open_segments: usize,
-    /// Open segments per call, kept in step with `calls`.
-    open_per_call: HashMap<String, usize>,
-    stats: EngineStats,
-}
-
-/// Bucket changes and the rest of the state, ready for the store.
-pub struct Checkpoint {
-    /// Encoded [`BucketId`] → encoded [`Agg`], or `None` when the bucket was dropped.
-    pub buckets: Vec<(Vec<u8>, Option<Vec<u8>>)>,
-    pub volatile: Vec<u8>,
+/// Counters kept by the engine (the rest of `EngineStats` is computed).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Counters {
+    accepted: u64,
+    duplicates: u64,
+    late: u64,
+    rejected_open_segment_limit: u64,
+    expired_segments: u64,
+    expired_orphan_events: u64,
+    overflowed: BTreeMap<String, u64>,
 }
 
 pub struct Engine {
     s: Settings,
     cal: Calendar,
-    v: Volatile,
-    series: HashMap<Dim, Series>,
-    keys_per_kind: [usize; 4],
-    dirty: HashSet<BucketId>,
+    now_ms: i64,
+    next_scan_ms: i64,
+    counters: Counters,
+    keys: Keys,
+    sets: BandSets,
+    fine: TierSlices,
+    interval: TierSlices,
+    totals: Totals,
+    pending: PendingCalls,
+    remembered: Remembered,
+    open_segments: usize,
+    /// Slices changed since the last checkpoint.
+    dirty: BTreeSet<(Tier, i64)>,
 }
 
 enum Due {
-    Settle,
-    Wrapup,
+    Call,
     Forget,
     Scan,
 }
 
+fn calendar(cfg: &Config) -> Calendar {
+    Calendar {
+        tz: cfg.general.time_zone.zone(),
+        interval_ms: cfg.metrics.interval.0,
+    }
+}
+
 impl Engine {
     pub fn new(cfg: &Config) -> Engine {
+        let s = Settings::from_config(cfg);
+        let cal = calendar(cfg);
+        let totals = Totals::build(
+            &s.long_windows,
+            &cal,
+            &TierSlices::default(),
+            &BandSets::default(),
+            0,
+        );
         Engine {
-            s: Settings::from_config(cfg),
-            cal: Calendar {
-                tz: cfg.general.time_zone.zone(),
-                interval_ms: cfg.metrics.interval.0,
-            },
-            v: Volatile::default(),
-            series: HashMap::new(),
-            keys_per_kind: [0; 4],
-            dirty: HashSet::new(),
+            s,
+            cal,
+            now_ms: 0,
+            next_scan_ms: 0,
+            counters: Counters::default(),
+            keys: Keys::default(),
+            sets: BandSets::default(),
+            fine: TierSlices::default(),
+            interval: TierSlices::default(),
+            totals,
+            pending: PendingCalls::default(),
+            remembered: Remembered::default(),
+            open_segments: 0,
+            dirty: BTreeSet::new(),
         }
     }
 
     /// Applies a new config: parameters apply to what is folded from now on.
     pub fn reconfigure(&mut self, cfg: &Config) {
         self.s = Settings::from_config(cfg);
-        self.cal = Calendar {
-            tz: cfg.general.time_zone.zone(),
-            interval_ms: cfg.metrics.interval.0,
-        };
+        self.cal = calendar(cfg);
+        self.rebuild_totals();
+    }
+
+    fn rebuild_totals(&mut self) {
+        self.totals = Totals::build(
+            &self.s.long_windows,
+            &self.cal,
+            &self.interval,
+            &self.sets,
+            self.now_ms,
+        );
     }
 
     pub fn now_ms(&self) -> i64 {
-        self.v.now_ms
+        self.now_ms
     }
 
     pub fn calendar(&self) -> &Calendar {
         &self.cal
     }
 
-    /// Takes one event received at `now_ms` (engine time; it never goes backwards).
-    pub fn apply(&mut self, ev: &Event, now_ms: i64) -> Result<Applied, Rejection> {
-        self.advance(now_ms);
-        let now = self.v.now_ms;
-        let hash = call_hash(&ev.call_id);
-        if self
-            .v
-            .remembered
-            .get(&hash)
-            .is_some_and(|(ts, _)| ev.ts_ms <= *ts)
-        {
-            self.v.stats.late += 1;
-            return Ok(Applied::Late);
+    /// Whether `ev` may be taken, given `admitted_starts` starts already admitted in the same
+    /// group: a `start` that is not a duplicate is refused when the open segments would exceed
+    /// `limits.max_open_segments`. Read-only, so it can run before the event is stored.
+    pub fn admit(&mut self, ev: &Event, admitted_starts: usize) -> Result<(), Rejection> {
+        if ev.kind != EventKind::Start {
+            return Ok(());
         }
-        let ce = CallEvent::from_event(ev, now);
-        let existing = self.v.calls.contains_key(&ev.call_id);
-        let mut call = self.v.calls.remove(&ev.call_id).unwrap_or_else(|| Call {
-            first_rx_ms: now,
-            ..Call::default()
+        let open = self.open_segments + admitted_starts;
+        if open < self.s.max_open {
+            return Ok(());
+        }
+        let duplicate = self.pending.get(&ev.call_id).is_some_and(|e| {
+            e.call
+                .events
+                .iter()
+                .any(|x| x.kind == EventKind::Start && x.ts_ms == ev.ts_ms)
         });
-        let put_back = |v: &mut Volatile, call: Call| {
-            if existing {
-                v.calls.insert(ev.call_id.clone(), call);
-            }
-        };
-        let Some(pos) = call.insert_position(&ce) else {
-            put_back(&mut self.v, call);
-            self.v.stats.duplicates += 1;
-            return Ok(Applied::Duplicate);
-        };
-        call.events.insert(pos, ce);
-        let derived = call.derive();
-        if !call.consistent_with_folded(&derived.segments) {
-            call.events.remove(pos);
-            put_back(&mut self.v, call);
-            self.v.stats.late += 1;
-            return Ok(Applied::Late);
+        if duplicate || self.remembered.covers(call_hash(&ev.call_id), ev.ts_ms) {
+            return Ok(());
         }
-        let before = self.v.open_per_call.get(&ev.call_id).copied().unwrap_or(0);
-        let after = open_segments(&call, &derived.segments);
-        if after > before && self.v.open_segments - before + after > self.s.max_open {
-            call.events.remove(pos);
-            put_back(&mut self.v, call);
-            self.v.stats.rejected_open_segment_limit += 1;
-            return Err(Rejection::OpenSegmentLimit(self.v.open_segments));
-        }
-        self.set_open(&ev.call_id, before, after);
-        self.v
-            .settle_q
-            .push_back((now + self.s.grace_ms, ev.call_id.clone()));
-        if ev.kind == EventKind::End {
-            let wait = self.s.grace_ms.max(self.s.wrapup_timeout_ms);
-            self.v.wrapup_q.push_back((now + wait, ev.call_id.clone()));
-        }
-        self.v.calls.insert(ev.call_id.clone(), call);
-        self.v.stats.accepted += 1;
-        Ok(Applied::Accepted)
+        self.counters.rejected_open_segment_limit += 1;
+        Err(Rejection::OpenSegmentLimit(open))
     }
 
-    fn set_open(&mut self, call_id: &str, before: usize, after: usize) {
-        self.v.open_segments = self.v.open_segments - before + after;
-        if after == 0 {
-            self.v.open_per_call.remove(call_id);
-        } else if before != after {
-            self.v.open_per_call.insert(call_id.to_string(), after);
+    /// Takes one event received at `now_ms` (engine time; it never goes backwards).
+    pub fn apply(&mut self, ev: &Event, now_ms: i64) -> Applied {
+        self.advance(now_ms);
+        let now = self.now_ms;
+        if self.remembered.covers(call_hash(&ev.call_id), ev.ts_ms) {
+            self.counters.late += 1;
+            return Applied::Late;
+        }
+        let existing = self.pending.take(&ev.call_id);
+        let had = existing.is_some();
+        let mut e = existing.unwrap_or_else(|| Entry {
+            call: Call {
+                first_rx_ms: now,
+                ..Call::default()
+            },
+            scheduled: i64::MAX,
+            order: 0,
+            open: 0,
+        });
+        let ce = CallEvent::from_event(ev, now);
+        let Some(pos) = e.call.insert_position(&ce) else {
+            if had {
+                self.pending.put(&ev.call_id, e, None);
+            }
+            self.counters.duplicates += 1;
+            return Applied::Duplicate;
+        };
+        e.call.events.insert(pos, ce);
+        let derived = e.call.derive();
+        if !e.call.consistent_with_folded(&derived.segments) {
+            e.call.events.remove(pos);
+            if had {
+                self.pending.put(&ev.call_id, e, None);
+            }
+            self.counters.late += 1;
+            return Applied::Late;
+        }
+        let after = open_segments(&e.call, &derived.segments) as u32;
+        self.open_segments = self.open_segments + after as usize - e.open as usize;
+        e.open = after;
+        let due = self.next_due(&e.call, &derived, now);
+        self.pending.put(&ev.call_id, e, due);
+        self.counters.accepted += 1;
+        Applied::Accepted
+    }
+
+    /// When something of the call next falls due after `after`: a fold, or the end of its grace.
+    fn next_due(&self, call: &Call, derived: &Derived, after: i64) -> Option<i64> {
+        let mut due: Option<i64> = None;
+        let mut consider = |t: i64| {
+            if t > after {
+                due = Some(due.map_or(t, |d| d.min(t)));
+            }
+        };
+        if let Some(quiet) = call.events.iter().map(|e| e.rx_ms + self.s.grace_ms).max() {
+            consider(quiet);
+        }
+        for (i, seg) in derived.segments.iter().enumerate() {
+            let f = call.folded.get(i).cloned().unwrap_or_default();
+            if f.expired {
+                continue;
+            }
+            if f.queue.is_none() && seg.queue_facts().is_some() {
+                consider(seg.queue_rx_ms + self.s.grace_ms);
+            }
+            if f.handle.is_none() && seg.handle_facts().is_some() {
+                consider(self.handle_due(seg));
+            }
+        }
+        due
+    }
+
+    /// When an answered, ended segment's handling completes: at its wrap-up (after the grace), or
+    /// once `wrapup_timeout` has passed since its end in the source's clock (never before the
+    /// grace since the end arrived).
+    fn handle_due(&self, seg: &Segment) -> i64 {
+        match (seg.wrapup_ms, seg.end, seg.end_rx_ms) {
+            (Some(_), _, _) => seg.last_rx_ms + self.s.grace_ms,
+            (None, Some((end_ms, _)), Some(end_rx)) => {
+                (end_rx + self.s.grace_ms).max(end_ms.saturating_add(self.s.wrapup_timeout_ms))
+            }
+            _ => i64::MAX,
         }
     }
 
     /// Moves engine time to `now_ms`, folding, expiring and forgetting whatever fell due, in time order.
     pub fn advance(&mut self, now_ms: i64) {
-        if self.v.next_scan_ms == 0 {
-            self.v.next_scan_ms = now_ms - now_ms.rem_euclid(SCAN_EVERY_MS) + SCAN_EVERY_MS;
+        if self.next_scan_ms == 0 {
+            self.next_scan_ms = now_ms - now_ms.rem_euclid(SCAN_EVERY_MS) + SCAN_EVERY_MS;
         }
-        self.v.now_ms = self.v.now_ms.max(now_ms);
-        let now = self.v.now_ms;
+        self.now_ms = self.now_ms.max(now_ms);
+        let now = self.now_ms;
         loop {
             let mut next: Option<(i64, Due)> = None;
             let mut consider = |t: Option<i64>, d: Due| {
@@ -368,48 +417,35 @@ impl Engine {
                     }
                 }
             };
-            consider(self.v.settle_q.front().map(|e| e.0), Due::Settle);
-            consider(self.v.wrapup_q.front().map(|e| e.0), Due::Wrapup);
-            consider(self.v.forget_q.front().map(|e| e.0), Due::Forget);
-            consider(Some(self.v.next_scan_ms), Due::Scan);
+            consider(self.pending.next_due(), Due::Call);
+            consider(self.remembered.next_forget(), Due::Forget);
+            consider(Some(self.next_scan_ms), Due::Scan);
             let Some((at, due)) = next else { break };
             match due {
-                Due::Settle | Due::Wrapup => {
-                    let q = if matches!(due, Due::Settle) {
-                        &mut self.v.settle_q
-                    } else {
-                        &mut self.v.wrapup_q
-                    };
-                    if let Some((_, id)) = q.pop_front() {
-                        self.settle(&id, at);
-                    }
-                }
-                Due::Forget => {
-                    if let Some((_, h)) = self.v.forget_q.pop_front() {
-                        if self
-                            .v
-                            .remembered
-                            .get(&h)
-                            .is_some_and(|(_, until)| *until <= at)
-                        {
-                            self.v.remembered.remove(&h);
+                Due::Call => {
+                    if let Some((at, ids)) = self.pending.pop_due(at) {
+                        for id in ids {
+                            self.settle(&id, at);
                         }
                     }
                 }
+                Due::Forget => self.remembered.forget_front(at),
                 Due::Scan => {
                     self.scan(at);
-                    self.v.next_scan_ms = at + SCAN_EVERY_MS;
+                    self.next_scan_ms = at + SCAN_EVERY_MS;
                 }
             }
         }
+        self.totals.sync(&self.cal, &self.interval, &self.sets, now);
     }
 
     /// Folds whatever of the call is settled at `at`; drops the call once everything is.
     fn settle(&mut self, call_id: &str, at: i64) {
-        let Some(mut call) = self.v.calls.remove(call_id) else {
+        let Some(mut e) = self.pending.take(call_id) else {
             return;
         };
-        let derived = call.derive();
+        let derived = e.call.derive();
+        let call = &mut e.call;
         call.folded.resize(
             derived.segments.len().max(call.folded.len()),
             Folded::default(),
@@ -437,26 +473,23 @@ impl Engine {
         }
         // An event that fits nowhere yet (say, an answer that overtook its transfer's start) may
         // still find its segment: the call is kept until its newest event is past the grace.
-        let quiet = call.events.iter().all(|e| e.rx_ms + self.s.grace_ms <= at);
-        if quiet {
-            self.keep_or_finish(call_id, call, derived.orphans, &derived.segments);
+        let quiet = call
+            .events
+            .iter()
+            .all(|ev| ev.rx_ms + self.s.grace_ms <= at);
+        if quiet && self.finished(&e.call, derived.orphans, &derived.segments) {
+            self.finish(call_id, e);
         } else {
-            self.v.calls.insert(call_id.to_string(), call);
+            let due = self.next_due(&e.call, &derived, at);
+            self.pending.put(call_id, e, due);
         }
     }
 
-    fn handle_due(&self, seg: &Segment) -> i64 {
-        match (seg.wrapup_ms, seg.end_rx_ms) {
-            (Some(_), _) => seg.last_rx_ms + self.s.grace_ms,
-            (None, Some(end_rx)) => end_rx + self.s.grace_ms.max(self.s.wrapup_timeout_ms),
-            (None, None) => i64::MAX,
-        }
-    }
-
-    fn keep_or_finish(&mut self, call_id: &str, call: Call, orphans: usize, segments: &[Segment]) {
-        let done = orphans == 0
+    fn finished(&self, call: &Call, orphans: usize, segments: &[Segment]) -> bool {
+        orphans == 0
             && !segments.is_empty()
-            && segments.iter().zip(&call.folded).all(|(_, f)| {
+            && call.folded.len() >= segments.len()
+            && call.folded.iter().take(segments.len()).all(|f| {
                 f.expired
                     || match &f.queue {
                         Some(q) if q.outcome == Outcome::Answered => f.handle.is_some(),
@@ -464,147 +497,107 @@ impl Engine {
                         None => false,
                     }
             })
-            && call.folded.len() >= segments.len();
-        if !done {
-            self.v.calls.insert(call_id.to_string(), call);
-            return;
-        }
-        let before = self.v.open_per_call.get(call_id).copied().unwrap_or(0);
-        self.set_open(call_id, before, 0);
-        let hash = call_hash(call_id);
-        let until = self.v.now_ms + self.s.late_window_ms;
-        let ts = call.max_ts();
-        let entry = self.v.remembered.entry(hash).or_insert((ts, until));
-        *entry = (entry.0.max(ts), until);
-        self.v.forget_q.push_back((until, hash));
-        while self.v.remembered.len() > self.s.max_remembered {
-            match self.v.forget_q.pop_front() {
-                Some((_, h)) => {
-                    self.v.remembered.remove(&h);
-                }
-                None => break,
-            }
-        }
     }
 
-    /// Expires segments and orphan events older than `max_call_duration`; drops old buckets.
+    /// Drops a call whose facts are all folded, remembering it for late duplicates.
+    fn finish(&mut self, call_id: &str, e: Entry) {
+        self.open_segments -= e.open as usize;
+        let until = self.now_ms + self.s.late_window_ms;
+        self.remembered.remember(
+            call_hash(call_id),
+            e.call.max_ts(),
+            until,
+            self.s.max_remembered,
+        );
+    }
+
+    /// Expires segments and orphan events older than `max_call_duration` in the source's clock;
+    /// drops old buckets.
     fn scan(&mut self, at: i64) {
         let limit = at - self.s.max_call_ms;
-        let ids: Vec<String> = self
-            .v
-            .calls
+        let candidates: Vec<String> = self
+            .pending
             .iter()
-            .filter(|(_, c)| c.first_rx_ms <= limit)
-            .map(|(id, _)| id.clone())
+            .filter(|(_, e)| expiry_clock(&e.call) <= limit)
+            .map(|(id, _)| id.to_string())
             .collect();
-        for id in ids {
-            let Some(mut call) = self.v.calls.remove(&id) else {
+        for id in candidates {
+            let Some(mut e) = self.pending.take(&id) else {
                 continue;
             };
-            let mut derived = call.derive();
-            if derived.orphans > 0 && call.first_rx_ms <= limit {
-                let first_start = call
+            let mut derived = e.call.derive();
+            if derived.orphans > 0 && expiry_clock(&e.call) <= limit {
+                let first_start = e
+                    .call
                     .events
                     .iter()
-                    .position(|e| e.kind == EventKind::Start)
-                    .unwrap_or(call.events.len());
-                call.events.drain(..first_start);
-                self.v.stats.expired_orphan_events += derived.orphans as u64;
-                derived = call.derive();
+                    .position(|ev| ev.kind == EventKind::Start)
+                    .unwrap_or(e.call.events.len());
+                e.call.events.drain(..first_start);
+                self.counters.expired_orphan_events += derived.orphans as u64;
+                derived = e.call.derive();
             }
-            call.folded.resize(
-                derived.segments.len().max(call.folded.len()),
+            e.call.folded.resize(
+                derived.segments.len().max(e.call.folded.len()),
                 Folded::default(),
             );
             for (i, seg) in derived.segments.iter().enumerate() {
-                if seg.is_open() && !call.folded[i].expired && seg.start_rx_ms <= limit {
-                    call.folded[i].expired = true;
-                    self.v.stats.expired_segments += 1;
+                if seg.is_open()
+                    && !e.call.folded[i].expired
+                    && seg.start_ms.min(seg.start_rx_ms) <= limit
+                {
+                    e.call.folded[i].expired = true;
+                    self.counters.expired_segments += 1;
                 }
             }
-            let before = self.v.open_per_call.get(&id).copied().unwrap_or(0);
-            let after = open_segments(&call, &derived.segments);
-            self.set_open(&id, before, after);
-            if call.events.is_empty() {
+            let after = open_segments(&e.call, &derived.segments) as u32;
+            self.open_segments = self.open_segments + after as usize - e.open as usize;
+            e.open = after;
+            if e.call.events.is_empty() {
                 continue;
             }
-            self.keep_or_finish(&id, call, derived.orphans, &derived.segments);
+            let quiet = e
+                .call
+                .events
+                .iter()
+                .all(|ev| ev.rx_ms + self.s.grace_ms <= at);
+            if quiet && self.finished(&e.call, derived.orphans, &derived.segments) {
+                self.finish(&id, e);
+            } else {
+                let due = self.next_due(&e.call, &derived, at);
+                self.pending.put(&id, e, due);
+            }
         }
         self.prune(at);
     }
 
     fn prune(&mut self, at: i64) {
+        self.totals.sync(&self.cal, &self.interval, &self.sets, at);
         let fine_from = self.cal.fine_bucket(at) - FINE_SPAN_MS;
         let interval_from = self.cal.interval_bucket(at) - self.s.keep_interval_ms;
-        let mut emptied = Vec::new();
-        for (dim, series) in &mut self.series {
-            for (tier, from) in [(Tier::Fine, fine_from), (Tier::Interval, interval_from)] {
-                let map = series.tier_mut(tier);
-                let old: Vec<i64> = map.range(..from).map(|(k, _)| *k).collect();
-                for start_ms in old {
-                    map.remove(&start_ms);
-                    self.dirty.insert(BucketId {
-                        tier,
-                        dim: dim.clone(),
-                        start_ms,
-                    });
+        for (tier, from) in [(Tier::Fine, fine_from), (Tier::Interval, interval_from)] {
+            let slices = match tier {
+                Tier::Fine => &mut self.fine,
+                Tier::Interval => &mut self.interval,
+            };
+            for (start, slice) in slices.split_off_before(from) {
+                for (key, _) in slice.cells() {
+                    self.keys.bucket_dropped(key);
                 }
-            }
-            if series.fine.is_empty() && series.interval.is_empty() {
-                emptied.push(dim.clone());
+                self.dirty.insert((tier, start));
             }
         }
-        for dim in emptied {
-            self.series.remove(&dim);
-            self.keys_per_kind[kind_index(dim.kind)] -= 1;
-        }
+        self.keys.drop_unused();
     }
 
-    /// The key a segment counts under in `kind`, folding past-limit keys into `(other)`.
-    /// With `create`, a new key is registered.
-    fn resolve(&mut self, kind: DimKind, key: &str) -> Dim {
-        let dim = self.peek_resolve(kind, key);
-        if !self.series.contains_key(&dim) {
-            self.series.insert(dim.clone(), Series::default());
-            self.keys_per_kind[kind_index(kind)] += 1;
-        }
-        if dim.key == OVERFLOW_KEY && key != OVERFLOW_KEY {
-            *self
-                .v
-                .stats
-                .overflowed
-                .entry(kind.name().to_string())
-                .or_default() += 1;
-        }
-        dim
-    }
-
-    fn peek_resolve(&self, kind: DimKind, key: &str) -> Dim {
-        let dim = Dim {
-            kind,
-            key: key.to_string(),
-        };
-        if self.series.contains_key(&dim)
-            || self.keys_per_kind[kind_index(kind)] < self.s.max_keys[kind_index(kind)]
-        {
-            return dim;
-        }
-        Dim {
-            kind,
-            key: OVERFLOW_KEY.to_string(),
-        }
-    }
-
-    fn dims_of(seg: &Segment, with_agent: bool) -> Vec<(DimKind, &str)> {
+    fn dims_of(seg: &Segment) -> Vec<(DimKind, &str)> {
         let mut d = vec![
             (DimKind::All, "all"),
             (DimKind::Queue, seg.queue.as_str()),
             (DimKind::Channel, seg.channel.as_str()),
         ];
-        if with_agent {
-            if let Some(a) = seg.agent() {
-                d.push((DimKind::Agent, a));
-            }
+        if let Some(a) = seg.agent() {
+            d.push((DimKind::Agent, a));
         }
         d
     }
@@ -612,15 +605,31 @@ impl Engine {
     fn fold_queue(&mut self, seg: &Segment, f: &QueueFacts) {
         let p = self.s.params(&seg.queue);
         let bands = self.s.bands.clone();
-        self.fold(seg, f.leave_ms, |a| a.add_queue(f, &p, &bands));
+        self.fold(
+            seg,
+            f.leave_ms,
+            |a| a.add_queue(f, &p, &bands),
+            |r| r.add_queue(f, &p, &bands),
+        );
     }
 
     fn fold_handle(&mut self, seg: &Segment, h: &HandleFacts) {
-        self.fold(seg, h.completion_ms, |a| a.add_handle(h));
+        self.fold(
+            seg,
+            h.completion_ms,
+            |a| a.add_handle(h),
+            |r| r.add_handle(h),
+        );
     }
 
-    fn fold(&mut self, seg: &Segment, at_ms: i64, add: impl Fn(&mut Agg)) {
-        let now = self.v.now_ms;
+    fn fold(
+        &mut self,
+        seg: &Segment,
+        at_ms: i64,
+        add: impl Fn(&mut Agg),
+        add_total: impl Fn(&mut running::Running),
+    ) {
+        let now = self.now_ms;
         let keep = [
             (Tier::Fine, self.cal.fine_bucket(now) - FINE_SPAN_MS),
             (
@@ -628,20 +637,32 @@ impl Engine {
                 self.cal.interval_bucket(now) - self.s.keep_interval_ms,
             ),
         ];
-        for (kind, key) in Self::dims_of(seg, true) {
-            let dim = self.resolve(kind, key);
+        for (kind, name) in Self::dims_of(seg) {
+            let limit = self.s.max_keys(kind);
+            let (key, overflowed) = self.keys.resolve(kind, name, limit);
+            if overflowed {
+                *self
+                    .counters
+                    .overflowed
+                    .entry(kind.name().to_string())
+                    .or_default() += 1;
+            }
             for (tier, from) in keep {
-                let start_ms = self.cal.bucket(tier, at_ms);
-                if start_ms < from {
+                let start = self.cal.bucket(tier, at_ms);
+                if start < from {
                     continue;
                 }
-                let series = self.series.entry(dim.clone()).or_default();
-                add(series.tier_mut(tier).entry(start_ms).or_default());
-                self.dirty.insert(BucketId {
-                    tier,
-                    dim: dim.clone(),
-                    start_ms,
-                });
+                let slices = match tier {
+                    Tier::Fine => &mut self.fine,
+                    Tier::Interval => &mut self.interval,
+                };
+                if slices.entry(start).fold(key, &mut self.sets, &add) {
+                    self.keys.bucket_added(key);
+                }
+                self.dirty.insert((tier, start));
+                if tier == Tier::Interval {
+                    self.totals.add(key, start, &add_total);
+                }
             }
         }
     }
@@ -670,185 +691,88 @@ impl Engine {
             .collect()
     }
 
-    /// Metrics rows for one dimension and window at engine time (call `advance` first).
-    pub fn metrics(&self, q: &MetricsQuery) -> Result<Vec<MetricsRow>, QueryError> {
-        if q.key.is_some() && q.by != DimKind::Queue {
-            return Err(QueryError::KeyNeedsQueueDimension(q.by.name().into()));
-        }
-        let window = self.window(q.window.as_deref())?;
-        let now = self.v.now_ms;
-        let (tier, first, last) = self.cal.range(window, now);
-        let mut keys: BTreeSet<String> = self
-            .series
-            .keys()
-            .filter(|d| d.kind == q.by)
-            .map(|d| d.key.clone())
-            .collect();
-        if q.by == DimKind::Queue {
-            keys.extend(self.s.queues.keys().cloned());
-        }
-        if q.by == DimKind::All {
-            keys.insert("all".into());
-        }
-        let mut rows: BTreeMap<String, (Agg, Realtime)> = BTreeMap::new();
-        // Provisional facts and real-time figures of calls not yet folded.
-        for call in self.v.calls.values() {
-            let derived = call.derive();
-            for (i, seg) in derived.segments.iter().enumerate() {
-                let folded = call.folded.get(i).cloned().unwrap_or_default();
-                if folded.expired {
-                    continue;
-                }
-                let p = self.s.params(&seg.queue);
-                for (kind, key) in Self::dims_of(seg, true) {
-                    if kind != q.by {
-                        continue;
-                    }
-                    let dim = self.peek_resolve(kind, key);
-                    if q.key.as_ref().is_some_and(|k| *k != dim.key) {
-                        continue;
-                    }
-                    let (agg, rt) = rows.entry(dim.key.clone()).or_default();
-                    if folded.queue.is_none() {
-                        if let Some(f) = seg.queue_facts() {
-                            let b = self.cal.bucket(tier, f.leave_ms);
-                            if (first..=last).contains(&b) {
-                                agg.add_queue(&f, &p, &self.s.bands);
-                            }
-                        }
-                    }
-                    let handle_due = self.handle_due(seg);
-                    if folded.handle.is_none() && (seg.wrapup_ms.is_some() || handle_due <= now) {
-                        if let Some(h) = seg.handle_facts() {
-                            let b = self.cal.bucket(tier, h.completion_ms);
-                            if (first..=last).contains(&b) {
-                                agg.add_handle(&h);
-                            }
-                        }
-                    }
-                    if folded.handle.is_some() {
-                        continue;
-                    }
-                    match seg.phase() {
-                        Phase::Waiting if seg.end.is_none() => {
-                            rt.waiting_now += 1;
-                            let w = (now - seg.start_ms).max(0) as u64;
-                            rt.longest_wait_now_ms =
-                                Some(rt.longest_wait_now_ms.map_or(w, |m| m.max(w)));
-                        }
-                        Phase::Talking | Phase::OnHold => rt.talking_now += 1,
-                        Phase::InAcw if seg.wrapup_ms.is_none() && now < handle_due => {
-                            rt.in_acw_now += 1
-                        }
-                        _ => {}
-                    }
-                }
-            }
-        }
-        keys.extend(rows.keys().cloned());
-        let mut out = Vec::new();
-        for key in keys {
-            if q.key.as_ref().is_some_and(|k| *k != key) {
-                continue;
-            }
-            let (mut agg, rt) = rows.remove(&key).unwrap_or_default();
-            let dim = Dim { kind: q.by, key };
-            if let Some(series) = self.series.get(&dim) {
-                agg.merge_many(series.tier(tier).range(first..=last).map(|(_, b)| b));
-            }
-            let p = if q.by == DimKind::Queue {
-                self.s.params(&dim.key)
-            } else {
-                self.s.defaults
-            };
-            out.push(MetricsRow {
-                window: window.name(),
-                dimension: q.by,
-                figures: Figures::of(&agg, p.formula),
-                key: dim.key,
-                counts: agg,
-                params: RowParams {
-                    threshold_ms: p.threshold.0,
-                    short_abandon_ms: p.short_abandon.0,
-                    formula: p.formula,
-                    target: p.target,
-                },
-                realtime: rt,
-            });
-        }
-        Ok(out)
-    }
-
-    /// Open segments (waiting, talking, on hold, in ACW) with their ages.
-    pub fn open_calls(&self) -> Vec<OpenSegment> {
-        let now = self.v.now_ms;
-        let mut out = Vec::new();
-        for (id, call) in &self.v.calls {
-            let derived = call.derive();
-            for (i, seg) in derived.segments.iter().enumerate() {
-                let f = call.folded.get(i).cloned().unwrap_or_default();
-                if f.expired
-                    || f.handle.is_some()
-                    || (seg.end.is_some() && (seg.answer.is_none() || seg.wrapup_ms.is_some()))
-                {
-                    continue;
-                }
-                let phase = seg.phase();
-                let since = match phase {
-                    Phase::Waiting => seg.start_ms,
-                    Phase::Talking => seg
-                        .holds
-                        .last()
-                        .and_then(|h| h.1)
-                        .or(seg.answer.as_ref().map(|a| a.0))
-                        .unwrap_or(seg.start_ms),
-                    Phase::OnHold => seg.holds.last().map_or(seg.start_ms, |h| h.0),
-                    Phase::InAcw => seg.end.map_or(seg.start_ms, |e| e.0),
-                };
-                out.push(OpenSegment {
-                    call_id: id.clone(),
-                    queue: seg.queue.clone(),
-                    channel: seg.channel.clone(),
-                    agent: seg.agent().map(str::to_string),
-                    phase,
-                    age_ms: now - seg.start_ms,
-                    phase_age_ms: now - since,
-                });
-            }
-        }
-        out.sort_by(|a, b| {
-            b.age_ms
-                .cmp(&a.age_ms)
-                .then_with(|| a.call_id.cmp(&b.call_id))
-        });
-        out
-    }
-
     pub fn stats(&self) -> EngineStats {
-        let mut s = self.v.stats.clone();
-        s.open_segments = self.v.open_segments as u64;
-        s.open_calls = self.v.calls.len() as u64;
-        s.remembered_calls = self.v.remembered.len() as u64;
-        s.keys = [DimKind::Queue, DimKind::Agent, DimKind::Channel]
-            .into_iter()
-            .map(|k| {
-                (
-                    k.name().to_string(),
-                    self.keys_per_kind[kind_index(k)] as u64,
-                )
-            })
-            .collect();
-        s
+        let c = &self.counters;
+        EngineStats {
+            accepted: c.accepted,
+            duplicates: c.duplicates,
+            late: c.late,
+            rejected_open_segment_limit: c.rejected_open_segment_limit,
+            expired_segments: c.expired_segments,
+            expired_orphan_events: c.expired_orphan_events,
+            open_segments: self.open_segments as u64,
+            open_calls: self.pending.len() as u64,
+            remembered_calls: self.remembered.len() as u64,
+            overflowed: c.overflowed.clone(),
+            keys: [DimKind::Queue, DimKind::Agent, DimKind::Channel]
+                .into_iter()
+                .map(|k| (k.name().to_string(), self.keys.count(k) as u64))
+                .collect(),
+            state: self.state_bytes(),
+        }
+    }
+
+    /// The engine's own accounting of the memory its state takes.
+    pub fn state_bytes(&self) -> StateBytes {
+        StateBytes {
+            buckets: (self.fine.buckets() + self.interval.buckets()) as u64,
+            bucket_bytes: (self.fine.bytes() + self.interval.bytes()) as u64,
+            total_bytes: self.totals.heap_bytes() as u64,
+            pending_bytes: self.pending.heap_bytes() as u64,
+            remembered_bytes: self.remembered.heap_bytes() as u64,
+            key_bytes: self.keys.heap_bytes() as u64,
+        }
     }
 
     /// Number of open segments (for the intake limit and status).
     pub fn open_segment_count(&self) -> usize {
-        self.v.open_segments
+        self.open_segments
     }
 
-    /// The aggregates of one bucket, if any (for interval records and tests).
-    pub fn bucket(&self, tier: Tier, dim: &Dim, start_ms: i64) -> Option<&Agg> {
-        self.series.get(dim)?.tier(tier).get(&start_ms)
+    /// The aggregate of one bucket, if any (for interval records and tests).
+    pub fn bucket(&self, tier: Tier, dim: &Dim, start_ms: i64) -> Option<Agg> {
+        let key = self.keys.get(dim.kind, &dim.key)?;
+        let slices = match tier {
+            Tier::Fine => &self.fine,
+            Tier::Interval => &self.interval,
+        };
+        slices.get(start_ms)?.get(key)?.decode(&self.sets).ok()
+    }
+
+    /// A number that changes whenever an interval bucket starting at `start_ms` changes (for the
+    /// closer, so it decodes only slices that changed since it last looked).
+    pub fn interval_slice_version(&self, start_ms: i64) -> Option<u64> {
+        self.interval.get(start_ms).map(|s| s.version())
+    }
+
+    /// Starts of the interval slices within `from..=until`.
+    pub fn interval_starts(&self, from: i64, until: i64) -> Vec<i64> {
+        self.interval.range(from, until).map(|(s, _)| s).collect()
+    }
+
+    /// Interval buckets of `kinds` in the slice starting at `start` (for interval records).
+    pub fn interval_buckets_at(&self, kinds: &[DimKind], start: i64) -> Vec<(BucketId, Agg)> {
+        let Some(slice) = self.interval.get(start) else {
+            return Vec::new();
+        };
+        slice
+            .cells()
+            .filter_map(|(key, cell)| {
+                let dim = self.keys.dim(key)?;
+                if !kinds.contains(&dim.kind) {
+                    return None;
+                }
+                let agg = cell.decode(&self.sets).ok()?;
+                Some((
+                    BucketId {
+                        tier: Tier::Interval,
+                        dim: dim.clone(),
+                        start_ms: start,
+                    },
+                    agg,
+                ))
+            })
+            .collect()
     }
 
     /// Interval buckets of `kinds` starting within `from..=until` (for interval records).
@@ -857,95 +781,24 @@ impl Engine {
         kinds: &[DimKind],
         from: i64,
         until: i64,
-    ) -> Vec<(BucketId, &Agg)> {
-        let mut out = Vec::new();
-        for (dim, series) in &self.series {
-            if !kinds.contains(&dim.kind) {
-                continue;
-            }
-            for (start_ms, agg) in series.interval.range(from..=until) {
-                out.push((
-                    BucketId {
-                        tier: Tier::Interval,
-                        dim: dim.clone(),
-                        start_ms: *start_ms,
-                    },
-                    agg,
-                ));
-            }
-        }
-        out
+    ) -> Vec<(BucketId, Agg)> {
+        self.interval_starts(from, until)
+            .into_iter()
+            .flat_map(|s| self.interval_buckets_at(kinds, s))
+            .collect()
     }
 
     /// How far back interval buckets are kept.
     pub fn interval_retention_ms(&self) -> i64 {
         self.s.keep_interval_ms
     }
-
-    /// Changed buckets since the last checkpoint, and the rest of the state, encoded.
-    pub fn checkpoint(&mut self) -> Checkpoint {
-        let mut buckets = Vec::with_capacity(self.dirty.len());
-        for id in self.dirty.drain() {
-            let value = self
-                .series
-                .get(&id.dim)
-                .and_then(|s| s.tier(id.tier).get(&id.start_ms))
-                .map(encode);
-            buckets.push((id.encode(), value));
-        }
-        Checkpoint {
-            buckets,
-            volatile: encode(&self.v),
-        }
-    }
-
-    /// Marks every bucket changed, so the next checkpoint writes them all (after a failed write).
-    pub fn mark_all_dirty(&mut self) {
-        for (dim, series) in &self.series {
-            for tier in [Tier::Fine, Tier::Interval] {
-                for start_ms in series.tier(tier).keys() {
-                    self.dirty.insert(BucketId {
-                        tier,
-                        dim: dim.clone(),
-                        start_ms: *start_ms,
-                    });
-                }
-            }
-        }
-    }
-
-    /// Rebuilds an engine from a checkpoint's buckets and state.
-    pub fn restore<I>(
-        cfg: &Config,
-        buckets: I,
-        volatile: Option<&[u8]>,
-    ) -> Result<Engine, RestoreError>
-    where
-        I: IntoIterator<Item = (Vec<u8>, Vec<u8>)>,
-    {
-        let mut e = Engine::new(cfg);
-        if let Some(bytes) = volatile {
-            e.v = rmp_serde::from_slice(bytes)
-                .map_err(|err| RestoreError::Decode(err.to_string()))?;
-        }
-        for (k, v) in buckets {
-            let id = BucketId::decode(&k)
-                .ok_or_else(|| RestoreError::Decode("bad bucket key".into()))?;
-            let agg: Agg =
-                rmp_serde::from_slice(&v).map_err(|err| RestoreError::Decode(err.to_string()))?;
-            if !e.series.contains_key(&id.dim) {
-                e.keys_per_kind[kind_index(id.dim.kind)] += 1;
-            }
-            let series = e.series.entry(id.dim).or_default();
-            series.tier_mut(id.tier).insert(id.start_ms, agg);
-        }
-        Ok(e)
-    }
 }
 
-fn encode<T: Serialize>(v: &T) -> Vec<u8> {
-    // Serializing plain data structs to a Vec cannot fail: no I/O, every map key is a string or integer.
-    rmp_serde::to_vec(v).unwrap_or_default()
+/// The time a call's expiry counts from: its earliest event in the source's clock, or its first
+/// receipt when the source's clock runs ahead of ours.
+fn expiry_clock(call: &Call) -> i64 {
+    let first_ts = call.events.first().map_or(i64::MAX, |e| e.ts_ms);
+    first_ts.min(call.first_rx_ms)
 }
 
 #[cfg(test)]

@@ -158,4 +158,31 @@ pub struct EngineStats {
     pub overflowed: BTreeMap<String, u64>,
     /// Keys per dimension.
     pub keys: BTreeMap<String, u64>,
+    /// Memory the engine's state takes, by part.
+    #[serde(default)]
+    pub state: StateBytes,
+}
+
+/// The engine's own accounting of its state, in bytes (heap, approximately), by part: what must
+/// stay flat in call volume (buckets and totals: keys × buckets) and what follows the calls open
+/// now (pending) or recently finished (remembered, bounded by `metrics.max_remembered_calls`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateBytes {
+    /// Buckets held (keys × time buckets with data).
+    pub buckets: u64,
+    pub bucket_bytes: u64,
+    /// Running totals of the long windows.
+    pub total_bytes: u64,
+    /// Calls not yet folded in.
+    pub pending_bytes: u64,
+    /// Finished calls remembered for late duplicates.
+    pub remembered_bytes: u64,
+    pub key_bytes: u64,
+}
+
+impl StateBytes {
+    /// What is sized by keys × buckets.
+    pub fn aggregate_bytes(&self) -> u64 {
+        self.bucket_bytes + self.total_bytes + self.key_bytes
+    }
 }

@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::varint::{put_i64, put_u64, DecodeError, Reader};
+
 /// Relative accuracy. Slightly under 1 % so float rounding at bin edges stays inside the promise.
 pub const RELATIVE_ACCURACY: f64 = 0.0099;
 
@@ -157,6 +159,99 @@ impl Sketch {
         }
     }
 
+    /// Bin index of a value: the documented mapping, shared with the dense form of [`super::dense`].
+    pub fn bin_of(value_ms: u64) -> Option<i32> {
+        Self::index(value_ms)
+    }
+
+    /// Representative value of bin `index` (within 1 % of every value in it).
+    pub fn value_of(index: i32) -> f64 {
+        Self::representative(index)
+    }
+
+    /// Zero-bin count and sparse bins, for the dense form.
+    pub fn parts(&self) -> (u64, &[(i32, u64)]) {
+        (self.zero, &self.bins)
+    }
+
+    /// Builds a sketch from a zero count and sorted, non-zero bins.
+    pub fn from_parts(zero: u64, bins: Vec<(i32, u64)>) -> Sketch {
+        Sketch { zero, bins }
+    }
+
+    /// Appends the compact form: zero count, bin count, then each bin as the gap from the previous
+    /// index (one byte for neighbours) with a flag for a count above one.
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
+        put_u64(out, self.zero);
+        put_u64(out, self.bins.len() as u64);
+        let mut prev: Option<i32> = None;
+        for &(k, c) in &self.bins {
+            match prev {
+                None => put_i64(out, i64::from(k)),
+                Some(p) => {
+                    // Bins are sorted and distinct, so the gap is at least one.
+                    let gap = (i64::from(k) - i64::from(p)) as u64;
+                    put_u64(out, (gap << 1) | u64::from(c > 1));
+                }
+            }
+            if prev.is_none() {
+                put_u64(out, c);
+            } else if c > 1 {
+                put_u64(out, c - 2);
+            }
+            prev = Some(k);
+        }
+    }
+
+    /// Reads what [`Sketch::encode_into`] wrote.
+    pub fn decode_from(r: &mut Reader<'_>) -> Result<Sketch, DecodeError> {
+        let zero = r.u64()?;
+        let n = r.usize()?;
+        // Every bin takes at least one byte, so a count beyond the data is damage, not a size.
+        if n > r.rest().len() {
+            return Err(DecodeError::Truncated);
+        }
+        let mut bins = Vec::with_capacity(n);
+        let mut prev: i64 = 0;
+        for i in 0..n {
+            let (k, c) = if i == 0 {
+                let k = r.i64()?;
+                (k, r.u64()?)
+            } else {
+                let g = r.u64()?;
+                let gap = (g >> 1) as i64;
+                if gap == 0 {
+                    return Err(DecodeError::Invalid("sketch bins out of order"));
+                }
+                let c = if g & 1 == 1 {
+                    r.u64()?.saturating_add(2)
+                } else {
+                    1
+                };
+                (prev.saturating_add(gap), c)
+            };
+            let k32 =
+                i32::try_from(k).map_err(|_| DecodeError::Invalid("sketch bin out of range"))?;
+            if c == 0 {
+                return Err(DecodeError::Invalid("empty sketch bin"));
+            }
+            bins.push((k32, c));
+            prev = k;
+        }
+        Ok(Sketch { zero, bins })
+    }
+
+    /// Removes what `other` added (bin counts subtract; `other` must be part of this sketch).
+    pub fn subtract(&mut self, other: &Sketch) {
+        self.zero = self.zero.saturating_sub(other.zero);
+        for &(k, c) in &other.bins {
+            if let Ok(pos) = self.bins.binary_search_by_key(&k, |(i, _)| *i) {
+                self.bins[pos].1 = self.bins[pos].1.saturating_sub(c);
+            }
+        }
+        self.bins.retain(|(_, c)| *c > 0);
+    }
+
     /// Relative accuracy parameter γ of the bins: bin `i` holds values in (γ^(i−1), γ^i] ms.
     pub fn gamma() -> f64 {
         gamma()
@@ -213,6 +308,25 @@ mod tests {
                 let got = s1.quantile(q).unwrap();
                 prop_assert!((got - want).abs() <= 0.01 * want, "q={} got={} want={}", q, got, want);
             }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn compact_form_round_trips(values in prop::collection::vec(0u64..100_000_000, 0..300), dup in 1u64..5) {
+            let mut s = Sketch::default();
+            for v in &values {
+                s.add_n(*v, dup);
+            }
+            let mut out = Vec::new();
+            s.encode_into(&mut out);
+            let mut r = Reader::new(&out);
+            prop_assert_eq!(Sketch::decode_from(&mut r).unwrap(), s.clone());
+            prop_assert!(r.is_empty());
+            let mut twice = s.clone();
+            twice.merge(&s);
+            twice.subtract(&s);
+            prop_assert_eq!(twice, s);
         }
     }
 

@@ -46,7 +46,8 @@ fn row(e: &Engine, by: DimKind, window: &str, key: &str) -> MetricsRow {
 /// Feeds events, each received at its own timestamp.
 fn feed(e: &mut Engine, events: &[Event]) {
     for ev in events {
-        assert_eq!(e.apply(ev, ev.ts_ms), Ok(Applied::Accepted), "{ev:?}");
+        assert_eq!(e.admit(ev, 0), Ok(()), "{ev:?}");
+        assert_eq!(e.apply(ev, ev.ts_ms), Applied::Accepted, "{ev:?}");
     }
 }
 
@@ -93,12 +94,12 @@ fn events_after_the_grace_are_late_and_change_nothing() {
     // An answer that would have made it answered comes too late: ignored, counted as late.
     assert_eq!(
         e.apply(&answer("c", "a", T0 + 10_000), T0 + 41_000),
-        Ok(Applied::Late)
+        Applied::Late
     );
     // A duplicate of the end after the call was finished is recognised too.
     assert_eq!(
         e.apply(&end("c", T0 + 30_000, None), T0 + 42_000),
-        Ok(Applied::Late)
+        Applied::Late
     );
     assert_eq!(row(&e, DimKind::Queue, "5m", "q").counts, before.counts);
     assert_eq!(e.stats().late, 2);
@@ -110,11 +111,11 @@ fn an_answer_within_the_grace_reorders_the_segment() {
     feed(&mut e, &[start("c", "q", T0)]);
     assert_eq!(
         e.apply(&end("c", T0 + 30_000, None), T0 + 30_000),
-        Ok(Applied::Accepted)
+        Applied::Accepted
     );
     assert_eq!(
         e.apply(&answer("c", "a", T0 + 10_000), T0 + 31_000),
-        Ok(Applied::Accepted)
+        Applied::Accepted
     );
     e.advance(T0 + 200_000);
     let r = row(&e, DimKind::Queue, "5m", "q");
@@ -126,10 +127,7 @@ fn an_answer_within_the_grace_reorders_the_segment() {
 fn duplicates_are_ignored() {
     let mut e = Engine::new(&cfg());
     feed(&mut e, &[start("c", "q", T0)]);
-    assert_eq!(
-        e.apply(&start("c", "q", T0), T0 + 5),
-        Ok(Applied::Duplicate)
-    );
+    assert_eq!(e.apply(&start("c", "q", T0), T0 + 5), Applied::Duplicate);
     assert_eq!(row(&e, DimKind::Queue, "5m", "q").realtime.waiting_now, 1);
     assert_eq!(e.stats().duplicates, 1);
 }
@@ -141,8 +139,14 @@ fn open_segment_limit_refuses_new_starts_only() {
     let mut e = Engine::new(&c);
     feed(&mut e, &[start("a", "q", T0), start("b", "q", T0)]);
     assert_eq!(
-        e.apply(&start("c", "q", T0), T0),
+        e.admit(&start("c", "q", T0), 0),
         Err(Rejection::OpenSegmentLimit(2))
+    );
+    // A start admitted earlier in the same group counts too; a duplicate start is not new.
+    assert_eq!(
+        e.admit(&start("a", "q", T0), 1),
+        Ok(()),
+        "a duplicate start opens nothing"
     );
     // Events of open calls still go through, and an ended call frees its place.
     feed(&mut e, &[end("a", T0 + 1000, None)]);
@@ -238,10 +242,8 @@ fn restore_from_checkpoint_gives_identical_metrics() {
     let cp = a.checkpoint();
     let mut b = Engine::restore(
         &c,
-        cp.buckets
-            .into_iter()
-            .filter_map(|(k, v)| v.map(|v| (k, v))),
-        Some(&cp.volatile),
+        cp.slices.into_iter().filter_map(|(k, v)| v.map(|v| (k, v))),
+        Some(&cp.state),
     )
     .unwrap();
     let rest = [

@@ -1,25 +1,41 @@
-//! Every sled call lives here: the event log (one value per commit group), engine checkpoints
-//! (bucket aggregates and the rest of the state), the schema version, and the on-disk size cap.
+//! Every sled call lives here: the event log (one group of events per commit), engine checkpoints
+//! (time slices of bucket aggregates and one state value), the schema version, the upstream outbox,
+//! and the guards that keep the store within its byte cap and away from a full disk.
 //!
-//! Trees: `events` (group seq → encoded events), `state` (bucket keys prefixed `b`, and the
-//! checkpoint's `m:` metadata), `upstream` (the outbox, see [`outbox`]). A checkpoint is one atomic `apply_batch` on `state`, so the bucket
-//! aggregates and the sequence number they include always agree; groups up to that number are then
-//! deleted from the log.
+//! Trees: `log` (group seq + chunk → part of an encoded group), `state` (`S`+slice key+chunk →
+//! part of a slice, `V`+chunk → part of the engine state, `m:` metadata), `upstream` (the outbox,
+//! see [`outbox`]). A checkpoint is one atomic `apply_batch` on `state`, so the slices, the state
+//! and the sequence number they include always agree; log groups up to that number are then
+//! deleted.
+//!
+//! No value is larger than [`CHUNK`] bytes: sled 0.34 moves large values (and tree nodes that
+//! hold several of them) into blob files, which are not fsynced, can leak, and can hang `flush`
+//! forever when the disk fills. Writes are refused before the disk is full, since sled poisons the
+//! whole database on a failed write, and a start on a full disk is refused before sled opens.
 
+pub mod group;
+pub mod legacy;
 pub mod outbox;
+mod space;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
 
 use thiserror::Error;
 
+pub use space::{free_bytes, SEGMENT_BYTES};
+
 /// Bumped whenever the stored layout changes incompatibly.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
+/// Largest value written, bytes.
+pub const CHUNK: usize = 4000;
 
 const META_SCHEMA: &[u8] = b"m:schema";
 const META_SEQ: &[u8] = b"m:checkpoint_seq";
-const META_VOLATILE: &[u8] = b"m:volatile";
-const BUCKET_PREFIX: u8 = b'b';
+const SLICE: u8 = b'S';
+const STATE: u8 = b'V';
 
 #[derive(Debug, Error)]
 pub enum StoreError {
@@ -35,31 +51,101 @@ pub enum StoreError {
     Corrupt(String),
     #[error("store full: {size} bytes on disk reached store.max_bytes = {max}")]
     Full { size: u64, max: u64 },
+    #[error("disk full: {free} bytes free on the file system of {path}, {reserve} needed in reserve; free some space")]
+    DiskFull {
+        path: PathBuf,
+        free: u64,
+        reserve: u64,
+    },
+    #[error("the store failed a write earlier ({0}) and takes no more; restart the daemon once the cause is fixed")]
+    Failed(String),
+}
+
+impl StoreError {
+    /// Whether this error leaves sled unable to write until it is reopened.
+    fn poisons(&self) -> bool {
+        matches!(self, StoreError::Io(_))
+    }
 }
 
 /// The durable state of one daemon.
 pub struct Store {
     path: PathBuf,
     db: sled::Db,
-    events: sled::Tree,
+    log: sled::Tree,
     state: sled::Tree,
     upstream: sled::Tree,
     outbox: outbox::OutboxCounters,
     next_seq: AtomicU64,
     max_bytes: u64,
+    /// Groups in the log.
+    logged_groups: AtomicU64,
+    /// Bytes of the values held in `log` and `state` (the live data, as opposed to sled's file).
+    log_bytes: AtomicU64,
+    state_bytes: AtomicU64,
+    /// Size of the last checkpoint written, bytes (sizes the reserve kept for the next one).
+    last_checkpoint_bytes: AtomicU64,
+    /// Chunks each stored slice has (so a shorter rewrite removes the extra ones) and the state's.
+    chunks: Mutex<Chunks>,
+    /// Set by a failed write: sled refuses every write after one until it is reopened.
+    failed: Mutex<Option<String>>,
+    has_failed: AtomicBool,
+}
+
+/// Chunks of one stored value, and their bytes.
+type ChunkCount = (u16, u64);
+
+#[derive(Debug, Default)]
+struct Chunks {
+    slices: HashMap<Vec<u8>, ChunkCount>,
+    state: (u32, u64),
 }
 
 /// What a restart reads back.
 pub struct Recovered {
     /// Last event group folded into the checkpoint.
     pub checkpoint_seq: u64,
-    pub volatile: Option<Vec<u8>>,
-    pub buckets: Vec<(Vec<u8>, Vec<u8>)>,
+    pub state: Option<Vec<u8>>,
+    /// Slice key → encoded slice.
+    pub slices: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+fn split_chunks(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
+    // An empty value still takes one (empty) chunk, so it reads back as present.
+    let n = bytes.len().div_ceil(CHUNK).max(1);
+    (0..n).map(move |i| &bytes[(i * CHUNK).min(bytes.len())..((i + 1) * CHUNK).min(bytes.len())])
+}
+
+fn slice_chunk_key(slice: &[u8], i: u16) -> Vec<u8> {
+    let mut k = Vec::with_capacity(slice.len() + 3);
+    k.push(SLICE);
+    k.extend_from_slice(slice);
+    k.extend_from_slice(&i.to_be_bytes());
+    k
+}
+
+fn state_chunk_key(i: u32) -> Vec<u8> {
+    let mut k = vec![STATE];
+    k.extend_from_slice(&i.to_be_bytes());
+    k
+}
+
+fn log_key(seq: u64, chunk: u16) -> [u8; 10] {
+    let mut k = [0u8; 10];
+    k[..8].copy_from_slice(&seq.to_be_bytes());
+    k[8..].copy_from_slice(&chunk.to_be_bytes());
+    k
 }
 
 impl Store {
     /// Opens (creating if needed) the store at `path` with a page cache of `cache_bytes`.
+    ///
+    /// Refuses before sled touches anything when the file system has less than `reserve` bytes
+    /// free: sled writes while opening, and a write cut short by a full disk can leave the store
+    /// unreadable.
     pub fn open(path: &Path, cache_bytes: u64, max_bytes: u64) -> Result<Store, StoreError> {
+        space::check_free(path, space::OPEN_RESERVE)?;
+        space::remove_unfinished_snapshots(path);
         let open_err = |source| StoreError::Open {
             path: path.to_owned(),
             source,
@@ -71,20 +157,42 @@ impl Store {
             .flush_every_ms(None)
             .open()
             .map_err(open_err)?;
-        let events = db.open_tree("events").map_err(open_err)?;
+        let log = db.open_tree("log").map_err(open_err)?;
         let state = db.open_tree("state").map_err(open_err)?;
         let upstream = db.open_tree("upstream").map_err(open_err)?;
-        match state.get(META_SCHEMA)? {
-            None => {
-                state.insert(META_SCHEMA, &SCHEMA_VERSION.to_be_bytes())?;
+        let store = Store {
+            path: path.to_owned(),
+            db,
+            log,
+            state,
+            upstream,
+            outbox: outbox::OutboxCounters::default(),
+            next_seq: AtomicU64::new(0),
+            max_bytes,
+            logged_groups: AtomicU64::new(0),
+            log_bytes: AtomicU64::new(0),
+            state_bytes: AtomicU64::new(0),
+            last_checkpoint_bytes: AtomicU64::new(0),
+            chunks: Mutex::new(Chunks::default()),
+            failed: Mutex::new(None),
+            has_failed: AtomicBool::new(false),
+        };
+        match store.state.get(META_SCHEMA)? {
+            None if !store.db.tree_names().iter().any(|n| &**n == b"events") => {
+                store
+                    .state
+                    .insert(META_SCHEMA, &SCHEMA_VERSION.to_be_bytes())?;
             }
+            // A store of the first layout has an `events` tree and no schema 2 marker: the caller
+            // migrates it (see [`legacy`]).
+            None => {}
             Some(v) => {
                 let found = v
                     .as_ref()
                     .try_into()
                     .map(u32::from_be_bytes)
                     .map_err(|_| StoreError::Corrupt("schema version".into()))?;
-                if found != SCHEMA_VERSION {
+                if found != SCHEMA_VERSION && found != legacy::SCHEMA_VERSION {
                     return Err(StoreError::Schema {
                         path: path.to_owned(),
                         found,
@@ -92,26 +200,56 @@ impl Store {
                 }
             }
         }
-        let last_logged = match events.last()? {
-            Some((k, _)) => seq_of(&k)?,
-            None => 0,
-        };
-        let store = Store {
-            path: path.to_owned(),
-            db,
-            events,
-            state,
-            upstream,
-            outbox: outbox::OutboxCounters::default(),
-            next_seq: AtomicU64::new(0),
-            max_bytes,
-        };
+        if !store.needs_migration()? {
+            // A migration cut short after its checkpoint may have left the old log behind.
+            legacy::drop_old_log(&store.db)?;
+        }
+        store.count()?;
         store.count_outbox()?;
-        let checkpointed = store.checkpoint_seq()?;
-        store
-            .next_seq
-            .store(last_logged.max(checkpointed) + 1, Ordering::SeqCst);
         Ok(store)
+    }
+
+    /// Counts what the trees hold (groups, live bytes, chunks) once at open.
+    fn count(&self) -> Result<(), StoreError> {
+        let mut last_seq = 0;
+        let mut groups = 0u64;
+        let mut log_bytes = 0u64;
+        for kv in self.log.iter() {
+            let (k, v) = kv?;
+            let seq = seq_of(k.get(..8).unwrap_or(&[]))?;
+            if seq != last_seq || groups == 0 {
+                groups += 1;
+            }
+            last_seq = seq;
+            log_bytes += (k.len() + v.len()) as u64;
+        }
+        let mut chunks = Chunks::default();
+        let mut state_bytes = 0u64;
+        for kv in self.state.iter() {
+            let (k, v) = kv?;
+            let n = (k.len() + v.len()) as u64;
+            state_bytes += n;
+            match k.first() {
+                Some(&SLICE) if k.len() >= 3 => {
+                    let e = chunks.slices.entry(k[1..k.len() - 2].to_vec()).or_default();
+                    e.0 += 1;
+                    e.1 += n;
+                }
+                Some(&STATE) => {
+                    chunks.state.0 += 1;
+                    chunks.state.1 += n;
+                }
+                _ => {}
+            }
+        }
+        self.logged_groups.store(groups, Ordering::SeqCst);
+        self.log_bytes.store(log_bytes, Ordering::SeqCst);
+        self.state_bytes.store(state_bytes, Ordering::SeqCst);
+        *self.chunks.lock().unwrap_or_else(|p| p.into_inner()) = chunks;
+        let checkpointed = self.checkpoint_seq()?;
+        self.next_seq
+            .store(last_seq.max(checkpointed) + 1, Ordering::SeqCst);
+        Ok(())
     }
 
     pub fn path(&self) -> &Path {
@@ -122,26 +260,99 @@ impl Store {
         self.max_bytes
     }
 
+    /// Whether the store still holds data of the first layout, to be migrated before use.
+    pub fn needs_migration(&self) -> Result<bool, StoreError> {
+        Ok(self.state.get(META_SCHEMA)?.as_deref() != Some(&SCHEMA_VERSION.to_be_bytes()[..]))
+    }
+
     /// Bytes the store takes on disk.
     pub fn size_on_disk(&self) -> u64 {
         self.db.size_on_disk().unwrap_or(0)
     }
 
-    /// Refuses new events once the store reached its cap.
-    pub fn check_room(&self, size_on_disk: u64) -> Result<(), StoreError> {
-        if size_on_disk >= self.max_bytes {
-            return Err(StoreError::Full {
-                size: size_on_disk,
-                max: self.max_bytes,
-            });
-        }
-        Ok(())
+    /// Bytes of live values (log, checkpoint, outbox): what the store would take if compacted.
+    pub fn live_bytes(&self) -> u64 {
+        self.log_bytes.load(Ordering::SeqCst)
+            + self.state_bytes.load(Ordering::SeqCst)
+            + self.outbox_size().1
     }
 
-    /// Appends one encoded group of events; durable only after [`Store::flush`].
+    /// Groups in the log (not yet folded into a checkpoint).
+    pub fn logged_groups(&self) -> u64 {
+        self.logged_groups.load(Ordering::SeqCst)
+    }
+
+    /// What must stay free for the writes that keep the store going: the next checkpoint twice
+    /// over and two of sled's segments.
+    pub fn reserve_bytes(&self) -> u64 {
+        2 * self.last_checkpoint_bytes.load(Ordering::SeqCst) + 2 * SEGMENT_BYTES + (1 << 20)
+    }
+
+    /// Refuses new events when the store reached its cap, the disk is nearly full, or a write
+    /// failed earlier. `size_on_disk` is the caller's recent reading (reading it walks files).
+    pub fn check_room(&self, size_on_disk: u64) -> Result<(), StoreError> {
+        if self.has_failed.load(Ordering::SeqCst) {
+            let why = self
+                .failed
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone()
+                .unwrap_or_default();
+            return Err(StoreError::Failed(why));
+        }
+        let reserve = self.reserve_bytes();
+        // sled's file only grows (space freed inside it is reused, not returned), so the file
+        // size alone would refuse for good once reached; within the reserve below the cap, the
+        // live data decides: room is back once retention has dropped enough.
+        let cap = self.max_bytes;
+        let hard = size_on_disk >= cap.saturating_sub(reserve / 2);
+        let soft = size_on_disk >= cap.saturating_sub(reserve)
+            && self.live_bytes().saturating_mul(3) >= cap.saturating_sub(reserve);
+        if hard || soft {
+            return Err(StoreError::Full {
+                size: size_on_disk,
+                max: cap,
+            });
+        }
+        space::check_free(&self.path, reserve)
+    }
+
+    /// Passes `r` on, remembering a write failure: sled takes no writes after one until reopened.
+    fn note<T>(&self, r: Result<T, StoreError>) -> Result<T, StoreError> {
+        if let Err(e) = &r {
+            if e.poisons() {
+                *self.failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+                self.has_failed.store(true, Ordering::SeqCst);
+            }
+        }
+        r
+    }
+
+    /// Whether a write failed since the store was opened.
+    pub fn failed(&self) -> Option<String> {
+        if !self.has_failed.load(Ordering::SeqCst) {
+            return None;
+        }
+        self.failed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Appends one encoded group of events under the next sequence number; durable only after
+    /// [`Store::flush`].
     pub fn append(&self, group: &[u8]) -> Result<u64, StoreError> {
         let seq = self.next_seq.fetch_add(1, Ordering::SeqCst);
-        self.events.insert(seq.to_be_bytes(), group)?;
+        let mut batch = sled::Batch::default();
+        let mut bytes = 0u64;
+        for (i, chunk) in split_chunks(group).enumerate() {
+            let key = log_key(seq, i as u16);
+            bytes += (key.len() + chunk.len()) as u64;
+            batch.insert(&key[..], chunk);
+        }
+        self.note(self.log.apply_batch(batch).map_err(StoreError::from))?;
+        self.logged_groups.fetch_add(1, Ordering::SeqCst);
+        self.log_bytes.fetch_add(bytes, Ordering::SeqCst);
         Ok(seq)
     }
 
@@ -152,12 +363,12 @@ impl Store {
 
     /// Makes everything written so far durable.
     pub async fn flush(&self) -> Result<usize, StoreError> {
-        Ok(self.db.flush_async().await?)
+        self.note(self.db.flush_async().await.map_err(StoreError::from))
     }
 
     /// Blocking flush, for shutdown paths outside the runtime.
     pub fn flush_blocking(&self) -> Result<usize, StoreError> {
-        Ok(self.db.flush()?)
+        self.note(self.db.flush().map_err(StoreError::from))
     }
 
     fn checkpoint_seq(&self) -> Result<u64, StoreError> {
@@ -167,64 +378,166 @@ impl Store {
         }
     }
 
-    /// The last checkpoint: its sequence number, engine state and bucket aggregates.
+    /// The last checkpoint: its sequence number, engine state and slices.
     pub fn recover(&self) -> Result<Recovered, StoreError> {
-        let mut buckets = Vec::new();
-        for kv in self.state.scan_prefix([BUCKET_PREFIX]) {
+        let mut slices: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+        for kv in self.state.scan_prefix([SLICE]) {
             let (k, v) = kv?;
-            buckets.push((k[1..].to_vec(), v.to_vec()));
+            if k.len() < 3 {
+                return Err(StoreError::Corrupt("a slice key is too short".into()));
+            }
+            let slice = &k[1..k.len() - 2];
+            match slices.last_mut() {
+                Some((last, bytes)) if last.as_slice() == slice => bytes.extend_from_slice(&v),
+                _ => slices.push((slice.to_vec(), v.to_vec())),
+            }
+        }
+        let mut state: Option<Vec<u8>> = None;
+        for kv in self.state.scan_prefix([STATE]) {
+            let (_, v) = kv?;
+            state.get_or_insert_with(Vec::new).extend_from_slice(&v);
         }
         Ok(Recovered {
             checkpoint_seq: self.checkpoint_seq()?,
-            volatile: self.state.get(META_VOLATILE)?.map(|v| v.to_vec()),
-            buckets,
+            state,
+            slices,
         })
     }
 
-    /// Logged groups after `seq`, in order.
+    /// Logged groups after `seq`, in order, each with its sequence number.
     pub fn groups_after(
         &self,
         seq: u64,
     ) -> impl Iterator<Item = Result<(u64, Vec<u8>), StoreError>> + '_ {
-        self.events.range((seq + 1).to_be_bytes()..).map(|kv| {
-            let (k, v) = kv?;
-            Ok((seq_of(&k)?, v.to_vec()))
+        let mut iter = self.log.range(log_key(seq + 1, 0)..).peekable();
+        std::iter::from_fn(move || {
+            let (k, v) = match iter.next()? {
+                Ok(kv) => kv,
+                Err(e) => return Some(Err(e.into())),
+            };
+            let seq = match seq_of(k.get(..8).unwrap_or(&[])) {
+                Ok(s) => s,
+                Err(e) => return Some(Err(e)),
+            };
+            let mut group = v.to_vec();
+            while let Some(Ok((k2, v2))) = iter.peek() {
+                if k2.get(..8) != Some(&seq.to_be_bytes()[..]) {
+                    break;
+                }
+                group.extend_from_slice(v2);
+                iter.next();
+            }
+            Some(Ok((seq, group)))
         })
     }
 
-    /// Number of groups still in the log.
-    pub fn logged_groups(&self) -> usize {
-        self.events.len()
-    }
-
-    /// Atomically records a checkpoint that includes every group up to `seq`, flushes it, then
-    /// deletes those groups from the log.
+    /// Atomically records a checkpoint that includes every group up to `seq` (changed slices,
+    /// `None` for a dropped one, and the state), flushes it, then deletes those groups from the log.
     pub async fn write_checkpoint(
         &self,
         seq: u64,
-        buckets: Vec<(Vec<u8>, Option<Vec<u8>>)>,
-        volatile: &[u8],
+        slices: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+        state: &[u8],
+    ) -> Result<(), StoreError> {
+        self.write_checkpoint_with(seq, slices, state, |_| {}).await
+    }
+
+    /// `write_checkpoint`, with `extra` changes to the `state` tree in the same atomic batch.
+    async fn write_checkpoint_with(
+        &self,
+        seq: u64,
+        slices: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+        state: &[u8],
+        extra: impl FnOnce(&mut sled::Batch),
     ) -> Result<(), StoreError> {
         let mut batch = sled::Batch::default();
-        for (k, v) in buckets {
-            let mut key = Vec::with_capacity(k.len() + 1);
-            key.push(BUCKET_PREFIX);
-            key.extend_from_slice(&k);
-            match v {
-                Some(v) => batch.insert(key, v),
-                None => batch.remove(key),
+        extra(&mut batch);
+        let mut written = 0u64;
+        // Per slice written: its chunks and bytes, `None` when removed.
+        let mut new_slices: Vec<(Vec<u8>, Option<ChunkCount>)> = Vec::with_capacity(slices.len());
+        {
+            let chunks = self.chunks.lock().unwrap_or_else(|p| p.into_inner());
+            for (key, value) in &slices {
+                let old = chunks.slices.get(key).map_or(0, |c| c.0);
+                let mut n = 0u16;
+                let mut bytes = 0u64;
+                if let Some(v) = value {
+                    for (i, c) in split_chunks(v).enumerate() {
+                        let k = slice_chunk_key(key, i as u16);
+                        bytes += (k.len() + c.len()) as u64;
+                        batch.insert(k, c);
+                        n = i as u16 + 1;
+                    }
+                }
+                for i in n..old {
+                    batch.remove(slice_chunk_key(key, i));
+                }
+                written += bytes;
+                new_slices.push((key.clone(), value.as_ref().map(|_| (n, bytes))));
             }
+            let mut n = 0u32;
+            let mut bytes = 0u64;
+            for (i, c) in split_chunks(state).enumerate() {
+                let k = state_chunk_key(i as u32);
+                bytes += (k.len() + c.len()) as u64;
+                batch.insert(k, c);
+                n = i as u32 + 1;
+            }
+            for i in n..chunks.state.0 {
+                batch.remove(state_chunk_key(i));
+            }
+            written += bytes;
+            drop(chunks);
+            batch.insert(META_SEQ, &seq.to_be_bytes());
+            self.note(self.state.apply_batch(batch).map_err(StoreError::from))?;
+            let mut chunks = self.chunks.lock().unwrap_or_else(|p| p.into_inner());
+            for (key, c) in new_slices {
+                match c {
+                    Some(c) => {
+                        chunks.slices.insert(key, c);
+                    }
+                    None => {
+                        chunks.slices.remove(&key);
+                    }
+                }
+            }
+            chunks.state = (n, bytes);
+            let total = chunks.slices.values().map(|c| c.1).sum::<u64>() + chunks.state.1;
+            self.state_bytes.store(total, Ordering::SeqCst);
         }
-        batch.insert(META_VOLATILE, volatile);
-        batch.insert(META_SEQ, &seq.to_be_bytes());
-        self.state.apply_batch(batch)?;
+        self.last_checkpoint_bytes.store(written, Ordering::SeqCst);
         self.flush().await?;
-        let mut drop_log = sled::Batch::default();
-        for k in self.events.range(..=seq.to_be_bytes()).keys() {
-            drop_log.remove(k?);
+        if self.has_failed.load(Ordering::SeqCst) {
+            return Err(StoreError::Failed(self.failed().unwrap_or_default()));
         }
-        self.events.apply_batch(drop_log)?;
+        let mut drop_log = sled::Batch::default();
+        let mut dropped = 0u64;
+        let mut groups = 0u64;
+        let mut last = None;
+        for kv in self.log.range(..log_key(seq + 1, 0)) {
+            let (k, v) = kv?;
+            dropped += (k.len() + v.len()) as u64;
+            let s = k.get(..8).map(<[u8]>::to_vec);
+            if s != last {
+                groups += 1;
+                last = s;
+            }
+            drop_log.remove(k);
+        }
+        self.note(self.log.apply_batch(drop_log).map_err(StoreError::from))?;
+        self.log_bytes.fetch_sub(
+            dropped.min(self.log_bytes.load(Ordering::SeqCst)),
+            Ordering::SeqCst,
+        );
+        let before = self.logged_groups.load(Ordering::SeqCst);
+        self.logged_groups
+            .store(before.saturating_sub(groups), Ordering::SeqCst);
         Ok(())
+    }
+
+    /// Makes the next group's sequence number at least `seq`.
+    fn bump_next_seq(&self, seq: u64) {
+        self.next_seq.fetch_max(seq, Ordering::SeqCst);
     }
 }
 
@@ -246,42 +559,55 @@ mod tests {
     #[tokio::test]
     async fn groups_and_checkpoints_survive_reopen() {
         let dir = tempfile::tempdir().unwrap();
+        let big = vec![7u8; 3 * CHUNK + 5];
         {
             let s = open(dir.path());
             assert_eq!(s.append(b"g1").unwrap(), 1);
-            assert_eq!(s.append(b"g2").unwrap(), 2);
-            s.write_checkpoint(1, vec![(b"k1".to_vec(), Some(b"v1".to_vec()))], b"vol")
+            assert_eq!(s.append(&big).unwrap(), 2);
+            s.write_checkpoint(1, vec![(b"k1".to_vec(), Some(big.clone()))], b"vol")
                 .await
                 .unwrap();
             assert_eq!(s.append(b"g3").unwrap(), 3);
             s.flush().await.unwrap();
+            assert_eq!(s.logged_groups(), 2);
         }
         let s = open(dir.path());
+        assert_eq!(s.logged_groups(), 2);
         let r = s.recover().unwrap();
         assert_eq!(r.checkpoint_seq, 1);
-        assert_eq!(r.volatile.as_deref(), Some(&b"vol"[..]));
-        assert_eq!(r.buckets, vec![(b"k1".to_vec(), b"v1".to_vec())]);
+        assert_eq!(r.state.as_deref(), Some(&b"vol"[..]));
+        assert_eq!(r.slices, vec![(b"k1".to_vec(), big.clone())]);
         let rest: Vec<_> = s
             .groups_after(r.checkpoint_seq)
             .map(Result::unwrap)
             .collect();
-        assert_eq!(rest, vec![(2, b"g2".to_vec()), (3, b"g3".to_vec())]);
+        assert_eq!(rest, vec![(2, big.clone()), (3, b"g3".to_vec())]);
         assert_eq!(s.append(b"g4").unwrap(), 4);
     }
 
     #[tokio::test]
-    async fn checkpoint_removes_buckets_and_old_groups() {
+    async fn checkpoint_removes_slices_chunks_and_old_groups() {
         let dir = tempfile::tempdir().unwrap();
         let s = open(dir.path());
         s.append(b"g1").unwrap();
-        s.write_checkpoint(1, vec![(b"k".to_vec(), Some(b"v".to_vec()))], b"a")
+        let big = vec![1u8; 2 * CHUNK + 1];
+        s.write_checkpoint(1, vec![(b"k".to_vec(), Some(big))], b"a")
             .await
             .unwrap();
-        s.write_checkpoint(1, vec![(b"k".to_vec(), None)], b"b")
+        s.write_checkpoint(1, vec![(b"k".to_vec(), Some(b"short".to_vec()))], b"b")
             .await
             .unwrap();
-        assert!(s.recover().unwrap().buckets.is_empty());
+        assert_eq!(
+            s.recover().unwrap().slices,
+            vec![(b"k".to_vec(), b"short".to_vec())]
+        );
+        s.write_checkpoint(1, vec![(b"k".to_vec(), None)], b"c")
+            .await
+            .unwrap();
+        assert!(s.recover().unwrap().slices.is_empty());
         assert_eq!(s.logged_groups(), 0);
+        // Every value stays small enough never to become a blob.
+        assert!(s.state.iter().all(|kv| kv.unwrap().1.len() <= CHUNK));
         // Sequence numbers never go back, even with an empty log.
         drop(s);
         let s = open(dir.path());
@@ -291,14 +617,11 @@ mod tests {
     #[test]
     fn a_full_store_refuses() {
         let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(&dir.path().join("s"), 1 << 20, 100).unwrap();
+        let s = Store::open(&dir.path().join("s"), 1 << 20, 64 << 20).unwrap();
         assert!(matches!(
-            s.check_room(100),
-            Err(StoreError::Full {
-                size: 100,
-                max: 100
-            })
+            s.check_room(64 << 20),
+            Err(StoreError::Full { max, .. }) if max == 64 << 20
         ));
-        assert!(s.check_room(99).is_ok());
+        assert!(s.check_room(1 << 20).is_ok());
     }
 }

@@ -1,0 +1,239 @@
+//! The engine's durable form: the slices changed since the last checkpoint (one value per time
+//! slice, so a checkpoint writes what changed, not everything), and one value with the rest (keys,
+//! band lists, counters, pending and remembered calls). Running totals are rebuilt from the slices.
+
+use thiserror::Error;
+
+use super::keys::{Dim, KeyId, Keys};
+use super::packed::BandSets;
+use super::pending::{PendingCalls, Remembered};
+use super::report::DimKind;
+use super::slices::{Slice, TierSlices};
+use super::varint::{put_bytes, put_i64, put_u64, DecodeError, Reader};
+use super::window::Tier;
+use super::{Counters, Engine};
+use crate::config::Config;
+
+/// Version of the state value's layout.
+const STATE_VERSION: u64 = 2;
+
+#[derive(Debug, Error)]
+pub enum RestoreError {
+    #[error("stored engine state cannot be decoded: {0}")]
+    Decode(String),
+}
+
+impl From<DecodeError> for RestoreError {
+    fn from(e: DecodeError) -> Self {
+        RestoreError::Decode(e.to_string())
+    }
+}
+
+/// What a checkpoint writes.
+pub struct Checkpoint {
+    /// Changed slices: [`slice_key`] → encoded slice, or `None` when the slice was dropped.
+    pub slices: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    /// Everything else, as one value.
+    pub state: Vec<u8>,
+}
+
+/// The store key of a slice: tier, then its start (big-endian, sign-flipped so keys sort by time).
+pub fn slice_key(tier: Tier, start: i64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(9);
+    k.push(match tier {
+        Tier::Fine => b'f',
+        Tier::Interval => b'i',
+    });
+    k.extend_from_slice(&((start as u64) ^ (1 << 63)).to_be_bytes());
+    k
+}
+
+fn parse_slice_key(k: &[u8]) -> Option<(Tier, i64)> {
+    let tier = match k.first()? {
+        b'f' => Tier::Fine,
+        b'i' => Tier::Interval,
+        _ => return None,
+    };
+    let start: [u8; 8] = k.get(1..9)?.try_into().ok()?;
+    (k.len() == 9).then_some((tier, (u64::from_be_bytes(start) ^ (1 << 63)) as i64))
+}
+
+fn kind_code(k: DimKind) -> u8 {
+    match k {
+        DimKind::All => 0,
+        DimKind::Queue => 1,
+        DimKind::Agent => 2,
+        DimKind::Channel => 3,
+    }
+}
+
+fn kind_of(c: u8) -> Result<DimKind, DecodeError> {
+    Ok(match c {
+        0 => DimKind::All,
+        1 => DimKind::Queue,
+        2 => DimKind::Agent,
+        3 => DimKind::Channel,
+        _ => return Err(DecodeError::Invalid("unknown dimension")),
+    })
+}
+
+impl Engine {
+    /// Changed slices since the last checkpoint and the rest of the state, encoded.
+    pub fn checkpoint(&mut self) -> Checkpoint {
+        let dirty = std::mem::take(&mut self.dirty);
+        let mut slices = Vec::with_capacity(dirty.len());
+        for (tier, start) in dirty {
+            let tier_slices = match tier {
+                Tier::Fine => &self.fine,
+                Tier::Interval => &self.interval,
+            };
+            let value = tier_slices
+                .get(start)
+                .filter(|s| !s.is_empty())
+                .map(|s| s.encode(&mut self.sets));
+            slices.push((slice_key(tier, start), value));
+        }
+        Checkpoint {
+            slices,
+            state: self.encode_state(),
+        }
+    }
+
+    /// Marks every slice changed, so the next checkpoint writes them all (after a failed write).
+    pub fn mark_all_dirty(&mut self) {
+        for (start, _) in self.fine.iter() {
+            self.dirty.insert((Tier::Fine, start));
+        }
+        for (start, _) in self.interval.iter() {
+            self.dirty.insert((Tier::Interval, start));
+        }
+    }
+
+    fn encode_state(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(256 + self.pending.heap_bytes());
+        put_u64(&mut out, STATE_VERSION);
+        put_i64(&mut out, self.now_ms);
+        put_i64(&mut out, self.next_scan_ms);
+        let c = &self.counters;
+        for v in [
+            c.accepted,
+            c.duplicates,
+            c.late,
+            c.rejected_open_segment_limit,
+            c.expired_segments,
+            c.expired_orphan_events,
+        ] {
+            put_u64(&mut out, v);
+        }
+        put_u64(&mut out, c.overflowed.len() as u64);
+        for (k, n) in &c.overflowed {
+            put_bytes(&mut out, k.as_bytes());
+            put_u64(&mut out, *n);
+        }
+        let sets = self.sets.lists();
+        put_u64(&mut out, sets.len() as u64);
+        for s in sets {
+            put_u64(&mut out, s.len() as u64);
+            for t in s {
+                put_u64(&mut out, *t);
+            }
+        }
+        let keys: Vec<(KeyId, &Dim)> = self.keys.all().collect();
+        put_u64(&mut out, keys.len() as u64);
+        for (id, dim) in keys {
+            put_u64(&mut out, u64::from(id));
+            out.push(kind_code(dim.kind));
+            put_bytes(&mut out, dim.key.as_bytes());
+        }
+        put_u64(&mut out, self.open_segments as u64);
+        self.pending.encode_all(&mut out);
+        self.remembered.encode(&mut out);
+        out
+    }
+
+    /// Rebuilds an engine from a checkpoint's slices and state.
+    pub fn restore<I>(cfg: &Config, slices: I, state: Option<&[u8]>) -> Result<Engine, RestoreError>
+    where
+        I: IntoIterator<Item = (Vec<u8>, Vec<u8>)>,
+    {
+        let mut e = Engine::new(cfg);
+        if let Some(bytes) = state {
+            e.decode_state(bytes)?;
+        }
+        for (k, v) in slices {
+            let (tier, start) = parse_slice_key(&k)
+                .ok_or_else(|| RestoreError::Decode("a slice key is damaged".into()))?;
+            let slice = Slice::decode(&v, &e.sets)?;
+            for (key, _) in slice.cells() {
+                if e.keys.dim(key).is_none() {
+                    return Err(RestoreError::Decode(format!(
+                        "a bucket refers to key {key}, which the state does not list"
+                    )));
+                }
+                e.keys.bucket_added(key);
+            }
+            let tier_slices: &mut TierSlices = match tier {
+                Tier::Fine => &mut e.fine,
+                Tier::Interval => &mut e.interval,
+            };
+            tier_slices.insert(start, slice);
+        }
+        e.rebuild_totals();
+        Ok(e)
+    }
+
+    fn decode_state(&mut self, bytes: &[u8]) -> Result<(), RestoreError> {
+        let mut r = Reader::new(bytes);
+        let version = r.u64()?;
+        if version != STATE_VERSION {
+            return Err(RestoreError::Decode(format!(
+                "state layout {version}, this build reads {STATE_VERSION}"
+            )));
+        }
+        self.now_ms = r.i64()?;
+        self.next_scan_ms = r.i64()?;
+        let mut c = Counters {
+            accepted: r.u64()?,
+            duplicates: r.u64()?,
+            late: r.u64()?,
+            rejected_open_segment_limit: r.u64()?,
+            expired_segments: r.u64()?,
+            expired_orphan_events: r.u64()?,
+            ..Counters::default()
+        };
+        for _ in 0..r.usize()? {
+            let k = r.str()?.to_string();
+            c.overflowed.insert(k, r.u64()?);
+        }
+        self.counters = c;
+        let mut sets = BandSets::default();
+        for _ in 0..r.usize()? {
+            let n = r.usize()?;
+            if n > r.rest().len() {
+                return Err(DecodeError::Truncated.into());
+            }
+            let mut s = Vec::with_capacity(n);
+            for _ in 0..n {
+                s.push(r.u64()?);
+            }
+            sets.id_of(&s);
+        }
+        self.sets = sets;
+        let mut keys = Keys::default();
+        for _ in 0..r.usize()? {
+            let id = r.u32()?;
+            let kind = kind_of(r.u8()?)?;
+            let key = r.str()?.to_string();
+            keys.restore(id, Dim { kind, key });
+        }
+        keys.finish_restore();
+        self.keys = keys;
+        self.open_segments = r.usize()?;
+        self.pending = PendingCalls::decode_all(&mut r)?;
+        self.remembered = Remembered::decode(&mut r)?;
+        if !r.is_empty() {
+            return Err(RestoreError::Decode("the state has trailing bytes".into()));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,208 @@
+//! The keys aggregates are kept under (queue, agent, channel names and `all`), each given a small
+//! number that buckets refer to, with the per-dimension cardinality limit and its `(other)` key.
+//!
+//! A key lives while some bucket holds it; once retention drops its last bucket, its number is
+//! free again and its place under the limit goes to the next new key.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::report::{DimKind, OVERFLOW_KEY};
+
+/// A dimension key: (kind, name).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Dim {
+    pub kind: DimKind,
+    pub key: String,
+}
+
+/// The number a key is known by inside the engine and its checkpoints.
+pub type KeyId = u32;
+
+pub fn kind_index(k: DimKind) -> usize {
+    match k {
+        DimKind::All => 0,
+        DimKind::Queue => 1,
+        DimKind::Agent => 2,
+        DimKind::Channel => 3,
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Entry {
+    dim: Dim,
+    /// Buckets holding this key.
+    buckets: u32,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Keys {
+    by_dim: HashMap<Dim, KeyId>,
+    entries: Vec<Option<Entry>>,
+    free: Vec<KeyId>,
+    per_kind: [usize; 4],
+}
+
+impl Keys {
+    pub fn get(&self, kind: DimKind, name: &str) -> Option<KeyId> {
+        // Building the lookup key allocates; keys are few and this is off the hot path of folding,
+        // which resolves through `resolve`.
+        self.by_dim
+            .get(&Dim {
+                kind,
+                key: name.to_string(),
+            })
+            .copied()
+    }
+
+    pub fn dim(&self, id: KeyId) -> Option<&Dim> {
+        self.entries
+            .get(id as usize)
+            .and_then(|e| e.as_ref().map(|e| &e.dim))
+    }
+
+    pub fn count(&self, kind: DimKind) -> usize {
+        self.per_kind[kind_index(kind)]
+    }
+
+    /// Every live key of `kind`.
+    pub fn of_kind(&self, kind: DimKind) -> impl Iterator<Item = (KeyId, &Dim)> {
+        self.entries.iter().enumerate().filter_map(move |(i, e)| {
+            e.as_ref()
+                .filter(|e| e.dim.kind == kind)
+                .map(|e| (i as KeyId, &e.dim))
+        })
+    }
+
+    /// The name `name` counts under in `kind` now: itself when known or under the limit, else
+    /// `(other)`. Registers nothing.
+    pub fn effective_name<'a>(&self, kind: DimKind, name: &'a str, limit: usize) -> &'a str {
+        if self.get(kind, name).is_some() || self.count(kind) < limit {
+            name
+        } else {
+            OVERFLOW_KEY
+        }
+    }
+
+    /// The key a segment counts under, registering it; `(other)` past the limit. The flag says
+    /// whether the segment was moved to `(other)`.
+    pub fn resolve(&mut self, kind: DimKind, name: &str, limit: usize) -> (KeyId, bool) {
+        let effective = self.effective_name(kind, name, limit);
+        let overflowed = effective == OVERFLOW_KEY && name != OVERFLOW_KEY;
+        let dim = Dim {
+            kind,
+            key: effective.to_string(),
+        };
+        if let Some(&id) = self.by_dim.get(&dim) {
+            return (id, overflowed);
+        }
+        (self.insert(dim), overflowed)
+    }
+
+    fn insert(&mut self, dim: Dim) -> KeyId {
+        self.per_kind[kind_index(dim.kind)] += 1;
+        let entry = Some(Entry {
+            dim: dim.clone(),
+            buckets: 0,
+        });
+        let id = match self.free.pop() {
+            Some(id) => {
+                self.entries[id as usize] = entry;
+                id
+            }
+            None => {
+                self.entries.push(entry);
+                (self.entries.len() - 1) as KeyId
+            }
+        };
+        self.by_dim.insert(dim, id);
+        id
+    }
+
+    /// Restores a key under its number from a checkpoint.
+    pub fn restore(&mut self, id: KeyId, dim: Dim) {
+        let i = id as usize;
+        if self.entries.len() <= i {
+            self.entries.resize(i + 1, None);
+        }
+        if self.entries[i].is_none() {
+            self.per_kind[kind_index(dim.kind)] += 1;
+        }
+        self.by_dim.insert(dim.clone(), id);
+        self.entries[i] = Some(Entry { dim, buckets: 0 });
+    }
+
+    /// After a restore: numbers never used are free.
+    pub fn finish_restore(&mut self) {
+        self.free = (0..self.entries.len() as KeyId)
+            .rev()
+            .filter(|&i| self.entries[i as usize].is_none())
+            .collect();
+    }
+
+    pub fn bucket_added(&mut self, id: KeyId) {
+        if let Some(Some(e)) = self.entries.get_mut(id as usize) {
+            e.buckets += 1;
+        }
+    }
+
+    /// One bucket of `id` was dropped; the key goes when it has none left.
+    pub fn bucket_dropped(&mut self, id: KeyId) {
+        let Some(slot) = self.entries.get_mut(id as usize) else {
+            return;
+        };
+        let gone = match slot {
+            Some(e) => {
+                e.buckets = e.buckets.saturating_sub(1);
+                e.buckets == 0
+            }
+            None => false,
+        };
+        if gone {
+            if let Some(e) = slot.take() {
+                self.per_kind[kind_index(e.dim.kind)] -= 1;
+                self.by_dim.remove(&e.dim);
+                self.free.push(id);
+            }
+        }
+    }
+
+    /// Drops keys that hold no bucket (registered for a fold that fell outside retention).
+    pub fn drop_unused(&mut self) {
+        for i in 0..self.entries.len() {
+            if matches!(&self.entries[i], Some(e) if e.buckets == 0) {
+                if let Some(e) = self.entries[i].take() {
+                    self.per_kind[kind_index(e.dim.kind)] -= 1;
+                    self.by_dim.remove(&e.dim);
+                    self.free.push(i as KeyId);
+                }
+            }
+        }
+    }
+
+    /// Every live key with its number, for checkpoints.
+    pub fn all(&self) -> impl Iterator<Item = (KeyId, &Dim)> {
+        self.entries
+            .iter()
+            .enumerate()
+            .filter_map(|(i, e)| e.as_ref().map(|e| (i as KeyId, &e.dim)))
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_dim.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_dim.is_empty()
+    }
+
+    pub fn heap_bytes(&self) -> usize {
+        self.entries.capacity() * std::mem::size_of::<Option<Entry>>()
+            + self
+                .by_dim
+                .keys()
+                .map(|d| 2 * (d.key.capacity() + 48))
+                .sum::<usize>()
+    }
+}

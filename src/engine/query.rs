@@ -1,0 +1,282 @@
+//! Answers: metrics rows for a window and dimension, and the open segments, at any engine time at
+//! or after the engine's own, without changing the engine (queries never wait for the committer).
+//!
+//! A row is the folded buckets in the window (minute buckets merged on the spot, long windows from
+//! their running totals adjusted to the query's range), plus what the calls not yet folded add
+//! provisionally, plus the real-time figures of the segments open now.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::aggregate::Figures;
+use super::keys::KeyId;
+use super::report::{DimKind, MetricsQuery, MetricsRow, OpenSegment, Realtime, RowParams};
+use super::running::Running;
+use super::segment::Phase;
+use super::window::Tier;
+use super::{Engine, QueryError};
+
+impl Engine {
+    /// Metrics rows for one dimension and window at engine time (call `advance` first).
+    pub fn metrics(&self, q: &MetricsQuery) -> Result<Vec<MetricsRow>, QueryError> {
+        self.metrics_at(q, self.now_ms)
+    }
+
+    /// Metrics rows as they stand at `now` (never earlier than engine time), read-only: exactly
+    /// what `advance(now)` followed by `metrics` would answer, but for expiries and key limits
+    /// that only the next `advance` applies.
+    pub fn metrics_at(&self, q: &MetricsQuery, now: i64) -> Result<Vec<MetricsRow>, QueryError> {
+        if q.key.is_some() && q.by != DimKind::Queue {
+            return Err(QueryError::KeyNeedsQueueDimension(q.by.name().into()));
+        }
+        let window = self.window(q.window.as_deref())?;
+        let now = now.max(self.now_ms);
+        let (tier, first, last) = self.cal.range(window, now);
+        let wanted = |name: &str| q.key.as_deref().is_none_or(|k| k == name);
+
+        let mut names: BTreeSet<String> = self
+            .keys
+            .of_kind(q.by)
+            .map(|(_, d)| d.key.clone())
+            .collect();
+        if q.by == DimKind::Queue {
+            names.extend(self.s.queues.keys().cloned());
+        }
+        if q.by == DimKind::All {
+            names.insert("all".into());
+        }
+        let mut rows: BTreeMap<String, (Running, Realtime)> = BTreeMap::new();
+
+        // Provisional facts and real-time figures of calls not yet folded.
+        for (_, e) in self.pending.iter() {
+            let call = &e.call;
+            let derived = call.derive();
+            for (i, seg) in derived.segments.iter().enumerate() {
+                let folded = call.folded.get(i).cloned().unwrap_or_default();
+                if folded.expired {
+                    continue;
+                }
+                let p = self.s.params(&seg.queue);
+                for (kind, name) in Self::dims_of(seg) {
+                    if kind != q.by {
+                        continue;
+                    }
+                    let name = self.keys.effective_name(kind, name, self.s.max_keys(kind));
+                    if !wanted(name) {
+                        continue;
+                    }
+                    let (acc, rt) = rows.entry(name.to_string()).or_default();
+                    if folded.queue.is_none() {
+                        if let Some(f) = seg.queue_facts() {
+                            let b = self.cal.bucket(tier, f.leave_ms);
+                            if (first..=last).contains(&b) {
+                                acc.add_queue(&f, &p, &self.s.bands);
+                            }
+                        }
+                    }
+                    let handle_due = self.handle_due(seg);
+                    if folded.handle.is_none() && (seg.wrapup_ms.is_some() || handle_due <= now) {
+                        if let Some(h) = seg.handle_facts() {
+                            let b = self.cal.bucket(tier, h.completion_ms);
+                            if (first..=last).contains(&b) {
+                                acc.add_handle(&h);
+                            }
+                        }
+                    }
+                    if folded.handle.is_some() {
+                        continue;
+                    }
+                    match seg.phase() {
+                        Phase::Waiting if seg.end.is_none() => {
+                            rt.waiting_now += 1;
+                            let w = (now - seg.start_ms).max(0) as u64;
+                            rt.longest_wait_now_ms =
+                                Some(rt.longest_wait_now_ms.map_or(w, |m| m.max(w)));
+                        }
+                        Phase::Talking | Phase::OnHold => rt.talking_now += 1,
+                        Phase::InAcw if seg.wrapup_ms.is_none() && now < handle_due => {
+                            rt.in_acw_now += 1
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+
+        // Folded buckets.
+        let of_kind = |key: KeyId| -> Option<&str> {
+            self.keys
+                .dim(key)
+                .filter(|d| d.kind == q.by && wanted(&d.key))
+                .map(|d| d.key.as_str())
+        };
+        let totals = match tier {
+            Tier::Interval => self.totals.get(window),
+            Tier::Fine => None,
+        };
+        match totals {
+            Some(view) => {
+                for (&key, total) in view.per_key {
+                    if let Some(name) = of_kind(key) {
+                        let (acc, _) = rows.entry(name.to_string()).or_default();
+                        let provisional_max = acc.agg.wait_max_ms;
+                        acc.merge(total);
+                        // Totals do not keep maxima; they are read from the buckets below.
+                        acc.agg.wait_max_ms = provisional_max;
+                    }
+                }
+                // Move the totals' range to the query's: drop what left, add what entered.
+                let (vf, vl) = (view.first, view.last);
+                let mut adjust = |from: i64, to: i64, add: bool| {
+                    for (_, slice) in self.interval.range(from, to) {
+                        for (key, cell) in slice.cells() {
+                            if let Some(name) = of_kind(key) {
+                                let (acc, _) = rows.entry(name.to_string()).or_default();
+                                let max = acc.agg.wait_max_ms;
+                                // Cells were written by this engine; see `Totals::sync`.
+                                let _ = if add {
+                                    cell.add_into(&self.sets, acc)
+                                } else {
+                                    cell.subtract_from(&self.sets, acc)
+                                };
+                                acc.agg.wait_max_ms = max;
+                            }
+                        }
+                    }
+                };
+                if vf > vl || last < vf || vl < first {
+                    adjust(vf, vl, false);
+                    adjust(first, last, true);
+                } else {
+                    if vf < first {
+                        adjust(vf, first - 1, false);
+                    }
+                    if last < vl {
+                        adjust(last + 1, vl, false);
+                    }
+                    if first < vf {
+                        adjust(first, vf - 1, true);
+                    }
+                    if vl < last {
+                        adjust(vl + 1, last, true);
+                    }
+                }
+                for (_, slice) in self.interval.range(first, last) {
+                    for (key, cell) in slice.cells() {
+                        if let Some(name) = of_kind(key) {
+                            if let Some((acc, _)) = rows.get_mut(name) {
+                                acc.agg.wait_max_ms = acc.agg.wait_max_ms.max(cell.wait_max());
+                            }
+                        }
+                    }
+                }
+            }
+            None => {
+                let slices = match tier {
+                    Tier::Fine => &self.fine,
+                    Tier::Interval => &self.interval,
+                };
+                for (_, slice) in slices.range(first, last) {
+                    for (key, cell) in slice.cells() {
+                        if let Some(name) = of_kind(key) {
+                            let (acc, _) = rows.entry(name.to_string()).or_default();
+                            // Cells were written by this engine; see `Totals::sync`.
+                            let _ = cell.add_into(&self.sets, acc);
+                        }
+                    }
+                }
+            }
+        }
+
+        names.extend(rows.keys().cloned());
+        let mut out = Vec::new();
+        for name in names {
+            if !wanted(&name) {
+                continue;
+            }
+            let (acc, rt) = rows.remove(&name).unwrap_or_default();
+            let mut counts = acc.to_agg();
+            // One shape for every row: the configured bands always, others only where counted.
+            counts
+                .bands
+                .retain(|t, n| *n > 0 || self.s.bands.contains(t));
+            for t in self.s.bands.iter() {
+                counts.bands.entry(*t).or_insert(0);
+            }
+            let p = if q.by == DimKind::Queue {
+                self.s.params(&name)
+            } else {
+                self.s.defaults
+            };
+            out.push(MetricsRow {
+                window: window.name(),
+                dimension: q.by,
+                figures: Figures::of(&counts, p.formula),
+                key: name,
+                counts,
+                params: RowParams {
+                    threshold_ms: p.threshold.0,
+                    short_abandon_ms: p.short_abandon.0,
+                    formula: p.formula,
+                    target: p.target,
+                },
+                realtime: rt,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Open segments (waiting, talking, on hold, in ACW) with their ages, at engine time.
+    pub fn open_calls(&self) -> Vec<OpenSegment> {
+        self.open_calls_at(self.now_ms)
+    }
+
+    /// Open segments as they stand at `now` (never earlier than engine time).
+    pub fn open_calls_at(&self, now: i64) -> Vec<OpenSegment> {
+        let now = now.max(self.now_ms);
+        let mut out = Vec::new();
+        for (id, e) in self.pending.iter() {
+            let call = &e.call;
+            let derived = call.derive();
+            for (i, seg) in derived.segments.iter().enumerate() {
+                let f = call.folded.get(i).cloned().unwrap_or_default();
+                if f.expired
+                    || f.handle.is_some()
+                    || (seg.end.is_some() && (seg.answer.is_none() || seg.wrapup_ms.is_some()))
+                {
+                    continue;
+                }
+                let phase = seg.phase();
+                if phase == Phase::InAcw && self.handle_due(seg) <= now {
+                    // Its wrap-up timeout has passed in the source's clock: handling is complete.
+                    continue;
+                }
+                let since = match phase {
+                    Phase::Waiting => seg.start_ms,
+                    Phase::Talking => seg
+                        .holds
+                        .last()
+                        .and_then(|h| h.1)
+                        .or(seg.answer.as_ref().map(|a| a.0))
+                        .unwrap_or(seg.start_ms),
+                    Phase::OnHold => seg.holds.last().map_or(seg.start_ms, |h| h.0),
+                    Phase::InAcw => seg.end.map_or(seg.start_ms, |e| e.0),
+                };
+                out.push(OpenSegment {
+                    call_id: id.to_string(),
+                    queue: seg.queue.clone(),
+                    channel: seg.channel.clone(),
+                    agent: seg.agent().map(str::to_string),
+                    phase,
+                    age_ms: now - seg.start_ms,
+                    phase_age_ms: now - since,
+                });
+            }
+        }
+        out.sort_by(|a, b| {
+            b.age_ms
+                .cmp(&a.age_ms)
+                .then_with(|| a.call_id.cmp(&b.call_id))
+        });
+        out
+    }
+}
