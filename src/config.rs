@@ -312,7 +312,7 @@ impl Default for MetricsConfig {
             reorder_grace: Millis::secs(2),
             wrapup_timeout: Millis::secs(120),
             late_event_window: Millis::secs(600),
-            max_remembered_calls: 100_000,
+            max_remembered_calls: 25_000,
             max_queues: 1000,
             max_agents: 5000,
             max_channels: 64,

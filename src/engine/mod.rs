@@ -569,6 +569,8 @@ impl Engine {
             }
         }
         self.prune(at);
+        self.pending.shrink();
+        self.remembered.shrink();
     }
 
     fn prune(&mut self, at: i64) {

@@ -264,6 +264,18 @@ impl PendingCalls {
         self.table.insert_unique(hash, b, |b| call_hash(id_of(b)));
     }
 
+    /// Gives memory back after a burst: the table and the queue keep the capacity of their
+    /// largest size otherwise.
+    pub fn shrink(&mut self) {
+        if self.table.capacity() > 4 * self.table.len() + 1024 {
+            self.table
+                .shrink_to(2 * self.table.len(), |b| call_hash(id_of(b)));
+        }
+        if self.due.capacity() > 4 * self.due.len() + 1024 {
+            self.due.shrink_to(2 * self.due.len());
+        }
+    }
+
     /// The earliest queued due time.
     pub fn next_due(&self) -> Option<i64> {
         self.due.peek().map(|Reverse((t, _, _))| *t)
@@ -378,6 +390,14 @@ impl Remembered {
             if self.map.get(&h).is_some_and(|(_, until)| *until <= at) {
                 self.map.remove(&h);
             }
+        }
+    }
+
+    /// Gives memory back once fewer calls are remembered than the capacity held.
+    pub fn shrink(&mut self) {
+        if self.map.capacity() > 4 * self.map.len() + 1024 {
+            self.map.shrink_to(2 * self.map.len());
+            self.queue.shrink_to(2 * self.queue.len());
         }
     }
 
