@@ -11,9 +11,9 @@ use tracing::error;
 
 use super::{lock, wall_ms, DaemonError, Shared};
 use crate::config::Config;
-use crate::engine::{Applied, Engine};
+use crate::engine::{Applied, Engine, Rejection};
 use crate::event::Event;
-use crate::ingest::{ItemResult, Submission};
+use crate::ingest::{ItemResult, Refusal, Submission};
 use crate::store::{Store, StoreError};
 
 /// Most events grouped into one store write and flush.
@@ -73,7 +73,13 @@ pub(super) async fn commit_loop(shared: Arc<Shared>, mut rx: mpsc::Receiver<Subm
 }
 
 async fn commit_group(shared: &Shared, subs: Vec<Submission>) {
-    let room = shared.store.check_room(*lock(&shared.store_size));
+    let room = shared
+        .store
+        .check_room(*lock(&shared.store_size))
+        .map_err(|e| match e {
+            StoreError::Full { size, max } => Refusal::StoreFull { size, max },
+            other => Refusal::Store(other.to_string()),
+        });
     let mut results: Vec<Vec<ItemResult>> = Vec::with_capacity(subs.len());
     let mut stored = Vec::new();
     let mut accepted_positions = Vec::new();
@@ -84,7 +90,7 @@ async fn commit_group(shared: &Shared, subs: Vec<Submission>) {
             let mut r = Vec::with_capacity(sub.events.len());
             for (ei, ev) in sub.events.iter().enumerate() {
                 if let Err(e) = &room {
-                    r.push(Err(e.to_string()));
+                    r.push(Err(e.clone()));
                     continue;
                 }
                 match engine.apply(ev, now) {
@@ -97,7 +103,9 @@ async fn commit_group(shared: &Shared, subs: Vec<Submission>) {
                         r.push(Ok(()));
                     }
                     Ok(Applied::Duplicate | Applied::Late) => r.push(Ok(())),
-                    Err(rejection) => r.push(Err(rejection.to_string())),
+                    Err(Rejection::OpenSegmentLimit(open)) => {
+                        r.push(Err(Refusal::OpenSegmentLimit { open }))
+                    }
                 }
             }
             results.push(r);
@@ -107,7 +115,7 @@ async fn commit_group(shared: &Shared, subs: Vec<Submission>) {
         if let Err(e) = persist(shared, &stored).await {
             error!("storing {} events failed: {e}", stored.len());
             for (si, ei) in &accepted_positions {
-                results[*si][*ei] = Err(format!("store error: {e}"));
+                results[*si][*ei] = Err(Refusal::Store(e.to_string()));
             }
             // The engine took events the store may not hold: rebuild it from what is durable.
             let cfg = lock(&shared.cfg).clone();
