@@ -1,7 +1,10 @@
 //! The decoder this crate had before typed decoding, kept as it was, as a reference: every
 //! line or frame went through a `serde_json::Value`, then was validated field by field, and
 //! replies were built as `Value`s. The equivalence tests in `decode.rs` and `reply.rs` hold the
-//! typed path to it. Not part of the daemon.
+//! typed path to it, and `benches/decode.rs` times it as the baseline. Not part of the daemon.
+//!
+//! It names crate items as `crate::event::…` and `crate::ingest::…` only, so the bench can
+//! include this file with those paths pointing at the library.
 
 use std::io;
 
