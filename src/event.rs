@@ -1,7 +1,10 @@
 //! The call lifecycle event model (ingest protocol v1) and its validation: no I/O here.
 //!
-//! Events arrive as JSON or MessagePack maps; both are decoded into a `serde_json::Value`
-//! first so that one validation path produces the same error text for either framing.
+//! Events arrive as JSON or MessagePack maps. A decoder (`ingest::decode`) reads each map
+//! straight into a [`RawEvent`], the fields as they came; [`RawEvent::validate`] applies every
+//! rule, so both framings get the same error text from one validation path.
+
+use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -46,7 +49,15 @@ impl EventKind {
     }
 
     fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|k| k.name() == s)
+        Some(match s {
+            "start" => EventKind::Start,
+            "answer" => EventKind::Answer,
+            "hold" => EventKind::Hold,
+            "resume" => EventKind::Resume,
+            "end" => EventKind::End,
+            "wrapup" => EventKind::Wrapup,
+            _ => return None,
+        })
     }
 
     /// Fields this kind may carry besides `type`, `call_id` and `ts`.
@@ -94,7 +105,15 @@ impl EndReason {
     }
 
     fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|r| r.name() == s)
+        Some(match s {
+            "completed" => EndReason::Completed,
+            "abandoned" => EndReason::Abandoned,
+            "timeout" => EndReason::Timeout,
+            "exit" => EndReason::Exit,
+            "transferred" => EndReason::Transferred,
+            "callback" => EndReason::Callback,
+            _ => return None,
+        })
     }
 }
 
@@ -225,63 +244,252 @@ pub enum EventError {
     TimestampRange(i64),
 }
 
-fn type_name(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
+/// One field's value as it came off the wire, before validation: typed only as far as the wire
+/// types go. Arrays and objects keep only their type (their content was read past), except the
+/// value of `tags`, see [`RawTags`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum RawValue<'a> {
+    /// Null; also a float that is not finite (MessagePack can carry NaN), as `serde_json::Value`
+    /// reads one.
+    Null,
+    Bool,
+    /// An integer within `i64`.
+    Int(i64),
+    /// Any other number: one with a fraction or an exponent, or an integer beyond `i64`.
+    Number,
+    Str(Cow<'a, str>),
+    Array,
+    Object,
+}
+
+impl RawValue<'_> {
+    /// The type as error messages name it.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            RawValue::Null => "null",
+            RawValue::Bool => "a boolean",
+            RawValue::Int(_) | RawValue::Number => "a number",
+            RawValue::Str(_) => "a string",
+            RawValue::Array => "an array",
+            RawValue::Object => "an object",
+        }
     }
 }
 
-fn string_field(
-    m: &Map<String, Value>,
-    field: &'static str,
-    limits: &EventLimits,
-) -> Result<Option<String>, EventError> {
-    match m.get(field) {
-        None => Ok(None),
-        Some(Value::String(s)) => check_string(field, s, limits).map(|()| Some(s.clone())),
-        Some(other) => Err(EventError::WrongType {
-            field: field.into(),
-            expected: "a string",
-            got: type_name(other),
-        }),
+/// The value of `tags` as it came off the wire.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RawTags<'a> {
+    /// An object: its entries in wire order, a repeated key included (its last value counts).
+    Object(Vec<(Cow<'a, str>, RawValue<'a>)>),
+    /// Anything else, by its type name.
+    Other { got: &'static str },
+}
+
+/// Where a decoder puts the value of one key of an event map.
+pub enum Slot<'r, 'a> {
+    Value(&'r mut Option<RawValue<'a>>),
+    Tags(&'r mut Option<RawTags<'a>>),
+    /// Not a field of any event; the decoder reads past the value and reports the key.
+    Unknown,
+}
+
+/// The fields of one event map as they came off the wire, in any order, a repeated key keeping
+/// its last value: what a decoder fills for [`RawEvent::validate`], the one place the rules live.
+#[derive(Debug, Default)]
+pub struct RawEvent<'a> {
+    kind: Option<RawValue<'a>>,
+    call_id: Option<RawValue<'a>>,
+    ts: Option<RawValue<'a>>,
+    queue: Option<RawValue<'a>>,
+    channel: Option<RawValue<'a>>,
+    priority: Option<RawValue<'a>>,
+    tags: Option<RawTags<'a>>,
+    agent: Option<RawValue<'a>>,
+    reason: Option<RawValue<'a>>,
+    /// The least unknown key in byte order: the one an error names.
+    first_unknown: Option<Cow<'a, str>>,
+}
+
+impl<'a> RawEvent<'a> {
+    /// Where the value of `key` goes.
+    pub fn slot(&mut self, key: &str) -> Slot<'_, 'a> {
+        let value = match key {
+            "type" => &mut self.kind,
+            "call_id" => &mut self.call_id,
+            "ts" => &mut self.ts,
+            "queue" => &mut self.queue,
+            "channel" => &mut self.channel,
+            "priority" => &mut self.priority,
+            "agent" => &mut self.agent,
+            "reason" => &mut self.reason,
+            "tags" => return Slot::Tags(&mut self.tags),
+            _ => return Slot::Unknown,
+        };
+        Slot::Value(value)
+    }
+
+    /// Notes a key that names no field (its value was read past).
+    pub fn unknown_key(&mut self, key: Cow<'a, str>) {
+        if self.first_unknown.as_ref().is_none_or(|first| key < *first) {
+            self.first_unknown = Some(key);
+        }
+    }
+
+    /// Applies every rule of the protocol; errors come in a fixed order whatever the key order:
+    /// `type`, then the first key (in byte order) not allowed on that type, then `call_id`, `ts`
+    /// and the type's own fields.
+    pub fn validate(self, limits: &EventLimits) -> Result<Event, EventError> {
+        let kind = match &self.kind {
+            None => return Err(EventError::Missing { field: "type" }),
+            Some(RawValue::Str(s)) => EventKind::parse(s)
+                .ok_or_else(|| EventError::UnknownType(s.chars().take(64).collect()))?,
+            Some(other) => {
+                return Err(EventError::WrongType {
+                    field: "type".into(),
+                    expected: "a string",
+                    got: other.type_name(),
+                })
+            }
+        };
+        self.check_keys(kind)?;
+        let call_id = string_field("call_id", self.call_id, limits)?
+            .ok_or(EventError::Missing { field: "call_id" })?;
+        let ts_ms = parse_ts(
+            self.ts
+                .as_ref()
+                .ok_or(EventError::Missing { field: "ts" })?,
+        )?;
+        let mut ev = Event::new(kind, call_id, ts_ms);
+        match kind {
+            EventKind::Start => {
+                ev.queue = Some(string_field("queue", self.queue, limits)?.ok_or(
+                    EventError::MissingFor {
+                        field: "queue",
+                        kind: "start",
+                    },
+                )?);
+                ev.channel = string_field("channel", self.channel, limits)?;
+                ev.priority = match self.priority {
+                    None => None,
+                    Some(RawValue::Int(p)) => Some(p),
+                    Some(other) => {
+                        return Err(EventError::WrongType {
+                            field: "priority".into(),
+                            expected: "an integer",
+                            got: other.type_name(),
+                        })
+                    }
+                };
+                ev.tags = parse_tags(self.tags, limits)?;
+            }
+            EventKind::Answer => ev.agent = string_field("agent", self.agent, limits)?,
+            EventKind::End => {
+                ev.reason = match string_field("reason", self.reason, limits)? {
+                    None => None,
+                    Some(s) => Some(EndReason::parse(&s).ok_or(EventError::UnknownReason(s))?),
+                }
+            }
+            EventKind::Hold | EventKind::Resume | EventKind::Wrapup => {}
+        }
+        Ok(ev)
+    }
+
+    /// Refuses the least key (in byte order) that is neither common nor allowed on `kind`.
+    fn check_keys(&self, kind: EventKind) -> Result<(), EventError> {
+        let optional = [
+            ("queue", self.queue.is_some()),
+            ("channel", self.channel.is_some()),
+            ("priority", self.priority.is_some()),
+            ("tags", self.tags.is_some()),
+            ("agent", self.agent.is_some()),
+            ("reason", self.reason.is_some()),
+        ];
+        let mut least: Option<(&str, bool)> = self.first_unknown.as_deref().map(|k| (k, false));
+        for (name, present) in optional {
+            if present
+                && !kind.optional_fields().contains(&name)
+                && least.is_none_or(|(k, _)| name < k)
+            {
+                least = Some((name, true));
+            }
+        }
+        match least {
+            None => Ok(()),
+            Some((key, known)) => {
+                let shown: String = key.chars().take(64).collect();
+                Err(if known {
+                    EventError::NotAllowed {
+                        field: shown,
+                        kind: kind.name(),
+                    }
+                } else {
+                    EventError::UnknownField(shown)
+                })
+            }
+        }
     }
 }
 
-fn check_string(field: &str, s: &str, limits: &EventLimits) -> Result<(), EventError> {
+/// What is wrong with a string, before knowing how to name its field.
+enum StrFault {
+    Empty,
+    TooLong(usize),
+}
+
+impl StrFault {
+    fn at(self, field: String, limits: &EventLimits) -> EventError {
+        match self {
+            StrFault::Empty => EventError::Empty { field },
+            StrFault::TooLong(len) => EventError::TooLong {
+                field,
+                len,
+                max: limits.max_string_bytes,
+            },
+        }
+    }
+}
+
+fn check_string(s: &str, limits: &EventLimits) -> Result<(), StrFault> {
     if s.is_empty() {
-        return Err(EventError::Empty {
-            field: field.into(),
-        });
+        return Err(StrFault::Empty);
     }
     if s.len() > limits.max_string_bytes {
-        return Err(EventError::TooLong {
-            field: field.into(),
-            len: s.len(),
-            max: limits.max_string_bytes,
-        });
+        return Err(StrFault::TooLong(s.len()));
     }
     Ok(())
 }
 
-/// Parses a timestamp: integer epoch milliseconds or an RFC 3339 string.
-pub fn parse_ts(v: &Value) -> Result<i64, EventError> {
-    let ms = match v {
-        Value::Number(n) => match n.as_i64() {
-            Some(ms) => ms,
-            None => {
-                return Err(EventError::WrongType {
-                    field: "ts".into(),
-                    expected: "integer epoch milliseconds or an RFC 3339 string",
-                    got: "a fractional or out-of-range number",
-                })
-            }
+fn string_field(
+    field: &'static str,
+    value: Option<RawValue<'_>>,
+    limits: &EventLimits,
+) -> Result<Option<String>, EventError> {
+    match value {
+        None => Ok(None),
+        Some(RawValue::Str(s)) => match check_string(&s, limits) {
+            Ok(()) => Ok(Some(s.into_owned())),
+            Err(fault) => Err(fault.at(field.into(), limits)),
         },
-        Value::String(s) => s
+        Some(other) => Err(EventError::WrongType {
+            field: field.into(),
+            expected: "a string",
+            got: other.type_name(),
+        }),
+    }
+}
+
+/// Parses a timestamp: integer epoch milliseconds or an RFC 3339 string.
+fn parse_ts(v: &RawValue<'_>) -> Result<i64, EventError> {
+    let ms = match v {
+        RawValue::Int(ms) => *ms,
+        RawValue::Number => {
+            return Err(EventError::WrongType {
+                field: "ts".into(),
+                expected: "integer epoch milliseconds or an RFC 3339 string",
+                got: "a fractional or out-of-range number",
+            })
+        }
+        RawValue::Str(s) => s
             .parse::<jiff::Timestamp>()
             .map_err(|_| EventError::BadTimestamp(s.chars().take(64).collect()))?
             .as_millisecond(),
@@ -289,7 +497,7 @@ pub fn parse_ts(v: &Value) -> Result<i64, EventError> {
             return Err(EventError::WrongType {
                 field: "ts".into(),
                 expected: "integer epoch milliseconds or an RFC 3339 string",
-                got: type_name(other),
+                got: other.type_name(),
             })
         }
     };
@@ -299,137 +507,94 @@ pub fn parse_ts(v: &Value) -> Result<i64, EventError> {
     Ok(ms)
 }
 
-/// Validates one decoded event.
-pub fn event_from_value(v: &Value, limits: &EventLimits) -> Result<Event, EventError> {
-    let Value::Object(m) = v else {
-        return Err(EventError::NotAnObject { got: type_name(v) });
-    };
-    let kind = match m.get("type") {
-        None => return Err(EventError::Missing { field: "type" }),
-        Some(Value::String(s)) => EventKind::parse(s)
-            .ok_or_else(|| EventError::UnknownType(s.chars().take(64).collect()))?,
-        Some(other) => {
+fn parse_tags(
+    tags: Option<RawTags<'_>>,
+    limits: &EventLimits,
+) -> Result<Vec<(String, String)>, EventError> {
+    let mut entries = match tags {
+        None => return Ok(Vec::new()),
+        Some(RawTags::Object(entries)) => entries,
+        Some(RawTags::Other { got }) => {
             return Err(EventError::WrongType {
-                field: "type".into(),
-                expected: "a string",
-                got: type_name(other),
+                field: "tags".into(),
+                expected: "an object of string values",
+                got,
             })
         }
     };
-    let known_everywhere = ["type", "call_id", "ts"];
-    let all_optional = ["queue", "channel", "priority", "tags", "agent", "reason"];
-    for key in m.keys() {
-        if known_everywhere.contains(&key.as_str())
-            || kind.optional_fields().contains(&key.as_str())
-        {
-            continue;
+    // As an object holds them: in key order, a repeated key once, with its last value. The sort
+    // is stable, so of equal keys the last one on the wire comes last; dedup keeps the first of
+    // a run, so it takes the value of each later one in turn.
+    entries.sort_by(|a, b| a.0.cmp(&b.0));
+    entries.dedup_by(|later, kept| {
+        let same = later.0 == kept.0;
+        if same {
+            std::mem::swap(&mut later.1, &mut kept.1);
         }
-        let shown: String = key.chars().take(64).collect();
-        if all_optional.contains(&key.as_str()) {
-            return Err(EventError::NotAllowed {
-                field: shown,
-                kind: kind.name(),
-            });
-        }
-        return Err(EventError::UnknownField(shown));
-    }
-    let call_id =
-        string_field(m, "call_id", limits)?.ok_or(EventError::Missing { field: "call_id" })?;
-    let ts_ms = parse_ts(m.get("ts").ok_or(EventError::Missing { field: "ts" })?)?;
-    let mut ev = Event::new(kind, call_id, ts_ms);
-    match kind {
-        EventKind::Start => {
-            ev.queue = Some(
-                string_field(m, "queue", limits)?.ok_or(EventError::MissingFor {
-                    field: "queue",
-                    kind: "start",
-                })?,
-            );
-            ev.channel = string_field(m, "channel", limits)?;
-            ev.priority = match m.get("priority") {
-                None => None,
-                Some(Value::Number(n)) if n.as_i64().is_some() => n.as_i64(),
-                Some(other) => {
-                    return Err(EventError::WrongType {
-                        field: "priority".into(),
-                        expected: "an integer",
-                        got: type_name(other),
-                    })
-                }
-            };
-            ev.tags = parse_tags(m.get("tags"), limits)?;
-        }
-        EventKind::Answer => ev.agent = string_field(m, "agent", limits)?,
-        EventKind::End => {
-            ev.reason = match string_field(m, "reason", limits)? {
-                None => None,
-                Some(s) => Some(EndReason::parse(&s).ok_or(EventError::UnknownReason(s))?),
-            }
-        }
-        EventKind::Hold | EventKind::Resume | EventKind::Wrapup => {}
-    }
-    Ok(ev)
-}
-
-fn parse_tags(
-    v: Option<&Value>,
-    limits: &EventLimits,
-) -> Result<Vec<(String, String)>, EventError> {
-    let Some(v) = v else { return Ok(Vec::new()) };
-    let Value::Object(tags) = v else {
-        return Err(EventError::WrongType {
-            field: "tags".into(),
-            expected: "an object of string values",
-            got: type_name(v),
-        });
-    };
-    if tags.len() > limits.max_tags {
+        same
+    });
+    if entries.len() > limits.max_tags {
         return Err(EventError::TooManyTags {
-            count: tags.len(),
+            count: entries.len(),
             max: limits.max_tags,
         });
     }
-    let mut out = Vec::with_capacity(tags.len());
-    for (k, val) in tags {
-        let field = format!("tags.{}", k.chars().take(64).collect::<String>());
-        check_string(&field, k, limits)?;
-        let Value::String(s) = val else {
+    let mut out = Vec::with_capacity(entries.len());
+    for (key, value) in entries {
+        let field = || format!("tags.{}", key.chars().take(64).collect::<String>());
+        check_string(&key, limits).map_err(|fault| fault.at(field(), limits))?;
+        let RawValue::Str(value) = value else {
             return Err(EventError::WrongType {
-                field,
+                field: field(),
                 expected: "a string",
-                got: type_name(val),
+                got: value.type_name(),
             });
         };
-        check_string(&field, s, limits)?;
-        out.push((k.clone(), s.clone()));
+        check_string(&value, limits).map_err(|fault| fault.at(field(), limits))?;
+        out.push((key.into_owned(), value.into_owned()));
     }
     Ok(out)
-}
-
-/// One decoded line or frame: a single event or a batch of them.
-#[derive(Debug)]
-pub enum Decoded {
-    One(Result<Event, EventError>),
-    Batch(Vec<Result<Event, EventError>>),
-}
-
-/// Validates a decoded line or frame: a map is one event, an array is a batch.
-pub fn decode_value(v: &Value, limits: &EventLimits) -> Decoded {
-    match v {
-        Value::Array(items) => {
-            Decoded::Batch(items.iter().map(|i| event_from_value(i, limits)).collect())
-        }
-        other => Decoded::One(event_from_value(other, limits)),
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ingest::decode::{decode_json, decode_msgpack, Decoded};
     use serde_json::json;
 
+    const MAX_BATCH: usize = 4096;
+
+    /// Validates `v` sent as a JSON line and as a MessagePack frame; both must agree.
     fn parse(v: Value) -> Result<Event, EventError> {
-        event_from_value(&v, &EventLimits::default())
+        let limits = EventLimits::default();
+        let line = serde_json::to_vec(&v).unwrap();
+        let frame = rmp_serde::to_vec_named(&v).unwrap();
+        let from_json = decode_json(&line, &limits, MAX_BATCH);
+        assert_eq!(from_json, decode_msgpack(&frame, &limits, MAX_BATCH), "{v}");
+        match from_json {
+            Ok(Decoded::One(item)) => item,
+            other => panic!("{v}: not one event: {other:?}"),
+        }
+    }
+
+    /// Validates one JSON line written by hand (key order and repeated keys as given).
+    fn parse_line(line: &str) -> Result<Event, EventError> {
+        match decode_json(line.as_bytes(), &EventLimits::default(), MAX_BATCH) {
+            Ok(Decoded::One(item)) => item,
+            other => panic!("{line}: not one event: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn names_parse_back() {
+        for k in EventKind::ALL {
+            assert_eq!(EventKind::parse(k.name()), Some(k));
+        }
+        for r in EndReason::ALL {
+            assert_eq!(EndReason::parse(r.name()), Some(r));
+        }
+        assert_eq!(EventKind::parse("Start"), None);
+        assert_eq!(EndReason::parse(""), None);
     }
 
     #[test]
@@ -509,7 +674,7 @@ mod tests {
                 json!({"type":"start","call_id":"c","queue":"q","ts":1_700_000_000_000i64,"tags":{"a":1}}),
                 "field `tags.a`",
             ),
-            (json!([1]), "must be an object"),
+            (json!(42), "must be an object"),
         ];
         for (v, want) in cases {
             let err = parse(v.clone()).unwrap_err().to_string();
@@ -532,13 +697,80 @@ mod tests {
 
     #[test]
     fn arrays_are_batches() {
-        let v = json!([{"type":"hold","call_id":"c","ts":1_700_000_000_000i64},{"type":"x"}]);
-        match decode_value(&v, &EventLimits::default()) {
-            Decoded::Batch(items) => {
+        let line = br#"[{"type":"hold","call_id":"c","ts":1700000000000},{"type":"x"},1,[{}]]"#;
+        match decode_json(line, &EventLimits::default(), MAX_BATCH) {
+            Ok(Decoded::Batch(items)) => {
                 assert!(items[0].is_ok());
-                assert!(items[1].is_err());
+                assert!(matches!(&items[1], Err(EventError::UnknownType(t)) if t == "x"));
+                assert_eq!(items[2], Err(EventError::NotAnObject { got: "a number" }));
+                assert_eq!(items[3], Err(EventError::NotAnObject { got: "an array" }));
             }
-            Decoded::One(_) => panic!("an array must decode as a batch"),
+            other => panic!("an array must decode as a batch: {other:?}"),
         }
+    }
+
+    #[test]
+    fn type_may_come_last() {
+        let ev =
+            parse_line(r#"{"call_id":"c","queue":"q","ts":1700000000000,"type":"start"}"#).unwrap();
+        assert_eq!(ev.kind, EventKind::Start);
+        assert_eq!(ev.queue.as_deref(), Some("q"));
+        // The error about a field not allowed on the type needs the type first.
+        assert_eq!(
+            parse_line(r#"{"agent":"a","call_id":"c","ts":1700000000000,"type":"hold"}"#),
+            Err(EventError::NotAllowed {
+                field: "agent".into(),
+                kind: "hold"
+            })
+        );
+    }
+
+    #[test]
+    fn a_repeated_key_keeps_its_last_value() {
+        let ev = parse_line(
+            r#"{"type":"hold","call_id":"c","ts":1,"type":"start","queue":"q","ts":1700000000000,
+                "tags":{"b":"1","a":"2","b":"3"}}"#,
+        )
+        .unwrap();
+        assert_eq!(ev.kind, EventKind::Start);
+        assert_eq!(ev.ts_ms, 1_700_000_000_000);
+        assert_eq!(
+            ev.tags,
+            vec![("a".into(), "2".into()), ("b".into(), "3".into())]
+        );
+        // Tags are counted once per key.
+        let limits = EventLimits {
+            max_tags: 2,
+            ..EventLimits::default()
+        };
+        let line = br#"{"type":"start","call_id":"c","queue":"q","ts":1700000000000,
+            "tags":{"a":"1","b":"2","a":"3","b":"4"}}"#;
+        assert!(matches!(
+            decode_json(line, &limits, MAX_BATCH),
+            Ok(Decoded::One(Ok(_)))
+        ));
+    }
+
+    #[test]
+    fn the_least_offending_key_is_named() {
+        // In byte order `agent` < `zeta`: a field not allowed comes before an unknown one...
+        assert_eq!(
+            parse_line(r#"{"zeta":1,"type":"hold","agent":"a","call_id":"c","ts":1700000000000}"#),
+            Err(EventError::NotAllowed {
+                field: "agent".into(),
+                kind: "hold"
+            })
+        );
+        // ...and an unknown one before a field not allowed, when it sorts first.
+        assert_eq!(
+            parse_line(
+                r#"{"queue":"q","type":"hold","colour":1,"call_id":"c","ts":1700000000000}"#
+            ),
+            Err(EventError::UnknownField("colour".into()))
+        );
+        assert_eq!(
+            parse_line(r#"{"type":"answer","zz":1,"Zz":1,"call_id":"c","ts":1700000000000}"#),
+            Err(EventError::UnknownField("Zz".into()))
+        );
     }
 }

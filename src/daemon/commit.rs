@@ -15,7 +15,7 @@ use super::{lock, wall_ms, DaemonError, Shared};
 use crate::config::Config;
 use crate::engine::{Engine, Rejection};
 use crate::event::{Event, EventKind};
-use crate::ingest::{ItemResult, Submission};
+use crate::ingest::{ItemResult, Refusal, Submission};
 use crate::store::{group, Store, StoreError};
 
 /// Most events grouped into one store write and flush.
@@ -130,7 +130,7 @@ async fn commit_group(shared: &Shared, subs: Vec<Submission>) {
         for (si, sub) in subs.iter().enumerate() {
             for (ei, ev) in sub.events.iter().enumerate() {
                 if let Err(e) = &room {
-                    results[si].push(Err(e.to_string()));
+                    results[si].push(Err(refusal(e)));
                     continue;
                 }
                 match engine.admit(ev, starts) {
@@ -139,7 +139,9 @@ async fn commit_group(shared: &Shared, subs: Vec<Submission>) {
                         admitted.push((si, ei));
                         results[si].push(Ok(()));
                     }
-                    Err(r @ Rejection::OpenSegmentLimit(_)) => results[si].push(Err(r.to_string())),
+                    Err(Rejection::OpenSegmentLimit(open)) => {
+                        results[si].push(Err(Refusal::OpenSegmentLimit { open }))
+                    }
                 }
             }
         }
@@ -164,7 +166,7 @@ async fn commit_group(shared: &Shared, subs: Vec<Submission>) {
                     admitted.len()
                 );
                 for &(si, ei) in &admitted {
-                    results[si][ei] = Err(format!("store error: {e}"));
+                    results[si][ei] = Err(refusal(&e));
                 }
                 if shared.store.failed().is_some() {
                     shared.store_failed.notify_one();
@@ -179,6 +181,26 @@ async fn commit_group(shared: &Shared, subs: Vec<Submission>) {
         let _ = sub.reply.send(r);
     }
     shared.ingest.update(|c| c.events_accepted += accepted);
+}
+
+/// What a client is told when the store refuses.
+fn refusal(e: &StoreError) -> Refusal {
+    match e {
+        StoreError::Full { size, max } => Refusal::StoreFull {
+            size: *size,
+            max: *max,
+        },
+        StoreError::DiskFull {
+            path,
+            free,
+            reserve,
+        } => Refusal::DiskFull {
+            path: path.display().to_string(),
+            free: *free,
+            reserve: *reserve,
+        },
+        other => Refusal::Store(other.to_string()),
+    }
 }
 
 /// Writes one group and flushes it; returns its sequence number.

@@ -1,25 +1,28 @@
-//! One event connection: picks the framing from the first byte, parses lines or frames, hands valid
-//! events to the committer and writes exactly one reply per line or frame, in input order.
+//! One event connection: picks the framing from the first byte, reads lines or frames, hands
+//! valid events to the committer and writes exactly one reply per line or frame, in input order.
 //!
-//! The connection is split in two halves that run concurrently: the reader parses and submits, and
-//! pushes one pending reply per line or frame into a bounded in-order queue; the writer awaits each
-//! pending reply in turn and writes it. So a client may pipeline thousands of lines without waiting,
-//! while replies still come back in order and only once the committer says the events are durable.
+//! The connection is split in two halves that run concurrently: the reader decodes and submits,
+//! and pushes one pending reply per line or frame into a bounded in-order queue; the writer awaits
+//! each pending reply in turn and writes it. So a client may pipeline thousands of lines without
+//! waiting, while replies still come back in order and only once the committer says the events
+//! are durable.
 
 use std::future::Future;
 use std::io;
 use std::time::Duration;
 
-use serde_json::{json, Value};
 use tokio::io::{
-    AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader,
-    BufWriter,
+    AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, BufWriter,
 };
 use tokio::sync::{mpsc, oneshot, watch};
 
+use super::decode::{decode_json, decode_msgpack, Decoded};
+use super::framing::{read_frame, read_line, FrameRead, Framing, LineRead};
 use super::listener::IngestCtx;
+use super::reply::{encode_reply, resolve, Reply, Shape};
 use super::{IngestStats, ItemResult, Submission};
-use crate::event::{decode_value, Decoded, EventError};
+use crate::config::LimitsConfig;
+use crate::event::{Event, EventError};
 
 /// Replies that may wait in order behind the oldest unanswered one; beyond this the reader stops
 /// taking input, which pushes back on a client that sends faster than events become durable.
@@ -31,8 +34,6 @@ const WRITE_BUFFER: usize = 8 * 1024;
 /// A frame body buffer that grew beyond this is released after use, so one large frame does not
 /// pin its memory for the life of the connection.
 const KEEP_BODY_CAPACITY: usize = 64 * 1024;
-/// MessagePack nesting limit; the same as serde_json's, so no input can exhaust the stack.
-const MAX_MSGPACK_DEPTH: usize = 128;
 /// How long to keep reading (and discarding) input after replying to a connection that is being
 /// closed with input still unread. Closing a TCP socket with unread data resets it, and the reset
 /// can destroy the final error reply before the client reads it.
@@ -40,44 +41,18 @@ pub(crate) const LINGER: Duration = Duration::from_millis(500);
 /// At most this much input is discarded while lingering.
 const LINGER_MAX_BYTES: usize = 1 << 20;
 
-/// The reply to events the committer will never answer.
-pub const SHUTTING_DOWN: &str = "the daemon is shutting down; event not stored";
-
-/// How a connection frames its messages, chosen by its first byte.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Framing {
-    /// Newline-delimited JSON; the first byte was `{`, `[` or ASCII whitespace.
-    JsonLines,
-    /// A 4-byte big-endian length followed by a MessagePack body; any other first byte.
-    MsgPack,
-}
-
-impl Framing {
-    pub fn from_first_byte(b: u8) -> Framing {
-        if b == b'{' || b == b'[' || b.is_ascii_whitespace() {
-            Framing::JsonLines
-        } else {
-            Framing::MsgPack
-        }
-    }
-}
-
-/// Whether a line or frame held one event (a map) or a batch (an array); it decides the reply's shape.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Shape {
-    One,
-    Batch,
-}
-
 /// The reply owed for one line or frame, queued in input order.
 enum Pending {
     /// Known without the committer: nothing of this line or frame was submitted.
-    Ready(Value),
-    /// Some events went to the committer; `slots` holds each item's validation error, or `None`
-    /// where the item was submitted and its result comes from `results`.
+    Ready(Reply),
+    /// Some events went to the committer; the others failed validation.
     Waiting {
         shape: Shape,
-        slots: Vec<Option<String>>,
+        /// Items in the line or frame.
+        total: usize,
+        /// The items that failed validation, by index, in order; the committer answers for the
+        /// others, in order.
+        invalid: Vec<(usize, EventError)>,
         results: oneshot::Receiver<Vec<ItemResult>>,
     },
 }
@@ -191,61 +166,6 @@ async fn or_stop<F: Future>(
     }
 }
 
-/// What `read_line` found.
-#[derive(Debug, PartialEq, Eq)]
-enum LineRead {
-    /// A line is in the buffer (without its newline).
-    Line,
-    /// The line was longer than the limit; it has been read past and discarded.
-    TooLong,
-    /// The client closed its side; no more lines.
-    Eof,
-}
-
-/// Reads one line into `line`, holding at most `max` bytes of it: a longer line is consumed in
-/// buffer-sized chunks and discarded, so an endless line cannot exhaust memory.
-async fn read_line<R: AsyncBufRead + Unpin>(
-    reader: &mut R,
-    line: &mut Vec<u8>,
-    max: usize,
-) -> io::Result<LineRead> {
-    line.clear();
-    let mut too_long = false;
-    let mut started = false;
-    loop {
-        let chunk = reader.fill_buf().await?;
-        if chunk.is_empty() {
-            // A last line without its newline is still a line.
-            return Ok(match (started, too_long) {
-                (false, _) => LineRead::Eof,
-                (true, true) => LineRead::TooLong,
-                (true, false) => LineRead::Line,
-            });
-        }
-        started = true;
-        let (part, used, complete) = match chunk.iter().position(|&b| b == b'\n') {
-            Some(i) => (&chunk[..i], i + 1, true),
-            None => (chunk, chunk.len(), false),
-        };
-        if !too_long {
-            if line.len() + part.len() > max {
-                too_long = true;
-                line.clear();
-            } else {
-                line.extend_from_slice(part);
-            }
-        }
-        reader.consume(used);
-        if complete {
-            return Ok(if too_long {
-                LineRead::TooLong
-            } else {
-                LineRead::Line
-            });
-        }
-    }
-}
-
 async fn read_json_lines<R: AsyncBufRead + Unpin>(
     reader: &mut R,
     ctx: &IngestCtx,
@@ -265,17 +185,15 @@ async fn read_json_lines<R: AsyncBufRead + Unpin>(
             LineRead::TooLong => {
                 ctx.stats.reject("too_large");
                 let msg = format!("line of more than {max} bytes exceeds limits.max_line_bytes");
-                push_ready(pending, error_reply(&msg)).await
+                push_ready(pending, Reply::error(msg)).await
             }
             // Blank lines (keep-alives, trailing CR/LF) need no reply.
             LineRead::Line if line.iter().all(u8::is_ascii_whitespace) => Ok(()),
-            LineRead::Line => match serde_json::from_slice::<Value>(&line) {
-                Ok(value) => submit_value(value, ctx, pending, shutdown).await,
-                Err(e) => {
-                    ctx.stats.reject("invalid");
-                    push_ready(pending, error_reply(&format!("malformed JSON: {e}"))).await
-                }
-            },
+            LineRead::Line => {
+                let limits = ctx.limits();
+                let decoded = decode_json(&line, &limits.event_limits(), limits.max_batch_events);
+                submit_decoded(decoded, &limits, ctx, pending, shutdown).await
+            }
         };
         if let Err(stop) = step {
             return stop;
@@ -292,75 +210,16 @@ async fn read_msgpack_frames<R: AsyncBufRead + Unpin>(
     let max = ctx.limits().max_frame_bytes;
     let mut body = Vec::new();
     loop {
-        // The end of input is clean only between frames.
-        let at_eof = or_stop(
-            async { reader.fill_buf().await.map(|b| b.is_empty()) },
-            shutdown,
-            pending,
-        )
-        .await;
-        match at_eof {
-            Ok(Ok(true)) => return Stop::Eof,
-            Ok(Ok(false)) => {}
+        match or_stop(read_frame(reader, &mut body, max), shutdown, pending).await {
+            Ok(Ok(FrameRead::Frame)) => {}
+            Ok(Ok(FrameRead::Eof)) => return Stop::Eof,
+            Ok(Ok(FrameRead::Broken(msg))) => return framing_error(ctx, pending, msg).await,
             Ok(Err(e)) => return Stop::Io(e),
             Err(stop) => return stop,
         }
-
-        let mut header = [0u8; 4];
-        match or_stop(reader.read_exact(&mut header), shutdown, pending).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                return framing_error(
-                    ctx,
-                    pending,
-                    "connection closed in the middle of a frame's 4-byte length".into(),
-                )
-                .await;
-            }
-            Ok(Err(e)) => return Stop::Io(e),
-            Err(stop) => return stop,
-        }
-        let len = u32::from_be_bytes(header);
-        // On a 16-bit target a length beyond usize is over any limit anyway.
-        let len_usize = usize::try_from(len).unwrap_or(usize::MAX);
-        if len == 0 {
-            let msg = format!(
-                "frame of 0 bytes: a frame is a 4-byte big-endian length of 1 to {max} bytes \
-                 (limits.max_frame_bytes) followed by that many bytes of MessagePack"
-            );
-            return framing_error(ctx, pending, msg).await;
-        }
-        if len_usize > max {
-            let msg = format!("frame of {len} bytes exceeds limits.max_frame_bytes ({max})");
-            return framing_error(ctx, pending, msg).await;
-        }
-
-        // `take` + `read_to_end` grows the buffer as bytes arrive, so a client that announces a
-        // large frame and sends nothing does not make us allocate it.
-        body.clear();
-        let read = or_stop(
-            (&mut *reader).take(u64::from(len)).read_to_end(&mut body),
-            shutdown,
-            pending,
-        )
-        .await;
-        match read {
-            Ok(Ok(n)) if n == len_usize => {}
-            Ok(Ok(n)) => {
-                let msg = format!("connection closed after {n} of the {len} bytes of a frame");
-                return framing_error(ctx, pending, msg).await;
-            }
-            Ok(Err(e)) => return Stop::Io(e),
-            Err(stop) => return stop,
-        }
-
-        let step = match decode_msgpack(&body) {
-            Ok(value) => submit_value(value, ctx, pending, shutdown).await,
-            Err(msg) => {
-                ctx.stats.reject("invalid");
-                push_ready(pending, error_reply(&msg)).await
-            }
-        };
+        let limits = ctx.limits();
+        let decoded = decode_msgpack(&body, &limits.event_limits(), limits.max_batch_events);
+        let step = submit_decoded(decoded, &limits, ctx, pending, shutdown).await;
         if body.capacity() > KEEP_BODY_CAPACITY {
             body = Vec::new();
         }
@@ -370,83 +229,55 @@ async fn read_msgpack_frames<R: AsyncBufRead + Unpin>(
     }
 }
 
-/// Decodes one frame body; the whole body must be exactly one MessagePack value.
-fn decode_msgpack(body: &[u8]) -> Result<Value, String> {
-    let mut de = rmp_serde::Deserializer::new(io::Cursor::new(body));
-    de.set_max_depth(MAX_MSGPACK_DEPTH);
-    let value: Value = serde::Deserialize::deserialize(&mut de)
-        .map_err(|e| format!("malformed MessagePack: {e}"))?;
-    let used = de.position();
-    let extra = (body.len() as u64).saturating_sub(used);
-    if extra > 0 {
-        return Err(format!(
-            "malformed MessagePack: {extra} bytes left over after the first value (a frame holds one map or one array)"
-        ));
-    }
-    Ok(value)
-}
-
 /// Queues the error reply of a broken frame and stops reading: after a bad length there is no
 /// telling where the next frame starts.
 async fn framing_error(ctx: &IngestCtx, pending: &mpsc::Sender<Pending>, msg: String) -> Stop {
     ctx.stats.update(|c| c.framing_errors += 1);
     ctx.stats.reject("framing");
-    match push_ready(pending, error_reply(&msg)).await {
+    match push_ready(pending, Reply::error(msg)).await {
         Ok(()) => Stop::Framing,
         Err(stop) => stop,
     }
 }
 
-async fn push_ready(pending: &mpsc::Sender<Pending>, reply: Value) -> Result<(), Stop> {
+async fn push_ready(pending: &mpsc::Sender<Pending>, reply: Reply) -> Result<(), Stop> {
     pending
         .send(Pending::Ready(reply))
         .await
         .map_err(|_| Stop::WriterGone)
 }
 
-/// Validates one decoded line or frame, submits its valid events and queues the reply owed for it.
-async fn submit_value(
-    value: Value,
+/// Submits the valid events of one decoded line or frame and queues the reply owed for it.
+async fn submit_decoded(
+    decoded: Result<Decoded, String>,
+    limits: &LimitsConfig,
     ctx: &IngestCtx,
     pending: &mpsc::Sender<Pending>,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<(), Stop> {
-    let max_batch = ctx.limits().max_batch_events;
-    if let Value::Array(items) = &value {
-        if items.len() > max_batch {
-            let n = items.len();
-            ctx.stats
-                .update(|c| *c.events_rejected.entry("too_large".into()).or_default() += n as u64);
-            let msg = format!("batch of {n} events exceeds limits.max_batch_events ({max_batch})");
-            return push_ready(pending, json!({"ok": false, "accepted": 0, "error": msg})).await;
+    let (shape, (events, invalid, total)) = match decoded {
+        Err(msg) => {
+            ctx.stats.reject("invalid");
+            return push_ready(pending, Reply::error(msg)).await;
         }
-    }
-    let (shape, decoded) = match decode_value(&value, &ctx.limits().event_limits()) {
-        Decoded::One(item) => (Shape::One, vec![item]),
-        Decoded::Batch(items) => (Shape::Batch, items),
+        Ok(Decoded::TooLarge { events }) => {
+            ctx.stats.update(|c| {
+                *c.events_rejected.entry("too_large".into()).or_default() += events as u64;
+            });
+            let max = limits.max_batch_events;
+            return push_ready(pending, Reply::BatchTooLarge { events, max }).await;
+        }
+        Ok(Decoded::One(item)) => (Shape::One, split(std::iter::once(item), &ctx.stats)),
+        Ok(Decoded::Batch(items)) => (Shape::Batch, split(items, &ctx.stats)),
     };
-    drop(value);
-    let mut slots = Vec::with_capacity(decoded.len());
-    let mut events = Vec::with_capacity(decoded.len());
-    for item in decoded {
-        match item {
-            Ok(event) => {
-                events.push(event);
-                slots.push(None);
-            }
-            Err(e) => {
-                ctx.stats.reject(validation_label(&e));
-                slots.push(Some(e.to_string()));
-            }
-        }
-    }
 
     // Reserve the reply's place first: once events are submitted, their reply must not be lost.
     let permit = pending.reserve().await.map_err(|_| Stop::WriterGone)?;
     if events.is_empty() {
         permit.send(Pending::Ready(resolve(
             shape,
-            slots,
+            total,
+            invalid,
             Some(Vec::new()),
             &ctx.stats,
         )));
@@ -462,22 +293,50 @@ async fn submit_value(
         Ok(Ok(())) => {
             permit.send(Pending::Waiting {
                 shape,
-                slots,
+                total,
+                invalid,
                 results: reply_rx,
             });
             Ok(())
         }
         // The committer is gone: nothing was stored.
         Ok(Err(_)) => {
-            permit.send(Pending::Ready(resolve(shape, slots, None, &ctx.stats)));
+            permit.send(Pending::Ready(resolve(
+                shape, total, invalid, None, &ctx.stats,
+            )));
             Ok(())
         }
         // Stopped while waiting for the committer: tell the client its events were not stored.
         Err(stop) => {
-            permit.send(Pending::Ready(resolve(shape, slots, None, &ctx.stats)));
+            permit.send(Pending::Ready(resolve(
+                shape, total, invalid, None, &ctx.stats,
+            )));
             Err(stop)
         }
     }
+}
+
+/// Splits validated items into the events to submit and the validation errors by index,
+/// counting each error; also returns the number of items.
+fn split(
+    items: impl IntoIterator<Item = Result<Event, EventError>>,
+    stats: &IngestStats,
+) -> (Vec<Event>, Vec<(usize, EventError)>, usize) {
+    let items = items.into_iter();
+    let mut events = Vec::with_capacity(items.size_hint().0);
+    let mut invalid = Vec::new();
+    let mut total = 0;
+    for (index, item) in items.enumerate() {
+        total += 1;
+        match item {
+            Ok(event) => events.push(event),
+            Err(e) => {
+                stats.reject(validation_label(&e));
+                invalid.push((index, e));
+            }
+        }
+    }
+    (events, invalid, total)
 }
 
 /// The `events_rejected` label of an event that failed validation.
@@ -486,88 +345,6 @@ fn validation_label(e: &EventError) -> &'static str {
         EventError::TooLong { .. } | EventError::TooManyTags { .. } => "too_large",
         _ => "invalid",
     }
-}
-
-/// The `events_rejected` label of an event the committer refused, from its message.
-pub fn committer_label(message: &str) -> &'static str {
-    if message.starts_with("store full") {
-        "store_full"
-    } else if message.starts_with("too many open segments") {
-        "open_segment_limit"
-    } else if message.starts_with("store error") {
-        "store_error"
-    } else if message == SHUTTING_DOWN {
-        "shutdown"
-    } else {
-        "rejected"
-    }
-}
-
-/// Merges validation errors with the committer's results (`None`: the committer never answered)
-/// into the reply, counting the committer's refusals.
-fn resolve(
-    shape: Shape,
-    slots: Vec<Option<String>>,
-    results: Option<Vec<ItemResult>>,
-    stats: &IngestStats,
-) -> Value {
-    let mut committed = results.map(Vec::into_iter);
-    let items: Vec<ItemResult> = slots
-        .into_iter()
-        .map(|slot| {
-            if let Some(invalid) = slot {
-                return Err(invalid);
-            }
-            let result = match committed.as_mut() {
-                // A committer that answers fewer results than events leaves the rest unconfirmed.
-                Some(results) => results.next().unwrap_or_else(|| {
-                    Err("the store gave no result for this event; it may not be stored".into())
-                }),
-                None => Err(SHUTTING_DOWN.to_string()),
-            };
-            if let Err(msg) = &result {
-                stats.reject(committer_label(msg));
-            }
-            result
-        })
-        .collect();
-    reply_value(shape, items)
-}
-
-/// The reply for one line or frame, from the result of each of its items.
-fn reply_value(shape: Shape, items: Vec<ItemResult>) -> Value {
-    match shape {
-        Shape::One => match items.into_iter().next() {
-            Some(Ok(())) => json!({"ok": true}),
-            Some(Err(msg)) => error_reply(&msg),
-            None => error_reply("no event in this message"),
-        },
-        Shape::Batch => {
-            let total = items.len();
-            let failed: Vec<Value> = items
-                .into_iter()
-                .enumerate()
-                .filter_map(|(index, r)| {
-                    r.err().map(|error| json!({"index": index, "error": error}))
-                })
-                .collect();
-            if failed.is_empty() {
-                json!({"ok": true, "accepted": total})
-            } else {
-                let refused = failed.len();
-                json!({
-                    "ok": false,
-                    "accepted": total - refused,
-                    "error": format!("{refused} of {total} events refused"),
-                    "failed": failed,
-                })
-            }
-        }
-    }
-}
-
-fn error_reply(msg: &str) -> Value {
-    json!({"ok": false, "error": msg})
 }
 
 /// Awaits each queued reply in input order and writes it; flushes whenever the next reply is not
@@ -595,7 +372,8 @@ async fn write_replies<W: AsyncWrite + Unpin>(
             Pending::Ready(reply) => reply,
             Pending::Waiting {
                 shape,
-                slots,
+                total,
+                invalid,
                 mut results,
             } => {
                 let results = match results.try_recv() {
@@ -607,7 +385,7 @@ async fn write_replies<W: AsyncWrite + Unpin>(
                     }
                     Err(oneshot::error::TryRecvError::Closed) => None,
                 };
-                resolve(shape, slots, results, stats)
+                resolve(shape, total, invalid, results, stats)
             }
         };
         encode_reply(framing, &reply, &mut encoded);
@@ -617,40 +395,13 @@ async fn write_replies<W: AsyncWrite + Unpin>(
     out.shutdown().await
 }
 
-/// Encodes a reply as a JSON line or a length-prefixed MessagePack map.
-fn encode_reply(framing: Framing, reply: &Value, out: &mut Vec<u8>) {
-    out.clear();
-    match framing {
-        Framing::JsonLines => {
-            if serde_json::to_writer(&mut *out, reply).is_err() {
-                // Unreachable for a `Value` built here; still answer rather than skip a reply.
-                out.clear();
-                out.extend_from_slice(
-                    br#"{"ok":false,"error":"internal error encoding the reply"}"#,
-                );
-            }
-            out.push(b'\n');
-        }
-        Framing::MsgPack => {
-            let body = rmp_serde::to_vec_named(reply).unwrap_or_else(|_| {
-                // Same fallback: the map {"ok": false}.
-                vec![0x81, 0xa2, b'o', b'k', 0xc2]
-            });
-            // Replies are a few hundred bytes at most; a failing conversion would mean over 4 GiB.
-            let len = u32::try_from(body.len()).unwrap_or(u32::MAX);
-            out.extend_from_slice(&len.to_be_bytes());
-            out.extend_from_slice(&body);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::LimitsConfig;
-    use crate::event::Event;
+    use crate::ingest::{Refusal, SHUTTING_DOWN};
+    use serde_json::{json, Value};
     use std::sync::Arc;
-    use tokio::io::DuplexStream;
+    use tokio::io::{AsyncReadExt, DuplexStream};
 
     const TS: i64 = 1_700_000_000_000;
 
@@ -758,7 +509,7 @@ mod tests {
         let ctx = ctx(
             committer(|e| {
                 if e.call_id == "full" {
-                    Err("store full: 9 bytes on disk reached store.max_bytes = 8".into())
+                    Err(Refusal::StoreFull { size: 9, max: 8 })
                 } else {
                     Ok(())
                 }
@@ -890,7 +641,7 @@ mod tests {
                     .iter()
                     .map(|e| {
                         if e.call_id.ends_with('7') {
-                            Err(format!("refused {}", e.call_id))
+                            Err(Refusal::Store(format!("refused {}", e.call_id)))
                         } else {
                             Ok(())
                         }
@@ -918,7 +669,10 @@ mod tests {
                 .await
                 .unwrap_or_else(|| panic!("reply {i} missing"));
             if i % 10 == 7 {
-                assert_eq!(r, json!({"ok": false, "error": format!("refused c{i}")}));
+                assert_eq!(
+                    r,
+                    json!({"ok": false, "error": format!("store error: refused c{i}")})
+                );
             } else {
                 assert_eq!(r, json!({"ok": true}), "reply {i}");
             }
@@ -959,32 +713,6 @@ mod tests {
         assert_eq!(
             ctx.stats.snapshot().events_rejected.get("too_large"),
             Some(&1)
-        );
-    }
-
-    #[tokio::test]
-    async fn read_line_holds_at_most_the_limit() {
-        let mut input: &[u8] = b"0123456789abcdef\nok\nlast";
-        let mut reader = BufReader::with_capacity(4, &mut input);
-        let mut line = Vec::new();
-        assert_eq!(
-            read_line(&mut reader, &mut line, 8).await.unwrap(),
-            LineRead::TooLong
-        );
-        assert!(line.capacity() <= 8, "held {} bytes", line.capacity());
-        assert_eq!(
-            read_line(&mut reader, &mut line, 8).await.unwrap(),
-            LineRead::Line
-        );
-        assert_eq!(line, b"ok");
-        assert_eq!(
-            read_line(&mut reader, &mut line, 8).await.unwrap(),
-            LineRead::Line
-        );
-        assert_eq!(line, b"last");
-        assert_eq!(
-            read_line(&mut reader, &mut line, 8).await.unwrap(),
-            LineRead::Eof
         );
     }
 
@@ -1153,35 +881,6 @@ mod tests {
             ctx.stats.snapshot().events_rejected.get("shutdown"),
             Some(&1)
         );
-    }
-
-    #[test]
-    fn committer_errors_map_to_labels() {
-        assert_eq!(
-            committer_label("store full: 1 bytes on disk reached store.max_bytes = 1"),
-            "store_full"
-        );
-        assert_eq!(
-            committer_label("too many open segments: 5 are open (limits.max_open_segments)"),
-            "open_segment_limit"
-        );
-        assert_eq!(committer_label("disk on fire"), "rejected");
-    }
-
-    #[test]
-    fn the_first_byte_picks_the_framing() {
-        for b in [b'{', b'[', b' ', b'\n', b'\t', b'\r'] {
-            assert_eq!(Framing::from_first_byte(b), Framing::JsonLines);
-        }
-        for b in [0u8, 0x81, b'x', 0xff] {
-            assert_eq!(Framing::from_first_byte(b), Framing::MsgPack);
-        }
-    }
-
-    #[test]
-    fn deeply_nested_msgpack_is_refused_without_overflowing() {
-        let body = vec![0x91u8; 100_000];
-        assert!(decode_msgpack(&body).is_err());
     }
 
     proptest::proptest! {

@@ -6,13 +6,14 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use serde_json::json;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
 use super::connection::{linger, serve_connection, shutdown_signalled};
+use super::framing::Framing;
+use super::reply::{encode_reply, Reply};
 use super::{IngestStats, SubmitTx};
 use crate::config::LimitsConfig;
 
@@ -199,14 +200,13 @@ fn report_end(ended: Result<(), tokio::task::JoinError>) {
 /// Tells a client over the connection limit why it is being turned away, then closes.
 async fn refuse<S: AsyncRead + AsyncWrite>(stream: S, max: usize) {
     let (read_half, mut write_half) = tokio::io::split(stream);
-    let reply = json!({
-        "ok": false,
-        "error": format!("too many connections (limits.max_connections = {max})"),
-    });
-    let mut line = reply.to_string();
-    line.push('\n');
+    let reply = Reply::error(format!(
+        "too many connections (limits.max_connections = {max})"
+    ));
+    let mut line = Vec::new();
+    encode_reply(Framing::JsonLines, &reply, &mut line);
     let sent = tokio::time::timeout(REFUSE_TIMEOUT, async {
-        write_half.write_all(line.as_bytes()).await?;
+        write_half.write_all(&line).await?;
         write_half.shutdown().await
     })
     .await;

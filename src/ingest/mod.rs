@@ -1,19 +1,74 @@
 //! Event intake: socket listeners, framing (JSON lines or MessagePack frames, chosen by the first
-//! byte), and the hand-off of parsed events to the group committer, whose replies come back in order.
+//! byte), decoding, and the hand-off of parsed events to the group committer, whose replies come
+//! back in order.
+//!
+//! - [`listener`]: accept loops, the connection cap, the drain on shutdown.
+//! - [`connection`]: one connection's read loop, submissions and in-order reply writer.
+//! - [`framing`]: the framing of a connection; reading one line or frame within the limits.
+//! - [`decode`]: a line or frame body straight into events (typed serde visitors).
+//! - [`reply`]: the reply owed for a line or frame, encoded for its framing.
 
 pub mod connection;
+pub mod decode;
+pub mod framing;
 pub mod listener;
+#[cfg(test)]
+mod reference;
+pub mod reply;
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
+use thiserror::Error;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::event::Event;
 
-/// The outcome of one submitted event: accepted (durable) or refused with a message naming the cause.
-pub type ItemResult = Result<(), String>;
+/// The reply to events the committer will never answer.
+pub const SHUTTING_DOWN: &str = "the daemon is shutting down; event not stored";
+
+/// Why the committer did not store an event. The text is the reply's `error`; [`Refusal::label`]
+/// is the `events_rejected` counter it adds to.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum Refusal {
+    #[error("store full: {size} bytes on disk reached store.max_bytes = {max}")]
+    StoreFull { size: u64, max: u64 },
+    #[error("disk full: {free} bytes free on the file system of {path}, {reserve} needed in reserve; free some space")]
+    DiskFull {
+        path: String,
+        free: u64,
+        reserve: u64,
+    },
+    #[error("too many open segments: {open} are open (limits.max_open_segments)")]
+    OpenSegmentLimit { open: usize },
+    /// Writing or flushing the store failed; the message is the store's.
+    #[error("store error: {0}")]
+    Store(String),
+    /// The committer stopped before answering.
+    #[error("{}", SHUTTING_DOWN)]
+    ShuttingDown,
+    /// The committer answered fewer results than it was given events.
+    #[error("the store gave no result for this event; it may not be stored")]
+    NoResult,
+}
+
+impl Refusal {
+    /// The `events_rejected` label this refusal counts under.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Refusal::StoreFull { .. } => "store_full",
+            Refusal::DiskFull { .. } => "disk_full",
+            Refusal::OpenSegmentLimit { .. } => "open_segment_limit",
+            Refusal::Store(_) => "store_error",
+            Refusal::ShuttingDown => "shutdown",
+            Refusal::NoResult => "rejected",
+        }
+    }
+}
+
+/// The outcome of one submitted event: accepted (durable) or refused.
+pub type ItemResult = Result<(), Refusal>;
 
 /// A group of validated events from one line or frame, waiting for the committer.
 pub struct Submission {
@@ -55,5 +110,54 @@ impl IngestStats {
 
     pub fn reject(&self, reason: &str) {
         self.update(|c| *c.events_rejected.entry(reason.to_string()).or_default() += 1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_read_as_before_and_have_labels() {
+        let cases = [
+            (
+                Refusal::StoreFull { size: 9, max: 8 },
+                "store full: 9 bytes on disk reached store.max_bytes = 8",
+                "store_full",
+            ),
+            (
+                Refusal::OpenSegmentLimit { open: 5 },
+                "too many open segments: 5 are open (limits.max_open_segments)",
+                "open_segment_limit",
+            ),
+            (
+                Refusal::Store("disk on fire".into()),
+                "store error: disk on fire",
+                "store_error",
+            ),
+            (Refusal::ShuttingDown, SHUTTING_DOWN, "shutdown"),
+            (
+                Refusal::NoResult,
+                "the store gave no result for this event; it may not be stored",
+                "rejected",
+            ),
+        ];
+        for (refusal, text, label) in cases {
+            assert_eq!(refusal.to_string(), text);
+            assert_eq!(refusal.label(), label);
+        }
+    }
+
+    #[test]
+    fn refusals_say_what_the_store_and_engine_say() {
+        // The committer maps these errors to refusals; the texts must not drift apart.
+        assert_eq!(
+            Refusal::StoreFull { size: 9, max: 8 }.to_string(),
+            crate::store::StoreError::Full { size: 9, max: 8 }.to_string()
+        );
+        assert_eq!(
+            Refusal::OpenSegmentLimit { open: 5 }.to_string(),
+            crate::engine::Rejection::OpenSegmentLimit(5).to_string()
+        );
     }
 }
