@@ -46,9 +46,8 @@ pub(super) async fn recover_engine(
     for g in store.groups_after(r.checkpoint_seq) {
         let (seq, bytes) = g?;
         let g = group::decode(&bytes)?;
-        for ev in &g.events {
-            engine.apply(ev, g.rx_ms);
-        }
+        let events: Vec<&Event> = g.events.iter().collect();
+        engine.apply_group(&events, g.rx_ms);
         replayed += g.events.len() as u64;
         last = seq;
     }
@@ -151,10 +150,9 @@ async fn commit_group(shared: &Shared, subs: Vec<Submission>) {
         let events = admitted.iter().map(|&(si, ei)| &subs[si].events[ei]);
         match persist(shared, rx_ms, events.clone()).await {
             Ok(seq) => {
+                let events: Vec<&Event> = events.collect();
                 let mut engine = lock(&shared.engine);
-                for ev in events {
-                    engine.apply(ev, rx_ms);
-                }
+                engine.apply_group(&events, rx_ms);
                 // Under the engine lock, so a checkpoint never sees the events without their seq.
                 shared.applied_seq.store(seq, Ordering::SeqCst);
                 drop(engine);

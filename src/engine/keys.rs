@@ -38,7 +38,8 @@ struct Entry {
 
 #[derive(Debug, Clone, Default)]
 pub struct Keys {
-    by_dim: HashMap<Dim, KeyId>,
+    /// Per kind (see [`kind_index`]): name → number, looked up by `&str` without allocating.
+    by_name: [HashMap<Box<str>, KeyId>; 4],
     entries: Vec<Option<Entry>>,
     free: Vec<KeyId>,
     per_kind: [usize; 4],
@@ -46,14 +47,7 @@ pub struct Keys {
 
 impl Keys {
     pub fn get(&self, kind: DimKind, name: &str) -> Option<KeyId> {
-        // Building the lookup key allocates; keys are few and this is off the hot path of folding,
-        // which resolves through `resolve`.
-        self.by_dim
-            .get(&Dim {
-                kind,
-                key: name.to_string(),
-            })
-            .copied()
+        self.by_name[kind_index(kind)].get(name).copied()
     }
 
     pub fn dim(&self, id: KeyId) -> Option<&Dim> {
@@ -90,13 +84,13 @@ impl Keys {
     pub fn resolve(&mut self, kind: DimKind, name: &str, limit: usize) -> (KeyId, bool) {
         let effective = self.effective_name(kind, name, limit);
         let overflowed = effective == OVERFLOW_KEY && name != OVERFLOW_KEY;
+        if let Some(id) = self.get(kind, effective) {
+            return (id, overflowed);
+        }
         let dim = Dim {
             kind,
             key: effective.to_string(),
         };
-        if let Some(&id) = self.by_dim.get(&dim) {
-            return (id, overflowed);
-        }
         (self.insert(dim), overflowed)
     }
 
@@ -116,7 +110,7 @@ impl Keys {
                 (self.entries.len() - 1) as KeyId
             }
         };
-        self.by_dim.insert(dim, id);
+        self.by_name[kind_index(dim.kind)].insert(dim.key.into(), id);
         id
     }
 
@@ -129,7 +123,7 @@ impl Keys {
         if self.entries[i].is_none() {
             self.per_kind[kind_index(dim.kind)] += 1;
         }
-        self.by_dim.insert(dim.clone(), id);
+        self.by_name[kind_index(dim.kind)].insert(dim.key.as_str().into(), id);
         self.entries[i] = Some(Entry { dim, buckets: 0 });
     }
 
@@ -162,7 +156,7 @@ impl Keys {
         if gone {
             if let Some(e) = slot.take() {
                 self.per_kind[kind_index(e.dim.kind)] -= 1;
-                self.by_dim.remove(&e.dim);
+                self.by_name[kind_index(e.dim.kind)].remove(e.dim.key.as_str());
                 self.free.push(id);
             }
         }
@@ -174,7 +168,7 @@ impl Keys {
             if matches!(&self.entries[i], Some(e) if e.buckets == 0) {
                 if let Some(e) = self.entries[i].take() {
                     self.per_kind[kind_index(e.dim.kind)] -= 1;
-                    self.by_dim.remove(&e.dim);
+                    self.by_name[kind_index(e.dim.kind)].remove(e.dim.key.as_str());
                     self.free.push(i as KeyId);
                 }
             }
@@ -189,20 +183,11 @@ impl Keys {
             .filter_map(|(i, e)| e.as_ref().map(|e| (i as KeyId, &e.dim)))
     }
 
-    pub fn len(&self) -> usize {
-        self.by_dim.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.by_dim.is_empty()
-    }
-
     pub fn heap_bytes(&self) -> usize {
         self.entries.capacity() * std::mem::size_of::<Option<Entry>>()
             + self
-                .by_dim
-                .keys()
-                .map(|d| 2 * (d.key.capacity() + 48))
+                .all()
+                .map(|(_, d)| 2 * (d.key.len() + 48))
                 .sum::<usize>()
     }
 }

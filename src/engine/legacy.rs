@@ -96,10 +96,7 @@ impl Engine {
                 Tier::Fine => &mut e.fine,
                 Tier::Interval => &mut e.interval,
             };
-            if slices
-                .entry(id.start_ms)
-                .fold(key, &mut e.sets, |a| a.merge(&agg))
-            {
+            if slices.entry(id.start_ms).put(key, &mut e.sets, agg) {
                 e.keys.bucket_added(key);
             }
         }

@@ -30,8 +30,7 @@ mod totals;
 mod varint;
 pub mod window;
 
-use std::collections::BTreeMap;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use thiserror::Error;
@@ -47,7 +46,7 @@ pub use window::{Calendar, Tier, Window, FINE_BUCKET_MS, FINE_SPAN_MS};
 use crate::config::{Config, Millis, QueueParams};
 use crate::event::{Event, EventKind};
 use keys::{kind_index, Keys};
-use packed::BandSets;
+use packed::{BandSets, Fact, Work};
 use pending::{call_hash, Entry, PendingCalls, Remembered};
 use segment::{open_segments, Call, CallEvent, Derived, Folded, Segment};
 use slices::TierSlices;
@@ -223,6 +222,8 @@ pub struct Engine {
     open_segments: usize,
     /// Slices changed since the last checkpoint.
     dirty: BTreeSet<(Tier, i64)>,
+    /// Scratch buffers for folding into packed buckets.
+    work: Work,
 }
 
 enum Due {
@@ -264,6 +265,7 @@ impl Engine {
             remembered: Remembered::default(),
             open_segments: 0,
             dirty: BTreeSet::new(),
+            work: Work::default(),
         }
     }
 
@@ -318,46 +320,76 @@ impl Engine {
 
     /// Takes one event received at `now_ms` (engine time; it never goes backwards).
     pub fn apply(&mut self, ev: &Event, now_ms: i64) -> Applied {
+        self.apply_group(&[ev], now_ms)[0]
+    }
+
+    /// Takes a group of events received together at `now_ms`: exactly as `apply` one by one in
+    /// order, but each call's state is unpacked once for all its events in the group.
+    pub fn apply_group(&mut self, events: &[&Event], now_ms: i64) -> Vec<Applied> {
         self.advance(now_ms);
         let now = self.now_ms;
-        if self.remembered.covers(call_hash(&ev.call_id), ev.ts_ms) {
+        let mut out = vec![Applied::Accepted; events.len()];
+        // Calls in the order they first appear; their events in group order.
+        let mut calls: Vec<(&str, Vec<usize>)> = Vec::new();
+        let mut index: HashMap<&str, usize> = HashMap::with_capacity(events.len().min(1 << 16));
+        for (i, ev) in events.iter().enumerate() {
+            match index.get(ev.call_id.as_str()) {
+                Some(&c) => calls[c].1.push(i),
+                None => {
+                    index.insert(&ev.call_id, calls.len());
+                    calls.push((&ev.call_id, vec![i]));
+                }
+            }
+        }
+        for (call_id, idxs) in calls {
+            let hash = call_hash(call_id);
+            let existing = self.pending.take(call_id);
+            let had = existing.is_some();
+            let mut e = existing.unwrap_or_else(|| Entry {
+                call: Call {
+                    first_rx_ms: now,
+                    ..Call::default()
+                },
+                scheduled: i64::MAX,
+                order: 0,
+                open: 0,
+            });
+            let mut changed = false;
+            for i in idxs {
+                out[i] = self.take_event(&mut e.call, events[i], hash, now);
+                changed |= out[i] == Applied::Accepted;
+            }
+            if changed {
+                let derived = e.call.derive();
+                let after = open_segments(&e.call, &derived.segments) as u32;
+                self.open_segments = self.open_segments + after as usize - e.open as usize;
+                e.open = after;
+                let due = self.next_due(&e.call, &derived, now);
+                self.pending.put(call_id, e, due);
+            } else if had {
+                self.pending.put(call_id, e, None);
+            }
+        }
+        out
+    }
+
+    /// Adds one event to its call's state, unless it is a duplicate or late.
+    fn take_event(&mut self, call: &mut Call, ev: &Event, hash: u64, now: i64) -> Applied {
+        if self.remembered.covers(hash, ev.ts_ms) {
             self.counters.late += 1;
             return Applied::Late;
         }
-        let existing = self.pending.take(&ev.call_id);
-        let had = existing.is_some();
-        let mut e = existing.unwrap_or_else(|| Entry {
-            call: Call {
-                first_rx_ms: now,
-                ..Call::default()
-            },
-            scheduled: i64::MAX,
-            order: 0,
-            open: 0,
-        });
         let ce = CallEvent::from_event(ev, now);
-        let Some(pos) = e.call.insert_position(&ce) else {
-            if had {
-                self.pending.put(&ev.call_id, e, None);
-            }
+        let Some(pos) = call.insert_position(&ce) else {
             self.counters.duplicates += 1;
             return Applied::Duplicate;
         };
-        e.call.events.insert(pos, ce);
-        let derived = e.call.derive();
-        if !e.call.consistent_with_folded(&derived.segments) {
-            e.call.events.remove(pos);
-            if had {
-                self.pending.put(&ev.call_id, e, None);
-            }
+        call.events.insert(pos, ce);
+        if !call.folded.is_empty() && !call.consistent_with_folded(&call.derive().segments) {
+            call.events.remove(pos);
             self.counters.late += 1;
             return Applied::Late;
         }
-        let after = open_segments(&e.call, &derived.segments) as u32;
-        self.open_segments = self.open_segments + after as usize - e.open as usize;
-        e.open = after;
-        let due = self.next_due(&e.call, &derived, now);
-        self.pending.put(&ev.call_id, e, due);
         self.counters.accepted += 1;
         Applied::Accepted
     }
@@ -607,38 +639,34 @@ impl Engine {
     fn fold_queue(&mut self, seg: &Segment, f: &QueueFacts) {
         let p = self.s.params(&seg.queue);
         let bands = self.s.bands.clone();
-        self.fold(
-            seg,
-            f.leave_ms,
-            |a| a.add_queue(f, &p, &bands),
-            |r| r.add_queue(f, &p, &bands),
-        );
+        let fact = Fact::Queue {
+            facts: f,
+            params: &p,
+            bands: &bands,
+        };
+        self.fold(seg, f.leave_ms, &fact);
     }
 
     fn fold_handle(&mut self, seg: &Segment, h: &HandleFacts) {
-        self.fold(
-            seg,
-            h.completion_ms,
-            |a| a.add_handle(h),
-            |r| r.add_handle(h),
-        );
+        self.fold(seg, h.completion_ms, &Fact::Handle(h));
     }
 
-    fn fold(
-        &mut self,
-        seg: &Segment,
-        at_ms: i64,
-        add: impl Fn(&mut Agg),
-        add_total: impl Fn(&mut running::Running),
-    ) {
+    fn fold(&mut self, seg: &Segment, at_ms: i64, fact: &Fact<'_>) {
         let now = self.now_ms;
-        let keep = [
+        let mut targets: Vec<(Tier, i64)> = Vec::with_capacity(2);
+        for (tier, from) in [
             (Tier::Fine, self.cal.fine_bucket(now) - FINE_SPAN_MS),
             (
                 Tier::Interval,
                 self.cal.interval_bucket(now) - self.s.keep_interval_ms,
             ),
-        ];
+        ] {
+            let start = self.cal.bucket(tier, at_ms);
+            if start >= from {
+                targets.push((tier, start));
+                self.dirty.insert((tier, start));
+            }
+        }
         for (kind, name) in Self::dims_of(seg) {
             let limit = self.s.max_keys(kind);
             let (key, overflowed) = self.keys.resolve(kind, name, limit);
@@ -649,21 +677,19 @@ impl Engine {
                     .entry(kind.name().to_string())
                     .or_default() += 1;
             }
-            for (tier, from) in keep {
-                let start = self.cal.bucket(tier, at_ms);
-                if start < from {
-                    continue;
-                }
+            for &(tier, start) in &targets {
                 let slices = match tier {
                     Tier::Fine => &mut self.fine,
                     Tier::Interval => &mut self.interval,
                 };
-                if slices.entry(start).fold(key, &mut self.sets, &add) {
+                if slices
+                    .entry(start)
+                    .fold(key, &mut self.sets, fact, &mut self.work)
+                {
                     self.keys.bucket_added(key);
                 }
-                self.dirty.insert((tier, start));
                 if tier == Tier::Interval {
-                    self.totals.add(key, start, &add_total);
+                    self.totals.add(key, start, |r| fact.add_to_running(r));
                 }
             }
         }

@@ -4,10 +4,11 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::aggregate::Agg;
+use super::aggregate::{Agg, HandleFacts, Outcome, QueueFacts};
 use super::running::Running;
 use super::sketch::Sketch;
 use super::varint::{put_u64, DecodeError, Reader};
+use crate::config::QueueParams;
 
 /// The band threshold lists buckets were counted against, shared so each bucket names its list by
 /// number instead of repeating the thresholds. Lists are only added (a reload may bring a new one).
@@ -81,6 +82,7 @@ pub fn wait_max(b: &[u8]) -> u64 {
 struct Head<'a> {
     wait_max: u64,
     counters: [u64; 14],
+    band_set: Option<usize>,
     bands: Option<&'a [u64]>,
     band_counts: Reader<'a>,
 }
@@ -104,6 +106,7 @@ fn head<'a>(b: &'a [u8], sets: &'a BandSets) -> Result<Head<'a>, DecodeError> {
     Ok(Head {
         wait_max,
         counters,
+        band_set: set.checked_sub(1),
         bands,
         band_counts: r,
     })
@@ -126,6 +129,204 @@ fn set_counters(a: &mut Agg, c: &[u64; 14]) {
         a.acw_sum_ms,
         a.revision,
     ] = *c;
+}
+
+/// A fact folded into a bucket: a segment leaving its queue (judged against its own queue's
+/// parameters and the configured bands), or a segment's handling completing.
+#[derive(Clone, Copy)]
+pub enum Fact<'a> {
+    Queue {
+        facts: &'a QueueFacts,
+        params: &'a QueueParams,
+        bands: &'a [u64],
+    },
+    Handle(&'a HandleFacts),
+}
+
+impl Fact<'_> {
+    pub fn add_to(&self, a: &mut Agg) {
+        match *self {
+            Fact::Queue {
+                facts,
+                params,
+                bands,
+            } => a.add_queue(facts, params, bands),
+            Fact::Handle(h) => a.add_handle(h),
+        }
+    }
+
+    pub fn add_to_running(&self, r: &mut Running) {
+        match *self {
+            Fact::Queue {
+                facts,
+                params,
+                bands,
+            } => r.add_queue(facts, params, bands),
+            Fact::Handle(h) => r.add_handle(h),
+        }
+    }
+}
+
+/// A packed bucket unpacked into reusable buffers, so folding into one allocates nothing but
+/// its new packed form. Counters are in `encode`'s order.
+#[derive(Debug, Default)]
+pub struct Work {
+    wait_max: u64,
+    c: [u64; 14],
+    /// (threshold, count), sorted by threshold.
+    bands: Vec<(u64, u64)>,
+    /// The band list `bands` has, when known (saves looking it up again at encode).
+    band_set: Option<usize>,
+    wait_zero: u64,
+    wait: Vec<(i32, u64)>,
+    handle_zero: u64,
+    handle: Vec<(i32, u64)>,
+    out: Vec<u8>,
+}
+
+const OFFERED: usize = 0;
+const ANSWERED: usize = 1;
+const ANSWERED_WITHIN: usize = 2;
+const ABANDONED: usize = 3;
+const ABANDONED_WITHIN: usize = 4;
+const SHORT_ABANDONED: usize = 5;
+const OVERFLOW: usize = 6;
+const HANDLED: usize = 7;
+const WAIT_SUM: usize = 8;
+const ABANDON_WAIT_SUM: usize = 9;
+const TALK_SUM: usize = 10;
+const HOLD_SUM: usize = 11;
+const ACW_SUM: usize = 12;
+const REVISION: usize = 13;
+
+fn add_bin(zero: &mut u64, bins: &mut Vec<(i32, u64)>, value_ms: u64) {
+    match Sketch::bin_of(value_ms) {
+        None => *zero += 1,
+        Some(k) => match bins.binary_search_by_key(&k, |(i, _)| *i) {
+            Ok(p) => bins[p].1 += 1,
+            Err(p) => bins.insert(p, (k, 1)),
+        },
+    }
+}
+
+impl Work {
+    /// Unpacks `b` (empty: a new bucket) into the buffers.
+    pub fn load(&mut self, b: &[u8], sets: &BandSets) -> Result<(), DecodeError> {
+        self.bands.clear();
+        self.wait.clear();
+        self.handle.clear();
+        if b.is_empty() {
+            self.wait_max = 0;
+            self.c = [0; 14];
+            self.band_set = None;
+            self.wait_zero = 0;
+            self.handle_zero = 0;
+            return Ok(());
+        }
+        let h = head(b, sets)?;
+        self.wait_max = h.wait_max;
+        self.c = h.counters;
+        self.band_set = h.band_set;
+        let mut r = h.band_counts;
+        for &t in h.bands.unwrap_or(&[]) {
+            self.bands.push((t, r.u64()?));
+        }
+        self.wait_zero = Sketch::decode_parts(&mut r, &mut self.wait)?;
+        self.handle_zero = Sketch::decode_parts(&mut r, &mut self.handle)?;
+        Ok(())
+    }
+
+    /// What [`Agg::add_queue`] and [`Agg::add_handle`] do, on the unpacked form.
+    pub fn add(&mut self, fact: &Fact<'_>) {
+        let c = &mut self.c;
+        c[REVISION] += 1;
+        match *fact {
+            Fact::Queue {
+                facts: f,
+                params: p,
+                bands,
+            } => {
+                let wait = f.wait_ms();
+                let within = u64::from(wait <= p.threshold.0 as u64);
+                c[OFFERED] += 1;
+                self.wait_max = self.wait_max.max(wait);
+                add_bin(&mut self.wait_zero, &mut self.wait, wait);
+                match f.outcome {
+                    Outcome::Answered => {
+                        c[ANSWERED] += 1;
+                        c[ANSWERED_WITHIN] += within;
+                        c[WAIT_SUM] += wait;
+                        for &b in bands {
+                            let n = u64::from(wait <= b);
+                            match self.bands.binary_search_by_key(&b, |(t, _)| *t) {
+                                Ok(i) => self.bands[i].1 += n,
+                                Err(i) => {
+                                    self.bands.insert(i, (b, n));
+                                    self.band_set = None;
+                                }
+                            }
+                        }
+                    }
+                    Outcome::Abandoned => {
+                        c[ABANDONED] += 1;
+                        c[ABANDONED_WITHIN] += within;
+                        c[SHORT_ABANDONED] += u64::from(wait < p.short_abandon.0 as u64);
+                        c[ABANDON_WAIT_SUM] += wait;
+                    }
+                    Outcome::Overflow => c[OVERFLOW] += 1,
+                }
+            }
+            Fact::Handle(h) => {
+                c[HANDLED] += 1;
+                c[TALK_SUM] += h.talk_ms;
+                c[HOLD_SUM] += h.hold_ms;
+                c[ACW_SUM] += h.acw_ms;
+                add_bin(&mut self.handle_zero, &mut self.handle, h.handle_ms());
+            }
+        }
+    }
+
+    /// Packs the buffers; the result is what `encode` gives for the same aggregate.
+    pub fn pack(&mut self, sets: &mut BandSets) -> &[u8] {
+        let out = &mut self.out;
+        out.clear();
+        put_u64(out, self.wait_max);
+        for v in self.c {
+            put_u64(out, v);
+        }
+        if self.bands.is_empty() {
+            put_u64(out, 0);
+        } else {
+            let set = match self.band_set {
+                Some(s) => s,
+                None => {
+                    let thresholds: Vec<u64> = self.bands.iter().map(|(t, _)| *t).collect();
+                    sets.id_of(&thresholds)
+                }
+            };
+            self.band_set = Some(set);
+            put_u64(out, set as u64 + 1);
+            for (_, n) in &self.bands {
+                put_u64(out, *n);
+            }
+        }
+        Sketch::encode_parts(self.wait_zero, &self.wait, out);
+        Sketch::encode_parts(self.handle_zero, &self.handle, out);
+        &self.out
+    }
+
+    /// The unpacked bucket as an aggregate.
+    pub fn to_agg(&self) -> Agg {
+        let mut a = Agg {
+            wait_max_ms: self.wait_max,
+            ..Agg::default()
+        };
+        set_counters(&mut a, &self.c);
+        a.bands = self.bands.iter().copied().collect();
+        a.wait_hist = Sketch::from_parts(self.wait_zero, self.wait.clone());
+        a.handle_hist = Sketch::from_parts(self.handle_zero, self.handle.clone());
+        a
+    }
 }
 
 /// Decodes a packed bucket.
@@ -176,8 +377,7 @@ pub fn subtract_from(b: &[u8], sets: &BandSets, acc: &mut Running) -> Result<(),
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Formula, Millis, QueueParams};
-    use crate::engine::aggregate::{HandleFacts, Outcome, QueueFacts};
+    use crate::config::{Formula, Millis};
     use proptest::prelude::*;
 
     fn agg(waits: &[(u64, u8)], handles: &[u64], bands: &[u64]) -> Agg {
@@ -242,6 +442,38 @@ mod tests {
                 back.bands.entry(*t).or_insert(0);
             }
             prop_assert_eq!(acc.to_agg(), back);
+        }
+
+        #[test]
+        fn folding_packed_equals_folding_the_aggregate(
+            facts in prop::collection::vec((0u64..2_000_000, 0u8..4, 0u64..500_000), 1..80),
+            bands_b in any::<bool>(),
+        ) {
+            let p = QueueParams {
+                threshold: Millis::secs(20),
+                target: 0.8,
+                short_abandon: Millis::secs(5),
+                formula: Formula::Offered,
+            };
+            let mut sets = BandSets::default();
+            let mut agg = Agg::default();
+            let mut bytes: Vec<u8> = Vec::new();
+            let mut work = Work::default();
+            for (i, &(w, o, h)) in facts.iter().enumerate() {
+                // A reload halfway through changes the band list.
+                let bands: &[u64] = if bands_b && i > facts.len() / 2 { &[15_000, 20_000] } else { &[10_000, 20_000, 60_000] };
+                let q = QueueFacts { start_ms: 100, leave_ms: 100 + w as i64, outcome: [Outcome::Answered, Outcome::Abandoned, Outcome::Overflow, Outcome::Answered][o as usize] };
+                let hf = HandleFacts { completion_ms: 0, talk_ms: h, hold_ms: h / 5, acw_ms: h % 7_000 };
+                let fact = if o == 3 { Fact::Handle(&hf) } else { Fact::Queue { facts: &q, params: &p, bands } };
+                fact.add_to(&mut agg);
+                work.load(&bytes, &sets).unwrap();
+                work.add(&fact);
+                bytes = work.pack(&mut sets).to_vec();
+                let mut want = Vec::new();
+                encode(&agg, &mut sets, &mut want);
+                prop_assert_eq!(&bytes, &want);
+            }
+            prop_assert_eq!(decode(&bytes, &sets).unwrap(), agg);
         }
 
         #[test]

@@ -182,36 +182,45 @@ impl Sketch {
     /// Appends the compact form: zero count, bin count, then each bin as the gap from the previous
     /// index (one byte for neighbours) with a flag for a count above one.
     pub fn encode_into(&self, out: &mut Vec<u8>) {
-        put_u64(out, self.zero);
-        put_u64(out, self.bins.len() as u64);
+        Self::encode_parts(self.zero, &self.bins, out);
+    }
+
+    /// [`Sketch::encode_into`] for a sketch given by its parts.
+    pub fn encode_parts(zero: u64, bins: &[(i32, u64)], out: &mut Vec<u8>) {
+        put_u64(out, zero);
+        put_u64(out, bins.len() as u64);
         let mut prev: Option<i32> = None;
-        for &(k, c) in &self.bins {
+        for &(k, c) in bins {
             match prev {
-                None => put_i64(out, i64::from(k)),
+                None => {
+                    put_i64(out, i64::from(k));
+                    put_u64(out, c);
+                }
                 Some(p) => {
                     // Bins are sorted and distinct, so the gap is at least one.
                     let gap = (i64::from(k) - i64::from(p)) as u64;
                     put_u64(out, (gap << 1) | u64::from(c > 1));
+                    if c > 1 {
+                        put_u64(out, c - 2);
+                    }
                 }
-            }
-            if prev.is_none() {
-                put_u64(out, c);
-            } else if c > 1 {
-                put_u64(out, c - 2);
             }
             prev = Some(k);
         }
     }
 
-    /// Reads what [`Sketch::encode_into`] wrote.
-    pub fn decode_from(r: &mut Reader<'_>) -> Result<Sketch, DecodeError> {
+    /// [`Sketch::decode_from`] into a reused buffer of bins; returns the zero count.
+    pub fn decode_parts(
+        r: &mut Reader<'_>,
+        bins: &mut Vec<(i32, u64)>,
+    ) -> Result<u64, DecodeError> {
         let zero = r.u64()?;
         let n = r.usize()?;
         // Every bin takes at least one byte, so a count beyond the data is damage, not a size.
         if n > r.rest().len() {
             return Err(DecodeError::Truncated);
         }
-        let mut bins = Vec::with_capacity(n);
+        bins.reserve(n);
         let mut prev: i64 = 0;
         for i in 0..n {
             let (k, c) = if i == 0 {
@@ -238,6 +247,13 @@ impl Sketch {
             bins.push((k32, c));
             prev = k;
         }
+        Ok(zero)
+    }
+
+    /// Reads what [`Sketch::encode_into`] wrote.
+    pub fn decode_from(r: &mut Reader<'_>) -> Result<Sketch, DecodeError> {
+        let mut bins = Vec::new();
+        let zero = Self::decode_parts(r, &mut bins)?;
         Ok(Sketch { zero, bins })
     }
 

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use super::aggregate::Agg;
 use super::keys::KeyId;
-use super::packed::{self, BandSets};
+use super::packed::{self, BandSets, Fact, Work};
 use super::running::Running;
 use super::varint::{put_bytes, put_u64, DecodeError, Reader};
 
@@ -107,8 +107,14 @@ impl Slice {
             + self.cells.iter().map(|(_, c)| c.bytes()).sum::<usize>()
     }
 
-    /// Applies `add` to the bucket of `key`, creating it; returns whether it is new.
-    pub fn fold(&mut self, key: KeyId, sets: &mut BandSets, add: impl FnOnce(&mut Agg)) -> bool {
+    /// Folds `fact` into the bucket of `key`, creating it; returns whether it is new.
+    pub fn fold(
+        &mut self,
+        key: KeyId,
+        sets: &mut BandSets,
+        fact: &Fact<'_>,
+        work: &mut Work,
+    ) -> bool {
         let (pos, new) = match self.cells.binary_search_by_key(&key, |(k, _)| *k) {
             Ok(i) => (i, false),
             Err(i) => {
@@ -119,27 +125,47 @@ impl Slice {
         self.version += 1;
         let cell = &mut self.cells[pos].1;
         match cell {
-            Cell::Wide(a) => add(a),
+            Cell::Wide(a) => fact.add_to(a),
             Cell::Packed(bytes) => {
-                // An empty packed cell is a bucket just created.
-                let mut a = if bytes.is_empty() {
-                    Agg::default()
+                // Cells are only ever written by `Work::pack` or `packed::encode` with these band
+                // lists; a load error means memory damage, and an empty start is the safe answer.
+                if work.load(bytes, sets).is_err() {
+                    let _ = work.load(&[], sets);
+                }
+                work.add(fact);
+                let out = work.pack(sets);
+                if out.len() > WIDE_BYTES {
+                    *cell = Cell::Wide(Box::new(work.to_agg()));
+                } else if out.len() == bytes.len() {
+                    bytes.copy_from_slice(out);
                 } else {
-                    // Cells are only ever written by `packed::encode` with these band lists; a
-                    // decode error means memory damage, and an empty start is the safe answer.
-                    packed::decode(bytes, sets).unwrap_or_default()
-                };
-                add(&mut a);
-                let mut out = Vec::with_capacity(bytes.len() + 8);
-                packed::encode(&a, sets, &mut out);
-                *cell = if out.len() > WIDE_BYTES {
-                    Cell::Wide(Box::new(a))
-                } else {
-                    Cell::Packed(out.into_boxed_slice())
-                };
+                    *bytes = out.into();
+                }
             }
         }
         new
+    }
+
+    /// Sets the bucket of `key` to `agg` (an imported bucket); returns whether it is new.
+    pub fn put(&mut self, key: KeyId, sets: &mut BandSets, agg: Agg) -> bool {
+        let mut out = Vec::new();
+        packed::encode(&agg, sets, &mut out);
+        let cell = if out.len() > WIDE_BYTES {
+            Cell::Wide(Box::new(agg))
+        } else {
+            Cell::Packed(out.into_boxed_slice())
+        };
+        self.version += 1;
+        match self.cells.binary_search_by_key(&key, |(k, _)| *k) {
+            Ok(i) => {
+                self.cells[i].1 = cell;
+                false
+            }
+            Err(i) => {
+                self.cells.insert(i, (key, cell));
+                true
+            }
+        }
     }
 
     /// The slice as one store value: each key with its packed bucket.

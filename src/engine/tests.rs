@@ -326,3 +326,80 @@ fn a_zero_acw_wrapup_stays_with_its_own_segment_after_a_transfer() {
     let r = row(&e, DimKind::Queue, "15m", "q");
     assert_eq!((r.counts.handled, r.counts.acw_sum_ms), (2, 0));
 }
+
+mod groups {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Events of `n` calls: start, answer (agent), end, wrap-up, some left out; shuffled by `perm`.
+    fn events(calls: &[(u8, u32, u32, u32, u8)]) -> Vec<Event> {
+        let mut out = Vec::new();
+        for (i, &(q, wait, talk, acw, mask)) in calls.iter().enumerate() {
+            let id = format!("c{}", i % 7);
+            let t = T0 + i as i64 * 7_000;
+            out.push(start(&id, &format!("q{q}"), t));
+            let answer_at = t + i64::from(wait);
+            if mask & 1 == 0 {
+                out.push(answer(&id, ["a", "b", "c"][i % 3], answer_at));
+            }
+            let end_at = answer_at + i64::from(talk);
+            if mask & 2 == 0 {
+                out.push(end(&id, end_at, None));
+            }
+            if mask & 4 == 0 {
+                out.push(Event::new(EventKind::Wrapup, &id, end_at + i64::from(acw)));
+            }
+        }
+        out
+    }
+
+    proptest! {
+        #[test]
+        fn a_group_applies_as_its_events_one_by_one(
+            calls in prop::collection::vec((0u8..3, 0u32..40_000, 0u32..90_000, 0u32..30_000, 0u8..8), 1..25),
+            cuts in prop::collection::vec(0usize..60, 0..8),
+            gaps in prop::collection::vec(0i64..5_000, 8),
+            seed in any::<u64>(),
+        ) {
+            let mut evs = events(&calls);
+            // A deterministic shuffle, with duplicates now and then.
+            let mut x = seed | 1;
+            for i in (1..evs.len()).rev() {
+                x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+                evs.swap(i, (x % (i as u64 + 1)) as usize);
+            }
+            if seed % 3 == 0 {
+                let d = evs[0].clone();
+                evs.push(d);
+            }
+            let mut cuts: Vec<usize> = cuts.into_iter().filter(|c| *c < evs.len()).collect();
+            cuts.push(evs.len());
+            cuts.sort_unstable();
+            cuts.dedup();
+            let c = cfg();
+            let (mut a, mut b) = (Engine::new(&c), Engine::new(&c));
+            let mut rx = T0;
+            let mut from = 0;
+            for (g, cut) in cuts.into_iter().enumerate() {
+                rx += gaps[g % gaps.len()];
+                let group: Vec<&Event> = evs[from..cut].iter().collect();
+                let ra = a.apply_group(&group, rx);
+                let rb: Vec<Applied> = group.iter().map(|e| b.apply(e, rx)).collect();
+                prop_assert_eq!(ra, rb);
+                from = cut;
+                let strip = |e: &Engine| EngineStats { state: Default::default(), ..e.stats() };
+                prop_assert_eq!(strip(&a), strip(&b));
+                for by in [DimKind::All, DimKind::Queue, DimKind::Agent] {
+                    for w in ["5m", "24h"] {
+                        let q = MetricsQuery { window: Some(w.into()), by, key: None };
+                        prop_assert_eq!(a.metrics(&q).unwrap(), b.metrics(&q).unwrap());
+                    }
+                }
+            }
+            a.advance(rx + 600_000);
+            b.advance(rx + 600_000);
+            let q = MetricsQuery { window: Some("1h".into()), by: DimKind::Queue, key: None };
+            prop_assert_eq!(a.metrics(&q).unwrap(), b.metrics(&q).unwrap());
+        }
+    }
+}

@@ -20,7 +20,7 @@ use super::decode::{decode_json, decode_msgpack, Decoded};
 use super::framing::{read_frame, read_line, FrameRead, Framing, LineRead};
 use super::listener::IngestCtx;
 use super::reply::{encode_reply, resolve, Reply, Shape};
-use super::{IngestStats, ItemResult, Submission};
+use super::{IngestStats, ItemResult, Submission, MAX_IN_FLIGHT_EVENTS};
 use crate::config::LimitsConfig;
 use crate::event::{Event, EventError};
 
@@ -283,10 +283,32 @@ async fn submit_decoded(
         )));
         return Ok(());
     }
+    // Wait for room among the events in flight: the back-pressure that bounds decoded events.
+    let want = events.len().min(MAX_IN_FLIGHT_EVENTS) as u32;
+    let in_flight = match or_stop(
+        ctx.in_flight.clone().acquire_many_owned(want),
+        shutdown,
+        pending,
+    )
+    .await
+    {
+        Ok(Ok(p)) => p,
+        // Stopped while waiting (the semaphore itself is never closed): nothing was stored.
+        other => {
+            permit.send(Pending::Ready(resolve(
+                shape, total, invalid, None, &ctx.stats,
+            )));
+            return Err(match other {
+                Err(stop) => stop,
+                Ok(_) => Stop::Shutdown,
+            });
+        }
+    };
     let (reply_tx, reply_rx) = oneshot::channel();
     let submission = Submission {
         events,
         reply: reply_tx,
+        in_flight,
     };
     // `send` waits while the committer is busy: that is the back-pressure on fast clients.
     match or_stop(ctx.submit.send(submission), shutdown, pending).await {

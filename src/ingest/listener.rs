@@ -14,7 +14,7 @@ use tokio::task::JoinSet;
 use super::connection::{linger, serve_connection, shutdown_signalled};
 use super::framing::Framing;
 use super::reply::{encode_reply, Reply};
-use super::{IngestStats, SubmitTx};
+use super::{IngestStats, SubmitTx, MAX_IN_FLIGHT_EVENTS};
 use crate::config::LimitsConfig;
 
 /// How long connections may take, after shutdown is requested, to write the replies they owe
@@ -33,6 +33,8 @@ pub struct IngestCtx {
     /// The limits in force; a reload sends new ones, read afresh for every line or frame.
     limits: watch::Receiver<LimitsConfig>,
     pub stats: Arc<IngestStats>,
+    /// Events decoded but not yet committed, over all connections (see [`MAX_IN_FLIGHT_EVENTS`]).
+    pub in_flight: Arc<tokio::sync::Semaphore>,
 }
 
 impl IngestCtx {
@@ -45,6 +47,7 @@ impl IngestCtx {
             submit,
             limits,
             stats,
+            in_flight: Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT_EVENTS)),
         }
     }
 

@@ -75,7 +75,14 @@ pub struct Submission {
     pub events: Vec<Event>,
     /// One result per event, in order, sent once the accepted ones are durable.
     pub reply: oneshot::Sender<Vec<ItemResult>>,
+    /// This submission's share of the events allowed in flight; released when it is dropped.
+    pub in_flight: tokio::sync::OwnedSemaphorePermit,
 }
+
+/// Most events decoded and waiting for the committer at once, over all connections: two full
+/// commit groups, so the committer never waits for input, while a burst of pipelining clients
+/// cannot queue more than a few megabytes of events.
+pub const MAX_IN_FLIGHT_EVENTS: usize = 32_768;
 
 /// Where connections send their events.
 pub type SubmitTx = mpsc::Sender<Submission>;
