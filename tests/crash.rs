@@ -80,7 +80,7 @@ fn writer(
             let id = next_id;
             next_id += 1;
             let now = now_ms();
-            let (kind, line) = if rng.next() % 2 == 0 {
+            let (kind, line) = if rng.next().is_multiple_of(2) {
                 let e =
                     json!({"type": "start", "call_id": format!("k{id}"), "queue": "q", "ts": now});
                 (Kind::K, e)

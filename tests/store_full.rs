@@ -1,5 +1,6 @@
-//! A full store refuses new events with a reply naming `store.max_bytes`, and loses nothing it
-//! acknowledged before, across a restart too.
+//! A full store refuses new events with a reply naming `store.max_bytes`, keeps the bytes on disk
+//! within 10 % of the cap, loses nothing it acknowledged, across a restart too, and takes events
+//! again by itself once a checkpoint has folded the log away.
 
 mod support;
 
@@ -15,10 +16,29 @@ fn offered(d: &Daemon) -> u64 {
 
 #[test]
 fn a_full_store_refuses_events_and_keeps_what_it_acknowledged() {
-    // The smallest cap allowed; checkpoints often, so the log is folded and trimmed as it goes.
+    // The smallest cap allowed; a checkpoint every 3 s folds the log away. Starts carry eight
+    // long tags (kept in the log, not in the aggregates), so the log fills the store quickly.
     let mut d = Daemon::start(
-        "max_bytes = 16777216\ncheckpoint_events = 20000\n[limits]\nmax_batch_events = 1000\nmax_line_bytes = 1048576\n",
+        "max_bytes = 16777216\ncheckpoint_events = 100000000\ncheckpoint_interval = \"3s\"\n[limits]\nmax_batch_events = 1000\nmax_line_bytes = 4194304\n",
     );
+    let store = d.dir.path().join("store");
+    let cap = 16u64 << 20;
+    // The largest the store ever gets on disk, sampled every 20 ms while the test runs.
+    let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let (peak, stop, store) = (peak.clone(), stop.clone(), store.clone());
+        std::thread::spawn(move || {
+            let t0 = Instant::now();
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let b = dir_bytes(&store);
+                if b > peak.fetch_max(b, std::sync::atomic::Ordering::SeqCst) {
+                    eprintln!("PEAK {:?} {b}", t0.elapsed());
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+    };
     let mut conn = d.json_conn();
     let base = now_ms() - 30 * 60_000;
     let (mut acked, mut refusal): (u64, Option<Value>) = (0, None);
@@ -30,8 +50,16 @@ fn a_full_store_refuses_events_and_keeps_what_it_acknowledged() {
             .flat_map(|i| {
                 let id = format!("call-{n}-{i}-padding-to-make-the-stored-event-a-little-larger");
                 let ts = base + ((n * 500 + i) % 1_500_000) as i64;
+                let tags: serde_json::Map<String, Value> = (0..8)
+                    .map(|t| {
+                        (
+                            format!("tag{t}"),
+                            json!(format!("{id}-{t}-{}", "x".repeat(40))),
+                        )
+                    })
+                    .collect();
                 [
-                    json!({"type":"start","call_id":id,"queue":"q","ts":ts}),
+                    json!({"type":"start","call_id":id,"queue":"q","ts":ts,"tags":tags}),
                     json!({"type":"end","call_id":id,"ts":ts + 1000,"reason":"abandoned"}),
                 ]
             })
@@ -44,6 +72,12 @@ fn a_full_store_refuses_events_and_keeps_what_it_acknowledged() {
         }
     }
     let refusal = refusal.expect("the store never reported full within the time limit");
+    // The cap bounds the bytes on disk, within 10 %.
+    let on_disk = dir_bytes(&store);
+    assert!(
+        on_disk <= cap + cap / 10,
+        "{on_disk} bytes on disk with a cap of {cap}"
+    );
     assert!(
         refusal.to_string().contains("store.max_bytes"),
         "refusal does not name the limit: {refusal}"
@@ -62,7 +96,53 @@ fn a_full_store_refuses_events_and_keeps_what_it_acknowledged() {
     let one = conn
         .request(&json!({"type":"start","call_id":"late","queue":"q","ts":now_ms()}).to_string());
     assert_eq!(one["ok"], json!(false), "{one}");
+    // Checkpoints fold the log away; once that has freed room, intake resumes by itself.
+    let waited = Instant::now();
+    let resumed = loop {
+        let reply = conn.request(
+            &json!({"type":"start","call_id":"after","queue":"q","ts":now_ms()}).to_string(),
+        );
+        if reply["ok"] == json!(true) {
+            break true;
+        }
+        if waited.elapsed() > Duration::from_secs(30) {
+            break false;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    assert!(
+        resumed,
+        "intake did not resume within 30 s: {}\n{}",
+        d.status(),
+        d.log_tail()
+    );
+    assert!(dir_bytes(&store) <= cap + cap / 10, "after intake resumed");
     d.terminate();
     d.restart();
     assert_eq!(offered(&d), acked, "after a restart");
+    assert_eq!(d.calls().len(), 1, "the call taken after intake resumed");
+    assert!(dir_bytes(&store) <= cap + cap / 10, "after a restart");
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    sampler.join().expect("the sampler");
+    let peak = peak.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        peak <= cap + cap / 10,
+        "the store took {peak} bytes on disk at its largest, cap {cap}"
+    );
+}
+
+/// Bytes of every file below `dir`.
+fn dir_bytes(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| match e.metadata() {
+                    Ok(m) if m.is_dir() => dir_bytes(&e.path()),
+                    Ok(m) => m.len(),
+                    Err(_) => 0,
+                })
+                .sum()
+        })
+        .unwrap_or(0)
 }

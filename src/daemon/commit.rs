@@ -102,9 +102,12 @@ pub(super) async fn commit_loop(shared: Arc<Shared>, mut rx: mpsc::Receiver<Subm
                 commit_group(&shared, subs).await;
             }
             _ = tick.tick() => {
-                let mut engine = lock(&shared.engine);
-                let now = wall_ms().max(engine.now_ms());
-                engine.advance(now);
+                {
+                    let mut engine = lock(&shared.engine);
+                    let now = wall_ms().max(engine.now_ms());
+                    engine.advance(now);
+                }
+                maybe_compact(&shared);
             }
         }
         if checkpoint_due(&shared) {
@@ -115,8 +118,32 @@ pub(super) async fn commit_loop(shared: Arc<Shared>, mut rx: mpsc::Receiver<Subm
     }
 }
 
+/// Compacts the store when that gives back a lot of room (see `Store::compaction_worthwhile`).
+pub(super) fn maybe_compact(shared: &Shared) {
+    let size = *lock(&shared.store_size);
+    if !shared.store.compaction_worthwhile(size) {
+        return;
+    }
+    // Every store operation waits meanwhile; on a worker of the multi-threaded runtime.
+    match tokio::task::block_in_place(|| shared.store.compact()) {
+        Ok((before, after)) => info!(
+            before_bytes = before,
+            after_bytes = after,
+            "store compacted: sled reuses freed space poorly, so the live data was rewritten"
+        ),
+        Err(e) => warn!("store compaction skipped: {e}"),
+    }
+    *lock(&shared.store_size) = shared.store.size_on_disk();
+}
+
 async fn commit_group(shared: &Shared, subs: Vec<Submission>) {
-    let room = shared.store.check_room(*lock(&shared.store_size));
+    // A fresh reading (a stat of sled's files): the cap must hold to the group.
+    *lock(&shared.store_size) = shared.store.size_on_disk();
+    let mut room = shared.store.check_room(*lock(&shared.store_size));
+    if matches!(room, Err(StoreError::Full { .. })) {
+        maybe_compact(shared);
+        room = shared.store.check_room(*lock(&shared.store_size));
+    }
     let mut results: Vec<Vec<ItemResult>> = subs
         .iter()
         .map(|s| Vec::with_capacity(s.events.len()))
@@ -213,18 +240,31 @@ async fn persist<'a>(
     Ok(seq)
 }
 
+/// After `checkpoint_events` events, or `checkpoint_interval` after the last one when anything
+/// changed meanwhile (events, or calls folded as time passed: a checkpoint of calls still in
+/// their grace would otherwise stand until the next event).
 fn checkpoint_due(shared: &Shared) -> bool {
-    let cfg = lock(&shared.cfg);
-    let c = lock(&shared.checkpoint);
-    c.events_since >= cfg.store.checkpoint_events
-        || (c.events_since > 0
-            && c.last.elapsed().as_millis() as i64 >= cfg.store.checkpoint_interval.0)
+    let (events, interval) = {
+        let cfg = lock(&shared.cfg);
+        (cfg.store.checkpoint_events, cfg.store.checkpoint_interval.0)
+    };
+    let (since, last) = {
+        let c = lock(&shared.checkpoint);
+        (c.events_since, c.last)
+    };
+    since >= events
+        || (last.elapsed().as_millis() as i64 >= interval
+            && (since > 0 || lock(&shared.engine).has_changes()))
 }
 
 /// Writes the engine's changed slices and state as one atomic checkpoint, then trims the log.
 pub(super) async fn checkpoint(shared: &Shared) -> Result<(), StoreError> {
     // One checkpoint at a time: a later one written first would be overwritten by an older one.
     let _gate = shared.checkpoint_gate.lock().await;
+    // Near the cap, give back sled's garbage first. A checkpoint itself always goes ahead (it is
+    // what frees the log): intake stops early enough to leave it room (`Store::reserve_bytes`).
+    *lock(&shared.store_size) = shared.store.size_on_disk();
+    maybe_compact(shared);
     let (seq, cp) = {
         let mut engine = lock(&shared.engine);
         // Taken under the engine lock, between groups: it includes every applied group.

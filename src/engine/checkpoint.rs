@@ -80,6 +80,7 @@ fn kind_of(c: u8) -> Result<DimKind, DecodeError> {
 impl Engine {
     /// Changed slices since the last checkpoint and the rest of the state, encoded.
     pub fn checkpoint(&mut self) -> Checkpoint {
+        self.changed = false;
         let dirty = std::mem::take(&mut self.dirty);
         let mut slices = Vec::with_capacity(dirty.len());
         for (tier, start) in dirty {

@@ -224,6 +224,8 @@ pub struct Engine {
     dirty: BTreeSet<(Tier, i64)>,
     /// Scratch buffers for folding into packed buckets.
     work: Work,
+    /// Something changed since the last checkpoint (events, folds, expiries, forgotten calls).
+    changed: bool,
 }
 
 enum Due {
@@ -266,6 +268,7 @@ impl Engine {
             open_segments: 0,
             dirty: BTreeSet::new(),
             work: Work::default(),
+            changed: false,
         }
     }
 
@@ -360,6 +363,7 @@ impl Engine {
                 changed |= out[i] == Applied::Accepted;
             }
             if changed {
+                self.changed = true;
                 let derived = e.call.derive();
                 let after = open_segments(&e.call, &derived.segments) as u32;
                 self.open_segments = self.open_segments + after as usize - e.open as usize;
@@ -457,11 +461,15 @@ impl Engine {
                 Due::Call => {
                     if let Some((at, ids)) = self.pending.pop_due(at) {
                         for id in ids {
+                            self.changed = true;
                             self.settle(&id, at);
                         }
                     }
                 }
-                Due::Forget => self.remembered.forget_front(at),
+                Due::Forget => {
+                    self.changed = true;
+                    self.remembered.forget_front(at);
+                }
                 Due::Scan => {
                     self.scan(at);
                     self.next_scan_ms = at + SCAN_EVERY_MS;
@@ -585,6 +593,7 @@ impl Engine {
             let after = open_segments(&e.call, &derived.segments) as u32;
             self.open_segments = self.open_segments + after as usize - e.open as usize;
             e.open = after;
+            self.changed = true;
             if e.call.events.is_empty() {
                 continue;
             }
@@ -750,6 +759,11 @@ impl Engine {
             remembered_bytes: self.remembered.heap_bytes() as u64,
             key_bytes: self.keys.heap_bytes() as u64,
         }
+    }
+
+    /// Whether anything changed since the last checkpoint (so one is worth writing).
+    pub fn has_changes(&self) -> bool {
+        self.changed || !self.dirty.is_empty()
     }
 
     /// Number of open segments (for the intake limit and status).

@@ -401,19 +401,22 @@ impl Remembered {
         }
     }
 
+    /// The compact form: the forget queue in order (its times as small deltas, hashes as eight
+    /// bytes), each entry with its call's latest timestamp when it is the call's current one.
     pub fn encode(&self, out: &mut Vec<u8>) {
-        put_u64(out, self.map.len() as u64);
-        let mut entries: Vec<_> = self.map.iter().collect();
-        entries.sort_unstable();
-        for (h, (ts, until)) in entries {
-            put_u64(out, *h);
-            put_i64(out, *ts);
-            put_i64(out, *until);
-        }
         put_u64(out, self.queue.len() as u64);
-        for (t, h) in &self.queue {
-            put_i64(out, *t);
-            put_u64(out, *h);
+        let mut prev = 0i64;
+        for (until, h) in &self.queue {
+            put_i64(out, until.wrapping_sub(prev));
+            prev = *until;
+            out.extend_from_slice(&h.to_le_bytes());
+            match self.map.get(h) {
+                Some((ts, u)) if u == until => {
+                    out.push(1);
+                    put_i64(out, until.wrapping_sub(*ts));
+                }
+                _ => out.push(0),
+            }
         }
     }
 
@@ -423,20 +426,20 @@ impl Remembered {
         if n > r.rest().len() {
             return Err(DecodeError::Truncated);
         }
+        let mut prev = 0i64;
         for _ in 0..n {
-            let h = r.u64()?;
-            let ts = r.i64()?;
-            let until = r.i64()?;
-            m.map.insert(h, (ts, until));
-        }
-        let q = r.usize()?;
-        if q > r.rest().len() {
-            return Err(DecodeError::Truncated);
-        }
-        for _ in 0..q {
-            let t = r.i64()?;
-            let h = r.u64()?;
-            m.queue.push_back((t, h));
+            let until = prev.wrapping_add(r.i64()?);
+            prev = until;
+            let mut h = [0u8; 8];
+            for b in &mut h {
+                *b = r.u8()?;
+            }
+            let h = u64::from_le_bytes(h);
+            if r.u8()? == 1 {
+                let ts = until.wrapping_sub(r.i64()?);
+                m.map.insert(h, (ts, until));
+            }
+            m.queue.push_back((until, h));
         }
         Ok(m)
     }
@@ -496,5 +499,28 @@ mod tests {
         assert_eq!(q.next_due(), Some(e.scheduled));
         assert_eq!(p.take(id), Some(e));
         assert_eq!(p.len(), 0);
+    }
+
+    #[test]
+    fn remembered_calls_round_trip_compactly() {
+        let mut r = Remembered::default();
+        for i in 0..30_000u64 {
+            let h = call_hash(&format!("call-{i}"));
+            r.remember(
+                h,
+                1_795_300_000_000 + i as i64,
+                1_795_300_600_000 + i as i64 * 3,
+                25_000,
+            );
+        }
+        // Remembered again later: its first queue entry is stale.
+        let h = call_hash("call-29000");
+        r.remember(h, 1_795_300_100_000, 1_795_400_000_000, 25_000);
+        let mut out = Vec::new();
+        r.encode(&mut out);
+        assert!(out.len() < 25_001 * 14, "{} bytes", out.len());
+        let back = Remembered::decode(&mut Reader::new(&out)).unwrap();
+        assert_eq!(back.map, r.map);
+        assert_eq!(back.queue, r.queue);
     }
 }

@@ -35,17 +35,17 @@ impl Store {
     /// The first layout's checkpoint.
     pub fn legacy(&self) -> Result<Legacy, StoreError> {
         let mut buckets = Vec::new();
-        for kv in self.state.scan_prefix([OLD_BUCKET]) {
+        for kv in self.t()?.state.scan_prefix([OLD_BUCKET]) {
             let (k, v) = kv?;
             buckets.push((k[1..].to_vec(), v.to_vec()));
         }
         Ok(Legacy {
-            checkpoint_seq: match self.state.get(OLD_SEQ)? {
+            checkpoint_seq: match self.t()?.state.get(OLD_SEQ)? {
                 None => 0,
                 Some(v) => seq_of(&v)?,
             },
             buckets,
-            volatile: self.state.get(OLD_VOLATILE)?.map(|v| v.to_vec()),
+            volatile: self.t()?.state.get(OLD_VOLATILE)?.map(|v| v.to_vec()),
         })
     }
 
@@ -54,7 +54,7 @@ impl Store {
         &self,
         seq: u64,
     ) -> Result<Vec<(u64, Vec<LoggedEvent>)>, StoreError> {
-        let tree = self.db.open_tree(OLD_LOG)?;
+        let tree = self.t()?.db.open_tree(OLD_LOG)?;
         let mut out = Vec::new();
         for kv in tree.range((seq + 1).to_be_bytes()..) {
             let (k, v) = kv?;
@@ -75,7 +75,7 @@ impl Store {
         state: &[u8],
     ) -> Result<(), StoreError> {
         let mut old_keys = Vec::new();
-        for kv in self.state.scan_prefix([OLD_BUCKET]) {
+        for kv in self.t()?.state.scan_prefix([OLD_BUCKET]) {
             old_keys.push(kv?.0);
         }
         self.write_checkpoint_with(seq, slices, state, move |batch| {
@@ -87,7 +87,7 @@ impl Store {
         })
         .await?;
         self.bump_next_seq(seq + 1);
-        drop_old_log(&self.db)?;
+        drop_old_log(&self.t()?.db)?;
         self.flush().await?;
         Ok(())
     }

@@ -56,7 +56,7 @@ fn u64_of(v: Option<sled::IVec>) -> Result<u64, StoreError> {
 impl Store {
     pub(super) fn count_outbox(&self) -> Result<(), StoreError> {
         let (mut n, mut bytes) = (0u64, 0u64);
-        for kv in self.upstream.scan_prefix([RECORD]) {
+        for kv in self.t()?.upstream.scan_prefix([RECORD]) {
             let (_, v) = kv?;
             n += 1;
             bytes += v.len() as u64;
@@ -68,12 +68,13 @@ impl Store {
 
     /// The sequence number the next record gets.
     pub fn next_record_seq(&self) -> Result<u64, StoreError> {
-        Ok(u64_of(self.upstream.get(META_NEXT)?)?.max(1))
+        Ok(u64_of(self.t()?.upstream.get(META_NEXT)?)?.max(1))
     }
 
     /// Every shipped copy: encoded bucket key → encoded aggregate.
     pub fn shipped(&self) -> Result<Pairs, StoreError> {
-        self.upstream
+        self.t()?
+            .upstream
             .scan_prefix([SHIPPED])
             .map(|kv| {
                 let (k, v) = kv?;
@@ -83,7 +84,11 @@ impl Store {
     }
 
     pub fn shipped_copy(&self, bucket: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.upstream.get(key(SHIPPED, bucket))?.map(|v| v.to_vec()))
+        Ok(self
+            .t()?
+            .upstream
+            .get(key(SHIPPED, bucket))?
+            .map(|v| v.to_vec()))
     }
 
     /// Atomically adds records (seq, encoded) and updates shipped copies (`None` removes one),
@@ -110,17 +115,23 @@ impl Store {
             }
         }
         batch.insert(META_NEXT, &next.to_be_bytes());
-        self.upstream.apply_batch(batch)?;
+        self.t()?.upstream.apply_batch(batch)?;
         self.outbox
             .records
             .fetch_add(records.len() as u64, Ordering::SeqCst);
         self.outbox.bytes.fetch_add(added, Ordering::SeqCst);
         let mut dropped = 0;
         while self.outbox.bytes.load(Ordering::SeqCst) > max_bytes {
-            let Some((k, v)) = self.upstream.scan_prefix([RECORD]).next().transpose()? else {
+            let Some((k, v)) = self
+                .t()?
+                .upstream
+                .scan_prefix([RECORD])
+                .next()
+                .transpose()?
+            else {
                 break;
             };
-            self.upstream.remove(&k)?;
+            self.t()?.upstream.remove(&k)?;
             self.outbox.records.fetch_sub(1, Ordering::SeqCst);
             self.outbox
                 .bytes
@@ -128,15 +139,17 @@ impl Store {
             dropped += 1;
         }
         if dropped > 0 {
-            let total = u64_of(self.upstream.get(META_DROPPED)?)? + dropped;
-            self.upstream.insert(META_DROPPED, &total.to_be_bytes())?;
+            let total = u64_of(self.t()?.upstream.get(META_DROPPED)?)? + dropped;
+            self.t()?
+                .upstream
+                .insert(META_DROPPED, &total.to_be_bytes())?;
         }
         Ok(dropped)
     }
 
     /// Records dropped so far because the outbox was full.
     pub fn dropped_records(&self) -> Result<u64, StoreError> {
-        u64_of(self.upstream.get(META_DROPPED)?)
+        u64_of(self.t()?.upstream.get(META_DROPPED)?)
     }
 
     pub fn outbox_size(&self) -> (u64, u64) {
@@ -147,7 +160,7 @@ impl Store {
     }
 
     pub fn cursor(&self, sink: &str) -> Result<u64, StoreError> {
-        u64_of(self.upstream.get(key(CURSOR, sink.as_bytes()))?)
+        u64_of(self.t()?.upstream.get(key(CURSOR, sink.as_bytes()))?)
     }
 
     /// Up to `limit` records after `after`, oldest first.
@@ -156,7 +169,8 @@ impl Store {
         after: u64,
         limit: usize,
     ) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
-        self.upstream
+        self.t()?
+            .upstream
             .range(key(RECORD, &(after + 1).to_be_bytes())..key(RECORD + 1, &[]))
             .take(limit)
             .map(|kv| {
@@ -170,6 +184,7 @@ impl Store {
     pub fn backlog_after(&self, after: u64) -> Result<(u64, u64), StoreError> {
         let (mut n, mut bytes) = (0, 0);
         for kv in self
+            .t()?
             .upstream
             .range(key(RECORD, &(after + 1).to_be_bytes())..key(RECORD + 1, &[]))
         {
@@ -196,7 +211,7 @@ impl Store {
                 rmp_serde::to_vec(letter).map_err(|e| StoreError::Corrupt(e.to_string()))?;
             batch.insert(dead_key(sink, *s), bytes);
         }
-        self.upstream.apply_batch(batch)?;
+        self.t()?.upstream.apply_batch(batch)?;
         let mut lowest = seq;
         for other in all_sinks {
             lowest = lowest.min(if other == sink {
@@ -208,6 +223,7 @@ impl Store {
         let mut gone = sled::Batch::default();
         let (mut n, mut bytes) = (0u64, 0u64);
         for kv in self
+            .t()?
             .upstream
             .range(key(RECORD, &0u64.to_be_bytes())..=key(RECORD, &lowest.to_be_bytes()))
         {
@@ -216,7 +232,7 @@ impl Store {
             bytes += v.len() as u64;
             gone.remove(k);
         }
-        self.upstream.apply_batch(gone)?;
+        self.t()?.upstream.apply_batch(gone)?;
         self.outbox.records.fetch_sub(n, Ordering::SeqCst);
         self.outbox.bytes.fetch_sub(bytes, Ordering::SeqCst);
         self.flush_blocking()?;
@@ -227,7 +243,8 @@ impl Store {
     pub fn dead_letters(&self, sink: &str) -> Result<Vec<(u64, DeadLetter)>, StoreError> {
         let mut prefix = key(DEAD, sink.as_bytes());
         prefix.push(0);
-        self.upstream
+        self.t()?
+            .upstream
             .scan_prefix(&prefix)
             .map(|kv| {
                 let (k, v) = kv?;
@@ -242,7 +259,9 @@ impl Store {
     pub fn dead_letter_count(&self, sink: &str) -> usize {
         let mut prefix = key(DEAD, sink.as_bytes());
         prefix.push(0);
-        self.upstream.scan_prefix(&prefix).count()
+        self.t()
+            .map(|t| t.upstream.scan_prefix(&prefix).count())
+            .unwrap_or(0)
     }
 }
 

@@ -1,7 +1,7 @@
 //! Free space on the store's file system, and the clean-up of what a start cut short by a full
 //! disk leaves behind.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::StoreError;
 
@@ -58,6 +58,58 @@ pub fn remove_unfinished_snapshots(path: &Path) {
             }
         }
     }
+}
+
+/// The folder a compaction writes the new store into, and the one the old store is moved to.
+pub fn compaction_paths(path: &Path) -> (PathBuf, PathBuf) {
+    let name = path
+        .file_name()
+        .map_or_else(|| "store".into(), |n| n.to_string_lossy().into_owned());
+    (
+        path.with_file_name(format!("{name}.compacting")),
+        path.with_file_name(format!("{name}.old")),
+    )
+}
+
+/// Completes or undoes a compaction a crash interrupted. The new store is complete (written,
+/// flushed and synced) before the old one is moved aside, so: if the store is missing, the new
+/// one takes its place; a new one next to an intact store was cut short and goes; an old one
+/// left aside goes.
+pub fn finish_interrupted_compaction(path: &Path) {
+    let (fresh, old) = compaction_paths(path);
+    if !path.exists() && fresh.exists() {
+        match std::fs::rename(&fresh, path) {
+            Ok(()) => tracing::warn!(
+                "completed a compaction of {} that a stop interrupted",
+                path.display()
+            ),
+            Err(e) => tracing::error!(
+                "cannot complete an interrupted compaction of {}: {e}",
+                path.display()
+            ),
+        }
+    }
+    for leftover in [fresh, old] {
+        if leftover.exists() {
+            if let Err(e) = std::fs::remove_dir_all(&leftover) {
+                tracing::warn!("cannot remove {}: {e}", leftover.display());
+            }
+        }
+    }
+}
+
+/// Makes every file of `dir` and the folder itself durable.
+pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let path = entry.path();
+        if entry.file_type()?.is_dir() {
+            sync_dir(&path)?;
+        } else {
+            std::fs::File::open(&path)?.sync_all()?;
+        }
+    }
+    std::fs::File::open(dir)?.sync_all()
 }
 
 #[cfg(test)]

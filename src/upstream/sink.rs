@@ -485,7 +485,7 @@ mod tests {
         IntervalRecord {
             host_id: "pbx-eu-01".into(),
             seq,
-            kind: if seq % 50 == 0 {
+            kind: if seq.is_multiple_of(50) {
                 RecordKind::Correction
             } else {
                 RecordKind::Interval

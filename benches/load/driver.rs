@@ -1,0 +1,202 @@
+//! Driving the daemon like its clients do: pipelined event connections (a writer thread pushes
+//! the whole payload, a reader thread counts the replies), one connection paced at a fixed rate
+//! with each event's acknowledgement time, and metrics queries over the control socket and
+//! through the CLI.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use callmetrics::control::client::request;
+use callmetrics::control::protocol::{Request, Response};
+use callmetrics::engine::{DimKind, MetricsQuery};
+
+use super::workload::Payload;
+
+/// Longest a socket read or write may block before the bench gives up.
+const IO_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// What one streaming phase achieved.
+pub struct Streamed {
+    pub events: usize,
+    pub refused: usize,
+    pub first_error: Option<String>,
+    pub wall: Duration,
+}
+
+impl Streamed {
+    pub fn rate(&self) -> f64 {
+        (self.events - self.refused) as f64 / self.wall.as_secs_f64()
+    }
+}
+
+fn connect(path: &Path) -> UnixStream {
+    let s = UnixStream::connect(path).expect("connect to the event socket");
+    s.set_read_timeout(Some(IO_TIMEOUT)).expect("read timeout");
+    s.set_write_timeout(Some(IO_TIMEOUT))
+        .expect("write timeout");
+    s
+}
+
+/// Counts the replies of one connection: (refused, first error).
+fn read_replies(stream: UnixStream, messages: usize, msgpack: bool) -> (usize, Option<String>) {
+    let mut refused = 0;
+    let mut first = None;
+    let mut r = BufReader::with_capacity(1 << 16, stream);
+    let mut line = Vec::new();
+    let mut body = Vec::new();
+    for _ in 0..messages {
+        let text = if msgpack {
+            let mut len = [0u8; 4];
+            r.read_exact(&mut len).expect("read a reply frame");
+            body.resize(u32::from_be_bytes(len) as usize, 0);
+            r.read_exact(&mut body).expect("read a reply frame");
+            let v: serde_json::Value = rmp_serde::from_slice(&body).expect("decode a reply");
+            v.to_string()
+        } else {
+            line.clear();
+            r.read_until(b'\n', &mut line).expect("read a reply line");
+            String::from_utf8_lossy(&line).into_owned()
+        };
+        if !text.starts_with("{\"ok\":true") {
+            refused += 1;
+            first.get_or_insert(text);
+        }
+    }
+    (refused, first)
+}
+
+/// Sends every payload on its own connection at once, pipelined, and waits for every reply.
+pub fn stream(events_sock: &Path, loads: &[Payload], msgpack: bool) -> Streamed {
+    let started = Instant::now();
+    let results: Vec<(usize, Option<String>)> = std::thread::scope(|s| {
+        let handles: Vec<_> = loads
+            .iter()
+            .map(|p| {
+                let stream = connect(events_sock);
+                let reader = stream.try_clone().expect("clone the stream");
+                let messages = p.messages;
+                let r = s.spawn(move || read_replies(reader, messages, msgpack));
+                s.spawn(move || {
+                    let mut w = stream;
+                    w.write_all(&p.bytes).expect("send the payload");
+                });
+                r
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("reader thread"))
+            .collect()
+    });
+    Streamed {
+        events: loads.iter().map(|p| p.events).sum(),
+        refused: results.iter().map(|r| r.0).sum(),
+        first_error: results.into_iter().find_map(|r| r.1),
+        wall: started.elapsed(),
+    }
+}
+
+/// One connection sending single-event JSON lines at `rate` per second for `secs`: each
+/// event's time from send to its acknowledgement, in ms.
+pub fn paced(events_sock: &Path, lines: &[Vec<u8>], rate: u64) -> Vec<f64> {
+    let stream = connect(events_sock);
+    let reader = stream.try_clone().expect("clone the stream");
+    let n = lines.len();
+    let (tx, rx) = std::sync::mpsc::channel::<Instant>();
+    let latencies = std::thread::scope(|s| {
+        let r = s.spawn(move || {
+            let mut r = BufReader::new(reader);
+            let mut line = Vec::new();
+            let mut out = Vec::with_capacity(n);
+            for _ in 0..n {
+                line.clear();
+                r.read_until(b'\n', &mut line).expect("read an ack");
+                let sent = rx.recv().expect("send time");
+                out.push(sent.elapsed().as_secs_f64() * 1000.0);
+            }
+            out
+        });
+        let mut w = stream;
+        let start = Instant::now();
+        for (i, l) in lines.iter().enumerate() {
+            let due = start + Duration::from_secs_f64(i as f64 / rate as f64);
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+            let _ = tx.send(Instant::now());
+            w.write_all(l).expect("send an event");
+        }
+        r.join().expect("ack reader")
+    });
+    let mut l = latencies;
+    l.sort_by(f64::total_cmp);
+    l
+}
+
+/// `metrics` round trips over the control socket (the daemon's answer plus the protocol), ms,
+/// sorted; and the rows of the last answer.
+pub fn query_times(
+    rt: &tokio::runtime::Runtime,
+    control: &Path,
+    window: &str,
+    by: DimKind,
+    runs: usize,
+) -> (Vec<f64>, usize) {
+    let req = Request::Metrics(MetricsQuery {
+        window: Some(window.into()),
+        by,
+        key: None,
+    });
+    let mut times = Vec::with_capacity(runs);
+    let mut rows = 0;
+    for _ in 0..runs {
+        let t = Instant::now();
+        match rt.block_on(request(control, &req)) {
+            Ok(Response::Metrics(r)) => rows = r.len(),
+            other => panic!("metrics query failed: {other:?}"),
+        }
+        times.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    times.sort_by(f64::total_cmp);
+    (times, rows)
+}
+
+/// `callmetrics metrics --json --window W --by B` as an operator types it: process start to exit, ms.
+pub fn cli_times(bin: &str, control: &Path, window: &str, by: &str, runs: usize) -> Vec<f64> {
+    let mut times = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let t = Instant::now();
+        let out = Command::new(bin)
+            .args([
+                "metrics", "--json", "--window", window, "--by", by, "--socket",
+            ])
+            .arg(control)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run the CLI");
+        assert!(
+            out.status.success(),
+            "the CLI failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        times.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    times.sort_by(f64::total_cmp);
+    times
+}
+
+/// Offered calls over 24 h, all queues (to check restarts lose nothing).
+pub fn offered_24h(rt: &tokio::runtime::Runtime, control: &Path) -> u64 {
+    let req = Request::Metrics(MetricsQuery {
+        window: Some("24h".into()),
+        by: DimKind::All,
+        key: None,
+    });
+    match rt.block_on(request(control, &req)) {
+        Ok(Response::Metrics(rows)) => rows.iter().map(|r| r.counts.offered).sum(),
+        other => panic!("metrics query failed: {other:?}"),
+    }
+}

@@ -1,0 +1,113 @@
+//! The engine's state is sized by keys × buckets plus the calls open now, not by how many calls
+//! went through: fed 10 000 and then 200 000 calls through the same queues, agents and channels
+//! (in-process, engine time passed in), its own accounting of its state stays within a bound set
+//! by the keys and buckets alone, and the calls leave nothing behind but that.
+
+use callmetrics::config::Config;
+use callmetrics::engine::{DimKind, Engine, MetricsQuery, StateBytes};
+use callmetrics::event::{Event, EventKind};
+
+const HOUR: i64 = 3_600_000;
+/// 2026-11-22T00:00:00Z.
+const T0: i64 = 1_795_305_600_000;
+const QUEUES: u64 = 20;
+const AGENTS: u64 = 100;
+const CHANNELS: [&str; 3] = ["voice", "chat", "email"];
+
+/// Feeds `n` complete calls leaving their queue within the 20 h before `now`, received at `now`
+/// in groups of 1 000 (a bulk load), then lets the reorder grace pass.
+fn feed(e: &mut Engine, seed: u64, n: usize, now: i64) {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let mut group: Vec<Event> = Vec::new();
+    for i in 0..n {
+        let id = format!("{seed}-{i}");
+        let leave = now - HOUR / 2 - rng.i64(0..20 * HOUR);
+        let start = leave - rng.i64(0..60_000);
+        let mut s = Event::new(EventKind::Start, &id, start);
+        s.queue = Some(format!("q{}", rng.u64(0..QUEUES)));
+        s.channel = Some(CHANNELS[rng.usize(0..3)].to_string());
+        group.push(s);
+        if rng.u8(0..10) < 8 {
+            let mut a = Event::new(EventKind::Answer, &id, leave);
+            a.agent = Some(format!("a{}", rng.u64(0..AGENTS)));
+            group.push(a);
+            let end = leave + rng.i64(30_000..600_000);
+            group.push(Event::new(EventKind::End, &id, end));
+            group.push(Event::new(EventKind::Wrapup, &id, end + rng.i64(0..60_000)));
+        } else {
+            group.push(Event::new(EventKind::End, &id, leave));
+        }
+        if group.len() >= 1000 || i + 1 == n {
+            let refs: Vec<&Event> = group.iter().collect();
+            e.apply_group(&refs, now);
+            group.clear();
+        }
+    }
+    e.advance(now + 5_000);
+}
+
+fn offered(e: &Engine) -> u64 {
+    let rows = e
+        .metrics(&MetricsQuery {
+            window: Some("24h".into()),
+            by: DimKind::All,
+            key: None,
+        })
+        .unwrap();
+    rows[0].counts.offered
+}
+
+#[test]
+fn state_does_not_grow_with_the_calls_that_went_through() {
+    let cfg = Config::default();
+    let mut e = Engine::new(&cfg);
+    let now = T0 + 30 * HOUR;
+    feed(&mut e, 1, 10_000, now);
+    assert_eq!(offered(&e), 10_000);
+    let small: StateBytes = e.stats().state;
+
+    feed(&mut e, 2, 190_000, now + 10_000);
+    assert_eq!(offered(&e), 200_000);
+    // A scan (every minute of engine time) gives back what the bulk load needed meanwhile.
+    e.advance(now + 10_000 + 61_000);
+    let big: StateBytes = e.stats().state;
+    let stats = e.stats();
+
+    // Buckets: at most one per key and time bucket the windows keep (60 minutes, 25 h 15 min of
+    // 15-minute intervals), whatever the number of calls.
+    let keys = 1 + QUEUES + AGENTS + CHANNELS.len() as u64;
+    let per_key = 60 + 101;
+    assert!(
+        big.buckets <= keys * per_key,
+        "{} buckets for {keys} keys",
+        big.buckets
+    );
+    // Each bucket is bounded in bytes (packed counters, sketches of bounded bins); on average a
+    // few hundred bytes here, so the aggregates are bounded by keys × buckets alone.
+    let bound = keys * per_key * 600;
+    assert!(
+        big.aggregate_bytes() <= bound,
+        "aggregates take {} bytes, bound {bound}: {big:?}",
+        big.aggregate_bytes()
+    );
+    // Twenty times the calls cost nowhere near twenty times the state: per call it shrinks.
+    let per_call_small = small.aggregate_bytes() as f64 / 10_000.0;
+    let per_call_big = big.aggregate_bytes() as f64 / 200_000.0;
+    assert!(
+        per_call_big * 5.0 < per_call_small,
+        "bytes per call {per_call_small:.1} at 10 k, {per_call_big:.1} at 200 k"
+    );
+    // No call stays behind once folded: nothing open, remembered calls capped by the config.
+    assert_eq!((stats.open_calls, stats.open_segments), (0, 0));
+    assert!(stats.remembered_calls <= cfg.metrics.max_remembered_calls as u64);
+    assert!(
+        big.pending_bytes < 64 * 1024,
+        "pending calls still hold {} bytes",
+        big.pending_bytes
+    );
+    assert!(
+        big.remembered_bytes <= cfg.metrics.max_remembered_calls as u64 * 96,
+        "remembered calls hold {} bytes",
+        big.remembered_bytes
+    );
+}
