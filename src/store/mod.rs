@@ -2,29 +2,29 @@
 //! (time slices of bucket aggregates and one state value), the schema version, the upstream outbox,
 //! and the guards that keep the store within its byte cap and away from a full disk.
 //!
-//! Trees: `log` (group seq + chunk → part of an encoded group), `state` (`S`+slice key+chunk →
-//! part of a slice, `V`+chunk → part of the engine state, `m:` metadata), `upstream` (the outbox,
-//! see [`outbox`]). A checkpoint is one atomic `apply_batch` on `state`, so the slices, the state
-//! and the sequence number they include always agree; log groups up to that number are then
-//! deleted.
+//! Trees: `log` (group seq + chunk → part of an encoded group), `state` (checkpoints, see
+//! [`checkpoint`]: written in bounded steps, committed by one small manifest write, so the
+//! slices, the state and the sequence number they include always agree; log groups up to that
+//! number are then deleted), `upstream` (the outbox, see [`outbox`]).
 //!
 //! No value is larger than [`CHUNK`] bytes: sled 0.34 moves large values (and tree nodes that
 //! hold several of them) into blob files, which are not fsynced, can leak, and can hang `flush`
 //! forever when the disk fills. Writes are refused before the disk is full, since sled poisons the
 //! whole database on a failed write, and a start on a full disk is refused before sled opens.
 
+mod checkpoint;
 pub mod group;
 pub mod legacy;
 pub mod outbox;
 mod space;
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, RwLock, RwLockReadGuard};
 
 use thiserror::Error;
 
+pub use checkpoint::Recovered;
 pub use space::{free_bytes, SEGMENT_BYTES};
 
 /// Bumped whenever the stored layout changes incompatibly.
@@ -34,8 +34,6 @@ pub const CHUNK: usize = 4000;
 
 const META_SCHEMA: &[u8] = b"m:schema";
 const META_SEQ: &[u8] = b"m:checkpoint_seq";
-const SLICE: u8 = b'S';
-const STATE: u8 = b'V';
 
 #[derive(Debug, Error)]
 pub enum StoreError {
@@ -102,8 +100,8 @@ pub struct Store {
     state_bytes: AtomicU64,
     /// Size of the last checkpoint written, bytes (sizes the reserve kept for the next one).
     last_checkpoint_bytes: AtomicU64,
-    /// Chunks each stored slice has (so a shorter rewrite removes the extra ones) and the state's.
-    chunks: Mutex<Chunks>,
+    /// Where the last checkpoint's parts are.
+    manifest: Mutex<checkpoint::Manifest>,
     /// Set by a failed write: sled refuses every write after one until it is reopened.
     failed: Mutex<Option<String>>,
     has_failed: AtomicBool,
@@ -111,45 +109,7 @@ pub struct Store {
     last_compaction: Mutex<Option<std::time::Instant>>,
 }
 
-/// Chunks of one stored value, and their bytes.
-type ChunkCount = (u16, u64);
-
-#[derive(Debug, Default)]
-struct Chunks {
-    slices: HashMap<Vec<u8>, ChunkCount>,
-    state: (u32, u64),
-}
-
-/// What a restart reads back.
-pub struct Recovered {
-    /// Last event group folded into the checkpoint.
-    pub checkpoint_seq: u64,
-    pub state: Option<Vec<u8>>,
-    /// Slice key → encoded slice.
-    pub slices: Vec<(Vec<u8>, Vec<u8>)>,
-}
-
-fn split_chunks(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
-    // An empty value still takes one (empty) chunk, so it reads back as present.
-    let n = bytes.len().div_ceil(CHUNK).max(1);
-    (0..n).map(move |i| &bytes[(i * CHUNK).min(bytes.len())..((i + 1) * CHUNK).min(bytes.len())])
-}
-
-fn slice_chunk_key(slice: &[u8], i: u16) -> Vec<u8> {
-    let mut k = Vec::with_capacity(slice.len() + 3);
-    k.push(SLICE);
-    k.extend_from_slice(slice);
-    k.extend_from_slice(&i.to_be_bytes());
-    k
-}
-
-fn state_chunk_key(i: u32) -> Vec<u8> {
-    let mut k = vec![STATE];
-    k.extend_from_slice(&i.to_be_bytes());
-    k
-}
-
-fn log_key(seq: u64, chunk: u16) -> [u8; 10] {
+pub(super) fn log_key(seq: u64, chunk: u16) -> [u8; 10] {
     let mut k = [0u8; 10];
     k[..8].copy_from_slice(&seq.to_be_bytes());
     k[8..].copy_from_slice(&chunk.to_be_bytes());
@@ -178,7 +138,7 @@ impl Store {
             log_bytes: AtomicU64::new(0),
             state_bytes: AtomicU64::new(0),
             last_checkpoint_bytes: AtomicU64::new(0),
-            chunks: Mutex::new(Chunks::default()),
+            manifest: Mutex::new(checkpoint::Manifest::default()),
             failed: Mutex::new(None),
             has_failed: AtomicBool::new(false),
             last_compaction: Mutex::new(None),
@@ -233,29 +193,11 @@ impl Store {
             last_seq = seq;
             log_bytes += (k.len() + v.len()) as u64;
         }
-        let mut chunks = Chunks::default();
-        let mut state_bytes = 0u64;
-        for kv in self.t()?.state.iter() {
-            let (k, v) = kv?;
-            let n = (k.len() + v.len()) as u64;
-            state_bytes += n;
-            match k.first() {
-                Some(&SLICE) if k.len() >= 3 => {
-                    let e = chunks.slices.entry(k[1..k.len() - 2].to_vec()).or_default();
-                    e.0 += 1;
-                    e.1 += n;
-                }
-                Some(&STATE) => {
-                    chunks.state.0 += 1;
-                    chunks.state.1 += n;
-                }
-                _ => {}
-            }
-        }
+        let manifest = self.load_manifest()?;
         self.logged_groups.store(groups, Ordering::SeqCst);
         self.log_bytes.store(log_bytes, Ordering::SeqCst);
-        self.state_bytes.store(state_bytes, Ordering::SeqCst);
-        *self.chunks.lock().unwrap_or_else(|p| p.into_inner()) = chunks;
+        self.state_bytes.store(manifest.bytes(), Ordering::SeqCst);
+        *self.manifest.lock().unwrap_or_else(|p| p.into_inner()) = manifest;
         let checkpointed = self.checkpoint_seq()?;
         self.next_seq
             .store(last_seq.max(checkpointed) + 1, Ordering::SeqCst);
@@ -375,7 +317,7 @@ impl Store {
         let seq = self.next_seq.fetch_add(1, Ordering::SeqCst);
         let mut batch = sled::Batch::default();
         let mut bytes = 0u64;
-        for (i, chunk) in split_chunks(group).enumerate() {
+        for (i, chunk) in checkpoint::split_chunks(group).enumerate() {
             let key = log_key(seq, i as u16);
             bytes += (key.len() + chunk.len()) as u64;
             batch.insert(&key[..], chunk);
@@ -400,39 +342,6 @@ impl Store {
     /// Blocking flush, for shutdown paths outside the runtime.
     pub fn flush_blocking(&self) -> Result<usize, StoreError> {
         self.note(self.t()?.db.flush().map_err(StoreError::from))
-    }
-
-    fn checkpoint_seq(&self) -> Result<u64, StoreError> {
-        match self.t()?.state.get(META_SEQ)? {
-            None => Ok(0),
-            Some(v) => seq_of(&v),
-        }
-    }
-
-    /// The last checkpoint: its sequence number, engine state and slices.
-    pub fn recover(&self) -> Result<Recovered, StoreError> {
-        let mut slices: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
-        for kv in self.t()?.state.scan_prefix([SLICE]) {
-            let (k, v) = kv?;
-            if k.len() < 3 {
-                return Err(StoreError::Corrupt("a slice key is too short".into()));
-            }
-            let slice = &k[1..k.len() - 2];
-            match slices.last_mut() {
-                Some((last, bytes)) if last.as_slice() == slice => bytes.extend_from_slice(&v),
-                _ => slices.push((slice.to_vec(), v.to_vec())),
-            }
-        }
-        let mut state: Option<Vec<u8>> = None;
-        for kv in self.t()?.state.scan_prefix([STATE]) {
-            let (_, v) = kv?;
-            state.get_or_insert_with(Vec::new).extend_from_slice(&v);
-        }
-        Ok(Recovered {
-            checkpoint_seq: self.checkpoint_seq()?,
-            state,
-            slices,
-        })
     }
 
     /// Logged groups after `seq`, in order, each with its sequence number.
@@ -472,123 +381,6 @@ impl Store {
             }
             Some(Ok((seq, group)))
         })
-    }
-
-    /// Atomically records a checkpoint that includes every group up to `seq` (changed slices,
-    /// `None` for a dropped one, and the state), flushes it, then deletes those groups from the log.
-    pub async fn write_checkpoint(
-        &self,
-        seq: u64,
-        slices: Vec<(Vec<u8>, Option<Vec<u8>>)>,
-        state: &[u8],
-    ) -> Result<(), StoreError> {
-        self.write_checkpoint_with(seq, slices, state, |_| {}).await
-    }
-
-    /// `write_checkpoint`, with `extra` changes to the `state` tree in the same atomic batch.
-    async fn write_checkpoint_with(
-        &self,
-        seq: u64,
-        slices: Vec<(Vec<u8>, Option<Vec<u8>>)>,
-        state: &[u8],
-        extra: impl FnOnce(&mut sled::Batch),
-    ) -> Result<(), StoreError> {
-        // A checkpoint is only an optimisation of the log: skip it rather than let sled meet a full
-        // disk (which would poison it). Room for it twice over and two fresh segments.
-        let size: u64 = slices
-            .iter()
-            .map(|(_, v)| v.as_ref().map_or(0, |v| v.len() as u64))
-            .sum::<u64>()
-            + state.len() as u64;
-        space::check_free(&self.path, 2 * size + 2 * SEGMENT_BYTES)?;
-        let mut batch = sled::Batch::default();
-        extra(&mut batch);
-        let mut written = 0u64;
-        // Per slice written: its chunks and bytes, `None` when removed.
-        let mut new_slices: Vec<(Vec<u8>, Option<ChunkCount>)> = Vec::with_capacity(slices.len());
-        {
-            let chunks = self.chunks.lock().unwrap_or_else(|p| p.into_inner());
-            for (key, value) in &slices {
-                let old = chunks.slices.get(key).map_or(0, |c| c.0);
-                let mut n = 0u16;
-                let mut bytes = 0u64;
-                if let Some(v) = value {
-                    for (i, c) in split_chunks(v).enumerate() {
-                        let k = slice_chunk_key(key, i as u16);
-                        bytes += (k.len() + c.len()) as u64;
-                        batch.insert(k, c);
-                        n = i as u16 + 1;
-                    }
-                }
-                for i in n..old {
-                    batch.remove(slice_chunk_key(key, i));
-                }
-                written += bytes;
-                new_slices.push((key.clone(), value.as_ref().map(|_| (n, bytes))));
-            }
-            let mut n = 0u32;
-            let mut bytes = 0u64;
-            for (i, c) in split_chunks(state).enumerate() {
-                let k = state_chunk_key(i as u32);
-                bytes += (k.len() + c.len()) as u64;
-                batch.insert(k, c);
-                n = i as u32 + 1;
-            }
-            for i in n..chunks.state.0 {
-                batch.remove(state_chunk_key(i));
-            }
-            written += bytes;
-            drop(chunks);
-            batch.insert(META_SEQ, &seq.to_be_bytes());
-            self.note(self.t()?.state.apply_batch(batch).map_err(StoreError::from))?;
-            let mut chunks = self.chunks.lock().unwrap_or_else(|p| p.into_inner());
-            for (key, c) in new_slices {
-                match c {
-                    Some(c) => {
-                        chunks.slices.insert(key, c);
-                    }
-                    None => {
-                        chunks.slices.remove(&key);
-                    }
-                }
-            }
-            chunks.state = (n, bytes);
-            let total = chunks.slices.values().map(|c| c.1).sum::<u64>() + chunks.state.1;
-            self.state_bytes.store(total, Ordering::SeqCst);
-        }
-        self.last_checkpoint_bytes.store(written, Ordering::SeqCst);
-        self.flush().await?;
-        if self.has_failed.load(Ordering::SeqCst) {
-            return Err(StoreError::Failed(self.failed().unwrap_or_default()));
-        }
-        let mut drop_log = sled::Batch::default();
-        let mut dropped = 0u64;
-        let mut groups = 0u64;
-        let mut last = None;
-        for kv in self.t()?.log.range(..log_key(seq + 1, 0)) {
-            let (k, v) = kv?;
-            dropped += (k.len() + v.len()) as u64;
-            let s = k.get(..8).map(<[u8]>::to_vec);
-            if s != last {
-                groups += 1;
-                last = s;
-            }
-            drop_log.remove(k);
-        }
-        self.note(
-            self.t()?
-                .log
-                .apply_batch(drop_log)
-                .map_err(StoreError::from),
-        )?;
-        self.log_bytes.fetch_sub(
-            dropped.min(self.log_bytes.load(Ordering::SeqCst)),
-            Ordering::SeqCst,
-        );
-        let before = self.logged_groups.load(Ordering::SeqCst);
-        self.logged_groups
-            .store(before.saturating_sub(groups), Ordering::SeqCst);
-        Ok(())
     }
 
     /// Whether a compaction would give back a lot, since sled reuses space freed inside its file
@@ -723,7 +515,7 @@ fn open_trees(path: &Path, cache_bytes: u64) -> Result<Trees, StoreError> {
     })
 }
 
-fn seq_of(bytes: &[u8]) -> Result<u64, StoreError> {
+pub(super) fn seq_of(bytes: &[u8]) -> Result<u64, StoreError> {
     bytes
         .try_into()
         .map(u64::from_be_bytes)
