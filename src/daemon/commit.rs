@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tracing::{error, info, warn};
 
 use super::{lock, wall_ms, DaemonError, Shared};
@@ -79,9 +79,17 @@ async fn migrate(cfg: &Config, store: &Store) -> Result<(Engine, u64, u64), Daem
     Ok((engine, 0, last))
 }
 
+/// A request to write a checkpoint now (the `flush` command), answered once it is written.
+pub(super) type CheckpointRequest = oneshot::Sender<Result<(), String>>;
+
 /// Groups submissions from every connection into one store write and one flush, then replies;
-/// moves the engine's clock on when idle; writes checkpoints when due.
-pub(super) async fn commit_loop(shared: Arc<Shared>, mut rx: mpsc::Receiver<Submission>) {
+/// moves the engine's clock on when idle; writes checkpoints when due or asked. The only task
+/// that changes the engine, so a checkpoint streamed from it is consistent.
+pub(super) async fn commit_loop(
+    shared: Arc<Shared>,
+    mut rx: mpsc::Receiver<Submission>,
+    mut asked: mpsc::Receiver<CheckpointRequest>,
+) {
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -100,6 +108,10 @@ pub(super) async fn commit_loop(shared: Arc<Shared>, mut rx: mpsc::Receiver<Subm
                     }
                 }
                 commit_group(&shared, subs).await;
+            }
+            Some(reply) = asked.recv() => {
+                let r = checkpoint(&shared).await.map_err(|e| e.to_string());
+                let _ = reply.send(r);
             }
             _ = tick.tick() => {
                 {
@@ -258,6 +270,10 @@ fn checkpoint_due(shared: &Shared) -> bool {
 }
 
 /// Writes the engine's changed slices and state as one atomic checkpoint, then trims the log.
+///
+/// Streamed slice by slice, so memory holds one slice (and the rest of the state) at a time: the
+/// engine does not change meanwhile, since only the committer task changes it and this runs
+/// there (or before it starts, or after it stopped).
 pub(super) async fn checkpoint(shared: &Shared) -> Result<(), StoreError> {
     // One checkpoint at a time: a later one written first would be overwritten by an older one.
     let _gate = shared.checkpoint_gate.lock().await;
@@ -265,18 +281,16 @@ pub(super) async fn checkpoint(shared: &Shared) -> Result<(), StoreError> {
     // what frees the log): intake stops early enough to leave it room (`Store::reserve_bytes`).
     *lock(&shared.store_size) = shared.store.size_on_disk();
     maybe_compact(shared);
-    let (seq, cp) = {
+    let (seq, dirty, rest) = {
         let mut engine = lock(&shared.engine);
         // Taken under the engine lock, between groups: it includes every applied group.
         (
             shared.applied_seq.load(Ordering::SeqCst),
-            engine.checkpoint(),
+            engine.take_dirty(),
+            engine.encode_rest(),
         )
     };
-    let result = shared
-        .store
-        .write_checkpoint(seq, cp.slices, &cp.state)
-        .await;
+    let result = write_streamed(shared, seq, &dirty, &rest).await;
     match &result {
         Ok(()) => {
             let mut c = lock(&shared.checkpoint);
@@ -285,8 +299,24 @@ pub(super) async fn checkpoint(shared: &Shared) -> Result<(), StoreError> {
         }
         Err(e) => {
             warn!("checkpoint not written: {e}");
-            lock(&shared.engine).mark_all_dirty();
+            lock(&shared.engine).mark_dirty(dirty);
         }
     }
     result
+}
+
+async fn write_streamed(
+    shared: &Shared,
+    seq: u64,
+    dirty: &[(crate::engine::Tier, i64)],
+    rest: &[u8],
+) -> Result<(), StoreError> {
+    let estimate = shared.store.reserve_bytes() / 2 + rest.len() as u64;
+    let mut w = shared.store.begin_checkpoint(estimate)?;
+    for &(tier, start) in dirty {
+        let (key, value) = lock(&shared.engine).encode_slice(tier, start);
+        w.slice(&key, value.as_deref()).await?;
+    }
+    w.state(rest).await?;
+    w.commit(seq).await
 }

@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use super::commit::checkpoint;
 use super::{close_intervals, lock, wall_ms, Shared};
 use crate::config::Config;
 use crate::control::protocol::{
@@ -13,6 +12,9 @@ use crate::control::server::Handler;
 use crate::engine::MetricsQuery;
 use crate::store::StoreError;
 use crate::upstream::outbox_store::StoreOutbox;
+
+/// Longest `flush` waits for its checkpoint.
+const FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 pub(super) fn handler(shared: Arc<Shared>) -> Handler {
     Arc::new(move |req: Request| match req {
@@ -25,8 +27,24 @@ pub(super) fn handler(shared: Arc<Shared>) -> Handler {
             // The control server runs handlers on the multi-threaded runtime, where blocking in place is allowed.
             let r = tokio::task::block_in_place(|| {
                 tokio::runtime::Handle::current().block_on(async move {
-                    checkpoint(&s).await?;
-                    close_intervals(&s, true).await
+                    // The committer writes it, between groups; a store that does not answer
+                    // gets a clear error instead of a request that never returns.
+                    let (tx, rx) = tokio::sync::oneshot::channel();
+                    s.checkpoint_now
+                        .send(tx)
+                        .await
+                        .map_err(|_| "the daemon is stopping".to_string())?;
+                    match tokio::time::timeout(FLUSH_TIMEOUT, rx).await {
+                        Ok(Ok(r)) => r?,
+                        Ok(Err(_)) => return Err("the daemon is stopping".to_string()),
+                        Err(_) => {
+                            return Err(format!(
+                                "the store did not finish a checkpoint within {} s",
+                                FLUSH_TIMEOUT.as_secs()
+                            ))
+                        }
+                    }
+                    close_intervals(&s, true).await.map_err(|e| e.to_string())
                 })
             });
             match r {

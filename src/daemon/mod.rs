@@ -93,6 +93,8 @@ struct Shared {
     applied_seq: AtomicU64,
     /// Rung when a store write fails: sled takes no more writes until reopened.
     store_failed: Notify,
+    /// Asks the committer for a checkpoint now (only it may write one while it runs).
+    checkpoint_now: mpsc::Sender<commit::CheckpointRequest>,
     rate: Mutex<RateMark>,
 }
 
@@ -242,6 +244,7 @@ pub async fn run(
             wake: Arc::new(Notify::new()),
         })
         .collect();
+    let (checkpoint_tx, checkpoint_rx) = mpsc::channel(4);
     let shared = Arc::new(Shared {
         engine: Mutex::new(engine),
         store: store.clone(),
@@ -263,6 +266,7 @@ pub async fn run(
         checkpoint_gate: tokio::sync::Mutex::new(()),
         applied_seq: AtomicU64::new(applied_seq),
         store_failed: Notify::new(),
+        checkpoint_now: checkpoint_tx,
         rate: Mutex::new(RateMark {
             at: Instant::now(),
             accepted: 0,
@@ -278,7 +282,7 @@ pub async fn run(
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (submit_tx, submit_rx) = mpsc::channel::<Submission>(4096);
-    let committer = tokio::spawn(commit_loop(shared.clone(), submit_rx));
+    let committer = tokio::spawn(commit_loop(shared.clone(), submit_rx, checkpoint_rx));
     let ctx = Arc::new(IngestCtx::new(
         submit_tx,
         shared.limits.subscribe(),

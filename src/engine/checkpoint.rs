@@ -100,6 +100,38 @@ impl Engine {
         }
     }
 
+    /// The slices changed since the last checkpoint, forgotten as changed: a streaming checkpoint
+    /// then asks for each with [`Engine::encode_slice`] (`None`: dropped). Give them back with
+    /// [`Engine::mark_dirty`] if the checkpoint fails.
+    pub fn take_dirty(&mut self) -> Vec<(Tier, i64)> {
+        self.changed = false;
+        std::mem::take(&mut self.dirty).into_iter().collect()
+    }
+
+    /// One slice in its stored form, and its store key; `None` when it holds nothing.
+    pub fn encode_slice(&mut self, tier: Tier, start: i64) -> (Vec<u8>, Option<Vec<u8>>) {
+        let tier_slices = match tier {
+            Tier::Fine => &self.fine,
+            Tier::Interval => &self.interval,
+        };
+        let value = tier_slices
+            .get(start)
+            .filter(|s| !s.is_empty())
+            .map(|s| s.encode(&mut self.sets));
+        (slice_key(tier, start), value)
+    }
+
+    /// Everything but the slices, as one value.
+    pub fn encode_rest(&self) -> Vec<u8> {
+        self.encode_state()
+    }
+
+    /// Marks slices changed again (a checkpoint that took them failed).
+    pub fn mark_dirty(&mut self, slices: impl IntoIterator<Item = (Tier, i64)>) {
+        self.dirty.extend(slices);
+        self.changed = true;
+    }
+
     /// Marks every slice changed, so the next checkpoint writes them all (after a failed write).
     pub fn mark_all_dirty(&mut self) {
         for (start, _) in self.fine.iter() {

@@ -558,7 +558,15 @@ impl Engine {
         let candidates: Vec<String> = self
             .pending
             .iter()
-            .filter(|(_, e)| expiry_clock(&e.call) <= limit)
+            // Only calls with an open segment, or events before their first start, can expire.
+            .filter(|(_, e)| {
+                (e.open > 0
+                    || e.call
+                        .events
+                        .first()
+                        .is_some_and(|ev| ev.kind != EventKind::Start))
+                    && expiry_clock(&e.call) <= limit
+            })
             .map(|(id, _)| id.to_string())
             .collect();
         for id in candidates {

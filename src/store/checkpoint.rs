@@ -173,39 +173,144 @@ pub(super) fn split_chunks(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
     (0..n).map(move |i| &bytes[(i * CHUNK).min(bytes.len())..((i + 1) * CHUNK).min(bytes.len())])
 }
 
-/// Applies batches of at most [`BATCH_BYTES`] to a tree.
-struct Batcher<'a> {
+/// A checkpoint being written: parts go to sled in batches of at most [`BATCH_BYTES`], each
+/// flushed before the next, so neither this process nor sled holds much of it at once; nothing
+/// counts until [`CheckpointWriter::commit`] writes the manifest.
+pub struct CheckpointWriter<'a> {
     store: &'a Store,
+    old: Manifest,
+    new: Manifest,
     batch: sled::Batch,
-    bytes: usize,
+    pending: usize,
+    written: u64,
 }
 
-impl Batcher<'_> {
-    fn insert(&mut self, k: Vec<u8>, v: &[u8]) -> Result<(), StoreError> {
-        self.bytes += k.len() + v.len();
+impl CheckpointWriter<'_> {
+    async fn insert(&mut self, k: Vec<u8>, v: &[u8]) -> Result<(), StoreError> {
+        self.pending += k.len() + v.len();
         self.batch.insert(k, v);
-        self.spill()
+        self.spill(false).await
     }
 
-    fn remove(&mut self, k: Vec<u8>) -> Result<(), StoreError> {
-        self.bytes += k.len() + 8;
+    fn remove(&mut self, k: Vec<u8>) {
+        self.pending += k.len() + 8;
         self.batch.remove(k);
-        self.spill()
     }
 
-    fn spill(&mut self) -> Result<(), StoreError> {
-        if self.bytes >= BATCH_BYTES {
-            self.finish()?;
+    /// Hands the batch to sled once it is large (or `always`), and waits until it is on disk.
+    async fn spill(&mut self, always: bool) -> Result<(), StoreError> {
+        if self.pending < BATCH_BYTES && !always {
+            return Ok(());
+        }
+        let batch = std::mem::take(&mut self.batch);
+        self.pending = 0;
+        let state = self.store.t()?.state.clone();
+        self.store
+            .note(state.apply_batch(batch).map_err(StoreError::from))?;
+        self.store.flush().await?;
+        Ok(())
+    }
+
+    /// One changed slice: its new value, or `None` when it was dropped.
+    pub async fn slice(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<(), StoreError> {
+        match value {
+            Some(v) => {
+                let gen = self.new.gen;
+                let mut part = Part {
+                    gen,
+                    chunks: 0,
+                    bytes: 0,
+                };
+                for (i, c) in split_chunks(v).enumerate() {
+                    let k = slice_chunk_key(key, gen, i as u32);
+                    part.bytes += (k.len() + c.len()) as u64;
+                    part.chunks += 1;
+                    self.insert(k, c).await?;
+                }
+                self.written += part.bytes;
+                self.new.slices.insert(key.to_vec(), part);
+            }
+            None => {
+                self.new.slices.remove(key);
+            }
         }
         Ok(())
     }
 
-    fn finish(&mut self) -> Result<(), StoreError> {
-        let batch = std::mem::take(&mut self.batch);
-        self.bytes = 0;
-        let state = self.store.t()?.state.clone();
-        self.store
-            .note(state.apply_batch(batch).map_err(StoreError::from))
+    /// The rest of the engine's state.
+    pub async fn state(&mut self, state: &[u8]) -> Result<(), StoreError> {
+        let gen = self.new.gen;
+        let mut part = Part {
+            gen,
+            chunks: 0,
+            bytes: 0,
+        };
+        for (i, c) in split_chunks(state).enumerate() {
+            let k = state_chunk_key(gen, i as u32);
+            part.bytes += (k.len() + c.len()) as u64;
+            part.chunks += 1;
+            self.insert(k, c).await?;
+        }
+        self.written += part.bytes;
+        self.new.state = Some(part);
+        Ok(())
+    }
+
+    /// Commits the checkpoint as including every log group up to `seq`, then deletes what it
+    /// supersedes and those groups.
+    pub async fn commit(self, seq: u64) -> Result<(), StoreError> {
+        self.commit_with(seq, |_| {}).await
+    }
+
+    async fn commit_with(
+        mut self,
+        seq: u64,
+        extra: impl FnOnce(&mut sled::Batch),
+    ) -> Result<(), StoreError> {
+        self.spill(true).await?;
+        let store = self.store;
+        // The commit point: the manifest and the sequence number, in one batch.
+        let encoded = self.new.encode();
+        let mut commit = sled::Batch::default();
+        extra(&mut commit);
+        let mut own = 0u16;
+        for (i, c) in split_chunks(&encoded).enumerate() {
+            commit.insert(&manifest_key(i as u16)[..], c);
+            own = i as u16 + 1;
+        }
+        for i in own..self.old.own_chunks {
+            commit.remove(&manifest_key(i)[..]);
+        }
+        commit.insert(META_SEQ, &seq.to_be_bytes());
+        let tree = store.t()?.state.clone();
+        store.note(tree.apply_batch(commit).map_err(StoreError::from))?;
+        store.flush().await?;
+        if store.has_failed.load(Ordering::SeqCst) {
+            return Err(StoreError::Failed(store.failed().unwrap_or_default()));
+        }
+        self.new.own_chunks = own;
+        store.state_bytes.store(self.new.bytes(), Ordering::SeqCst);
+        store
+            .last_checkpoint_bytes
+            .store(self.written, Ordering::SeqCst);
+        *store.manifest.lock().unwrap_or_else(|p| p.into_inner()) = self.new.clone();
+
+        // What the new checkpoint supersedes: replaced or dropped slices, the old state.
+        let (old, new) = (std::mem::take(&mut self.old), std::mem::take(&mut self.new));
+        for (key, p) in &old.slices {
+            if new.slices.get(key).is_none_or(|n| n.gen != p.gen) {
+                for i in 0..p.chunks {
+                    self.remove(slice_chunk_key(key, p.gen, i));
+                }
+            }
+        }
+        if let Some(p) = old.state {
+            for i in 0..p.chunks {
+                self.remove(state_chunk_key(p.gen, i));
+            }
+        }
+        self.spill(true).await?;
+        store.trim_log(seq)
     }
 }
 
@@ -326,104 +431,39 @@ impl Store {
         state: &[u8],
         extra: impl FnOnce(&mut sled::Batch),
     ) -> Result<(), StoreError> {
-        // A checkpoint is only an optimisation of the log: skip it rather than let sled meet a full
-        // disk (which would poison it). Room for it twice over and two fresh segments.
         let size: u64 = slices
             .iter()
             .map(|(_, v)| v.as_ref().map_or(0, |v| v.len() as u64))
             .sum::<u64>()
             + state.len() as u64;
-        super::space::check_free(&self.path, 2 * size + 2 * SEGMENT_BYTES)?;
+        let mut w = self.begin_checkpoint(size)?;
+        for (key, value) in &slices {
+            w.slice(key, value.as_deref()).await?;
+        }
+        w.state(state).await?;
+        w.commit_with(seq, extra).await
+    }
+
+    /// Starts a checkpoint written part by part (see [`CheckpointWriter`]); `estimate` is about
+    /// how many bytes it will write, to check the disk has room for it.
+    pub fn begin_checkpoint(&self, estimate: u64) -> Result<CheckpointWriter<'_>, StoreError> {
+        // A checkpoint is only an optimisation of the log: skip it rather than let sled meet a full
+        // disk (which would poison it). Room for it twice over and two fresh segments.
+        super::space::check_free(&self.path, 2 * estimate + 2 * SEGMENT_BYTES)?;
         let old = self
             .manifest
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
         let gen = old.gen + 1;
-        let mut new = Manifest { gen, ..old.clone() };
-        let mut w = Batcher {
+        Ok(CheckpointWriter {
             store: self,
+            new: Manifest { gen, ..old.clone() },
+            old,
             batch: sled::Batch::default(),
-            bytes: 0,
-        };
-        let mut written = 0u64;
-        for (key, value) in &slices {
-            match value {
-                Some(v) => {
-                    let mut part = Part {
-                        gen,
-                        chunks: 0,
-                        bytes: 0,
-                    };
-                    for (i, c) in split_chunks(v).enumerate() {
-                        let k = slice_chunk_key(key, gen, i as u32);
-                        part.bytes += (k.len() + c.len()) as u64;
-                        part.chunks += 1;
-                        w.insert(k, c)?;
-                    }
-                    written += part.bytes;
-                    new.slices.insert(key.clone(), part);
-                }
-                None => {
-                    new.slices.remove(key);
-                }
-            }
-        }
-        let mut part = Part {
-            gen,
-            chunks: 0,
-            bytes: 0,
-        };
-        for (i, c) in split_chunks(state).enumerate() {
-            let k = state_chunk_key(gen, i as u32);
-            part.bytes += (k.len() + c.len()) as u64;
-            part.chunks += 1;
-            w.insert(k, c)?;
-        }
-        written += part.bytes;
-        new.state = Some(part);
-        w.finish()?;
-        self.flush().await?;
-
-        // The commit point: the manifest and the sequence number, in one batch.
-        let encoded = new.encode();
-        let mut commit = sled::Batch::default();
-        extra(&mut commit);
-        let mut own = 0u16;
-        for (i, c) in split_chunks(&encoded).enumerate() {
-            commit.insert(&manifest_key(i as u16)[..], c);
-            own = i as u16 + 1;
-        }
-        for i in own..old.own_chunks {
-            commit.remove(&manifest_key(i)[..]);
-        }
-        commit.insert(META_SEQ, &seq.to_be_bytes());
-        let tree = self.t()?.state.clone();
-        self.note(tree.apply_batch(commit).map_err(StoreError::from))?;
-        self.flush().await?;
-        if self.has_failed.load(Ordering::SeqCst) {
-            return Err(StoreError::Failed(self.failed().unwrap_or_default()));
-        }
-        new.own_chunks = own;
-        self.state_bytes.store(new.bytes(), Ordering::SeqCst);
-        self.last_checkpoint_bytes.store(written, Ordering::SeqCst);
-        *self.manifest.lock().unwrap_or_else(|p| p.into_inner()) = new.clone();
-
-        // What the new checkpoint supersedes: replaced or dropped slices, the old state.
-        for (key, p) in &old.slices {
-            if new.slices.get(key).is_none_or(|n| n.gen != p.gen) {
-                for i in 0..p.chunks {
-                    w.remove(slice_chunk_key(key, p.gen, i))?;
-                }
-            }
-        }
-        if let Some(p) = old.state {
-            for i in 0..p.chunks {
-                w.remove(state_chunk_key(p.gen, i))?;
-            }
-        }
-        w.finish()?;
-        self.trim_log(seq)
+            pending: 0,
+            written: 0,
+        })
     }
 
     /// Deletes the log groups up to `seq` (folded into a checkpoint).

@@ -24,12 +24,13 @@ use std::sync::{Mutex, RwLock, RwLockReadGuard};
 
 use thiserror::Error;
 
-pub use checkpoint::Recovered;
+pub use checkpoint::{CheckpointWriter, Recovered};
 pub use space::{free_bytes, SEGMENT_BYTES};
 
 /// Bumped whenever the stored layout changes incompatibly.
 pub const SCHEMA_VERSION: u32 = 2;
-/// Largest value written, bytes.
+/// Largest value written, bytes: a tree node of sled holds up to 17 values and must stay below
+/// its blob threshold (a quarter of [`SEGMENT_BYTES`]).
 pub const CHUNK: usize = 4000;
 
 const META_SCHEMA: &[u8] = b"m:schema";
