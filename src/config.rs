@@ -230,7 +230,7 @@ impl Default for StoreConfig {
             cache_bytes: 8 << 20,
             max_bytes: 1 << 30,
             checkpoint_interval: Millis::secs(60),
-            checkpoint_events: 200_000,
+            checkpoint_events: 500_000,
         }
     }
 }

@@ -21,12 +21,14 @@ const IO_TIMEOUT: Duration = Duration::from_secs(120);
 /// What one streaming phase achieved.
 pub struct Streamed {
     pub events: usize,
+    /// Events the daemon refused (from the replies' `accepted` counts).
     pub refused: usize,
     pub first_error: Option<String>,
     pub wall: Duration,
 }
 
 impl Streamed {
+    /// Acknowledged events per second of wall time.
     pub fn rate(&self) -> f64 {
         (self.events - self.refused) as f64 / self.wall.as_secs_f64()
     }
@@ -40,29 +42,37 @@ fn connect(path: &Path) -> UnixStream {
     s
 }
 
-/// Counts the replies of one connection: (refused, first error).
-fn read_replies(stream: UnixStream, messages: usize, msgpack: bool) -> (usize, Option<String>) {
+/// Reads the replies of one connection; returns the events refused and the first refusal. A
+/// reply is `{"ok":true}` (one event), `{"accepted":n,"ok":true}` (a batch), or an error with the
+/// batch's `accepted` count.
+fn read_replies(
+    stream: UnixStream,
+    messages: usize,
+    events_per_message: &[usize],
+    msgpack: bool,
+) -> (usize, Option<String>) {
     let mut refused = 0;
     let mut first = None;
     let mut r = BufReader::with_capacity(1 << 16, stream);
     let mut line = Vec::new();
     let mut body = Vec::new();
-    for _ in 0..messages {
-        let text = if msgpack {
+    for i in 0..messages {
+        let v: serde_json::Value = if msgpack {
             let mut len = [0u8; 4];
             r.read_exact(&mut len).expect("read a reply frame");
             body.resize(u32::from_be_bytes(len) as usize, 0);
             r.read_exact(&mut body).expect("read a reply frame");
-            let v: serde_json::Value = rmp_serde::from_slice(&body).expect("decode a reply");
-            v.to_string()
+            rmp_serde::from_slice(&body).expect("decode a reply")
         } else {
             line.clear();
             r.read_until(b'\n', &mut line).expect("read a reply line");
-            String::from_utf8_lossy(&line).into_owned()
+            serde_json::from_slice(&line).expect("decode a reply")
         };
-        if !text.starts_with("{\"ok\":true") {
-            refused += 1;
-            first.get_or_insert(text);
+        if v["ok"] != serde_json::Value::Bool(true) {
+            let sent = events_per_message.get(i).copied().unwrap_or(1);
+            let accepted = v["accepted"].as_u64().unwrap_or(0) as usize;
+            refused += sent.saturating_sub(accepted);
+            first.get_or_insert_with(|| v.to_string());
         }
     }
     (refused, first)
@@ -78,7 +88,8 @@ pub fn stream(events_sock: &Path, loads: &[Payload], msgpack: bool) -> Streamed 
                 let stream = connect(events_sock);
                 let reader = stream.try_clone().expect("clone the stream");
                 let messages = p.messages;
-                let r = s.spawn(move || read_replies(reader, messages, msgpack));
+                let per = &p.per_message;
+                let r = s.spawn(move || read_replies(reader, messages, per, msgpack));
                 s.spawn(move || {
                     let mut w = stream;
                     w.write_all(&p.bytes).expect("send the payload");

@@ -128,6 +128,8 @@ pub struct Payload {
     pub bytes: Vec<u8>,
     pub messages: usize,
     pub events: usize,
+    /// Events in each message, in order.
+    pub per_message: Vec<usize>,
 }
 
 /// One JSON line per event.
@@ -146,6 +148,7 @@ pub fn json_lines(calls: &[Call]) -> Payload {
         bytes,
         messages: events,
         events,
+        per_message: vec![1; events],
     }
 }
 
@@ -153,18 +156,19 @@ pub fn json_lines(calls: &[Call]) -> Payload {
 pub fn msgpack_batches(calls: &[Call], batch: usize) -> Payload {
     let all: Vec<Wire<'_>> = calls.iter().flat_map(wire).collect();
     let mut bytes = Vec::with_capacity(all.len() * 80);
-    let mut messages = 0;
+    let mut per_message = Vec::new();
     for chunk in all.chunks(batch) {
         // As above: plain data always encodes.
         let body = rmp_serde::encode::to_vec_named(chunk).expect("encode a batch");
         bytes.extend_from_slice(&(body.len() as u32).to_be_bytes());
         bytes.extend_from_slice(&body);
-        messages += 1;
+        per_message.push(chunk.len());
     }
     Payload {
         bytes,
-        messages,
+        messages: per_message.len(),
         events: all.len(),
+        per_message,
     }
 }
 

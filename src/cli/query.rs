@@ -65,10 +65,12 @@ fn unexpected(request: &'static str, resp: &Response) -> CliError {
     CliError::Unexpected { request, got }
 }
 
-/// Writes `value` as pretty JSON followed by a newline.
+/// Writes `value` as compact JSON followed by a newline, in one write (standard output is not
+/// buffered: serialising into it directly cost a system call per token).
 fn write_json(out: &mut impl Write, value: &impl serde::Serialize) -> Result<(), CliError> {
-    serde_json::to_writer_pretty(&mut *out, value).map_err(io::Error::from)?;
-    writeln!(out)?;
+    let mut text = serde_json::to_vec(value).map_err(io::Error::from)?;
+    text.push(b'\n');
+    out.write_all(&text)?;
     out.flush()?;
     Ok(())
 }

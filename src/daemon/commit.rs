@@ -13,7 +13,7 @@ use tracing::{error, info, warn};
 
 use super::{lock, wall_ms, DaemonError, Shared};
 use crate::config::Config;
-use crate::engine::{Engine, Rejection};
+use crate::engine::{Engine, Rejection, StatePart};
 use crate::event::{Event, EventKind};
 use crate::ingest::{ItemResult, Refusal, Submission};
 use crate::store::{group, Store, StoreError};
@@ -22,6 +22,8 @@ use crate::store::{group, Store, StoreError};
 const MAX_GROUP_EVENTS: usize = 16_384;
 /// How often the engine's clock moves on when no events arrive.
 const TICK: Duration = Duration::from_secs(1);
+/// Quiet time before a bloated store is compacted (near the cap it is compacted at once).
+const IDLE_BEFORE_COMPACTION: Duration = Duration::from_secs(10);
 
 /// When the last checkpoint was written, and how many events were logged since.
 pub(super) struct CheckpointState {
@@ -92,9 +94,11 @@ pub(super) async fn commit_loop(
 ) {
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_group = Instant::now();
     loop {
         tokio::select! {
             first = rx.recv() => {
+                last_group = Instant::now();
                 let Some(first) = first else { break };
                 let mut count = first.events.len();
                 let mut subs = vec![first];
@@ -119,7 +123,11 @@ pub(super) async fn commit_loop(
                     let now = wall_ms().max(engine.now_ms());
                     engine.advance(now);
                 }
-                maybe_compact(&shared);
+                // A large file that is mostly garbage is rewritten once events pause (rewriting
+                // it during a bulk load would copy a store that is still growing).
+                if last_group.elapsed() >= IDLE_BEFORE_COMPACTION {
+                    maybe_compact(&shared, false);
+                }
             }
         }
         if checkpoint_due(&shared) {
@@ -130,10 +138,11 @@ pub(super) async fn commit_loop(
     }
 }
 
-/// Compacts the store when that gives back a lot of room (see `Store::compaction_worthwhile`).
-pub(super) fn maybe_compact(shared: &Shared) {
+/// Compacts the store when that gives back a lot of room (see `Store::compaction_worthwhile`);
+/// with `near_cap_only`, only when the store is near its cap.
+pub(super) fn maybe_compact(shared: &Shared, near_cap_only: bool) {
     let size = *lock(&shared.store_size);
-    if !shared.store.compaction_worthwhile(size) {
+    if !shared.store.compaction_worthwhile(size, near_cap_only) {
         return;
     }
     // Every store operation waits meanwhile; on a worker of the multi-threaded runtime.
@@ -153,7 +162,7 @@ async fn commit_group(shared: &Shared, subs: Vec<Submission>) {
     *lock(&shared.store_size) = shared.store.size_on_disk();
     let mut room = shared.store.check_room(*lock(&shared.store_size));
     if matches!(room, Err(StoreError::Full { .. })) {
-        maybe_compact(shared);
+        maybe_compact(shared, true);
         room = shared.store.check_room(*lock(&shared.store_size));
     }
     let mut results: Vec<Vec<ItemResult>> = subs
@@ -280,17 +289,17 @@ pub(super) async fn checkpoint(shared: &Shared) -> Result<(), StoreError> {
     // Near the cap, give back sled's garbage first. A checkpoint itself always goes ahead (it is
     // what frees the log): intake stops early enough to leave it room (`Store::reserve_bytes`).
     *lock(&shared.store_size) = shared.store.size_on_disk();
-    maybe_compact(shared);
-    let (seq, dirty, rest) = {
+    maybe_compact(shared, true);
+    let (seq, dirty, rest_estimate) = {
         let mut engine = lock(&shared.engine);
         // Taken under the engine lock, between groups: it includes every applied group.
         (
             shared.applied_seq.load(Ordering::SeqCst),
             engine.take_dirty(),
-            engine.encode_rest(),
+            engine.state_bytes().pending_bytes + engine.state_bytes().remembered_bytes,
         )
     };
-    let result = write_streamed(shared, seq, &dirty, &rest).await;
+    let result = write_streamed(shared, seq, &dirty, rest_estimate).await;
     match &result {
         Ok(()) => {
             let mut c = lock(&shared.checkpoint);
@@ -309,14 +318,21 @@ async fn write_streamed(
     shared: &Shared,
     seq: u64,
     dirty: &[(crate::engine::Tier, i64)],
-    rest: &[u8],
+    rest_estimate: u64,
 ) -> Result<(), StoreError> {
-    let estimate = shared.store.reserve_bytes() / 2 + rest.len() as u64;
+    let estimate = shared.store.reserve_bytes() / 2 + rest_estimate;
     let mut w = shared.store.begin_checkpoint(estimate)?;
     for &(tier, start) in dirty {
         let (key, value) = lock(&shared.engine).encode_slice(tier, start);
         w.slice(&key, value.as_deref()).await?;
     }
-    w.state(rest).await?;
+    // The rest of the state in pieces of about 1 MiB (the calls held during a bulk load are many).
+    let mut part = Some(StatePart::Head);
+    let mut piece = Vec::with_capacity(1 << 20);
+    while let Some(p) = part {
+        piece.clear();
+        part = lock(&shared.engine).encode_state_part(p, 1 << 20, &mut piece);
+        w.state_piece(&piece).await?;
+    }
     w.commit(seq).await
 }

@@ -67,16 +67,10 @@ pub(super) fn handler(shared: Arc<Shared>) -> Handler {
 
 fn metrics(shared: &Shared, q: &MetricsQuery) -> Response {
     // Read-only at the wall clock: only the committer moves the engine's clock on.
-    let result = lock(&shared.engine).metrics_at(q, wall_ms());
+    // The CLI shows no histograms; leaving them out keeps the answer small.
+    let result = lock(&shared.engine).metrics_with(q, wall_ms(), false);
     match result {
-        Ok(mut rows) => {
-            // The CLI shows no histograms; leaving them out keeps the answer small.
-            for r in &mut rows {
-                r.counts.wait_hist = Default::default();
-                r.counts.handle_hist = Default::default();
-            }
-            Response::Metrics(rows)
-        }
+        Ok(rows) => Response::Metrics(rows),
         Err(e) => Response::Error(e.to_string()),
     }
 }

@@ -307,8 +307,26 @@ pub struct Figures {
     pub handle_p99_ms: Option<f64>,
 }
 
+/// The quantiles rows report: p50, p90, p95, p99.
+pub const QUANTILES: [f64; 4] = [0.50, 0.90, 0.95, 0.99];
+
 impl Figures {
     pub fn of(a: &Agg, formula: Formula) -> Figures {
+        Figures::with_quantiles(
+            a,
+            formula,
+            QUANTILES.map(|q| a.wait_hist.quantile(q)),
+            QUANTILES.map(|q| a.handle_hist.quantile(q)),
+        )
+    }
+
+    /// The figures of `a`'s counters, with the [`QUANTILES`] of waits and handle times given.
+    pub fn with_quantiles(
+        a: &Agg,
+        formula: Formula,
+        wait: [Option<f64>; 4],
+        handle: [Option<f64>; 4],
+    ) -> Figures {
         let handled = a.handled as f64;
         Figures {
             asa_ms: ratio(a.wait_sum_ms as f64, a.answered as f64),
@@ -329,14 +347,14 @@ impl Figures {
                 .iter()
                 .map(|f| (f.name().to_string(), a.service_level(*f)))
                 .collect(),
-            wait_p50_ms: a.wait_hist.quantile(0.50),
-            wait_p90_ms: a.wait_hist.quantile(0.90),
-            wait_p95_ms: a.wait_hist.quantile(0.95),
-            wait_p99_ms: a.wait_hist.quantile(0.99),
-            handle_p50_ms: a.handle_hist.quantile(0.50),
-            handle_p90_ms: a.handle_hist.quantile(0.90),
-            handle_p95_ms: a.handle_hist.quantile(0.95),
-            handle_p99_ms: a.handle_hist.quantile(0.99),
+            wait_p50_ms: wait[0],
+            wait_p90_ms: wait[1],
+            wait_p95_ms: wait[2],
+            wait_p99_ms: wait[3],
+            handle_p50_ms: handle[0],
+            handle_p90_ms: handle[1],
+            handle_p95_ms: handle[2],
+            handle_p99_ms: handle[3],
         }
     }
 }

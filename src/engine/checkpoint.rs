@@ -29,6 +29,15 @@ impl From<DecodeError> for RestoreError {
     }
 }
 
+/// Where a streamed state value stands (see [`Engine::encode_state_part`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatePart {
+    Head,
+    /// Pending calls from this index of the table on.
+    Pending(usize),
+    Remembered,
+}
+
 /// What a checkpoint writes.
 pub struct Checkpoint {
     /// Changed slices: [`slice_key`] → encoded slice, or `None` when the slice was dropped.
@@ -121,11 +130,6 @@ impl Engine {
         (slice_key(tier, start), value)
     }
 
-    /// Everything but the slices, as one value.
-    pub fn encode_rest(&self) -> Vec<u8> {
-        self.encode_state()
-    }
-
     /// Marks slices changed again (a checkpoint that took them failed).
     pub fn mark_dirty(&mut self, slices: impl IntoIterator<Item = (Tier, i64)>) {
         self.dirty.extend(slices);
@@ -143,10 +147,44 @@ impl Engine {
     }
 
     fn encode_state(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(256 + self.pending.heap_bytes());
-        put_u64(&mut out, STATE_VERSION);
-        put_i64(&mut out, self.now_ms);
-        put_i64(&mut out, self.next_scan_ms);
+        let mut out = Vec::new();
+        let mut part = StatePart::Head;
+        while let Some(next) = self.encode_state_part(part, usize::MAX, &mut out) {
+            part = next;
+        }
+        out
+    }
+
+    /// Appends the next part of the state value, about `max` bytes of it, to `out`; returns the
+    /// part after it, or `None` once the whole value is written. The parts, in order, make the
+    /// value [`Engine::restore`] reads; a checkpoint writes them one by one, so the calls held
+    /// during a bulk load are never all encoded at once.
+    pub fn encode_state_part(
+        &self,
+        part: StatePart,
+        max: usize,
+        out: &mut Vec<u8>,
+    ) -> Option<StatePart> {
+        match part {
+            StatePart::Head => {
+                self.encode_head(out);
+                Some(StatePart::Pending(0))
+            }
+            StatePart::Pending(from) => match self.pending.encode_part(from, max, out) {
+                Some(next) => Some(StatePart::Pending(next)),
+                None => Some(StatePart::Remembered),
+            },
+            StatePart::Remembered => {
+                self.remembered.encode(out);
+                None
+            }
+        }
+    }
+
+    fn encode_head(&self, out: &mut Vec<u8>) {
+        put_u64(out, STATE_VERSION);
+        put_i64(out, self.now_ms);
+        put_i64(out, self.next_scan_ms);
         let c = &self.counters;
         for v in [
             c.accepted,
@@ -156,32 +194,29 @@ impl Engine {
             c.expired_segments,
             c.expired_orphan_events,
         ] {
-            put_u64(&mut out, v);
+            put_u64(out, v);
         }
-        put_u64(&mut out, c.overflowed.len() as u64);
+        put_u64(out, c.overflowed.len() as u64);
         for (k, n) in &c.overflowed {
-            put_bytes(&mut out, k.as_bytes());
-            put_u64(&mut out, *n);
+            put_bytes(out, k.as_bytes());
+            put_u64(out, *n);
         }
         let sets = self.sets.lists();
-        put_u64(&mut out, sets.len() as u64);
+        put_u64(out, sets.len() as u64);
         for s in sets {
-            put_u64(&mut out, s.len() as u64);
+            put_u64(out, s.len() as u64);
             for t in s {
-                put_u64(&mut out, *t);
+                put_u64(out, *t);
             }
         }
         let keys: Vec<(KeyId, &Dim)> = self.keys.all().collect();
-        put_u64(&mut out, keys.len() as u64);
+        put_u64(out, keys.len() as u64);
         for (id, dim) in keys {
-            put_u64(&mut out, u64::from(id));
+            put_u64(out, u64::from(id));
             out.push(kind_code(dim.kind));
-            put_bytes(&mut out, dim.key.as_bytes());
+            put_bytes(out, dim.key.as_bytes());
         }
-        put_u64(&mut out, self.open_segments as u64);
-        self.pending.encode_all(&mut out);
-        self.remembered.encode(&mut out);
-        out
+        put_u64(out, self.open_segments as u64);
     }
 
     /// Rebuilds an engine from a checkpoint's slices and state.

@@ -206,14 +206,78 @@ impl DenseSketch {
         }
     }
 
+    /// The values at ranks ⌊q·(n−1)⌋ of each of `qs` (ascending), within 1 %, in one pass: what
+    /// [`Sketch::quantile`] answers for the same bins.
+    pub fn quantiles<const N: usize>(&self, qs: [f64; N]) -> [Option<f64>; N] {
+        let mut out = [None; N];
+        if self.total == 0 {
+            return out;
+        }
+        let ranks = qs.map(|q| (q.clamp(0.0, 1.0) * (self.total - 1) as f64).floor() as u64);
+        let mut next = 0;
+        while next < N && ranks[next] < self.zero {
+            out[next] = Some(0.0);
+            next += 1;
+        }
+        // One pass over the counters, with the width matched once rather than per counter.
+        fn walk<T: Copy + Into<u64>, const N: usize>(
+            v: &[T],
+            ranks: &[u64; N],
+            mut seen: u64,
+            mut next: usize,
+            out: &mut [Option<i32>; N],
+        ) -> Option<usize> {
+            let mut last = None;
+            for (i, c) in v.iter().enumerate() {
+                if next == N {
+                    break;
+                }
+                let c: u64 = (*c).into();
+                if c == 0 {
+                    continue;
+                }
+                seen += c;
+                last = Some(i);
+                while next < N && seen > ranks[next] {
+                    out[next] = Some(i as i32);
+                    next += 1;
+                }
+            }
+            last
+        }
+        let mut at: [Option<i32>; N] = [None; N];
+        let last = match &self.counts {
+            Counts::U8(v) => walk(v, &ranks, self.zero, next, &mut at),
+            Counts::U16(v) => walk(v, &ranks, self.zero, next, &mut at),
+            Counts::U32(v) => walk(v, &ranks, self.zero, next, &mut at),
+            Counts::U64(v) => walk(v, &ranks, self.zero, next, &mut at),
+        };
+        for k in next..N {
+            out[k] = at[k]
+                .map(|i| i as usize)
+                .or(last)
+                .map(|i| Sketch::value_of(self.low + i as i32));
+        }
+        out
+    }
+
     /// The sparse form (what records and rows carry).
     pub fn to_sketch(&self) -> Sketch {
-        let bins = (0..self.counts.len())
-            .filter_map(|i| {
-                let c = self.counts.get(i);
-                (c > 0).then(|| (self.low + i as i32, c))
-            })
-            .collect();
+        fn nonzero<T: Copy + Into<u64>>(low: i32, v: &[T]) -> Vec<(i32, u64)> {
+            v.iter()
+                .enumerate()
+                .filter_map(|(i, c)| {
+                    let c: u64 = (*c).into();
+                    (c > 0).then(|| (low + i as i32, c))
+                })
+                .collect()
+        }
+        let bins = match &self.counts {
+            Counts::U8(v) => nonzero(self.low, v),
+            Counts::U16(v) => nonzero(self.low, v),
+            Counts::U32(v) => nonzero(self.low, v),
+            Counts::U64(v) => nonzero(self.low, v),
+        };
         Sketch::from_parts(self.zero, bins)
     }
 }
@@ -241,6 +305,8 @@ mod tests {
             both.merge(&sb);
             for _ in 0..heavy { both.add(42_000); }
             prop_assert_eq!(d.to_sketch(), both.clone());
+            let qs = [0.0, 0.5, 0.9, 0.95, 0.99, 1.0];
+            prop_assert_eq!(d.quantiles(qs), qs.map(|q| both.quantile(q)));
             d.subtract(&sa);
             let mut only_b = sb.clone();
             for _ in 0..heavy { only_b.add(42_000); }

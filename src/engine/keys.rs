@@ -56,6 +56,11 @@ impl Keys {
             .and_then(|e| e.as_ref().map(|e| &e.dim))
     }
 
+    /// One more than the largest key number in use (for tables indexed by key).
+    pub fn id_bound(&self) -> KeyId {
+        self.entries.len() as KeyId
+    }
+
     pub fn count(&self, kind: DimKind) -> usize {
         self.per_kind[kind_index(kind)]
     }

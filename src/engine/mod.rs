@@ -36,7 +36,7 @@ use std::sync::Arc;
 use thiserror::Error;
 
 pub use aggregate::{Agg, Figures, HandleFacts, Outcome, QueueFacts};
-pub use checkpoint::{slice_key, Checkpoint, RestoreError};
+pub use checkpoint::{slice_key, Checkpoint, RestoreError, StatePart};
 pub use keys::Dim;
 pub use report::{
     DimKind, EngineStats, MetricsQuery, MetricsRow, OpenSegment, Realtime, RowParams, StateBytes,
@@ -332,19 +332,26 @@ impl Engine {
         self.advance(now_ms);
         let now = self.now_ms;
         let mut out = vec![Applied::Accepted; events.len()];
-        // Calls in the order they first appear; their events in group order.
-        let mut calls: Vec<(&str, Vec<usize>)> = Vec::new();
-        let mut index: HashMap<&str, usize> = HashMap::with_capacity(events.len().min(1 << 16));
+        // Calls in the order they first appear; their events in group order, chained by index
+        // (no allocation per call: a bulk load brings thousands per group).
+        let mut first: Vec<usize> = Vec::new();
+        let mut next = vec![usize::MAX; events.len()];
+        let mut last: HashMap<&str, usize> = HashMap::with_capacity(events.len().min(1 << 16));
         for (i, ev) in events.iter().enumerate() {
-            match index.get(ev.call_id.as_str()) {
-                Some(&c) => calls[c].1.push(i),
+            match last.get_mut(ev.call_id.as_str()) {
+                Some(l) => {
+                    next[*l] = i;
+                    *l = i;
+                }
                 None => {
-                    index.insert(&ev.call_id, calls.len());
-                    calls.push((&ev.call_id, vec![i]));
+                    last.insert(&ev.call_id, i);
+                    first.push(i);
                 }
             }
         }
-        for (call_id, idxs) in calls {
+        drop(last);
+        for f in first {
+            let call_id = events[f].call_id.as_str();
             let hash = call_hash(call_id);
             let existing = self.pending.take(call_id);
             let had = existing.is_some();
@@ -358,9 +365,11 @@ impl Engine {
                 open: 0,
             });
             let mut changed = false;
-            for i in idxs {
+            let mut i = f;
+            while i != usize::MAX {
                 out[i] = self.take_event(&mut e.call, events[i], hash, now);
                 changed |= out[i] == Applied::Accepted;
+                i = next[i];
             }
             if changed {
                 self.changed = true;
@@ -494,21 +503,24 @@ impl Engine {
             if call.folded[i].expired {
                 continue;
             }
-            if call.folded[i].queue.is_none() {
-                if let Some(q) = seg.queue_facts() {
-                    if seg.queue_rx_ms + self.s.grace_ms <= at {
-                        self.fold_queue(seg, &q);
-                        call.folded[i].queue = Some(q);
-                    }
-                }
+            let queue = seg
+                .queue_facts()
+                .filter(|_| call.folded[i].queue.is_none())
+                .filter(|_| seg.queue_rx_ms + self.s.grace_ms <= at);
+            let handle = seg
+                .handle_facts()
+                .filter(|_| call.folded[i].handle.is_none())
+                .filter(|_| self.handle_due(seg) <= at);
+            if queue.is_some() || handle.is_some() {
+                // Both at once when both are due (a bulk load): a bucket holding both is
+                // unpacked and packed once.
+                self.fold_facts(seg, queue.as_ref(), handle.as_ref());
             }
-            if call.folded[i].handle.is_none() {
-                if let Some(h) = seg.handle_facts() {
-                    if self.handle_due(seg) <= at {
-                        self.fold_handle(seg, &h);
-                        call.folded[i].handle = Some(h);
-                    }
-                }
+            if queue.is_some() {
+                call.folded[i].queue = queue;
+            }
+            if handle.is_some() {
+                call.folded[i].handle = handle;
             }
         }
         // An event that fits nowhere yet (say, an answer that overtook its transfer's start) may
@@ -653,34 +665,50 @@ impl Engine {
         d
     }
 
-    fn fold_queue(&mut self, seg: &Segment, f: &QueueFacts) {
+    /// Folds a segment's queue facts (at the time it left the queue) and handle facts (at
+    /// completion) into the buckets of every dimension it counts under.
+    fn fold_facts(
+        &mut self,
+        seg: &Segment,
+        queue: Option<&QueueFacts>,
+        handle: Option<&HandleFacts>,
+    ) {
         let p = self.s.params(&seg.queue);
         let bands = self.s.bands.clone();
-        let fact = Fact::Queue {
-            facts: f,
-            params: &p,
-            bands: &bands,
-        };
-        self.fold(seg, f.leave_ms, &fact);
-    }
-
-    fn fold_handle(&mut self, seg: &Segment, h: &HandleFacts) {
-        self.fold(seg, h.completion_ms, &Fact::Handle(h));
-    }
-
-    fn fold(&mut self, seg: &Segment, at_ms: i64, fact: &Fact<'_>) {
+        let mut facts: Vec<(i64, Fact<'_>)> = Vec::with_capacity(2);
+        if let Some(f) = queue {
+            facts.push((
+                f.leave_ms,
+                Fact::Queue {
+                    facts: f,
+                    params: &p,
+                    bands: &bands,
+                },
+            ));
+        }
+        if let Some(h) = handle {
+            facts.push((h.completion_ms, Fact::Handle(h)));
+        }
         let now = self.now_ms;
-        let mut targets: Vec<(Tier, i64)> = Vec::with_capacity(2);
-        for (tier, from) in [
+        let keep = [
             (Tier::Fine, self.cal.fine_bucket(now) - FINE_SPAN_MS),
             (
                 Tier::Interval,
                 self.cal.interval_bucket(now) - self.s.keep_interval_ms,
             ),
-        ] {
-            let start = self.cal.bucket(tier, at_ms);
-            if start >= from {
-                targets.push((tier, start));
+        ];
+        // (tier, bucket start, facts landing there)
+        let mut targets: Vec<(Tier, i64, Vec<Fact<'_>>)> = Vec::with_capacity(4);
+        for (at_ms, fact) in &facts {
+            for (tier, from) in keep {
+                let start = self.cal.bucket(tier, *at_ms);
+                if start < from {
+                    continue;
+                }
+                match targets.iter_mut().find(|t| t.0 == tier && t.1 == start) {
+                    Some(t) => t.2.push(*fact),
+                    None => targets.push((tier, start, vec![*fact])),
+                }
                 self.dirty.insert((tier, start));
             }
         }
@@ -692,21 +720,23 @@ impl Engine {
                     .counters
                     .overflowed
                     .entry(kind.name().to_string())
-                    .or_default() += 1;
+                    .or_default() += facts.len() as u64;
             }
-            for &(tier, start) in &targets {
+            for (tier, start, here) in &targets {
                 let slices = match tier {
                     Tier::Fine => &mut self.fine,
                     Tier::Interval => &mut self.interval,
                 };
                 if slices
-                    .entry(start)
-                    .fold(key, &mut self.sets, fact, &mut self.work)
+                    .entry(*start)
+                    .fold(key, &mut self.sets, here, &mut self.work)
                 {
                     self.keys.bucket_added(key);
                 }
-                if tier == Tier::Interval {
-                    self.totals.add(key, start, |r| fact.add_to_running(r));
+                if *tier == Tier::Interval {
+                    for fact in here {
+                        self.totals.add(key, *start, |r| fact.add_to_running(r));
+                    }
                 }
             }
         }

@@ -208,15 +208,39 @@ pub fn decode(b: &[u8]) -> Result<(&str, Entry), DecodeError> {
     ))
 }
 
+/// Where a packed call lives in the arena.
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    hash: u64,
+    offset: u32,
+    len: u32,
+}
+
+/// The packed calls, one after another in one buffer. Calls come and go by the hundred thousand
+/// in a bulk load; kept as separate allocations, their churn among the long-lived buckets left the
+/// heap fragmented (hundreds of MiB resident for a few MiB in use). A replaced or removed call
+/// leaves a hole; the buffer is rewritten without holes once they are half of it.
+#[derive(Debug, Clone, Default)]
+struct Arena {
+    bytes: Vec<u8>,
+    live: usize,
+}
+
+impl Arena {
+    fn get(&self, s: &Slot) -> &[u8] {
+        &self.bytes[s.offset as usize..(s.offset + s.len) as usize]
+    }
+}
+
 /// The pending calls and the queue of their due times.
 #[derive(Debug, Clone, Default)]
 pub struct PendingCalls {
-    table: HashTable<Box<[u8]>>,
+    table: HashTable<Slot>,
+    arena: Arena,
     /// (due, order, call hash); an entry is live only while the call's `scheduled` and `order`
     /// are its own.
     due: BinaryHeap<Reverse<(i64, u64, u64)>>,
     next_order: u64,
-    bytes: usize,
 }
 
 impl PendingCalls {
@@ -226,25 +250,33 @@ impl PendingCalls {
 
     /// Heap bytes held: packed calls, table and due queue.
     pub fn heap_bytes(&self) -> usize {
-        self.bytes
-            + self.table.capacity() * (std::mem::size_of::<Box<[u8]>>() + 1)
+        self.arena.bytes.capacity()
+            + self.table.capacity() * (std::mem::size_of::<Slot>() + 1)
             + self.due.capacity() * std::mem::size_of::<(i64, u64, u64)>()
     }
 
+    fn find(&self, id: &str) -> Option<&Slot> {
+        let a = &self.arena;
+        self.table.find(call_hash(id), |s| id_of(a.get(s)) == id)
+    }
+
     pub fn get(&self, id: &str) -> Option<Entry> {
-        let b = self.table.find(call_hash(id), |b| id_of(b) == id)?;
-        decode(b).ok().map(|(_, e)| e)
+        let s = self.find(id)?;
+        decode(self.arena.get(s)).ok().map(|(_, e)| e)
     }
 
     /// Removes a call and returns it.
     pub fn take(&mut self, id: &str) -> Option<Entry> {
+        let a = &self.arena;
         let found = self
             .table
-            .find_entry(call_hash(id), |b| id_of(b) == id)
+            .find_entry(call_hash(id), |s| id_of(a.get(s)) == id)
             .ok()?;
-        let (b, _) = found.remove();
-        self.bytes -= b.len() + 16;
-        decode(&b).ok().map(|(_, e)| e)
+        let (slot, _) = found.remove();
+        let e = decode(self.arena.get(&slot)).ok().map(|(_, e)| e);
+        self.arena.live -= slot.len as usize;
+        self.compact_if_holey();
+        e
     }
 
     /// Stores a call (replacing none: take it first) and queues `due` unless it is what the call
@@ -260,19 +292,47 @@ impl PendingCalls {
             }
         }
         let b = encode(id, &e);
-        self.bytes += b.len() + 16;
-        self.table.insert_unique(hash, b, |b| call_hash(id_of(b)));
+        self.insert(hash, &b);
+    }
+
+    fn insert(&mut self, hash: u64, b: &[u8]) {
+        // The arena stays below 4 GiB: calls are bounded in number (open segments, grace) and size.
+        let slot = Slot {
+            hash,
+            offset: self.arena.bytes.len() as u32,
+            len: b.len() as u32,
+        };
+        self.arena.bytes.extend_from_slice(b);
+        self.arena.live += b.len();
+        self.table.insert_unique(hash, slot, |s| s.hash);
+    }
+
+    /// Rewrites the arena without its holes once they are half of it.
+    fn compact_if_holey(&mut self) {
+        let a = &mut self.arena;
+        if a.bytes.len() < 64 * 1024 || a.bytes.len() < 2 * a.live {
+            return;
+        }
+        let mut fresh = Vec::with_capacity(a.live + a.live / 4);
+        for s in self.table.iter_mut() {
+            let start = fresh.len();
+            fresh.extend_from_slice(&a.bytes[s.offset as usize..(s.offset + s.len) as usize]);
+            s.offset = start as u32;
+        }
+        a.bytes = fresh;
     }
 
     /// Gives memory back after a burst: the table and the queue keep the capacity of their
     /// largest size otherwise.
     pub fn shrink(&mut self) {
         if self.table.capacity() > 4 * self.table.len() + 1024 {
-            self.table
-                .shrink_to(2 * self.table.len(), |b| call_hash(id_of(b)));
+            self.table.shrink_to(2 * self.table.len(), |s| s.hash);
         }
         if self.due.capacity() > 4 * self.due.len() + 1024 {
             self.due.shrink_to(2 * self.due.len());
+        }
+        if self.arena.bytes.capacity() > 4 * self.arena.bytes.len() + 64 * 1024 {
+            self.arena.bytes.shrink_to(2 * self.arena.bytes.len());
         }
     }
 
@@ -289,28 +349,49 @@ impl PendingCalls {
             return None;
         }
         self.due.pop();
+        let a = &self.arena;
         let ids = self
             .table
             .iter_hash(hash)
             // The table may yield entries of other hashes too.
-            .filter(|b| call_hash(id_of(b)) == hash)
-            .map(|b| id_of(b).to_string())
+            .filter(|s| s.hash == hash)
+            .map(|s| id_of(a.get(s)).to_string())
             .collect();
         Some((t, ids))
     }
 
     /// Every pending call, decoded.
     pub fn iter(&self) -> impl Iterator<Item = (&str, Entry)> {
-        self.table.iter().filter_map(|b| decode(b).ok())
+        let a = &self.arena;
+        self.table.iter().filter_map(move |s| decode(a.get(s)).ok())
     }
 
-    /// All pending calls in one byte string, for checkpoints.
+    /// All pending calls in one byte string.
+    #[cfg(test)]
     pub fn encode_all(&self, out: &mut Vec<u8>) {
-        put_u64(out, self.next_order);
-        put_u64(out, self.table.len() as u64);
-        for b in &self.table {
-            put_bytes(out, b);
+        let mut from = 0;
+        while let Some(next) = self.encode_part(from, usize::MAX, out) {
+            from = next;
         }
+    }
+
+    /// Appends the calls from index `from` of the table on, about `max` bytes of them (the count
+    /// first, with index 0), to `out`; returns where to go on, or `None` when all are written.
+    /// The table does not change between parts (only the committer changes it, and it is busy
+    /// writing them).
+    pub fn encode_part(&self, from: usize, max: usize, out: &mut Vec<u8>) -> Option<usize> {
+        if from == 0 {
+            put_u64(out, self.next_order);
+            put_u64(out, self.table.len() as u64);
+        }
+        let start = out.len();
+        for (i, s) in (from..).zip(self.table.iter().skip(from)) {
+            if out.len() - start >= max {
+                return Some(i);
+            }
+            put_bytes(out, self.arena.get(s));
+        }
+        None
     }
 
     /// Reads what `encode_all` wrote; the due queue is rebuilt from each call's `scheduled`.
@@ -331,9 +412,7 @@ impl PendingCalls {
             if e.scheduled != i64::MAX {
                 p.due.push(Reverse((e.scheduled, e.order, hash)));
             }
-            p.bytes += b.len() + 16;
-            p.table
-                .insert_unique(hash, b.into(), |b| call_hash(id_of(b)));
+            p.insert(hash, b);
         }
         Ok(p)
     }

@@ -5,9 +5,10 @@
 //! their running totals adjusted to the query's range), plus what the calls not yet folded add
 //! provisionally, plus the real-time figures of the segments open now.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::aggregate::Figures;
+use super::aggregate::{Figures, QUANTILES};
 use super::keys::KeyId;
 use super::report::{DimKind, MetricsQuery, MetricsRow, OpenSegment, Realtime, RowParams};
 use super::running::Running;
@@ -25,6 +26,17 @@ impl Engine {
     /// what `advance(now)` followed by `metrics` would answer, but for expiries and key limits
     /// that only the next `advance` applies.
     pub fn metrics_at(&self, q: &MetricsQuery, now: i64) -> Result<Vec<MetricsRow>, QueryError> {
+        self.metrics_with(q, now, true)
+    }
+
+    /// `metrics_at`, with the rows' histograms (`counts.wait_hist`, `counts.handle_hist`) left
+    /// empty unless `histograms`: the figures, quantiles included, are the same either way.
+    pub fn metrics_with(
+        &self,
+        q: &MetricsQuery,
+        now: i64,
+        histograms: bool,
+    ) -> Result<Vec<MetricsRow>, QueryError> {
         if q.key.is_some() && q.by != DimKind::Queue {
             return Err(QueryError::KeyNeedsQueueDimension(q.by.name().into()));
         }
@@ -44,7 +56,8 @@ impl Engine {
         if q.by == DimKind::All {
             names.insert("all".into());
         }
-        let mut rows: BTreeMap<String, (Running, Realtime)> = BTreeMap::new();
+        // A row's accumulator borrows a long window's total until something must change it.
+        let mut rows: BTreeMap<String, (Cow<'_, Running>, Realtime)> = BTreeMap::new();
 
         // Provisional facts and real-time figures of calls not yet folded.
         for (_, e) in self.pending.iter() {
@@ -64,7 +77,10 @@ impl Engine {
                     if !wanted(name) {
                         continue;
                     }
-                    let (acc, rt) = rows.entry(name.to_string()).or_default();
+                    let (acc, rt) = rows
+                        .entry(name.to_string())
+                        .or_insert_with(|| (Cow::Owned(Running::default()), Realtime::default()));
+                    let acc = acc.to_mut();
                     if folded.queue.is_none() {
                         if let Some(f) = seg.queue_facts() {
                             let b = self.cal.bucket(tier, f.leave_ms);
@@ -102,70 +118,85 @@ impl Engine {
             }
         }
 
-        // Folded buckets.
-        let of_kind = |key: KeyId| -> Option<&str> {
-            self.keys
-                .dim(key)
-                .filter(|d| d.kind == q.by && wanted(&d.key))
-                .map(|d| d.key.as_str())
-        };
+        // Folded buckets, accumulated by key number (a lookup by name per bucket would cost more
+        // than the bucket), then merged into the rows by name.
+        let want: Vec<Option<&str>> = (0..self.keys.id_bound())
+            .map(|k| {
+                self.keys
+                    .dim(k)
+                    .filter(|d| d.kind == q.by && wanted(&d.key))
+                    .map(|d| d.key.as_str())
+            })
+            .collect();
+        let wanted_key = |key: KeyId| want.get(key as usize).copied().flatten().is_some();
+        let mut acc: Vec<Option<Cow<'_, Running>>> = vec![None; want.len()];
+        let mut max: Vec<u64> = vec![0; want.len()];
         let totals = match tier {
             Tier::Interval => self.totals.get(window),
             Tier::Fine => None,
         };
+        // Adds (or subtracts) every wanted bucket of the slices in `from..=to`.
+        let apply = |acc: &mut Vec<Option<Cow<'_, Running>>>,
+                     slices: &super::slices::TierSlices,
+                     from: i64,
+                     to: i64,
+                     add: bool| {
+            for (_, slice) in slices.range(from, to) {
+                for (key, cell) in slice.cells() {
+                    if wanted_key(key) {
+                        let a = acc[key as usize]
+                            .get_or_insert_with(|| Cow::Owned(Running::default()))
+                            .to_mut();
+                        // Cells were written by this engine; see `Totals::sync`.
+                        let _ = if add {
+                            cell.add_into(&self.sets, a)
+                        } else {
+                            cell.subtract_from(&self.sets, a)
+                        };
+                    }
+                }
+            }
+        };
         match totals {
             Some(view) => {
                 for (&key, total) in view.per_key {
-                    if let Some(name) = of_kind(key) {
-                        let (acc, _) = rows.entry(name.to_string()).or_default();
-                        let provisional_max = acc.agg.wait_max_ms;
-                        acc.merge(total);
-                        // Totals do not keep maxima; they are read from the buckets below.
-                        acc.agg.wait_max_ms = provisional_max;
+                    if wanted_key(key) {
+                        acc[key as usize] = Some(Cow::Borrowed(total));
                     }
                 }
                 // Move the totals' range to the query's: drop what left, add what entered.
                 let (vf, vl) = (view.first, view.last);
-                let mut adjust = |from: i64, to: i64, add: bool| {
-                    for (_, slice) in self.interval.range(from, to) {
+                if vf > vl || last < vf || vl < first {
+                    apply(&mut acc, &self.interval, vf, vl, false);
+                    apply(&mut acc, &self.interval, first, last, true);
+                } else {
+                    if vf < first {
+                        apply(&mut acc, &self.interval, vf, first - 1, false);
+                    }
+                    if last < vl {
+                        apply(&mut acc, &self.interval, last + 1, vl, false);
+                    }
+                    if first < vf {
+                        apply(&mut acc, &self.interval, first, vf - 1, true);
+                    }
+                    if vl < last {
+                        apply(&mut acc, &self.interval, vl + 1, last, true);
+                    }
+                }
+                // The totals' maxima hold for their own range; another range (a query just past an
+                // interval boundary the committer has not reached yet) reads them from the buckets.
+                if (vf, vl) != (first, last) {
+                    for (_, slice) in self.interval.range(first, last) {
                         for (key, cell) in slice.cells() {
-                            if let Some(name) = of_kind(key) {
-                                let (acc, _) = rows.entry(name.to_string()).or_default();
-                                let max = acc.agg.wait_max_ms;
-                                // Cells were written by this engine; see `Totals::sync`.
-                                let _ = if add {
-                                    cell.add_into(&self.sets, acc)
-                                } else {
-                                    cell.subtract_from(&self.sets, acc)
-                                };
-                                acc.agg.wait_max_ms = max;
+                            if wanted_key(key) {
+                                let m = &mut max[key as usize];
+                                *m = (*m).max(cell.wait_max());
                             }
                         }
                     }
-                };
-                if vf > vl || last < vf || vl < first {
-                    adjust(vf, vl, false);
-                    adjust(first, last, true);
-                } else {
-                    if vf < first {
-                        adjust(vf, first - 1, false);
-                    }
-                    if last < vl {
-                        adjust(last + 1, vl, false);
-                    }
-                    if first < vf {
-                        adjust(first, vf - 1, true);
-                    }
-                    if vl < last {
-                        adjust(vl + 1, last, true);
-                    }
-                }
-                for (_, slice) in self.interval.range(first, last) {
-                    for (key, cell) in slice.cells() {
-                        if let Some(name) = of_kind(key) {
-                            if let Some((acc, _)) = rows.get_mut(name) {
-                                acc.agg.wait_max_ms = acc.agg.wait_max_ms.max(cell.wait_max());
-                            }
+                    for (a, m) in acc.iter_mut().zip(&max) {
+                        if let Some(a) = a {
+                            a.to_mut().agg.wait_max_ms = *m;
                         }
                     }
                 }
@@ -175,13 +206,21 @@ impl Engine {
                     Tier::Fine => &self.fine,
                     Tier::Interval => &self.interval,
                 };
-                for (_, slice) in slices.range(first, last) {
-                    for (key, cell) in slice.cells() {
-                        if let Some(name) = of_kind(key) {
-                            let (acc, _) = rows.entry(name.to_string()).or_default();
-                            // Cells were written by this engine; see `Totals::sync`.
-                            let _ = cell.add_into(&self.sets, acc);
-                        }
+                apply(&mut acc, slices, first, last, true);
+            }
+        }
+        for (key, a) in acc.into_iter().enumerate() {
+            if let (Some(a), Some(name)) = (a, want[key]) {
+                match rows.get_mut(name) {
+                    // Calls not yet folded add to it.
+                    Some((row, _)) => {
+                        let row = row.to_mut();
+                        let provisional_max = row.agg.wait_max_ms;
+                        row.merge(&a);
+                        row.agg.wait_max_ms = provisional_max.max(a.agg.wait_max_ms);
+                    }
+                    None => {
+                        rows.insert(name.to_string(), (a, Realtime::default()));
                     }
                 }
             }
@@ -193,8 +232,14 @@ impl Engine {
             if !wanted(&name) {
                 continue;
             }
-            let (acc, rt) = rows.remove(&name).unwrap_or_default();
-            let mut counts = acc.to_agg();
+            let (acc, rt) = rows
+                .remove(&name)
+                .unwrap_or_else(|| (Cow::Owned(Running::default()), Realtime::default()));
+            let mut counts = if histograms {
+                acc.to_agg()
+            } else {
+                acc.agg.clone()
+            };
             // One shape for every row: the configured bands always, others only where counted.
             counts
                 .bands
@@ -210,7 +255,12 @@ impl Engine {
             out.push(MetricsRow {
                 window: window.name(),
                 dimension: q.by,
-                figures: Figures::of(&counts, p.formula),
+                figures: Figures::with_quantiles(
+                    &counts,
+                    p.formula,
+                    acc.wait.quantiles(QUANTILES),
+                    acc.handle.quantiles(QUANTILES),
+                ),
                 key: name,
                 counts,
                 params: RowParams {

@@ -107,12 +107,12 @@ impl Slice {
             + self.cells.iter().map(|(_, c)| c.bytes()).sum::<usize>()
     }
 
-    /// Folds `fact` into the bucket of `key`, creating it; returns whether it is new.
+    /// Folds `facts` into the bucket of `key`, creating it; returns whether it is new.
     pub fn fold(
         &mut self,
         key: KeyId,
         sets: &mut BandSets,
-        fact: &Fact<'_>,
+        facts: &[Fact<'_>],
         work: &mut Work,
     ) -> bool {
         let (pos, new) = match self.cells.binary_search_by_key(&key, |(k, _)| *k) {
@@ -125,14 +125,20 @@ impl Slice {
         self.version += 1;
         let cell = &mut self.cells[pos].1;
         match cell {
-            Cell::Wide(a) => fact.add_to(a),
+            Cell::Wide(a) => {
+                for fact in facts {
+                    fact.add_to(a);
+                }
+            }
             Cell::Packed(bytes) => {
                 // Cells are only ever written by `Work::pack` or `packed::encode` with these band
                 // lists; a load error means memory damage, and an empty start is the safe answer.
                 if work.load(bytes, sets).is_err() {
                     let _ = work.load(&[], sets);
                 }
-                work.add(fact);
+                for fact in facts {
+                    work.add(fact);
+                }
                 let out = work.pack(sets);
                 if out.len() > WIDE_BYTES {
                     *cell = Cell::Wide(Box::new(work.to_agg()));

@@ -4,7 +4,7 @@
 //! Each window's total is the exact sum of the interval buckets in its range at the time it was
 //! last synced: a fold into a bucket in range adds to it, and when time moves the range on, the
 //! buckets that left are subtracted and those that entered (they may hold future-dated calls) are
-//! added. Maxima do not subtract, so they are read from the buckets at query time instead.
+//! added. Maxima do not subtract, so when the range moves they are read again from the buckets.
 
 use std::collections::HashMap;
 
@@ -96,6 +96,17 @@ impl Totals {
                     apply(&mut w.per_key, slices, sets, w.last + 1, last, true);
                 }
                 w.per_key.retain(|_, r| !r.is_empty());
+                // Maxima do not subtract: read them again from the buckets now in range.
+                for r in w.per_key.values_mut() {
+                    r.agg.wait_max_ms = 0;
+                }
+                for (_, slice) in slices.range(first, last) {
+                    for (key, cell) in slice.cells() {
+                        if let Some(r) = w.per_key.get_mut(&key) {
+                            r.agg.wait_max_ms = r.agg.wait_max_ms.max(cell.wait_max());
+                        }
+                    }
+                }
             }
             w.first = first;
             w.last = last;

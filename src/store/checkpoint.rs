@@ -237,21 +237,33 @@ impl CheckpointWriter<'_> {
         Ok(())
     }
 
-    /// The rest of the engine's state.
+    /// The rest of the engine's state, whole.
     pub async fn state(&mut self, state: &[u8]) -> Result<(), StoreError> {
+        self.state_piece(state).await
+    }
+
+    /// The next piece of the rest of the engine's state: the pieces, in order, make the value.
+    pub async fn state_piece(&mut self, piece: &[u8]) -> Result<(), StoreError> {
         let gen = self.new.gen;
-        let mut part = Part {
-            gen,
-            chunks: 0,
-            bytes: 0,
+        // The state part of this generation so far (the old one is still named until commit).
+        let mut part = match self.new.state {
+            Some(p) if p.gen == gen => p,
+            _ => Part {
+                gen,
+                chunks: 0,
+                bytes: 0,
+            },
         };
-        for (i, c) in split_chunks(state).enumerate() {
-            let k = state_chunk_key(gen, i as u32);
+        for c in split_chunks(piece) {
+            if c.is_empty() && part.chunks > 0 {
+                continue;
+            }
+            let k = state_chunk_key(gen, part.chunks);
             part.bytes += (k.len() + c.len()) as u64;
             part.chunks += 1;
+            self.written += (k.len() + c.len()) as u64;
             self.insert(k, c).await?;
         }
-        self.written += part.bytes;
         self.new.state = Some(part);
         Ok(())
     }

@@ -388,7 +388,7 @@ impl Store {
     /// poorly and never returns it: near the cap, when the file holds at least twice its live
     /// data (at most every second); or a large file five times its live data (at most every
     /// minute).
-    pub fn compaction_worthwhile(&self, size_on_disk: u64) -> bool {
+    pub fn compaction_worthwhile(&self, size_on_disk: u64, near_cap_only: bool) -> bool {
         let since = self
             .last_compaction
             .lock()
@@ -398,7 +398,8 @@ impl Store {
         let near_cap = size_on_disk >= self.max_bytes.saturating_sub(self.reserve_bytes())
             && size_on_disk > 2 * live + 4 * SEGMENT_BYTES
             && since.is_none_or(|s| s >= std::time::Duration::from_secs(1));
-        let bloated = size_on_disk >= 64 << 20
+        let bloated = !near_cap_only
+            && size_on_disk >= 64 << 20
             && size_on_disk > 5 * live
             && since.is_none_or(|s| s >= std::time::Duration::from_secs(60));
         near_cap || bloated
