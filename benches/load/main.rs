@@ -439,6 +439,8 @@ fn main() {
         "flush: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // A store that is mostly garbage is compacted once events have paused for 10 s.
+    std::thread::sleep(Duration::from_secs(15));
     let store_after = probe::dir_bytes(&store_dir) as f64 / 1_048_576.0;
     rep.figure(
         "store_before_old_mib",

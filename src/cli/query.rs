@@ -116,7 +116,7 @@ async fn metrics_to(
     };
     if json {
         // DESIGN §3's names come from `to_json`, not from the Rust field layout.
-        let rows: Vec<serde_json::Value> = rows.iter().map(MetricsRow::to_json).collect();
+        let rows: Vec<_> = rows.iter().map(MetricsRow::json_view).collect();
         write_json(out, &rows)?;
     } else {
         write_text(out, &render_metrics(&query, &rows))?;

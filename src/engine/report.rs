@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Map, Value};
+use serde_json::Value;
 
 use super::aggregate::{Agg, Figures};
 use super::segment::Phase;
@@ -88,43 +88,116 @@ pub struct MetricsRow {
 impl MetricsRow {
     /// The row with DESIGN's output names: counters, sums, derived figures, parameters, real time.
     pub fn to_json(&self) -> Value {
-        let c = &self.counts;
-        let mut m = Map::new();
-        m.insert("window".into(), self.window.clone().into());
-        m.insert("dimension".into(), self.dimension.name().into());
-        if self.dimension != DimKind::All {
-            m.insert(self.dimension.name().into(), self.key.clone().into());
-        }
-        let f = &self.figures;
-        let figures = json!({
-            "asa_ms": f.asa_ms, "avg_abandon_ms": f.avg_abandon_ms, "aht_ms": f.aht_ms,
-            "avg_talk_ms": f.avg_talk_ms, "avg_hold_ms": f.avg_hold_ms, "avg_acw_ms": f.avg_acw_ms,
-            "abandon_rate": f.abandon_rate, "service_level": f.service_level,
-            "service_levels": f.service_levels,
-            "wait_p50_ms": f.wait_p50_ms, "wait_p90_ms": f.wait_p90_ms,
-            "wait_p95_ms": f.wait_p95_ms, "wait_p99_ms": f.wait_p99_ms,
-            "handle_p50_ms": f.handle_p50_ms, "handle_p90_ms": f.handle_p90_ms,
-            "handle_p95_ms": f.handle_p95_ms, "handle_p99_ms": f.handle_p99_ms,
-        });
-        let p = &self.params;
-        let r = &self.realtime;
-        let rest = json!({
-            "bands": c.named_bands(),
-            "threshold_ms": p.threshold_ms, "short_abandon_ms": p.short_abandon_ms,
-            "formula": p.formula.name(), "target": p.target,
-            "waiting_now": r.waiting_now, "longest_wait_now_ms": r.longest_wait_now_ms,
-            "talking_now": r.talking_now, "in_acw_now": r.in_acw_now,
-        });
-        for (name, value) in c.named_counters() {
-            m.insert(name.into(), value.into());
-        }
-        for part in [figures, rest] {
-            if let Value::Object(o) = part {
-                m.extend(o);
-            }
-        }
-        Value::Object(m)
+        // Serializing plain numbers, strings and maps of them cannot fail.
+        serde_json::to_value(self.json_view()).unwrap_or(Value::Null)
     }
+
+    /// The row as `metrics --json` prints it, serializable without building a JSON tree.
+    pub fn json_view(&self) -> RowJson<'_> {
+        let (c, f, p, r) = (&self.counts, &self.figures, &self.params, &self.realtime);
+        let key = |k: DimKind| (self.dimension == k).then_some(self.key.as_str());
+        RowJson {
+            abandon_rate: f.abandon_rate,
+            abandon_wait_sum_ms: c.abandon_wait_sum_ms,
+            abandoned: c.abandoned,
+            abandoned_within: c.abandoned_within,
+            acw_sum_ms: c.acw_sum_ms,
+            agent: key(DimKind::Agent),
+            aht_ms: f.aht_ms,
+            answered: c.answered,
+            answered_within: c.answered_within,
+            asa_ms: f.asa_ms,
+            avg_abandon_ms: f.avg_abandon_ms,
+            avg_acw_ms: f.avg_acw_ms,
+            avg_hold_ms: f.avg_hold_ms,
+            avg_talk_ms: f.avg_talk_ms,
+            bands: c.named_bands(),
+            channel: key(DimKind::Channel),
+            dimension: self.dimension.name(),
+            formula: p.formula.name(),
+            handle_p50_ms: f.handle_p50_ms,
+            handle_p90_ms: f.handle_p90_ms,
+            handle_p95_ms: f.handle_p95_ms,
+            handle_p99_ms: f.handle_p99_ms,
+            handled: c.handled,
+            hold_sum_ms: c.hold_sum_ms,
+            in_acw_now: r.in_acw_now,
+            longest_wait_now_ms: r.longest_wait_now_ms,
+            offered: c.offered,
+            overflow: c.overflow,
+            queue: key(DimKind::Queue),
+            service_level: f.service_level,
+            service_levels: &f.service_levels,
+            short_abandon_ms: p.short_abandon_ms,
+            short_abandoned: c.short_abandoned,
+            talk_sum_ms: c.talk_sum_ms,
+            talking_now: r.talking_now,
+            target: p.target,
+            threshold_ms: p.threshold_ms,
+            wait_max_ms: c.wait_max_ms,
+            wait_p50_ms: f.wait_p50_ms,
+            wait_p90_ms: f.wait_p90_ms,
+            wait_p95_ms: f.wait_p95_ms,
+            wait_p99_ms: f.wait_p99_ms,
+            wait_sum_ms: c.wait_sum_ms,
+            waiting_now: r.waiting_now,
+            window: &self.window,
+        }
+    }
+}
+
+/// A metrics row under DESIGN's output names, fields in name order (the order a JSON object of
+/// them always had).
+#[derive(Debug, Serialize)]
+pub struct RowJson<'a> {
+    abandon_rate: Option<f64>,
+    abandon_wait_sum_ms: u64,
+    abandoned: u64,
+    abandoned_within: u64,
+    acw_sum_ms: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    agent: Option<&'a str>,
+    aht_ms: Option<f64>,
+    answered: u64,
+    answered_within: u64,
+    asa_ms: Option<f64>,
+    avg_abandon_ms: Option<f64>,
+    avg_acw_ms: Option<f64>,
+    avg_hold_ms: Option<f64>,
+    avg_talk_ms: Option<f64>,
+    bands: BTreeMap<String, u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    channel: Option<&'a str>,
+    dimension: &'static str,
+    formula: &'static str,
+    handle_p50_ms: Option<f64>,
+    handle_p90_ms: Option<f64>,
+    handle_p95_ms: Option<f64>,
+    handle_p99_ms: Option<f64>,
+    handled: u64,
+    hold_sum_ms: u64,
+    in_acw_now: u64,
+    longest_wait_now_ms: Option<u64>,
+    offered: u64,
+    overflow: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    queue: Option<&'a str>,
+    service_level: Option<f64>,
+    service_levels: &'a BTreeMap<String, Option<f64>>,
+    short_abandon_ms: i64,
+    short_abandoned: u64,
+    talk_sum_ms: u64,
+    talking_now: u64,
+    target: f64,
+    threshold_ms: i64,
+    wait_max_ms: u64,
+    wait_p50_ms: Option<f64>,
+    wait_p90_ms: Option<f64>,
+    wait_p95_ms: Option<f64>,
+    wait_p99_ms: Option<f64>,
+    wait_sum_ms: u64,
+    waiting_now: u64,
+    window: &'a str,
 }
 
 /// An open segment as `calls` lists it.
