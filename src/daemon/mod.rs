@@ -65,6 +65,12 @@ pub enum DaemonError {
     StoreFailed(String),
 }
 
+/// Rebuilds the engine from the store as a start does (migrating a store of the first layout):
+/// the engine, the events replayed from the log, and the last log group applied.
+pub async fn recover(cfg: &Config, store: &Store) -> Result<(Engine, u64, u64), DaemonError> {
+    recover_engine(cfg, store).await
+}
+
 /// Wall-clock time in epoch milliseconds: the only clock the daemon reads.
 pub fn wall_ms() -> i64 {
     jiff::Timestamp::now().as_millisecond()
