@@ -100,8 +100,9 @@ fn state_does_not_grow_with_the_calls_that_went_through() {
     // No call stays behind once folded: nothing open, remembered calls capped by the config.
     assert_eq!((stats.open_calls, stats.open_segments), (0, 0));
     assert!(stats.remembered_calls <= cfg.metrics.max_remembered_calls as u64);
+    // What is left is the slack a shrink keeps (1024 slots of table and queue, 64 KiB of arena).
     assert!(
-        big.pending_bytes < 64 * 1024,
+        big.pending_bytes < 128 * 1024,
         "pending calls still hold {} bytes",
         big.pending_bytes
     );

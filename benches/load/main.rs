@@ -5,7 +5,9 @@
 //! Not a test: it prints one figure per line and writes them as JSON to `target/bench-load.json`.
 //! Knobs (environment): `CALLMETRICS_BENCH_CALLS` (calls of the large phase, default 1 000 000),
 //! `CALLMETRICS_BENCH_SETTLE_SECS` (idle time before steady memory is read, default 65: one
-//! minute-long scan gives memory back after a burst), `CALLMETRICS_BENCH_PEER=0` skips SQLite.
+//! minute-long scan gives memory back after a burst), `CALLMETRICS_BENCH_PEER=0` skips SQLite,
+//! `CALLMETRICS_BENCH_KEEP_STORE=DIR` copies the large phase's store there
+//! right after its `kill -9` (to study recovery).
 
 #[path = "../../tests/support/mod.rs"]
 mod support;
@@ -392,6 +394,13 @@ fn main() {
     assert_eq!(r.refused, 0, "refused: {:?}", r.first_error);
     let before = driver::offered_24h(&rt, &d.control);
     d.kill();
+    if let Some(keep) = std::env::var_os("CALLMETRICS_BENCH_KEEP_STORE") {
+        copy_dir(&store_dir, Path::new(&keep));
+        rep.note(&format!(
+            "store after kill -9 kept in {}",
+            Path::new(&keep).display()
+        ));
+    }
     let t = Instant::now();
     d.restart();
     let ready = t.elapsed().as_secs_f64();
@@ -552,5 +561,19 @@ fn main() {
     match std::fs::write(&out, text + "\n") {
         Ok(()) => println!("\nwritten {}", out.display()),
         Err(e) => eprintln!("cannot write {}: {e}", out.display()),
+    }
+}
+
+/// Copies a folder tree (the stopped daemon's store) to `to`.
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("create the copy's folder");
+    for entry in std::fs::read_dir(from).expect("read the store folder") {
+        let entry = entry.expect("read the store folder");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("file type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy a store file");
+        }
     }
 }

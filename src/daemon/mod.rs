@@ -20,7 +20,8 @@ use crate::config::{Config, ConfigError, LimitsConfig, SinkConfig};
 use crate::control::protocol::Response;
 use crate::control::server;
 use crate::engine::{Engine, RestoreError};
-use crate::ingest::listener::{serve_tcp, serve_unix, IngestCtx};
+use crate::ingest::listener::{serve_tcp, serve_unix};
+use crate::ingest::IngestCtx;
 use crate::ingest::{IngestStats, Submission};
 use crate::store::{Store, StoreError};
 use crate::systemd;
@@ -284,6 +285,8 @@ pub async fn run(
     if replayed > 0 {
         // Fold the replayed log into a checkpoint now, so repeated restarts never replay it again.
         checkpoint(&shared).await?;
+        // Recovery read the whole checkpoint and log, which sled keeps in memory: start lean.
+        commit::reopen(&shared);
     }
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);

@@ -43,8 +43,9 @@ pub use report::{
 };
 pub use window::{Calendar, Tier, Window, FINE_BUCKET_MS, FINE_SPAN_MS};
 
-use crate::config::{Config, Millis, QueueParams};
+use crate::config::Config;
 use crate::event::{Event, EventKind};
+use crate::units::{Millis, QueueParams};
 use keys::{kind_index, Keys};
 use packed::{BandSets, Fact, Work};
 use pending::{call_hash, Entry, PendingCalls, Remembered};
@@ -228,6 +229,11 @@ pub struct Engine {
     changed: bool,
 }
 
+/// Calls that have no open segment (finished, waiting out `reorder_grace`, or events that fit no
+/// segment yet) kept before the oldest are folded early: at 165 bytes a call, about 3 MiB; at
+/// the rates of a live call center (tens of calls a second) never reached.
+const MAX_SETTLING_CALLS: usize = 20_000;
+
 enum Due {
     Call,
     Forget,
@@ -383,7 +389,25 @@ impl Engine {
                 self.pending.put(call_id, e, None);
             }
         }
+        self.relieve();
         out
+    }
+
+    /// Folds at once the calls whose grace would end first while more than
+    /// [`MAX_SETTLING_CALLS`] calls beyond the open segments wait: the grace is counted from
+    /// receipt, so a bulk load at hundreds of thousands of events per second would otherwise hold
+    /// every call of the last two seconds (measured: 410 000 calls, 100 MiB). An event that
+    /// arrives for such a call afterwards is counted late, as after any grace.
+    fn relieve(&mut self) {
+        while self.pending.len() > self.open_segments + MAX_SETTLING_CALLS {
+            let Some((at, ids)) = self.pending.pop_due(i64::MAX) else {
+                break;
+            };
+            for id in ids {
+                self.changed = true;
+                self.settle(&id, at);
+            }
+        }
     }
 
     /// Adds one event to its call's state, unless it is a duplicate or late.

@@ -14,13 +14,18 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 
-use super::{log_key, seq_of, Store, StoreError, CHUNK, META_SEQ, SEGMENT_BYTES};
+use super::{
+    apply_batch, log_key, seq_of, Store, StoreError, CHUNK, LOG_TREE, META_SEQ, SEGMENT_BYTES,
+};
 
 const MANIFEST: u8 = b'M';
 const SLICE: u8 = b'S';
 const STATE: u8 = b'V';
 /// Most bytes handed to sled in one batch while a checkpoint is written.
 const BATCH_BYTES: usize = 1 << 20;
+/// Most keys changed by one batch: sled copies a node for each key a batch changes and frees the
+/// copies only after the batch, so a batch of many small changes would hold a node per key.
+const BATCH_KEYS: usize = 256;
 
 /// Where one stored value lives: its generation, chunk count and bytes (keys included).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -182,31 +187,38 @@ pub struct CheckpointWriter<'a> {
     new: Manifest,
     batch: sled::Batch,
     pending: usize,
+    /// Keys changed by `batch`.
+    keys: usize,
     written: u64,
 }
 
 impl CheckpointWriter<'_> {
     async fn insert(&mut self, k: Vec<u8>, v: &[u8]) -> Result<(), StoreError> {
         self.pending += k.len() + v.len();
+        self.keys += 1;
         self.batch.insert(k, v);
         self.spill(false).await
     }
 
-    fn remove(&mut self, k: Vec<u8>) {
+    async fn remove(&mut self, k: Vec<u8>) -> Result<(), StoreError> {
         self.pending += k.len() + 8;
+        self.keys += 1;
         self.batch.remove(k);
+        self.spill(false).await
     }
 
     /// Hands the batch to sled once it is large (or `always`), and waits until it is on disk.
     async fn spill(&mut self, always: bool) -> Result<(), StoreError> {
-        if self.pending < BATCH_BYTES && !always {
+        if self.pending < BATCH_BYTES && self.keys < BATCH_KEYS && !always {
             return Ok(());
         }
         let batch = std::mem::take(&mut self.batch);
+        self.store.churned(self.pending as u64);
         self.pending = 0;
+        self.keys = 0;
         let state = self.store.t()?.state.clone();
         self.store
-            .note(state.apply_batch(batch).map_err(StoreError::from))?;
+            .note(apply_batch(&state, batch).map_err(StoreError::from))?;
         self.store.flush().await?;
         Ok(())
     }
@@ -295,7 +307,7 @@ impl CheckpointWriter<'_> {
         }
         commit.insert(META_SEQ, &seq.to_be_bytes());
         let tree = store.t()?.state.clone();
-        store.note(tree.apply_batch(commit).map_err(StoreError::from))?;
+        store.note(apply_batch(&tree, commit).map_err(StoreError::from))?;
         store.flush().await?;
         if store.has_failed.load(Ordering::SeqCst) {
             return Err(StoreError::Failed(store.failed().unwrap_or_default()));
@@ -312,13 +324,13 @@ impl CheckpointWriter<'_> {
         for (key, p) in &old.slices {
             if new.slices.get(key).is_none_or(|n| n.gen != p.gen) {
                 for i in 0..p.chunks {
-                    self.remove(slice_chunk_key(key, p.gen, i));
+                    self.remove(slice_chunk_key(key, p.gen, i)).await?;
                 }
             }
         }
         if let Some(p) = old.state {
             for i in 0..p.chunks {
-                self.remove(state_chunk_key(p.gen, i));
+                self.remove(state_chunk_key(p.gen, i)).await?;
             }
         }
         self.spill(true).await?;
@@ -377,7 +389,7 @@ impl Store {
             }
         }
         if any {
-            t.state.apply_batch(stale)?;
+            apply_batch(&t.state, stale)?;
         }
         Ok(m)
     }
@@ -390,17 +402,18 @@ impl Store {
             .unwrap_or_else(|p| p.into_inner())
             .clone();
         let t = self.t()?;
-        let read = |keys: &mut dyn Iterator<Item = Vec<u8>>| -> Result<Vec<u8>, StoreError> {
-            let mut out = Vec::new();
-            for k in keys {
-                let v = t
-                    .state
-                    .get(&k)?
-                    .ok_or_else(|| StoreError::Corrupt("a checkpoint chunk is missing".into()))?;
-                out.extend_from_slice(&v);
-            }
-            Ok(out)
-        };
+        let read =
+            |keys: &mut dyn ExactSizeIterator<Item = Vec<u8>>| -> Result<Vec<u8>, StoreError> {
+                // Sized once: doubling a Vec of several MiB would hold both copies at the peak.
+                let mut out = Vec::with_capacity(keys.len() * CHUNK);
+                for k in keys {
+                    let v = t.state.get(&k)?.ok_or_else(|| {
+                        StoreError::Corrupt("a checkpoint chunk is missing".into())
+                    })?;
+                    out.extend_from_slice(&v);
+                }
+                Ok(out)
+            };
         let mut slices = Vec::with_capacity(m.slices.len());
         for (key, p) in &m.slices {
             let bytes = read(&mut (0..p.chunks).map(|i| slice_chunk_key(key, p.gen, i)))?;
@@ -474,6 +487,7 @@ impl Store {
             old,
             batch: sled::Batch::default(),
             pending: 0,
+            keys: 0,
             written: 0,
         })
     }
@@ -481,8 +495,18 @@ impl Store {
     /// Deletes the log groups up to `seq` (folded into a checkpoint).
     fn trim_log(&self, seq: u64) -> Result<(), StoreError> {
         let log = self.t()?.log.clone();
+        let last = log
+            .last()?
+            .map(|(k, _)| seq_of(k.get(..8).unwrap_or(&[])))
+            .transpose()?;
+        match last {
+            None => return Ok(()),
+            // The usual case (checkpoints are written between groups): the whole log goes.
+            Some(last) if last <= seq => return self.drop_log(),
+            Some(_) => {}
+        }
         let mut drop_log = sled::Batch::default();
-        let (mut dropped, mut groups, mut pending) = (0u64, 0u64, 0usize);
+        let (mut dropped, mut groups, mut pending, mut keys) = (0u64, 0u64, 0usize, 0usize);
         let mut last = None;
         for kv in log.range(..log_key(seq + 1, 0)) {
             let (k, v) = kv?;
@@ -494,15 +518,17 @@ impl Store {
                 last = s;
             }
             drop_log.remove(k);
-            if pending >= BATCH_BYTES {
+            keys += 1;
+            if pending >= BATCH_BYTES || keys == BATCH_KEYS {
                 self.note(
-                    log.apply_batch(std::mem::take(&mut drop_log))
-                        .map_err(StoreError::from),
+                    apply_batch(&log, std::mem::take(&mut drop_log)).map_err(StoreError::from),
                 )?;
                 pending = 0;
+                keys = 0;
             }
         }
-        self.note(log.apply_batch(drop_log).map_err(StoreError::from))?;
+        self.note(apply_batch(&log, drop_log).map_err(StoreError::from))?;
+        self.churned(dropped);
         self.log_bytes.fetch_sub(
             dropped.min(self.log_bytes.load(Ordering::SeqCst)),
             Ordering::SeqCst,
@@ -510,6 +536,27 @@ impl Store {
         let before = self.logged_groups.load(Ordering::SeqCst);
         self.logged_groups
             .store(before.saturating_sub(groups), Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Drops the whole log tree and starts an empty one. sled frees a dropped tree page by page,
+    /// where deleting its keys would copy a node per key and write a record per key.
+    fn drop_log(&self) -> Result<(), StoreError> {
+        let mut guard = self.trees.write().unwrap_or_else(|p| p.into_inner());
+        let Some(trees) = guard.as_mut() else {
+            return Err(StoreError::Failed(
+                "the store could not be reopened after a compaction".into(),
+            ));
+        };
+        let dropped = self.note(trees.db.drop_tree(LOG_TREE).map_err(StoreError::from));
+        // Whatever the drop did, the handle must name the tree sled has now.
+        let reopened = self.note(trees.db.open_tree(LOG_TREE).map_err(StoreError::from));
+        dropped?;
+        trees.log = reopened?;
+        drop(guard);
+        let bytes = self.log_bytes.swap(0, Ordering::SeqCst);
+        self.churned(bytes);
+        self.logged_groups.store(0, Ordering::SeqCst);
         Ok(())
     }
 }

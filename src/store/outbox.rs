@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
 
-use super::{seq_of, Store, StoreError};
+use super::{apply_batch, seq_of, Store, StoreError};
 
 const RECORD: u8 = b'o';
 const SHIPPED: u8 = b's';
@@ -115,7 +115,7 @@ impl Store {
             }
         }
         batch.insert(META_NEXT, &next.to_be_bytes());
-        self.t()?.upstream.apply_batch(batch)?;
+        apply_batch(&self.t()?.upstream, batch)?;
         self.outbox
             .records
             .fetch_add(records.len() as u64, Ordering::SeqCst);
@@ -211,7 +211,7 @@ impl Store {
                 rmp_serde::to_vec(letter).map_err(|e| StoreError::Corrupt(e.to_string()))?;
             batch.insert(dead_key(sink, *s), bytes);
         }
-        self.t()?.upstream.apply_batch(batch)?;
+        apply_batch(&self.t()?.upstream, batch)?;
         let mut lowest = seq;
         for other in all_sinks {
             lowest = lowest.min(if other == sink {
@@ -232,7 +232,7 @@ impl Store {
             bytes += v.len() as u64;
             gone.remove(k);
         }
-        self.t()?.upstream.apply_batch(gone)?;
+        apply_batch(&self.t()?.upstream, gone)?;
         self.outbox.records.fetch_sub(n, Ordering::SeqCst);
         self.outbox.bytes.fetch_sub(bytes, Ordering::SeqCst);
         self.flush_blocking()?;
