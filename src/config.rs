@@ -2,13 +2,13 @@
 //! messages name the key and, where the file has it, the line.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::event::EventLimits;
+pub use crate::units::{Formula, Millis, QueueParams, ZoneName};
 
 /// The folder the daemon uses when started without `--config`: no root needed.
 pub const LOCAL_DIR: &str = "callmetrics-data";
@@ -29,113 +29,6 @@ pub enum ConfigError {
         line: usize,
         message: String,
     },
-}
-
-/// A duration written as `"20s"`, `"15m"`, `"1h 30m"` or `"250ms"`, kept in milliseconds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-pub struct Millis(pub i64);
-
-impl Millis {
-    pub fn secs(s: i64) -> Self {
-        Millis(s * 1000)
-    }
-}
-
-impl fmt::Display for Millis {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let ms = self.0;
-        if ms != 0 && ms % 3_600_000 == 0 {
-            write!(f, "{}h", ms / 3_600_000)
-        } else if ms != 0 && ms % 60_000 == 0 {
-            write!(f, "{}m", ms / 60_000)
-        } else if ms % 1000 == 0 {
-            write!(f, "{}s", ms / 1000)
-        } else {
-            write!(f, "{ms}ms")
-        }
-    }
-}
-
-impl std::str::FromStr for Millis {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        let d: jiff::SignedDuration = s.trim().parse().map_err(|_| {
-            format!("`{s}` is not a duration (write e.g. \"20s\", \"15m\", \"1h\", \"250ms\")")
-        })?;
-        if d.is_negative() {
-            return Err(format!("`{s}` is negative"));
-        }
-        i64::try_from(d.as_millis())
-            .map(Millis)
-            .map_err(|_| format!("`{s}` is too long"))
-    }
-}
-
-impl<'de> Deserialize<'de> for Millis {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
-    }
-}
-
-/// The service-level formulas of DESIGN §3.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Formula {
-    Answered,
-    Offered,
-    OfferedWithOverflow,
-    AbandonNegative,
-    AbandonPositive,
-    AbandonIgnored,
-    AsteriskSl2,
-}
-
-impl Formula {
-    pub const ALL: [Formula; 7] = [
-        Formula::Answered,
-        Formula::Offered,
-        Formula::OfferedWithOverflow,
-        Formula::AbandonNegative,
-        Formula::AbandonPositive,
-        Formula::AbandonIgnored,
-        Formula::AsteriskSl2,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Formula::Answered => "answered",
-            Formula::Offered => "offered",
-            Formula::OfferedWithOverflow => "offered_with_overflow",
-            Formula::AbandonNegative => "abandon_negative",
-            Formula::AbandonPositive => "abandon_positive",
-            Formula::AbandonIgnored => "abandon_ignored",
-            Formula::AsteriskSl2 => "asterisk_sl2",
-        }
-    }
-}
-
-/// An IANA time zone name, checked against the system's zone database when read.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ZoneName(pub String);
-
-impl ZoneName {
-    pub fn zone(&self) -> jiff::tz::TimeZone {
-        // Checked when the config was read; UTC is only reached if the zone file vanished since.
-        jiff::tz::TimeZone::get(&self.0).unwrap_or(jiff::tz::TimeZone::UTC)
-    }
-}
-
-impl<'de> Deserialize<'de> for ZoneName {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        jiff::tz::TimeZone::get(&s).map_err(|_| {
-            serde::de::Error::custom(format!(
-                "`{s}` is not a time zone known to this system (write an IANA name such as \"Europe/Paris\" or \"UTC\")"
-            ))
-        })?;
-        Ok(ZoneName(s))
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -316,30 +209,6 @@ impl Default for MetricsConfig {
             max_queues: 1000,
             max_agents: 5000,
             max_channels: 64,
-        }
-    }
-}
-
-/// Service-level parameters of one queue.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct QueueParams {
-    /// Service-level threshold T: answered within this counts.
-    pub threshold: Millis,
-    /// Service-level target, a fraction 0..1.
-    pub target: f64,
-    /// Short-abandon threshold S: abandons quicker than this are left out of rates.
-    pub short_abandon: Millis,
-    pub formula: Formula,
-}
-
-impl Default for QueueParams {
-    fn default() -> Self {
-        QueueParams {
-            threshold: Millis::secs(20),
-            target: 0.8,
-            short_abandon: Millis::secs(5),
-            formula: Formula::Offered,
         }
     }
 }
@@ -581,8 +450,8 @@ impl Config {
             return bad("metrics.windows", "needs at least one window".into());
         }
         for w in &m.windows {
-            let ok = if w.0 <= crate::engine::FINE_SPAN_MS {
-                w.0 > 0 && w.0 % crate::engine::FINE_BUCKET_MS == 0
+            let ok = if w.0 <= crate::units::FINE_SPAN_MS {
+                w.0 > 0 && w.0 % crate::units::FINE_BUCKET_MS == 0
             } else {
                 w.0 % iv == 0 && w.0 <= 7 * 86_400_000
             };

@@ -1,15 +1,20 @@
 //! callmetrics: a call-center metrics agent.
 //!
-//! Map of the crate:
+//! Map of the crate, in the order an event travels:
+//! - [`ingest`]: event socket listeners, framing (JSON lines, MessagePack frames) and decoding.
 //! - [`event`]: the event model and its validation (no I/O).
-//! - [`config`]: TOML configuration, defaults and validation.
+//! - [`daemon`]: start-up order, the committer (admit, write, flush, apply, reply), ticker, shutdown.
+//! - [`store`]: every sled call: event log, checkpoints, outbox, byte cap and full-disk guards.
 //! - [`engine`]: segments, rolling aggregates and metrics; pure, time passed in.
-//! - [`store`]: every sled call: event log, checkpoints, size cap.
-//! - [`ingest`]: event socket listeners and framing (JSON lines, MessagePack frames).
 //! - [`control`]: the control protocol shared by daemon and CLI, its server and client.
-//! - [`daemon`]: start-up order, group commit, ticker, shutdown.
-//! - [`systemd`]: socket activation and sd_notify.
+//! - [`upstream`]: closed intervals into records, the durable outbox, sinks and delivery.
 //! - [`cli`]: the command line: the daemon entry and every client subcommand.
+//!
+//! Beside them: [`config`] (TOML configuration, defaults and validation), [`units`] (durations,
+//! zones, bucket spans, service-level formulas: the leaf both config and engine use) and
+//! [`systemd`] (socket activation and sd_notify).
+
+#![forbid(unsafe_code)]
 
 pub mod cli;
 pub mod config;
@@ -20,4 +25,5 @@ pub mod event;
 pub mod ingest;
 pub mod store;
 pub mod systemd;
+pub mod units;
 pub mod upstream;

@@ -2,7 +2,7 @@
 //! lines and MessagePack frames), error replies and limits, the CLI's exit codes, restarts after
 //! SIGTERM and SIGKILL, and `callmetrics send`. Each test starts its own daemon in its own folder.
 //!
-//! Expected metrics are computed here from a list of calls written as data (section 3 of DESIGN.md
+//! Expected metrics are computed here from a list of calls written as data (docs/metrics.md
 //! applied by hand to the event timestamps), never copied from the daemon's output.
 
 mod support;
@@ -227,7 +227,7 @@ fn events(calls: &[CallSpec], base: i64) -> Vec<Value> {
     evs.into_iter().map(|(_, e)| e).collect()
 }
 
-/// The counters DESIGN §3 defines, computed by hand for one row.
+/// The counters docs/metrics.md defines, computed by hand for one row.
 #[derive(Debug, Default, Clone, PartialEq)]
 struct Expect {
     offered: u64,

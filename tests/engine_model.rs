@@ -1,4 +1,4 @@
-//! Model-based test of the metrics engine against DESIGN §3.
+//! Model-based test of the metrics engine against docs/metrics.md.
 //!
 //! Ground truth is a list of call segments with known timestamps. Their events are delivered to the
 //! engine out of order (each event is received up to 1.5 s after its timestamp, below the 2 s

@@ -115,7 +115,7 @@ async fn metrics_to(
         other => return Err(unexpected("metrics", &other)),
     };
     if json {
-        // DESIGN §3's names come from `to_json`, not from the Rust field layout.
+        // The names of docs/metrics.md come from `to_json`, not from the Rust field layout.
         let rows: Vec<_> = rows.iter().map(MetricsRow::json_view).collect();
         write_json(out, &rows)?;
     } else {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use super::{lock, wall_ms, DaemonError, Shared};
 use crate::config::Config;
@@ -24,6 +24,8 @@ const MAX_GROUP_EVENTS: usize = 16_384;
 const TICK: Duration = Duration::from_secs(1);
 /// Quiet time before a bloated store is compacted (near the cap it is compacted at once).
 const IDLE_BEFORE_COMPACTION: Duration = Duration::from_secs(10);
+/// Bytes written or deleted since sled was opened after which a quiet store is reopened.
+const REOPEN_AFTER_CHURN: u64 = 16 << 20;
 
 /// When the last checkpoint was written, and how many events were logged since.
 pub(super) struct CheckpointState {
@@ -82,7 +84,7 @@ async fn migrate(cfg: &Config, store: &Store) -> Result<(Engine, u64, u64), Daem
 }
 
 /// A request to write a checkpoint now (the `flush` command), answered once it is written.
-pub(super) type CheckpointRequest = oneshot::Sender<Result<(), String>>;
+pub(super) type CheckpointRequest = oneshot::Sender<Result<(), StoreError>>;
 
 /// Groups submissions from every connection into one store write and one flush, then replies;
 /// moves the engine's clock on when idle; writes checkpoints when due or asked. The only task
@@ -114,7 +116,7 @@ pub(super) async fn commit_loop(
                 commit_group(&shared, subs).await;
             }
             Some(reply) = asked.recv() => {
-                let r = checkpoint(&shared).await.map_err(|e| e.to_string());
+                let r = checkpoint(&shared).await;
                 let _ = reply.send(r);
             }
             _ = tick.tick() => {
@@ -127,6 +129,7 @@ pub(super) async fn commit_loop(
                 // it during a bulk load would copy a store that is still growing).
                 if last_group.elapsed() >= IDLE_BEFORE_COMPACTION {
                     maybe_compact(&shared, false);
+                    maybe_reopen(&shared);
                 }
             }
         }
@@ -155,6 +158,26 @@ pub(super) fn maybe_compact(shared: &Shared, near_cap_only: bool) {
         Err(e) => warn!("store compaction skipped: {e}"),
     }
     *lock(&shared.store_size) = shared.store.size_on_disk();
+}
+
+/// Reopens the store once a lot was written or deleted since it was opened, to give back the
+/// memory sled keeps after a burst (see `Store::reopen`).
+fn maybe_reopen(shared: &Shared) {
+    if shared.store.churn_bytes() >= REOPEN_AFTER_CHURN {
+        reopen(shared);
+    }
+}
+
+/// Reopens the store (see `Store::reopen`), saying so in the debug log.
+pub(super) fn reopen(shared: &Shared) {
+    let started = Instant::now();
+    match tokio::task::block_in_place(|| shared.store.reopen()) {
+        Ok(()) => debug!(
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "store reopened to give back the memory sled held after a burst of writes"
+        ),
+        Err(e) => warn!("store not reopened: {e}"),
+    }
 }
 
 async fn commit_group(shared: &Shared, subs: Vec<Submission>) {

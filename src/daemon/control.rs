@@ -16,6 +16,17 @@ use crate::upstream::outbox_store::StoreOutbox;
 /// Longest `flush` waits for its checkpoint.
 const FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// Why `flush` did not complete.
+#[derive(Debug, thiserror::Error)]
+enum FlushError {
+    #[error("the daemon is stopping")]
+    Stopping,
+    #[error("the store did not finish a checkpoint within {} s", FLUSH_TIMEOUT.as_secs())]
+    Timeout,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
 pub(super) fn handler(shared: Arc<Shared>) -> Handler {
     Arc::new(move |req: Request| match req {
         Request::Status => Response::Status(Box::new(status(&shared))),
@@ -33,18 +44,13 @@ pub(super) fn handler(shared: Arc<Shared>) -> Handler {
                     s.checkpoint_now
                         .send(tx)
                         .await
-                        .map_err(|_| "the daemon is stopping".to_string())?;
+                        .map_err(|_| FlushError::Stopping)?;
                     match tokio::time::timeout(FLUSH_TIMEOUT, rx).await {
                         Ok(Ok(r)) => r?,
-                        Ok(Err(_)) => return Err("the daemon is stopping".to_string()),
-                        Err(_) => {
-                            return Err(format!(
-                                "the store did not finish a checkpoint within {} s",
-                                FLUSH_TIMEOUT.as_secs()
-                            ))
-                        }
+                        Ok(Err(_)) => return Err(FlushError::Stopping),
+                        Err(_) => return Err(FlushError::Timeout),
                     }
-                    close_intervals(&s, true).await.map_err(|e| e.to_string())
+                    Ok::<_, FlushError>(close_intervals(&s, true).await?)
                 })
             });
             match r {

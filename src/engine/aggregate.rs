@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::sketch::Sketch;
-use crate::config::{Formula, QueueParams};
+use crate::units::{Formula, QueueParams};
 
 /// How a segment left its queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -230,7 +230,7 @@ impl Agg {
         }
     }
 
-    /// The counters, sums and maximum under DESIGN's output names, in their documented order.
+    /// The counters, sums and maximum under the output names of docs/metrics.md, in their documented order.
     pub fn named_counters(&self) -> [(&'static str, u64); 14] {
         [
             ("offered", self.offered),
@@ -362,7 +362,7 @@ impl Figures {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Millis;
+    use crate::units::Millis;
 
     /// A hand-worked queue: T = 20 s, S = 5 s.
     /// Answered: waits 5 s, 15 s, 20 s (within, inclusive), 40 s  → A = 4, A≤T = 3

@@ -8,7 +8,7 @@ use super::aggregate::{Agg, HandleFacts, Outcome, QueueFacts};
 use super::running::Running;
 use super::sketch::Sketch;
 use super::varint::{put_u64, DecodeError, Reader};
-use crate::config::QueueParams;
+use crate::units::QueueParams;
 
 /// The band threshold lists buckets were counted against, shared so each bucket names its list by
 /// number instead of repeating the thresholds. Lists are only added (a reload may bring a new one).
@@ -377,7 +377,7 @@ pub fn subtract_from(b: &[u8], sets: &BandSets, acc: &mut Running) -> Result<(),
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Formula, Millis};
+    use crate::units::{Formula, Millis};
     use proptest::prelude::*;
 
     fn agg(waits: &[(u64, u8)], handles: &[u64], bands: &[u64]) -> Agg {

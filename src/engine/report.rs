@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::aggregate::{Agg, Figures};
 use super::segment::Phase;
-use crate::config::Formula;
+use crate::units::Formula;
 
 /// The dimension a metrics row is keyed by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -86,7 +86,7 @@ pub struct MetricsRow {
 }
 
 impl MetricsRow {
-    /// The row with DESIGN's output names: counters, sums, derived figures, parameters, real time.
+    /// The row with the output names of docs/metrics.md: counters, sums, derived figures, parameters, real time.
     pub fn to_json(&self) -> Value {
         // Serializing plain numbers, strings and maps of them cannot fail.
         serde_json::to_value(self.json_view()).unwrap_or(Value::Null)
@@ -146,7 +146,7 @@ impl MetricsRow {
     }
 }
 
-/// A metrics row under DESIGN's output names, fields in name order (the order a JSON object of
+/// A metrics row under the output names of docs/metrics.md, fields in name order (the order a JSON object of
 /// them always had).
 #[derive(Debug, Serialize)]
 pub struct RowJson<'a> {

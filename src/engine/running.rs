@@ -3,7 +3,7 @@
 
 use super::aggregate::{Agg, HandleFacts, QueueFacts};
 use super::dense::DenseSketch;
-use crate::config::QueueParams;
+use crate::units::QueueParams;
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Running {

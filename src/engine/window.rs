@@ -8,12 +8,8 @@ use jiff::tz::TimeZone;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use crate::config::Millis;
-
-/// Width of the fine buckets.
-pub const FINE_BUCKET_MS: i64 = 60_000;
-/// Longest window served from fine buckets; longer ones use interval buckets.
-pub const FINE_SPAN_MS: i64 = 3_600_000;
+use crate::units::Millis;
+pub use crate::units::{FINE_BUCKET_MS, FINE_SPAN_MS};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Tier {

@@ -18,9 +18,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::decode::{decode_json, decode_msgpack, Decoded};
 use super::framing::{read_frame, read_line, FrameRead, Framing, LineRead};
-use super::listener::IngestCtx;
 use super::reply::{encode_reply, resolve, Reply, Shape};
-use super::{IngestStats, ItemResult, Submission, MAX_IN_FLIGHT_EVENTS};
+use super::{IngestCtx, IngestStats, ItemResult, Submission, MAX_IN_FLIGHT_EVENTS};
 use crate::config::LimitsConfig;
 use crate::event::{Event, EventError};
 

@@ -14,8 +14,7 @@ use tokio::task::JoinSet;
 use super::connection::{linger, serve_connection, shutdown_signalled};
 use super::framing::Framing;
 use super::reply::{encode_reply, Reply};
-use super::{IngestStats, SubmitTx, MAX_IN_FLIGHT_EVENTS};
-use crate::config::LimitsConfig;
+use super::{IngestCtx, IngestStats};
 
 /// How long connections may take, after shutdown is requested, to write the replies they owe
 /// (which wait for the committer's last flush). Connections still open after this are cut, so a
@@ -25,37 +24,6 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 const REFUSE_TIMEOUT: Duration = Duration::from_secs(1);
 /// Pause after a failed accept (e.g. out of file descriptors), so the loop does not spin.
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
-
-/// What every event connection shares.
-pub struct IngestCtx {
-    /// Where valid events go; the committer replies once they are durable.
-    pub submit: SubmitTx,
-    /// The limits in force; a reload sends new ones, read afresh for every line or frame.
-    limits: watch::Receiver<LimitsConfig>,
-    pub stats: Arc<IngestStats>,
-    /// Events decoded but not yet committed, over all connections (see [`MAX_IN_FLIGHT_EVENTS`]).
-    pub in_flight: Arc<tokio::sync::Semaphore>,
-}
-
-impl IngestCtx {
-    pub fn new(
-        submit: SubmitTx,
-        limits: watch::Receiver<LimitsConfig>,
-        stats: Arc<IngestStats>,
-    ) -> IngestCtx {
-        IngestCtx {
-            submit,
-            limits,
-            stats,
-            in_flight: Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT_EVENTS)),
-        }
-    }
-
-    /// The limits in force now.
-    pub fn limits(&self) -> LimitsConfig {
-        self.limits.borrow().clone()
-    }
-}
 
 /// A listening socket whose connections carry events.
 trait Accept {
@@ -223,6 +191,8 @@ async fn refuse<S: AsyncRead + AsyncWrite>(stream: S, max: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::LimitsConfig;
+    use crate::ingest::SubmitTx;
     use crate::ingest::{ItemResult, Submission};
     use serde_json::Value;
     use tokio::io::{AsyncBufReadExt, AsyncReadExt};

@@ -17,12 +17,13 @@ mod reference;
 pub mod reply;
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::config::LimitsConfig;
 use crate::event::Event;
 
 /// The reply to events the committer will never answer.
@@ -86,6 +87,37 @@ pub const MAX_IN_FLIGHT_EVENTS: usize = 32_768;
 
 /// Where connections send their events.
 pub type SubmitTx = mpsc::Sender<Submission>;
+
+/// What every event connection shares.
+pub struct IngestCtx {
+    /// Where valid events go; the committer replies once they are durable.
+    pub submit: SubmitTx,
+    /// The limits in force; a reload sends new ones, read afresh for every line or frame.
+    limits: watch::Receiver<LimitsConfig>,
+    pub stats: Arc<IngestStats>,
+    /// Events decoded but not yet committed, over all connections (see [`MAX_IN_FLIGHT_EVENTS`]).
+    pub in_flight: Arc<tokio::sync::Semaphore>,
+}
+
+impl IngestCtx {
+    pub fn new(
+        submit: SubmitTx,
+        limits: watch::Receiver<LimitsConfig>,
+        stats: Arc<IngestStats>,
+    ) -> IngestCtx {
+        IngestCtx {
+            submit,
+            limits,
+            stats,
+            in_flight: Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT_EVENTS)),
+        }
+    }
+
+    /// The limits in force now.
+    pub fn limits(&self) -> LimitsConfig {
+        self.limits.borrow().clone()
+    }
+}
 
 /// Intake counters shown by `status`.
 #[derive(Debug, Default)]

@@ -475,7 +475,7 @@ pub(crate) mod test_outbox {
     use std::collections::HashMap;
     use std::sync::Mutex;
 
-    use crate::upstream::{IntervalRecord, Outbox};
+    use crate::upstream::{IntervalRecord, Outbox, OutboxError};
 
     #[derive(Default)]
     pub(crate) struct MemOutbox {
@@ -496,7 +496,7 @@ pub(crate) mod test_outbox {
     }
 
     impl Outbox for MemOutbox {
-        fn pending(&self, sink: &str, limit: usize) -> Result<Vec<IntervalRecord>, String> {
+        fn pending(&self, sink: &str, limit: usize) -> Result<Vec<IntervalRecord>, OutboxError> {
             let cursor = self.cursor(sink);
             Ok(self
                 .records
@@ -509,14 +509,19 @@ pub(crate) mod test_outbox {
                 .collect())
         }
 
-        fn ack(&self, sink: &str, upto_seq: u64) -> Result<(), String> {
+        fn ack(&self, sink: &str, upto_seq: u64) -> Result<(), OutboxError> {
             let mut c = self.cursors.lock().unwrap();
             let e = c.entry(sink.to_string()).or_default();
             *e = (*e).max(upto_seq);
             Ok(())
         }
 
-        fn park(&self, sink: &str, records: &[IntervalRecord], reason: &str) -> Result<(), String> {
+        fn park(
+            &self,
+            sink: &str,
+            records: &[IntervalRecord],
+            reason: &str,
+        ) -> Result<(), OutboxError> {
             let mut dead = self.dead.lock().unwrap();
             dead.extend(
                 records

@@ -8,17 +8,30 @@ pub mod record;
 pub mod sink;
 
 use serde::{Deserialize, Serialize};
+use thiserror::Error;
 
 pub use record::{IntervalRecord, RecordKind};
+
+use crate::store::StoreError;
+
+/// Why the outbox could not be read or moved on.
+#[derive(Debug, Error)]
+pub enum OutboxError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("undecodable outbox record: {0}")]
+    Undecodable(#[from] rmp_serde::decode::Error),
+}
 
 /// The durable outbox as delivery sees it (the store implements it).
 pub trait Outbox: Send + Sync + 'static {
     /// Up to `limit` records after this sink's cursor, oldest first.
-    fn pending(&self, sink: &str, limit: usize) -> Result<Vec<IntervalRecord>, String>;
+    fn pending(&self, sink: &str, limit: usize) -> Result<Vec<IntervalRecord>, OutboxError>;
     /// The sink confirmed every record up to `upto_seq`: move its cursor, durably.
-    fn ack(&self, sink: &str, upto_seq: u64) -> Result<(), String>;
+    fn ack(&self, sink: &str, upto_seq: u64) -> Result<(), OutboxError>;
     /// The sink refused these records for good: keep them as dead letters and move the cursor past them.
-    fn park(&self, sink: &str, records: &[IntervalRecord], reason: &str) -> Result<(), String>;
+    fn park(&self, sink: &str, records: &[IntervalRecord], reason: &str)
+        -> Result<(), OutboxError>;
 }
 
 /// What `status` shows of one sink.

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use super::record::IntervalRecord;
-use super::Outbox;
+use super::{Outbox, OutboxError};
 use crate::store::outbox::DeadLetter;
 use crate::store::Store;
 
@@ -26,29 +26,33 @@ impl StoreOutbox {
         rmp_serde::to_vec(v).unwrap_or_default()
     }
 
-    pub fn decode(bytes: &[u8]) -> Result<IntervalRecord, String> {
-        rmp_serde::from_slice(bytes).map_err(|e| format!("undecodable outbox record: {e}"))
+    pub fn decode(bytes: &[u8]) -> Result<IntervalRecord, OutboxError> {
+        Ok(rmp_serde::from_slice(bytes)?)
     }
 }
 
 impl Outbox for StoreOutbox {
-    fn pending(&self, sink: &str, limit: usize) -> Result<Vec<IntervalRecord>, String> {
-        let cursor = self.store.cursor(sink).map_err(|e| e.to_string())?;
+    fn pending(&self, sink: &str, limit: usize) -> Result<Vec<IntervalRecord>, OutboxError> {
+        let cursor = self.store.cursor(sink)?;
         self.store
-            .records_after(cursor, limit)
-            .map_err(|e| e.to_string())?
+            .records_after(cursor, limit)?
             .iter()
             .map(|(_, bytes)| Self::decode(bytes))
             .collect()
     }
 
-    fn ack(&self, sink: &str, upto_seq: u64) -> Result<(), String> {
-        self.store
-            .advance_cursor(sink, upto_seq, &[], &self.sinks)
-            .map_err(|e| e.to_string())
+    fn ack(&self, sink: &str, upto_seq: u64) -> Result<(), OutboxError> {
+        Ok(self
+            .store
+            .advance_cursor(sink, upto_seq, &[], &self.sinks)?)
     }
 
-    fn park(&self, sink: &str, records: &[IntervalRecord], reason: &str) -> Result<(), String> {
+    fn park(
+        &self,
+        sink: &str,
+        records: &[IntervalRecord],
+        reason: &str,
+    ) -> Result<(), OutboxError> {
         let Some(last) = records.iter().map(|r| r.seq).max() else {
             return Ok(());
         };
@@ -64,8 +68,6 @@ impl Outbox for StoreOutbox {
                 )
             })
             .collect();
-        self.store
-            .advance_cursor(sink, last, &dead, &self.sinks)
-            .map_err(|e| e.to_string())
+        Ok(self.store.advance_cursor(sink, last, &dead, &self.sinks)?)
     }
 }

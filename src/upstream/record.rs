@@ -38,7 +38,7 @@ impl IntervalRecord {
         format!("{}:{}", self.host_id, self.seq)
     }
 
-    /// The record as documented in `docs/upstream.md`: DESIGN's names, times in ms.
+    /// The record as documented in `docs/upstream.md`: the names of docs/metrics.md, times in ms.
     pub fn to_json(&self) -> Value {
         let start = jiff::Timestamp::from_millisecond(self.interval_start_ms)
             .map(|t| t.to_string())
@@ -93,7 +93,7 @@ impl IntervalRecord {
     }
 }
 
-/// Counters, sums, maxima, bands and sketches of an aggregate under DESIGN's names.
+/// Counters, sums, maxima, bands and sketches of an aggregate under the names of docs/metrics.md.
 pub fn counters_json(a: &Agg) -> Value {
     let mut m: serde_json::Map<String, Value> = a
         .named_counters()
