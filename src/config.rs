@@ -22,13 +22,37 @@ pub enum ConfigError {
     },
     #[error("{path}: {message}")]
     Parse { path: PathBuf, message: String },
-    #[error("{path}: line {line}: `{key}`: {message}")]
+    /// Every value that is out of range or inconsistent, one line each.
+    #[error("{}", problems_text(.path, .problems))]
     Invalid {
         path: PathBuf,
-        key: String,
-        line: usize,
-        message: String,
+        problems: Vec<Problem>,
     },
+}
+
+/// One invalid value: its dotted key (array items by index, e.g. `upstream.sinks.1.url`), the
+/// line the file writes it on (`None` for a default the file leaves out), and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub key: String,
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+fn problems_text(path: &Path, problems: &[Problem]) -> String {
+    let lines: Vec<String> = problems
+        .iter()
+        .map(|p| match p.line {
+            Some(line) => format!(
+                "{}: line {line}: `{}`: {}",
+                path.display(),
+                p.key,
+                p.message
+            ),
+            None => format!("{}: `{}`: {}", path.display(), p.key, p.message),
+        })
+        .collect();
+    lines.join("\n")
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -356,14 +380,21 @@ impl Config {
             path: path.to_owned(),
             message: e.to_string().trim_end().replace('\n', "\n  "),
         })?;
-        cfg.validate()
-            .map_err(|(key, message)| ConfigError::Invalid {
-                path: path.to_owned(),
-                line: line_of(text, &key),
-                key,
-                message,
-            })?;
-        Ok(cfg)
+        let problems = cfg.validate();
+        if problems.is_empty() {
+            return Ok(cfg);
+        }
+        Err(ConfigError::Invalid {
+            path: path.to_owned(),
+            problems: problems
+                .into_iter()
+                .map(|(key, message)| Problem {
+                    line: line_of(text, &key),
+                    key,
+                    message,
+                })
+                .collect(),
+        })
     }
 
     /// The queue's own service-level parameters.
@@ -378,33 +409,32 @@ impl Config {
         p
     }
 
-    /// Cross-field checks; the error is (dotted key, message).
-    fn validate(&self) -> Result<(), (String, String)> {
-        let bad = |key: &str, msg: String| Err((key.to_string(), msg));
+    /// Cross-field checks: every (dotted key, message) found, none when the config is valid.
+    fn validate(&self) -> Vec<(String, String)> {
+        let mut problems = Vec::new();
+        let mut bad = |key: &str, msg: String| problems.push((key.to_string(), msg));
         for (key, mode) in [
             ("ingest.socket_mode", &self.ingest.socket_mode),
             ("control.socket_mode", &self.control.socket_mode),
         ] {
             match u32::from_str_radix(mode.trim_start_matches("0o"), 8) {
                 Ok(bits) if bits <= 0o777 => {}
-                _ => {
-                    return bad(
-                        key,
-                        format!("`{mode}` is not an octal file mode such as \"0660\""),
-                    )
-                }
+                _ => bad(
+                    key,
+                    format!("`{mode}` is not an octal file mode such as \"0660\""),
+                ),
             }
         }
         if !self.ingest.tcp.is_empty() {
             match self.ingest.tcp.parse::<std::net::SocketAddr>() {
                 Ok(a) if a.ip().is_loopback() => {}
                 Ok(a) => {
-                    return bad(
+                    bad(
                         "ingest.tcp",
                         format!("{a} is not a loopback address; events are only taken on 127.0.0.1 or [::1]"),
                     )
                 }
-                Err(_) => return bad("ingest.tcp", format!("`{}` is not an address:port", self.ingest.tcp)),
+                Err(_) => bad("ingest.tcp", format!("`{}` is not an address:port", self.ingest.tcp)),
             }
         }
         let limits = [
@@ -420,83 +450,87 @@ impl Config {
         ];
         for (key, v) in limits {
             if v == 0 {
-                return bad(key, "must be at least 1".into());
+                bad(key, "must be at least 1".into());
             }
         }
         if self.store.cache_bytes < 1 << 20 {
-            return bad(
+            bad(
                 "store.cache_bytes",
                 "must be at least 1048576 (1 MiB)".into(),
             );
         }
         if self.store.max_bytes < 16 << 20 {
-            return bad(
+            bad(
                 "store.max_bytes",
                 "must be at least 16777216 (16 MiB)".into(),
             );
         }
         if self.store.checkpoint_interval.0 < 1000 {
-            return bad("store.checkpoint_interval", "must be at least 1s".into());
+            bad("store.checkpoint_interval", "must be at least 1s".into());
         }
         let m = &self.metrics;
         let iv = m.interval.0;
-        if iv < 60_000 || 3_600_000 % iv != 0 || iv % 60_000 != 0 {
-            return bad(
+        let interval_ok = iv >= 60_000 && 3_600_000 % iv == 0 && iv % 60_000 == 0;
+        if !interval_ok {
+            bad(
                 "metrics.interval",
                 format!("{} must be a whole number of minutes that divides one hour (e.g. 5m, 15m, 30m, 1h)", m.interval),
             );
         }
         if m.windows.is_empty() {
-            return bad("metrics.windows", "needs at least one window".into());
+            bad("metrics.windows", "needs at least one window".into());
         }
         for w in &m.windows {
             let ok = if w.0 <= crate::units::FINE_SPAN_MS {
                 w.0 > 0 && w.0 % crate::units::FINE_BUCKET_MS == 0
             } else {
-                w.0 % iv == 0 && w.0 <= 7 * 86_400_000
+                // Against an invalid interval a long window cannot be judged (that one error is
+                // enough), and a zero interval must not be divided by.
+                !interval_ok || (w.0 % iv == 0 && w.0 <= 7 * 86_400_000)
             };
             if !ok {
-                return bad(
+                bad(
                     "metrics.windows",
                     format!("window {w}: windows up to 1h must be whole minutes, longer ones whole intervals ({}) up to 7 days", m.interval),
                 );
             }
         }
         if m.bands.is_empty() || m.bands.len() > 16 {
-            return bad("metrics.bands", "needs 1 to 16 thresholds".into());
+            bad("metrics.bands", "needs 1 to 16 thresholds".into());
         }
         if m.max_call_duration.0 < 60_000 {
-            return bad("metrics.max_call_duration", "must be at least 1m".into());
+            bad("metrics.max_call_duration", "must be at least 1m".into());
         }
         if m.reorder_grace.0 > 600_000 {
-            return bad("metrics.reorder_grace", "must be at most 10m".into());
+            bad("metrics.reorder_grace", "must be at most 10m".into());
         }
         let up = &self.upstream;
         for d in &up.dimensions {
             if !["queue", "agent", "channel", "all"].contains(&d.as_str()) {
-                return bad(
+                bad(
                     "upstream.dimensions",
                     format!("`{d}` is not one of queue, agent, channel, all"),
                 );
             }
         }
         if up.max_outbox_bytes < 1 << 20 {
-            return bad(
+            bad(
                 "upstream.max_outbox_bytes",
                 "must be at least 1048576 (1 MiB)".into(),
             );
         }
         let mut names = std::collections::BTreeSet::new();
-        for s in &up.sinks {
+        for (i, s) in up.sinks.iter().enumerate() {
+            let key = |k: &str| format!("upstream.sinks.{i}.{k}");
             if s.name.is_empty() || !names.insert(s.name.as_str()) {
-                return bad(
-                    "name",
+                bad(
+                    &key("name"),
                     format!("sink name `{}` is empty or used twice", s.name),
                 );
             }
             if !(s.url.starts_with("http://") || s.url.starts_with("https://")) {
-                return bad(
-                    "url",
+                bad(
+                    &key("url"),
                     format!(
                         "sink `{}`: `{}` is not an http:// or https:// URL",
                         s.name, s.url
@@ -504,20 +538,20 @@ impl Config {
                 );
             }
             if s.batch_records == 0 || s.batch_records > 100_000 {
-                return bad(
-                    "batch_records",
+                bad(
+                    &key("batch_records"),
                     format!("sink `{}`: must be 1 to 100000", s.name),
                 );
             }
             if s.backoff_cap.0 < 1000 {
-                return bad(
-                    "backoff_cap",
+                bad(
+                    &key("backoff_cap"),
                     format!("sink `{}`: must be at least 1s", s.name),
                 );
             }
             if s.request_timeout.0 < 100 || s.connect_timeout.0 < 100 {
-                return bad(
-                    "request_timeout",
+                bad(
+                    &key("request_timeout"),
                     format!("sink `{}`: timeouts must be at least 100ms", s.name),
                 );
             }
@@ -528,26 +562,41 @@ impl Config {
                 .map(|q| (format!("queues.{q}"), self.queue_params(q))),
         ) {
             if !(0.0..=1.0).contains(&p.target) {
-                return bad(
+                bad(
                     &format!("{prefix}.target"),
                     format!("{} must be a fraction from 0 to 1 (0.8 = 80 %)", p.target),
                 );
             }
         }
-        Ok(())
+        problems
     }
 }
 
-/// The 1-based line of the first `key = ...` (last dotted part) in `text`, or 0 when not written there.
-fn line_of(text: &str, dotted: &str) -> usize {
-    let key = dotted.rsplit('.').next().unwrap_or(dotted);
-    text.lines()
-        .position(|l| {
-            let l = l.trim_start();
-            l.strip_prefix(key)
-                .is_some_and(|rest| rest.trim_start().starts_with('='))
-        })
-        .map_or(0, |i| i + 1)
+/// The 1-based line on which `text` writes the value of `key` (dotted; array items by index),
+/// from the spans the TOML parser keeps; `None` when the file leaves the key out.
+fn line_of(text: &str, key: &str) -> Option<usize> {
+    use toml::de::{DeTable, DeValue};
+    let root = DeTable::parse(text).ok()?;
+    let mut table: &DeTable<'_> = root.get_ref();
+    let mut span = None;
+    let mut parts = key.split('.').peekable();
+    while let Some(part) = parts.next() {
+        let (_, value) = table.iter().find(|(k, _)| k.get_ref() == part)?;
+        let mut value = value;
+        // An array of tables: the next part is the item's index.
+        while let DeValue::Array(items) = value.get_ref() {
+            let i: usize = parts.next()?.parse().ok()?;
+            value = items.get(i)?;
+        }
+        span = Some(value.span());
+        match value.get_ref() {
+            DeValue::Table(t) => table = t,
+            _ if parts.peek().is_some() => return None,
+            _ => {}
+        }
+    }
+    let start = span?.start;
+    Some(text.get(..start)?.matches('\n').count() + 1)
 }
 
 #[cfg(test)]
@@ -609,6 +658,42 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("loopback"), "{err}");
+    }
+
+    #[test]
+    fn every_problem_is_shown_at_its_own_line() {
+        let text = "[metrics]\ninterval = \"7m\"\n\n[[upstream.sinks]]\nname = \"a\"\nurl = \"http://a/\"\n\n[[upstream.sinks]]\nname = \"b\"\nurl = \"ftp://b/\"\nbatch_records = 0\n";
+        let text = &text.replace("url =", "kind = \"http\"\nurl =");
+        let Err(ConfigError::Invalid { problems, .. }) = parse(text) else {
+            panic!("the config should be refused");
+        };
+        let found: Vec<(&str, Option<usize>)> =
+            problems.iter().map(|p| (p.key.as_str(), p.line)).collect();
+        // The second sink's `url` is on line 12, not on the first sink's line 7.
+        assert_eq!(
+            found,
+            [
+                ("metrics.interval", Some(2)),
+                ("upstream.sinks.1.url", Some(12)),
+                ("upstream.sinks.1.batch_records", Some(13)),
+            ]
+        );
+        let text = parse(text).unwrap_err().to_string();
+        assert_eq!(text.lines().count(), 3, "{text}");
+        assert!(
+            text.lines().all(|l| l.starts_with("agent.toml: line ")),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_default_left_out_of_the_file_is_named_without_a_line() {
+        assert_eq!(line_of("[store]\npath = \"x\"\n", "store.max_bytes"), None);
+        assert_eq!(line_of("[store]\npath = \"x\"\n", "store.path"), Some(2));
+        assert_eq!(
+            line_of("[queues.vip]\n\ntarget = 2\n", "queues.vip.target"),
+            Some(3)
+        );
     }
 
     #[test]

@@ -11,8 +11,9 @@
 //! - [`cli`]: the command line: the daemon entry and every client subcommand.
 //!
 //! Beside them: [`config`] (TOML configuration, defaults and validation), [`units`] (durations,
-//! zones, bucket spans, service-level formulas: the leaf both config and engine use) and
-//! [`systemd`] (socket activation and sd_notify).
+//! zones, bucket spans, service-level formulas: the leaf both config and engine use),
+//! [`shutdown`] (the stop signal every task watches) and [`systemd`] (socket activation and
+//! sd_notify).
 
 #![forbid(unsafe_code)]
 
@@ -23,6 +24,7 @@ pub mod daemon;
 pub mod engine;
 pub mod event;
 pub mod ingest;
+pub mod shutdown;
 pub mod store;
 pub mod systemd;
 pub mod units;

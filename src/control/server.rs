@@ -9,6 +9,7 @@ use tokio::task::JoinSet;
 use tracing::{debug, warn};
 
 use super::protocol::{read_message, write_message, ProtocolError, Request, Response};
+use crate::shutdown;
 
 /// Answers one request. It runs on the connection's task, so it must be quick and not block.
 pub type Handler = Arc<dyn Fn(Request) -> Response + Send + Sync>;
@@ -27,7 +28,7 @@ pub async fn serve(listener: UnixListener, handler: Handler, mut shutdown: watch
     let mut conns = JoinSet::new();
     loop {
         tokio::select! {
-            () = stopped(&mut shutdown) => break,
+            () = shutdown::signalled(&mut shutdown) => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) if conns.len() >= MAX_CONNECTIONS => {
                     warn!(limit = MAX_CONNECTIONS, "control connection refused: too many open");
@@ -51,11 +52,6 @@ pub async fn serve(listener: UnixListener, handler: Handler, mut shutdown: watch
     }
 }
 
-/// Resolves once shutdown is asked for, or the sender is gone (nobody could ever ask).
-async fn stopped(shutdown: &mut watch::Receiver<bool>) {
-    let _ = shutdown.wait_for(|&stop| stop).await;
-}
-
 fn log_end(done: Result<(), tokio::task::JoinError>) {
     if let Err(e) = done {
         warn!(error = %e, "control connection task failed");
@@ -74,7 +70,7 @@ async fn connection(mut stream: UnixStream, handler: Handler, mut shutdown: watc
     loop {
         // Shutdown only interrupts the wait for a request, never an answer being written.
         let req = tokio::select! {
-            () = stopped(&mut shutdown) => return,
+            () = shutdown::signalled(&mut shutdown) => return,
             r = read_message::<_, Request>(&mut stream) => r,
         };
         let resp = match req {

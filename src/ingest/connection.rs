@@ -22,6 +22,7 @@ use super::reply::{encode_reply, resolve, Reply, Shape};
 use super::{IngestCtx, IngestStats, ItemResult, Submission, MAX_IN_FLIGHT_EVENTS};
 use crate::config::LimitsConfig;
 use crate::event::{Event, EventError};
+use crate::shutdown;
 
 /// Replies that may wait in order behind the oldest unanswered one; beyond this the reader stops
 /// taking input, which pushes back on a client that sends faster than events become durable.
@@ -86,7 +87,7 @@ where
     // Peek at the first byte without consuming it: it belongs to the first line or frame.
     let first = tokio::select! {
         biased;
-        () = shutdown_signalled(&mut shutdown) => None,
+        () = shutdown::signalled(&mut shutdown) => None,
         peeked = reader.fill_buf() => match peeked {
             Ok(buf) => buf.first().copied(),
             Err(e) => {
@@ -129,12 +130,6 @@ where
     }
 }
 
-/// Resolves once shutdown is requested, or once nobody can request it any more.
-pub(crate) async fn shutdown_signalled(shutdown: &mut watch::Receiver<bool>) {
-    // An error means the sender was dropped: the owner is gone, which is a shutdown too.
-    let _ = shutdown.wait_for(|stop| *stop).await;
-}
-
 /// Discards input for a short while (see `LINGER`) so the peer reads our last replies before the close.
 pub(crate) async fn linger<R: AsyncBufRead + Unpin>(reader: &mut R) {
     let drain = async {
@@ -159,7 +154,7 @@ async fn or_stop<F: Future>(
 ) -> Result<F::Output, Stop> {
     tokio::select! {
         biased;
-        () = shutdown_signalled(shutdown) => Err(Stop::Shutdown),
+        () = shutdown::signalled(shutdown) => Err(Stop::Shutdown),
         () = pending.closed() => Err(Stop::WriterGone),
         out = fut => Ok(out),
     }

@@ -11,10 +11,11 @@ use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
-use super::connection::{linger, serve_connection, shutdown_signalled};
+use super::connection::{linger, serve_connection};
 use super::framing::Framing;
 use super::reply::{encode_reply, Reply};
 use super::{IngestCtx, IngestStats};
+use crate::shutdown;
 
 /// How long connections may take, after shutdown is requested, to write the replies they owe
 /// (which wait for the committer's last flush). Connections still open after this are cut, so a
@@ -101,7 +102,7 @@ async fn serve<L: Accept>(listener: L, ctx: Arc<IngestCtx>, mut shutdown: watch:
     loop {
         tokio::select! {
             biased;
-            () = shutdown_signalled(&mut shutdown) => break,
+            () = shutdown::signalled(&mut shutdown) => break,
             Some(ended) = tasks.join_next(), if !tasks.is_empty() => report_end(ended),
             accepted = std::future::poll_fn(|cx| listener.poll_accept(cx)) => match accepted {
                 Ok(stream) => match Arc::clone(&slots).try_acquire_owned() {

@@ -9,6 +9,7 @@ use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 
 use crate::config::{SinkConfig, SinkKind};
+use crate::shutdown;
 use crate::upstream::sink::{batch_key, redact_url, SendOutcome, Sink};
 use crate::upstream::{IntervalRecord, Outbox, SinkStatus};
 
@@ -71,11 +72,10 @@ pub async fn run_sink(
                     if attempt == 0 {
                         tracing::error!(sink = %name, %error, "upstream sink cannot start; retrying until the configuration is fixed");
                     }
-                    note_error(&status, &error, false);
-                    if !sleep_or_shutdown(retry_delay(attempt, cap, None), &mut shutdown).await {
+                    let delay = retry_delay(attempt, cap, None);
+                    if !back_off(&mut attempt, delay, &status, &error, false, &mut shutdown).await {
                         return;
                     }
-                    attempt = attempt.saturating_add(1);
                 }
             }
         }
@@ -90,7 +90,7 @@ pub async fn run_sink(
     let mut partial_since: Option<Instant> = None;
 
     loop {
-        if is_shut(&shutdown) {
+        if shutdown::is_signalled(&shutdown) {
             return;
         }
         let notified = wake.notified();
@@ -107,10 +107,9 @@ pub async fn run_sink(
                     if failures == 0 {
                         tracing::error!(sink = %name, %error, "cannot read the outbox; retrying");
                     }
-                    note_error(&status, &error, false);
                     let delay = retry_delay(failures, cap, None);
-                    failures = failures.saturating_add(1);
-                    if !sleep_or_shutdown(delay, &mut shutdown).await {
+                    if !back_off(&mut failures, delay, &status, &error, false, &mut shutdown).await
+                    {
                         return;
                     }
                     continue;
@@ -123,7 +122,7 @@ pub async fn run_sink(
             tokio::select! {
                 _ = &mut notified => {}
                 _ = tokio::time::sleep(IDLE_POLL) => {}
-                _ = wait_shutdown(&mut shutdown) => return,
+                _ = shutdown::signalled(&mut shutdown) => return,
             }
             continue;
         }
@@ -134,7 +133,7 @@ pub async fn run_sink(
                 tokio::select! {
                     _ = &mut notified => {}
                     _ = tokio::time::sleep_until(deadline) => {}
-                    _ = wait_shutdown(&mut shutdown) => return,
+                    _ = shutdown::signalled(&mut shutdown) => return,
                 }
                 continue;
             }
@@ -143,7 +142,7 @@ pub async fn run_sink(
 
         let outcome = tokio::select! {
             outcome = sink.send(&batch) => outcome,
-            _ = wait_shutdown(&mut shutdown) => return,
+            _ = shutdown::signalled(&mut shutdown) => return,
         };
         let first = batch.first().map_or(0, |r| r.seq);
         let last = batch.last().map_or(0, |r| r.seq);
@@ -153,10 +152,9 @@ pub async fn run_sink(
                     // Delivered but not remembered: it will go again and the receiver dedupes.
                     let error = format!("outbox ack up to seq {last} failed: {e}");
                     tracing::error!(sink = %name, %error, "records were delivered but the cursor did not move; they will be sent again");
-                    note_error(&status, &error, false);
                     let delay = retry_delay(failures, cap, None);
-                    failures = failures.saturating_add(1);
-                    if !sleep_or_shutdown(delay, &mut shutdown).await {
+                    if !back_off(&mut failures, delay, &status, &error, false, &mut shutdown).await
+                    {
                         return;
                     }
                     continue;
@@ -181,10 +179,8 @@ pub async fn run_sink(
                 } else {
                     tracing::debug!(sink = %name, attempt = failures + 1, %error, retry_in_ms = delay.as_millis() as u64, "upstream delivery failed again");
                 }
-                note_error(&status, &error, true);
-                failures = failures.saturating_add(1);
                 retrying = Some(batch);
-                if !sleep_or_shutdown(delay, &mut shutdown).await {
+                if !back_off(&mut failures, delay, &status, &error, true, &mut shutdown).await {
                     return;
                 }
             }
@@ -198,10 +194,9 @@ pub async fn run_sink(
                 if let Err(e) = outbox.park(&name, &batch, &reason) {
                     let error = format!("outbox park of seq {first}-{last} failed: {e}");
                     tracing::error!(sink = %name, %error, "cannot park the refused batch; will try again");
-                    note_error(&status, &error, false);
                     let delay = retry_delay(failures, cap, None);
-                    failures = failures.saturating_add(1);
-                    if !sleep_or_shutdown(delay, &mut shutdown).await {
+                    if !back_off(&mut failures, delay, &status, &error, false, &mut shutdown).await
+                    {
                         return;
                     }
                     continue;
@@ -219,6 +214,21 @@ pub async fn run_sink(
             }
         }
     }
+}
+
+/// After a failed attempt: notes the error in the sink's status (as a retry of the batch when
+/// `retry`), counts the attempt and sleeps `delay`. False when shutdown came first.
+async fn back_off(
+    failures: &mut u32,
+    delay: Duration,
+    status: &Mutex<SinkStatus>,
+    error: &str,
+    retry: bool,
+    shutdown: &mut watch::Receiver<bool>,
+) -> bool {
+    note_error(status, error, retry);
+    *failures = failures.saturating_add(1);
+    shutdown::sleep_unless_signalled(delay, shutdown).await
 }
 
 fn note_error(status: &Mutex<SinkStatus>, error: &str, retry: bool) {
@@ -243,23 +253,6 @@ fn now_ms() -> i64 {
 
 fn millis(ms: i64) -> Duration {
     Duration::from_millis(u64::try_from(ms).unwrap_or(0))
-}
-
-fn is_shut(shutdown: &watch::Receiver<bool>) -> bool {
-    *shutdown.borrow() || shutdown.has_changed().is_err()
-}
-
-/// Resolves when shutdown is requested or its sender is gone.
-async fn wait_shutdown(shutdown: &mut watch::Receiver<bool>) {
-    let _ = shutdown.wait_for(|&stop| stop).await;
-}
-
-/// Sleeps `delay`; false when shutdown came first.
-async fn sleep_or_shutdown(delay: Duration, shutdown: &mut watch::Receiver<bool>) -> bool {
-    tokio::select! {
-        _ = tokio::time::sleep(delay) => !is_shut(shutdown),
-        _ = wait_shutdown(shutdown) => false,
-    }
 }
 
 /// A fault-injecting HTTP/1.1 receiver for tests: answers requests in arrival order from a
