@@ -16,8 +16,9 @@ use std::time::{Duration, Instant};
 use callmetrics::config::{BodyFormat, Formula, Millis, QueueParams, SinkConfig, SinkKind};
 use callmetrics::engine::{Agg, DimKind, HandleFacts, Outcome, QueueFacts};
 use callmetrics::store::Store;
+use callmetrics::upstream::encode::gzip;
 use callmetrics::upstream::outbox_store::StoreOutbox;
-use callmetrics::upstream::sink::{gzip, Sink};
+use callmetrics::upstream::sink::Sink;
 use callmetrics::upstream::{IntervalRecord, RecordKind};
 
 const BIN: &str = env!("CARGO_BIN_EXE_callmetrics");

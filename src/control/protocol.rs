@@ -1,6 +1,14 @@
 //! Control protocol v1, shared by daemon and CLI: every message is a 4-byte big-endian length
 //! followed by a MessagePack `Envelope` carrying the protocol version and a request or response.
 //! Read-only queries and mutating commands are separate requests.
+//!
+//! The protocol borrows its payload types from the modules that produce them (metrics rows and
+//! stats from the engine, counters from ingest, sink status from upstream) rather than owning
+//! copies: those types already carry the output names of `docs/metrics.md`, which the JSON the
+//! CLI prints must keep, and a second copy per type would be one more place for a name to drift.
+//! The price is that `control` stands above those modules in the layering; nothing below it
+//! imports it. The version number guards the wire form: a change to a borrowed type that alters
+//! its MessagePack form bumps [`PROTOCOL_VERSION`].
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;

@@ -163,8 +163,12 @@ fn upstream_status(shared: &Shared) -> UpstreamStatus {
         .sinks
         .iter()
         .map(|s| {
-            let mut st = lock(&s.status).clone();
-            let cursor = shared.store.cursor(&s.cfg.name).unwrap_or(0);
+            // Read under the sink's status lock: delivery moves the cursor and counts what it
+            // delivered or parked under the same lock, so the backlog and the counts agree.
+            let (mut st, cursor) = {
+                let guard = lock(&s.status);
+                (guard.clone(), shared.store.cursor(&s.cfg.name).unwrap_or(0))
+            };
             let (n, b) = shared.store.backlog_after(cursor).unwrap_or((0, 0));
             st.backlog_records = n;
             st.backlog_bytes = b;

@@ -10,29 +10,15 @@ use tokio::time::Instant;
 
 use crate::config::{SinkConfig, SinkKind};
 use crate::shutdown;
-use crate::upstream::sink::{batch_key, redact_url, SendOutcome, Sink};
+use crate::upstream::encode::batch_key;
+use crate::upstream::redact::redact_url;
+use crate::upstream::retry::{retry_delay, SendOutcome};
+use crate::upstream::sink::Sink;
 use crate::upstream::{IntervalRecord, Outbox, SinkStatus};
 
 /// Without a wake-up, the outbox is looked at again after this long anyway (a missed
 /// notification then delays shipping, never loses it).
 const IDLE_POLL: Duration = Duration::from_secs(60);
-
-/// Full-jitter exponential backoff: uniform in `[0, min(cap, 2^attempt s)]` (attempt 0 → up to 1 s).
-pub fn backoff(attempt: u32, cap: Duration) -> Duration {
-    let ceiling = 1u64
-        .checked_shl(attempt)
-        .map_or(Duration::MAX, Duration::from_secs)
-        .min(cap);
-    let nanos = u64::try_from(ceiling.as_nanos()).unwrap_or(u64::MAX);
-    Duration::from_nanos(fastrand::u64(0..=nanos))
-}
-
-/// The wait before the next attempt: the jittered backoff, but at least the receiver's
-/// `Retry-After`, and never more than `max(cap, retry_after)`.
-pub fn retry_delay(attempt: u32, cap: Duration, retry_after: Option<Duration>) -> Duration {
-    let after = retry_after.unwrap_or(Duration::ZERO);
-    backoff(attempt, cap).max(after).min(cap.max(after))
-}
 
 /// Ships the outbox to one sink until `shutdown` turns true (or its sender is dropped).
 ///
@@ -148,7 +134,18 @@ pub async fn run_sink(
         let last = batch.last().map_or(0, |r| r.seq);
         match outcome {
             SendOutcome::Delivered => {
-                if let Err(e) = outbox.ack(&name, last) {
+                // The cursor moves and the count grows under the status lock, so `status` never
+                // shows the records gone from the backlog without counting them.
+                let acked = {
+                    let mut st = lock(&status);
+                    let acked = outbox.ack(&name, last);
+                    if acked.is_ok() {
+                        st.delivered_records += batch.len() as u64;
+                        st.last_success_ms = Some(now_ms());
+                    }
+                    acked
+                };
+                if let Err(e) = acked {
                     // Delivered but not remembered: it will go again and the receiver dedupes.
                     let error = format!("outbox ack up to seq {last} failed: {e}");
                     tracing::error!(sink = %name, %error, "records were delivered but the cursor did not move; they will be sent again");
@@ -163,10 +160,6 @@ pub async fn run_sink(
                     tracing::info!(sink = %name, failed_attempts = failures, records = batch.len(), "upstream delivery resumed");
                 }
                 failures = 0;
-                let mut st = lock(&status);
-                st.delivered_records += batch.len() as u64;
-                st.last_success_ms = Some(now_ms());
-                drop(st);
                 tracing::debug!(sink = %name, first, last, records = batch.len(), "batch delivered");
             }
             SendOutcome::Retry { error, after } => {
@@ -191,7 +184,17 @@ pub async fn run_sink(
                     "upstream receiver refused this batch for good; it is parked as dead letters (counted in status). \
                      Check the receiver's answer and the sink's url, token_file and format; the records are kept"
                 );
-                if let Err(e) = outbox.park(&name, &batch, &reason) {
+                let parked = {
+                    let mut st = lock(&status);
+                    let parked = outbox.park(&name, &batch, &reason);
+                    if parked.is_ok() {
+                        st.dead_letters += batch.len() as u64;
+                        st.last_error = Some(reason);
+                        st.last_error_ms = Some(now_ms());
+                    }
+                    parked
+                };
+                if let Err(e) = parked {
                     let error = format!("outbox park of seq {first}-{last} failed: {e}");
                     tracing::error!(sink = %name, %error, "cannot park the refused batch; will try again");
                     let delay = retry_delay(failures, cap, None);
@@ -201,11 +204,6 @@ pub async fn run_sink(
                     }
                     continue;
                 }
-                let mut st = lock(&status);
-                st.dead_letters += batch.len() as u64;
-                st.last_error = Some(reason);
-                st.last_error_ms = Some(now_ms());
-                drop(st);
                 // The receiver answered: the link works, so the next batch starts a fresh backoff.
                 if failures > 0 {
                     tracing::info!(sink = %name, failed_attempts = failures, "upstream receiver reachable again");
@@ -826,39 +824,5 @@ mod tests {
         assert_eq!(rx.requests()[0].header("authorization"), Some("Bearer tok"));
         run.stop.send(true).unwrap();
         run.task.await.unwrap();
-    }
-
-    #[test]
-    fn backoff_stays_within_its_bounds() {
-        let cap = Duration::from_secs(30);
-        for attempt in [0u32, 1, 2, 3, 4, 5, 10, 63, 64, 1000, u32::MAX] {
-            let ceiling =
-                Duration::from_secs(1u64.checked_shl(attempt).unwrap_or(u64::MAX)).min(cap);
-            let mut max_seen = Duration::ZERO;
-            for _ in 0..500 {
-                let d = backoff(attempt, cap);
-                assert!(d <= ceiling, "attempt {attempt}: {d:?} > {ceiling:?}");
-                max_seen = max_seen.max(d);
-            }
-            // Full jitter spreads over the whole range.
-            assert!(max_seen > ceiling / 2, "attempt {attempt}: {max_seen:?}");
-        }
-    }
-
-    #[test]
-    fn retry_delay_honours_retry_after() {
-        let cap = Duration::from_secs(5);
-        for attempt in 0..20 {
-            let d = retry_delay(attempt, cap, Some(Duration::from_secs(60)));
-            assert_eq!(
-                d,
-                Duration::from_secs(60),
-                "never below nor above Retry-After when it exceeds the cap"
-            );
-            let d = retry_delay(attempt, cap, Some(Duration::from_secs(2)));
-            assert!(d >= Duration::from_secs(2) && d <= cap, "{d:?}");
-            let d = retry_delay(attempt, cap, None);
-            assert!(d <= cap);
-        }
     }
 }

@@ -3,8 +3,11 @@
 
 pub mod closer;
 pub mod delivery;
+pub mod encode;
 pub mod outbox_store;
 pub mod record;
+pub mod redact;
+pub mod retry;
 pub mod sink;
 
 use serde::{Deserialize, Serialize};

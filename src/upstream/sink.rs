@@ -1,49 +1,22 @@
-//! One upstream receiver: how a batch of interval records becomes an HTTP request, and how the
-//! answer is classified (delivered, retry later, rejected for good). `docs/upstream.md` is the
-//! receiver-side description of everything sent here.
+//! The sink role: one upstream receiver, its HTTP client (URL, token, timeouts, gzip), and one
+//! attempt at a batch: the body from [`encode`], the answer classified by [`crate::upstream::retry`].
+//! `docs/upstream.md` is the receiver-side description of everything sent here.
 
-use std::io::Write;
 use std::time::Duration;
 
 use reqwest::header::{
-    HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, LOCATION, RETRY_AFTER,
-    USER_AGENT,
+    HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, USER_AGENT,
 };
-use reqwest::{StatusCode, Url};
-use serde_json::{json, Value};
+use reqwest::Url;
 
 use crate::config::{BodyFormat, SinkConfig, SinkKind};
+use crate::upstream::encode::{self, batch_key, gzip};
+use crate::upstream::redact::redact_url;
+use crate::upstream::retry::{classify_response, describe_error, SendOutcome};
 use crate::upstream::IntervalRecord;
 
-/// `Content-Type` of a JSON batch.
-pub const CONTENT_TYPE_JSON: &str = "application/json";
-/// `Content-Type` of a MessagePack batch.
-pub const CONTENT_TYPE_MSGPACK: &str = "application/msgpack";
-/// `Content-Type` of Influx line protocol.
-pub const CONTENT_TYPE_INFLUX: &str = "text/plain; charset=utf-8";
 /// Header carrying the batch key (`<host_id>:<first seq>-<last seq>`).
 pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
-
-/// How much of a refusing receiver's answer is quoted in the error text.
-const ERROR_BODY_BYTES: usize = 200;
-/// A `Retry-After` longer than this is taken as this: a receiver asking for days is misconfigured,
-/// and the records stay in the outbox either way.
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
-
-/// What happened to one batch.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SendOutcome {
-    /// The receiver answered 2xx: every record of the batch may leave the outbox.
-    Delivered,
-    /// Not delivered, worth sending the same batch again (429, 5xx, 408, timeouts, connection
-    /// errors). `after` is the receiver's `Retry-After`, when it gave a usable one.
-    Retry {
-        error: String,
-        after: Option<Duration>,
-    },
-    /// The receiver refused this batch for good (other 4xx, 3xx): park it as dead letters.
-    Reject { error: String },
-}
 
 /// A sink that cannot be built from its configuration.
 #[derive(Debug, thiserror::Error)]
@@ -180,31 +153,10 @@ impl Sink {
         redact_url(self.url.as_str())
     }
 
-    /// The uncompressed request body for `batch` and its `Content-Type`: the JSON or MessagePack
-    /// envelope for `http`, newline-separated line protocol for `influx`. Gzip (when configured)
-    /// is applied on top by [`Sink::send`]; [`gzip`] does the same for measurements.
+    /// The uncompressed request body for `batch` and its `Content-Type` (see
+    /// [`encode::body`]); gzip, when configured, is applied on top by [`Sink::send`].
     pub fn encode_body(&self, batch: &[IntervalRecord]) -> (Vec<u8>, &'static str) {
-        match self.kind {
-            SinkKind::Influx => {
-                let lines: Vec<String> = batch.iter().map(IntervalRecord::influx_line).collect();
-                (lines.join("\n").into_bytes(), CONTENT_TYPE_INFLUX)
-            }
-            SinkKind::Http => {
-                let envelope = envelope(batch);
-                match self.format {
-                    BodyFormat::Json => (envelope.to_string().into_bytes(), CONTENT_TYPE_JSON),
-                    // Serializing a `serde_json::Value` into a Vec cannot fail (no I/O, string map
-                    // keys, known lengths); should it ever, JSON labelled as JSON is still correct.
-                    BodyFormat::Msgpack => match rmp_serde::to_vec_named(&envelope) {
-                        Ok(bytes) => (bytes, CONTENT_TYPE_MSGPACK),
-                        Err(e) => {
-                            tracing::error!(sink = %self.name, error = %e, "MessagePack encoding failed; sending JSON");
-                            (envelope.to_string().into_bytes(), CONTENT_TYPE_JSON)
-                        }
-                    },
-                }
-            }
-        }
+        encode::body(self.kind, self.format, &self.name, batch)
     }
 
     /// Sends one batch and classifies the answer. An empty batch is trivially delivered.
@@ -238,192 +190,6 @@ impl Sink {
     }
 }
 
-/// `<host_id>:<first seq>-<last seq>`: the same for every attempt at the same batch.
-pub fn batch_key(batch: &[IntervalRecord]) -> String {
-    match (batch.first(), batch.last()) {
-        (Some(first), Some(last)) => format!("{}:{}-{}", first.host_id, first.seq, last.seq),
-        _ => String::new(),
-    }
-}
-
-/// The envelope `{"host_id", "batch_key", "records": [...]}` of an `http` sink.
-pub fn envelope(batch: &[IntervalRecord]) -> Value {
-    let host_id = batch
-        .first()
-        .map(|r| r.host_id.as_str())
-        .unwrap_or_default();
-    let records: Vec<Value> = batch.iter().map(IntervalRecord::to_json).collect();
-    json!({ "host_id": host_id, "batch_key": batch_key(batch), "records": records })
-}
-
-/// Gzip at the default level.
-pub fn gzip(data: &[u8]) -> std::io::Result<Vec<u8>> {
-    let mut encoder = flate2::write::GzEncoder::new(
-        Vec::with_capacity(data.len() / 4 + 64),
-        flate2::Compression::default(),
-    );
-    encoder.write_all(data)?;
-    encoder.finish()
-}
-
-async fn classify_response(mut response: reqwest::Response) -> SendOutcome {
-    let status = response.status();
-    if status.is_success() {
-        // Drain a (normally empty) body so the connection can be reused; the verdict is in.
-        let _ = response.bytes().await;
-        return SendOutcome::Delivered;
-    }
-    let retry_after = response
-        .headers()
-        .get(RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| parse_retry_after(v, jiff::Timestamp::now()));
-    let location = response
-        .headers()
-        .get(LOCATION)
-        .and_then(|v| v.to_str().ok())
-        .map(redact_url);
-    let snippet = body_prefix(&mut response).await;
-    let mut error = format!("HTTP {status}");
-    if let Some(location) = location {
-        error.push_str(&format!(
-            " (redirect to {location}; set the sink url to the final address)"
-        ));
-    }
-    if !snippet.is_empty() {
-        error.push_str(": ");
-        error.push_str(&snippet);
-    }
-    if is_retryable(status) {
-        SendOutcome::Retry {
-            error,
-            after: retry_after,
-        }
-    } else {
-        SendOutcome::Reject { error }
-    }
-}
-
-/// 408, 429 and every 5xx are worth retrying; any other non-2xx answer will not change.
-pub fn is_retryable(status: StatusCode) -> bool {
-    status == StatusCode::REQUEST_TIMEOUT
-        || status == StatusCode::TOO_MANY_REQUESTS
-        || status.is_server_error()
-}
-
-/// Up to the first 200 bytes of the body, one line, lossily decoded. Reads no more than needed.
-async fn body_prefix(response: &mut reqwest::Response) -> String {
-    let mut buf = Vec::new();
-    while buf.len() < ERROR_BODY_BYTES {
-        match response.chunk().await {
-            Ok(Some(chunk)) => buf.extend_from_slice(&chunk),
-            _ => break,
-        }
-    }
-    buf.truncate(ERROR_BODY_BYTES);
-    let text = String::from_utf8_lossy(&buf);
-    text.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect::<String>()
-        .trim()
-        .to_string()
-}
-
-/// The error and its causes on one line (reqwest's own text alone says little).
-fn describe_error(e: &reqwest::Error) -> String {
-    let mut text = if e.is_timeout() {
-        format!("timed out: {e}")
-    } else if e.is_connect() {
-        format!("cannot connect: {e}")
-    } else {
-        e.to_string()
-    };
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        let s_text = s.to_string();
-        if !text.contains(&s_text) {
-            text.push_str(": ");
-            text.push_str(&s_text);
-        }
-        source = s.source();
-    }
-    text
-}
-
-/// A `Retry-After` value: delay-seconds, or an HTTP-date (IMF-fixdate, and the obsolete RFC 850
-/// and asctime forms RFC 9110 asks recipients to accept). A date in the past means "now".
-/// Unparsable values give `None`; very long delays are limited to one hour.
-pub fn parse_retry_after(value: &str, now: jiff::Timestamp) -> Option<Duration> {
-    let value = value.trim();
-    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
-        let secs: u64 = value.parse().unwrap_or(u64::MAX);
-        return Some(Duration::from_secs(secs).min(MAX_RETRY_AFTER));
-    }
-    let at = parse_http_date(value)?;
-    let delta = at.duration_since(now);
-    if delta.is_negative() {
-        return Some(Duration::ZERO);
-    }
-    Some(
-        Duration::try_from(delta)
-            .unwrap_or(MAX_RETRY_AFTER)
-            .min(MAX_RETRY_AFTER),
-    )
-}
-
-fn parse_http_date(value: &str) -> Option<jiff::Timestamp> {
-    // IMF-fixdate ("Sun, 06 Nov 1994 08:49:37 GMT") is a subset of RFC 2822.
-    static RFC2822: jiff::fmt::rfc2822::DateTimeParser = jiff::fmt::rfc2822::DateTimeParser::new();
-    if let Ok(ts) = RFC2822.parse_timestamp(value) {
-        return Some(ts);
-    }
-    // RFC 850 ("Sunday, 06-Nov-94 08:49:37 GMT") and asctime ("Sun Nov  6 08:49:37 1994").
-    let asctime = value.split_whitespace().collect::<Vec<_>>().join(" ");
-    let candidates = [
-        ("%A, %d-%b-%y %H:%M:%S GMT", value),
-        ("%a %b %d %H:%M:%S %Y", asctime.as_str()),
-    ];
-    candidates.iter().find_map(|(format, text)| {
-        jiff::civil::DateTime::strptime(format, text)
-            .ok()
-            .and_then(|dt| dt.to_zoned(jiff::tz::TimeZone::UTC).ok())
-            .map(|z| z.timestamp())
-    })
-}
-
-/// The URL with any password and credential-like query values replaced by `***`, for status
-/// output and logs.
-pub fn redact_url(url: &str) -> String {
-    let Ok(mut parsed) = Url::parse(url) else {
-        return url.to_string();
-    };
-    if parsed.password().is_some() {
-        let _ = parsed.set_password(Some("***"));
-    }
-    let secret = |k: &str| {
-        let k = k.to_ascii_lowercase();
-        matches!(
-            k.as_str(),
-            "p" | "password" | "token" | "auth" | "apikey" | "api_key" | "key" | "secret"
-        )
-    };
-    if parsed.query_pairs().any(|(k, _)| secret(&k)) {
-        let pairs: Vec<(String, String)> = parsed
-            .query_pairs()
-            .map(|(k, v)| {
-                let v = if secret(&k) {
-                    "***".to_string()
-                } else {
-                    v.into_owned()
-                };
-                (k.into_owned(), v)
-            })
-            .collect();
-        parsed.query_pairs_mut().clear().extend_pairs(pairs);
-    }
-    parsed.to_string()
-}
-
 fn millis(ms: i64) -> Duration {
     Duration::from_millis(u64::try_from(ms).unwrap_or(0))
 }
@@ -431,9 +197,15 @@ fn millis(ms: i64) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
+
     use crate::config::Millis;
     use crate::engine::{Agg, DimKind};
     use crate::upstream::delivery::test_receiver::{Action, Receiver};
+    use crate::upstream::encode::{
+        envelope, CONTENT_TYPE_INFLUX, CONTENT_TYPE_JSON, CONTENT_TYPE_MSGPACK,
+    };
+    use crate::upstream::retry::ERROR_BODY_BYTES;
     use crate::upstream::RecordKind;
 
     pub(crate) fn config(url: &str, kind: SinkKind, format: BodyFormat) -> SinkConfig {
@@ -583,58 +355,6 @@ mod tests {
             Sink::new(&cfg),
             Err(SinkError::TokenInvalid { .. })
         ));
-    }
-
-    #[test]
-    fn retry_after_seconds_and_dates() {
-        let now: jiff::Timestamp = "2026-03-01T12:00:00Z".parse().unwrap();
-        assert_eq!(parse_retry_after("1", now), Some(Duration::from_secs(1)));
-        assert_eq!(
-            parse_retry_after(" 120 ", now),
-            Some(Duration::from_secs(120))
-        );
-        assert_eq!(
-            parse_retry_after("99999999999999999999999", now),
-            Some(MAX_RETRY_AFTER)
-        );
-        assert_eq!(
-            parse_retry_after("Sun, 01 Mar 2026 12:01:30 GMT", now),
-            Some(Duration::from_secs(90))
-        );
-        assert_eq!(
-            parse_retry_after("Sunday, 01-Mar-26 12:00:10 GMT", now),
-            Some(Duration::from_secs(10))
-        );
-        assert_eq!(
-            parse_retry_after("Sun Mar  1 12:00:05 2026", now),
-            Some(Duration::from_secs(5))
-        );
-        assert_eq!(
-            parse_retry_after("Sat, 28 Feb 2026 12:00:00 GMT", now),
-            Some(Duration::ZERO)
-        );
-        for junk in ["", "soon", "-5", "1.5", "Sun, 99 Mar 2026 12:00:00 GMT"] {
-            assert_eq!(parse_retry_after(junk, now), None, "{junk:?}");
-        }
-    }
-
-    #[test]
-    fn urls_are_redacted_for_display() {
-        assert_eq!(
-            redact_url("https://u:pw@h/write?db=x&p=secret"),
-            "https://u:***@h/write?db=x&p=***"
-        );
-        assert_eq!(redact_url("http://h/ingest"), "http://h/ingest");
-    }
-
-    #[test]
-    fn retryable_statuses() {
-        for s in [408u16, 429, 500, 502, 503, 504] {
-            assert!(is_retryable(StatusCode::from_u16(s).unwrap()), "{s}");
-        }
-        for s in [301u16, 400, 401, 403, 404, 409, 413, 422] {
-            assert!(!is_retryable(StatusCode::from_u16(s).unwrap()), "{s}");
-        }
     }
 
     /// Prints the measured sizes (`cargo test --lib bytes_per_record -- --nocapture`).
