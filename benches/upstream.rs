@@ -7,7 +7,6 @@
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -20,6 +19,10 @@ use callmetrics::upstream::encode::gzip;
 use callmetrics::upstream::outbox_store::StoreOutbox;
 use callmetrics::upstream::sink::Sink;
 use callmetrics::upstream::{IntervalRecord, RecordKind};
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+use support::dir_bytes;
 
 const BIN: &str = env!("CARGO_BIN_EXE_callmetrics");
 const INTERVAL_MS: i64 = 900_000;
@@ -187,19 +190,6 @@ impl Drop for Guard {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn dir_bytes(p: &Path) -> u64 {
-    std::fs::read_dir(p)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| match e.metadata() {
-            Ok(m) if m.is_dir() => dir_bytes(&e.path()),
-            Ok(m) => m.len(),
-            Err(_) => 0,
-        })
-        .sum()
 }
 
 fn main() {

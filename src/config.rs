@@ -384,12 +384,13 @@ impl Config {
         if problems.is_empty() {
             return Ok(cfg);
         }
+        let lines = ValueLines::new(text);
         Err(ConfigError::Invalid {
             path: path.to_owned(),
             problems: problems
                 .into_iter()
                 .map(|(key, message)| Problem {
-                    line: line_of(text, &key),
+                    line: lines.line_of(&key),
                     key,
                     message,
                 })
@@ -572,31 +573,46 @@ impl Config {
     }
 }
 
-/// The 1-based line on which `text` writes the value of `key` (dotted; array items by index),
-/// from the spans the TOML parser keeps; `None` when the file leaves the key out.
-fn line_of(text: &str, key: &str) -> Option<usize> {
-    use toml::de::{DeTable, DeValue};
-    let root = DeTable::parse(text).ok()?;
-    let mut table: &DeTable<'_> = root.get_ref();
-    let mut span = None;
-    let mut parts = key.split('.').peekable();
-    while let Some(part) = parts.next() {
-        let (_, value) = table.iter().find(|(k, _)| k.get_ref() == part)?;
-        let mut value = value;
-        // An array of tables: the next part is the item's index.
-        while let DeValue::Array(items) = value.get_ref() {
-            let i: usize = parts.next()?.parse().ok()?;
-            value = items.get(i)?;
-        }
-        span = Some(value.span());
-        match value.get_ref() {
-            DeValue::Table(t) => table = t,
-            _ if parts.peek().is_some() => return None,
-            _ => {}
+/// The lines a config text writes its values on, from the spans the TOML parser keeps (parsed
+/// once, however many problems are looked up).
+struct ValueLines<'t> {
+    text: &'t str,
+    root: Option<toml::Spanned<toml::de::DeTable<'t>>>,
+}
+
+impl<'t> ValueLines<'t> {
+    fn new(text: &'t str) -> Self {
+        ValueLines {
+            text,
+            root: toml::de::DeTable::parse(text).ok(),
         }
     }
-    let start = span?.start;
-    Some(text.get(..start)?.matches('\n').count() + 1)
+
+    /// The 1-based line on which the text writes the value of `key` (dotted; array items by
+    /// index); `None` when the file leaves the key out.
+    fn line_of(&self, key: &str) -> Option<usize> {
+        use toml::de::{DeTable, DeValue};
+        let mut table: &DeTable<'_> = self.root.as_ref()?.get_ref();
+        let mut span = None;
+        let mut parts = key.split('.').peekable();
+        while let Some(part) = parts.next() {
+            let (_, value) = table.iter().find(|(k, _)| k.get_ref() == part)?;
+            let mut value = value;
+            // An array of tables: the next part is the item's index.
+            while let DeValue::Array(items) = value.get_ref() {
+                let i: usize = parts.next()?.parse().ok()?;
+                value = items.get(i)?;
+            }
+            span = Some(value.span());
+            match value.get_ref() {
+                DeValue::Table(t) => table = t,
+                _ if parts.peek().is_some() => return None,
+                _ => {}
+            }
+        }
+        let start = span?.start;
+        Some(self.text.get(..start)?.matches('\n').count() + 1)
+    }
 }
 
 #[cfg(test)]
@@ -688,10 +704,16 @@ mod tests {
 
     #[test]
     fn a_default_left_out_of_the_file_is_named_without_a_line() {
-        assert_eq!(line_of("[store]\npath = \"x\"\n", "store.max_bytes"), None);
-        assert_eq!(line_of("[store]\npath = \"x\"\n", "store.path"), Some(2));
         assert_eq!(
-            line_of("[queues.vip]\n\ntarget = 2\n", "queues.vip.target"),
+            ValueLines::new("[store]\npath = \"x\"\n").line_of("store.max_bytes"),
+            None
+        );
+        assert_eq!(
+            ValueLines::new("[store]\npath = \"x\"\n").line_of("store.path"),
+            Some(2)
+        );
+        assert_eq!(
+            ValueLines::new("[queues.vip]\n\ntarget = 2\n").line_of("queues.vip.target"),
             Some(3)
         );
     }

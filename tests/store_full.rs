@@ -7,7 +7,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use support::{now_ms, Daemon};
+use support::{dir_bytes, now_ms, Daemon};
 
 /// Offered calls over the last 24 hours, all queues.
 fn offered(d: &Daemon) -> u64 {
@@ -129,20 +129,4 @@ fn a_full_store_refuses_events_and_keeps_what_it_acknowledged() {
         peak <= cap + cap / 10,
         "the store took {peak} bytes on disk at its largest, cap {cap}"
     );
-}
-
-/// Bytes of every file below `dir`.
-fn dir_bytes(dir: &std::path::Path) -> u64 {
-    std::fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .flatten()
-                .map(|e| match e.metadata() {
-                    Ok(m) if m.is_dir() => dir_bytes(&e.path()),
-                    Ok(m) => m.len(),
-                    Err(_) => 0,
-                })
-                .sum()
-        })
-        .unwrap_or(0)
 }

@@ -329,7 +329,7 @@ fn main() {
     let state = &st["engine"]["state"];
     rep.note(&format!("engine state: {state}"));
     let store_dir = d.dir.path().join("store");
-    let store = probe::dir_bytes(&store_dir) as f64 / 1_048_576.0;
+    let store = support::dir_bytes(&store_dir) as f64 / 1_048_576.0;
     rep.figure(
         "store_mib",
         "store on disk",
@@ -438,7 +438,7 @@ fn main() {
 
     // Retention: calls that already left the longest window cost no lasting room.
     rep.section("calls older than every window (26 h), then retention");
-    let store_before = probe::dir_bytes(&store_dir) as f64 / 1_048_576.0;
+    let store_before = support::dir_bytes(&store_dir) as f64 / 1_048_576.0;
     let old = workload::calls(5, "old", n / 4, now - 46 * HOUR, now - 26 * HOUR);
     let (r, _) = load(&d, &old, 16, false);
     assert_eq!(r.refused, 0, "refused: {:?}", r.first_error);
@@ -450,7 +450,7 @@ fn main() {
     );
     // A store that is mostly garbage is compacted once events have paused for 10 s.
     std::thread::sleep(Duration::from_secs(15));
-    let store_after = probe::dir_bytes(&store_dir) as f64 / 1_048_576.0;
+    let store_after = support::dir_bytes(&store_dir) as f64 / 1_048_576.0;
     rep.figure(
         "store_before_old_mib",
         "store on disk before",

@@ -1,7 +1,5 @@
 //! What the bench reads off a running process from /proc: resident memory, its peak, bytes
-//! written to disk, CPU time; and sizes of folders.
-
-use std::path::Path;
+//! written to disk, CPU time.
 
 fn status_kib(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -50,21 +48,6 @@ pub fn cpu_secs(pid: u32) -> f64 {
         })
         .unwrap_or(0);
     ticks as f64 / 100.0
-}
-
-/// Bytes of every file below `dir`.
-pub fn dir_bytes(dir: &Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    entries
-        .flatten()
-        .map(|e| match e.metadata() {
-            Ok(m) if m.is_dir() => dir_bytes(&e.path()),
-            Ok(m) => m.len(),
-            Err(_) => 0,
-        })
-        .sum()
 }
 
 /// The value at `q` (0..1) of sorted samples.

@@ -89,20 +89,11 @@ fn kind_of(c: u8) -> Result<DimKind, DecodeError> {
 impl Engine {
     /// Changed slices since the last checkpoint and the rest of the state, encoded.
     pub fn checkpoint(&mut self) -> Checkpoint {
-        self.changed = false;
-        let dirty = std::mem::take(&mut self.dirty);
-        let mut slices = Vec::with_capacity(dirty.len());
-        for (tier, start) in dirty {
-            let tier_slices = match tier {
-                Tier::Fine => &self.fine,
-                Tier::Interval => &self.interval,
-            };
-            let value = tier_slices
-                .get(start)
-                .filter(|s| !s.is_empty())
-                .map(|s| s.encode(&mut self.sets));
-            slices.push((slice_key(tier, start), value));
-        }
+        let slices = self
+            .take_dirty()
+            .into_iter()
+            .map(|(tier, start)| self.encode_slice(tier, start))
+            .collect();
         Checkpoint {
             slices,
             state: self.encode_state(),

@@ -544,9 +544,7 @@ impl Store {
     fn drop_log(&self) -> Result<(), StoreError> {
         let mut guard = self.trees.write().unwrap_or_else(|p| p.into_inner());
         let Some(trees) = guard.as_mut() else {
-            return Err(StoreError::Failed(
-                "the store could not be reopened after a compaction".into(),
-            ));
+            return Err(StoreError::closed());
         };
         let dropped = self.note(trees.db.drop_tree(LOG_TREE).map_err(StoreError::from));
         // Whatever the drop did, the handle must name the tree sled has now.

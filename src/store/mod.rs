@@ -63,6 +63,11 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// The store's database is not open: reopening it after a compaction or a refresh failed.
+    fn closed() -> StoreError {
+        StoreError::Failed("the store could not be reopened after a compaction".into())
+    }
+
     /// Whether this error leaves sled unable to write until it is reopened.
     fn poisons(&self) -> bool {
         matches!(self, StoreError::Io(_))
@@ -235,9 +240,7 @@ impl Store {
     fn t(&self) -> Result<TreesRef<'_>, StoreError> {
         let g = self.trees.read().unwrap_or_else(|p| p.into_inner());
         if g.is_none() {
-            return Err(StoreError::Failed(
-                "the store could not be reopened after a compaction".into(),
-            ));
+            return Err(StoreError::closed());
         }
         Ok(TreesRef(g))
     }
@@ -424,9 +427,7 @@ impl Store {
         let (fresh, old) = space::compaction_paths(&self.path);
         let mut guard = self.trees.write().unwrap_or_else(|p| p.into_inner());
         let Some(trees) = guard.as_ref() else {
-            return Err(StoreError::Failed(
-                "the store could not be reopened after a compaction".into(),
-            ));
+            return Err(StoreError::closed());
         };
         self.note(trees.db.flush().map_err(StoreError::from))?;
         let io =
@@ -525,9 +526,7 @@ impl Store {
         reclaim(RECLAIM_ROUNDS_ALL);
         let mut guard = self.trees.write().unwrap_or_else(|p| p.into_inner());
         let Some(trees) = guard.as_ref() else {
-            return Err(StoreError::Failed(
-                "the store could not be reopened after a compaction".into(),
-            ));
+            return Err(StoreError::closed());
         };
         self.note(trees.db.flush().map_err(StoreError::from))?;
         *guard = None;
