@@ -7,7 +7,6 @@
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -22,9 +21,8 @@ use callmetrics::upstream::{IntervalRecord, RecordKind};
 
 #[path = "../tests/support/mod.rs"]
 mod support;
-use support::dir_bytes;
+use support::{dir_bytes, Daemon};
 
-const BIN: &str = env!("CARGO_BIN_EXE_callmetrics");
 const INTERVAL_MS: i64 = 900_000;
 
 fn env_or(name: &str, default: usize) -> usize {
@@ -184,14 +182,6 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-struct Guard(Child);
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn main() {
     let queues = env_or("CALLMETRICS_BENCH_QUEUES", 100);
     let intervals = env_or("CALLMETRICS_BENCH_INTERVALS", 672);
@@ -230,11 +220,27 @@ fn main() {
     }
 
     // The backlog, written into the daemon's store as a week of closed intervals would be.
-    let dir = tempfile::Builder::new()
-        .prefix("cmub")
-        .tempdir_in("/tmp")
-        .expect("tempdir");
-    let store_path = dir.path().join("store");
+    let receiver = Receiver::start();
+    // Appended to the daemon's `[store]` section.
+    let extra = format!(
+        r#"max_bytes = 17179869184
+
+[upstream]
+host_id = "bench-host"
+max_outbox_bytes = 17179869184
+
+[[upstream.sinks]]
+name = "central"
+kind = "http"
+url = "http://127.0.0.1:{port}/records"
+batch_records = 1000
+linger = "10ms"
+backoff_cap = "1s"
+"#,
+        port = receiver.port
+    );
+    let mut d = Daemon::configure(&extra);
+    let store_path = d.dir.path().join("store");
     {
         let store = Store::open(&store_path, 8 << 20, 1 << 34).expect("open the store");
         let before = dir_bytes(&store_path);
@@ -256,30 +262,9 @@ fn main() {
         );
     }
 
-    let receiver = Receiver::start();
-    let config = dir.path().join("agent.toml");
-    let cfg = format!(
-        "[ingest]\nsocket = \"{d}/ev.sock\"\n[control]\nsocket = \"{d}/ctl.sock\"\n[store]\npath = \"{s}\"\nmax_bytes = 17179869184\n\
-         [upstream]\nhost_id = \"bench-host\"\nmax_outbox_bytes = 17179869184\n\
-         [[upstream.sinks]]\nname = \"central\"\nkind = \"http\"\nurl = \"http://127.0.0.1:{p}/records\"\nbatch_records = 1000\nlinger = \"10ms\"\nbackoff_cap = \"1s\"\n",
-        d = dir.path().display(),
-        s = store_path.display(),
-        p = receiver.port
-    );
-    std::fs::write(&config, cfg).expect("write the config");
     let started = Instant::now();
-    let child = Command::new(BIN)
-        .args(["run", "--config"])
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start the daemon");
-    let guard = Guard(child);
-    let pid = guard.0.id();
-    while !dir.path().join("ctl.sock").exists() && started.elapsed() < Duration::from_secs(30) {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    d.restart();
+    let pid = d.pid();
     println!(
         "daemon ready with the backlog in {:.2} s",
         started.elapsed().as_secs_f64()

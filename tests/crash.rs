@@ -249,13 +249,7 @@ fn sigkill_under_load_loses_no_acknowledged_event_and_counts_none_twice() {
     let mut refused = Vec::new();
 
     for round in 1..=KILLS {
-        let stream = UnixStream::connect(&d.events).expect("connect to the event socket");
-        stream
-            .set_read_timeout(Some(DEADLINE))
-            .expect("set a read timeout");
-        stream
-            .set_write_timeout(Some(DEADLINE))
-            .expect("set a write timeout");
+        let stream = d.event_stream();
         let (order_tx, order_rx) = mpsc::channel();
         let stop = Arc::new(AtomicBool::new(false));
         let w = {
