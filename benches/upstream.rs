@@ -5,10 +5,6 @@
 //! `cargo bench --bench upstream` (set `CALLMETRICS_BENCH_QUEUES` / `_INTERVALS` to shrink it).
 
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use callmetrics::config::{BodyFormat, Formula, Millis, QueueParams, SinkConfig, SinkKind};
@@ -21,6 +17,7 @@ use callmetrics::upstream::{IntervalRecord, RecordKind};
 
 #[path = "../tests/support/mod.rs"]
 mod support;
+use support::http::{Action, Receiver};
 use support::{dir_bytes, Daemon};
 
 const INTERVAL_MS: i64 = 900_000;
@@ -93,84 +90,6 @@ fn records(queues: usize, intervals: usize) -> Vec<IntervalRecord> {
     out
 }
 
-/// A minimal HTTP/1.1 receiver: keep-alive, answers 503 until `open`, then 200; keeps record keys.
-struct Receiver {
-    port: u16,
-    open: Arc<AtomicBool>,
-    keys: Arc<Mutex<HashSet<String>>>,
-    bytes: Arc<Mutex<u64>>,
-}
-
-impl Receiver {
-    fn start() -> Receiver {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the receiver");
-        let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
-        let r = Receiver {
-            port,
-            open: Arc::new(AtomicBool::new(false)),
-            keys: Arc::default(),
-            bytes: Arc::default(),
-        };
-        let (open, keys, bytes) = (r.open.clone(), r.keys.clone(), r.bytes.clone());
-        std::thread::spawn(move || {
-            for stream in listener.incoming().flatten() {
-                let (open, keys, bytes) = (open.clone(), keys.clone(), bytes.clone());
-                std::thread::spawn(move || serve(stream, &open, &keys, &bytes));
-            }
-        });
-        r
-    }
-}
-
-fn serve(stream: TcpStream, open: &AtomicBool, keys: &Mutex<HashSet<String>>, bytes: &Mutex<u64>) {
-    let mut writer = match stream.try_clone() {
-        Ok(w) => w,
-        Err(_) => return,
-    };
-    let mut reader = BufReader::new(stream);
-    loop {
-        let mut len = 0usize;
-        let mut line = String::new();
-        loop {
-            line.clear();
-            match reader.read_line(&mut line) {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            }
-            if line == "\r\n" {
-                break;
-            }
-            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                len = v.trim().parse().unwrap_or(0);
-            }
-        }
-        let mut body = vec![0u8; len];
-        if reader.read_exact(&mut body).is_err() {
-            return;
-        }
-        let answer = if open.load(Ordering::SeqCst) {
-            *bytes.lock().unwrap_or_else(|p| p.into_inner()) += len as u64;
-            if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body) {
-                let mut k = keys.lock().unwrap_or_else(|p| p.into_inner());
-                for r in v["records"].as_array().into_iter().flatten() {
-                    k.insert(
-                        r["idempotency_key"]
-                            .as_str()
-                            .unwrap_or_default()
-                            .to_string(),
-                    );
-                }
-            }
-            "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
-        } else {
-            "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Length: 0\r\n\r\n"
-        };
-        if writer.write_all(answer.as_bytes()).is_err() {
-            return;
-        }
-    }
-}
-
 fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
@@ -220,7 +139,11 @@ fn main() {
     }
 
     // The backlog, written into the daemon's store as a week of closed intervals would be.
-    let receiver = Receiver::start();
+    // The receiver is down (503, Retry-After: 1) until it opens (200).
+    let receiver = Receiver::standalone(
+        Vec::new(),
+        Action::status(503, "").with_header("Retry-After", "1"),
+    );
     // Appended to the daemon's `[store]` section.
     let extra = format!(
         r#"max_bytes = 17179869184
@@ -232,12 +155,12 @@ max_outbox_bytes = 17179869184
 [[upstream.sinks]]
 name = "central"
 kind = "http"
-url = "http://127.0.0.1:{port}/records"
+url = "{url}"
 batch_records = 1000
 linger = "10ms"
 backoff_cap = "1s"
 "#,
-        port = receiver.port
+        url = receiver.url("/records")
     );
     let mut d = Daemon::configure(&extra);
     let store_path = d.dir.path().join("store");
@@ -275,11 +198,26 @@ backoff_cap = "1s"
         "RSS while the backlog of {n} records waits: {:.1} MiB",
         rss_kib(pid) as f64 / 1024.0
     );
-    receiver.open.store(true, Ordering::SeqCst);
+    receiver.set_then(Action::status(200, ""));
     let drain = Instant::now();
     let mut peak = 0;
+    // Distinct records delivered, and the wire bytes of the requests that delivered them.
+    let (mut keys, mut bytes, mut seen) = (HashSet::new(), 0usize, 0);
     loop {
-        let got = receiver.keys.lock().map(|k| k.len()).unwrap_or(0);
+        let new = receiver.requests_since(seen);
+        seen += new.len();
+        for req in new.iter().filter(|r| r.delivered()) {
+            bytes += req.wire_len;
+            for r in req.json()["records"].as_array().into_iter().flatten() {
+                keys.insert(
+                    r["idempotency_key"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string(),
+                );
+            }
+        }
+        let got = keys.len();
         peak = peak.max(rss_kib(pid));
         if got >= n || drain.elapsed() > Duration::from_secs(600) {
             let secs = drain.elapsed().as_secs_f64();
@@ -287,7 +225,7 @@ backoff_cap = "1s"
                 "drained {got} of {n} records in {secs:.2} s: {:.0} records/s; peak RSS while draining {:.1} MiB; {:.0} wire bytes per record (json)",
                 got as f64 / secs,
                 peak as f64 / 1024.0,
-                *receiver.bytes.lock().unwrap_or_else(|p| p.into_inner()) as f64 / got.max(1) as f64
+                bytes as f64 / got.max(1) as f64
             );
             break;
         }

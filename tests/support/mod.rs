@@ -9,11 +9,14 @@
 //!   `std::os::unix::net::UnixStream`, with read timeouts so a missing reply fails instead of hanging.
 //! - [`cli`] runs a client subcommand and returns its output; [`run_to_exit`] runs any command
 //!   with a time limit.
+//! - [`http`] is a real HTTP receiver with scripted faults, for the upstream tests and bench.
 //!
 //! Every wait polls with a deadline; nothing relies on a fixed sleep being long enough.
 
 // Each test binary uses a different subset of these helpers.
 #![allow(dead_code)]
+
+pub mod http;
 
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
