@@ -192,7 +192,17 @@ fn received(rx: &Receiver, delivered_only: bool) -> BTreeMap<String, Value> {
     out
 }
 
-#[tokio::test]
+/// How much later than the delivery loop's own wait a request may arrive under the paused clock:
+/// the clock moves in whole milliseconds, and a packet the kernel were slow to hand over would let
+/// it jump to the next timer, at most one poll of [`until`] away.
+const PAUSED_SLACK: Duration = Duration::from_millis(50);
+
+/// Runs with tokio's clock paused, so backoff, `Retry-After`, the request timeout and the linger
+/// take no real time and their waits are measured exactly. That is honest here because the
+/// receiver serves on this test's own single-threaded runtime (`Receiver::start`): the clock only
+/// jumps when the sink, the receiver and the test all wait, and then to the next timer, which is
+/// what the waits measured below are made of.
+#[tokio::test(start_paused = true)]
 async fn every_record_arrives_through_faults_and_only_the_refused_batch_is_parked() {
     for (format, gzip) in [(BodyFormat::Json, false), (BodyFormat::Msgpack, true)] {
         let rx = Receiver::start(vec![
@@ -224,11 +234,24 @@ async fn every_record_arrives_through_faults_and_only_the_refused_batch_is_parke
             &keys[6..],
             ["pbx-1:11-20", "pbx-1:21-30", "pbx-1:31-40", "pbx-1:41-50"]
         );
-        // Retry-After: 1 is honoured although the backoff cap is 300 ms.
+        let gap = |i: usize| reqs[i + 1].at - reqs[i].at;
+        let cap = Duration::from_millis(300);
+        // After the 500, the 503 and the reset: the jittered backoff, within its 300 ms cap.
+        for i in [0, 1, 4] {
+            assert!(gap(i) <= cap + PAUSED_SLACK, "retry {i}: {:?}", gap(i));
+        }
+        // Retry-After: 1 is honoured although the backoff cap is 300 ms, and not exceeded.
         assert!(
-            reqs[3].at - reqs[2].at >= Duration::from_millis(950),
+            gap(2) >= Duration::from_secs(1) && gap(2) < Duration::from_secs(1) + PAUSED_SLACK,
             "{:?}",
-            reqs[3].at - reqs[2].at
+            gap(2)
+        );
+        // The 2 s hang is cut at the 1 s request timeout, then backs off as usual.
+        assert!(
+            gap(3) >= Duration::from_secs(1)
+                && gap(3) <= Duration::from_secs(1) + cap + PAUSED_SLACK,
+            "{:?}",
+            gap(3)
         );
         for r in &reqs {
             assert_eq!(r.header("content-encoding"), gzip.then_some("gzip"));
@@ -270,13 +293,18 @@ async fn every_record_arrives_through_faults_and_only_the_refused_batch_is_parke
         );
         assert!(st.last_error_ms.is_some() && st.last_success_ms.is_some());
 
-        // Records added later go out after a wake-up, in a partial batch after the linger.
+        // Records added later go out after a wake-up, in a partial batch after the 50 ms linger.
+        let woken = tokio::time::Instant::now();
         run.outbox.push((51..=53).map(record));
         run.wake.notify_one();
         until("the late records", || run.outbox.cursor("central") == 53).await;
-        assert_eq!(
-            rx.requests().last().unwrap().header("idempotency-key"),
-            Some("pbx-1:51-53")
+        let late = rx.requests().last().unwrap().clone();
+        assert_eq!(late.header("idempotency-key"), Some("pbx-1:51-53"));
+        let linger = Duration::from_millis(50);
+        assert!(
+            late.at - woken >= linger && late.at - woken < linger + PAUSED_SLACK,
+            "{:?}",
+            late.at - woken
         );
         assert_eq!(run.status.lock().unwrap().delivered_records, 43);
 
