@@ -5,11 +5,6 @@
 //! `cargo bench --bench upstream` (set `CALLMETRICS_BENCH_QUEUES` / `_INTERVALS` to shrink it).
 
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use callmetrics::config::{BodyFormat, Formula, Millis, QueueParams, SinkConfig, SinkKind};
@@ -22,9 +17,9 @@ use callmetrics::upstream::{IntervalRecord, RecordKind};
 
 #[path = "../tests/support/mod.rs"]
 mod support;
-use support::dir_bytes;
+use support::http::{Action, Receiver};
+use support::{dir_bytes, Daemon};
 
-const BIN: &str = env!("CARGO_BIN_EXE_callmetrics");
 const INTERVAL_MS: i64 = 900_000;
 
 fn env_or(name: &str, default: usize) -> usize {
@@ -95,84 +90,6 @@ fn records(queues: usize, intervals: usize) -> Vec<IntervalRecord> {
     out
 }
 
-/// A minimal HTTP/1.1 receiver: keep-alive, answers 503 until `open`, then 200; keeps record keys.
-struct Receiver {
-    port: u16,
-    open: Arc<AtomicBool>,
-    keys: Arc<Mutex<HashSet<String>>>,
-    bytes: Arc<Mutex<u64>>,
-}
-
-impl Receiver {
-    fn start() -> Receiver {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the receiver");
-        let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
-        let r = Receiver {
-            port,
-            open: Arc::new(AtomicBool::new(false)),
-            keys: Arc::default(),
-            bytes: Arc::default(),
-        };
-        let (open, keys, bytes) = (r.open.clone(), r.keys.clone(), r.bytes.clone());
-        std::thread::spawn(move || {
-            for stream in listener.incoming().flatten() {
-                let (open, keys, bytes) = (open.clone(), keys.clone(), bytes.clone());
-                std::thread::spawn(move || serve(stream, &open, &keys, &bytes));
-            }
-        });
-        r
-    }
-}
-
-fn serve(stream: TcpStream, open: &AtomicBool, keys: &Mutex<HashSet<String>>, bytes: &Mutex<u64>) {
-    let mut writer = match stream.try_clone() {
-        Ok(w) => w,
-        Err(_) => return,
-    };
-    let mut reader = BufReader::new(stream);
-    loop {
-        let mut len = 0usize;
-        let mut line = String::new();
-        loop {
-            line.clear();
-            match reader.read_line(&mut line) {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            }
-            if line == "\r\n" {
-                break;
-            }
-            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                len = v.trim().parse().unwrap_or(0);
-            }
-        }
-        let mut body = vec![0u8; len];
-        if reader.read_exact(&mut body).is_err() {
-            return;
-        }
-        let answer = if open.load(Ordering::SeqCst) {
-            *bytes.lock().unwrap_or_else(|p| p.into_inner()) += len as u64;
-            if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body) {
-                let mut k = keys.lock().unwrap_or_else(|p| p.into_inner());
-                for r in v["records"].as_array().into_iter().flatten() {
-                    k.insert(
-                        r["idempotency_key"]
-                            .as_str()
-                            .unwrap_or_default()
-                            .to_string(),
-                    );
-                }
-            }
-            "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
-        } else {
-            "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Length: 0\r\n\r\n"
-        };
-        if writer.write_all(answer.as_bytes()).is_err() {
-            return;
-        }
-    }
-}
-
 fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
@@ -182,14 +99,6 @@ fn rss_kib(pid: u32) -> u64 {
                 .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
         })
         .unwrap_or(0)
-}
-
-struct Guard(Child);
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 fn main() {
@@ -230,11 +139,31 @@ fn main() {
     }
 
     // The backlog, written into the daemon's store as a week of closed intervals would be.
-    let dir = tempfile::Builder::new()
-        .prefix("cmub")
-        .tempdir_in("/tmp")
-        .expect("tempdir");
-    let store_path = dir.path().join("store");
+    // The receiver is down (503, Retry-After: 1) until it opens (200).
+    let receiver = Receiver::standalone(
+        Vec::new(),
+        Action::status(503, "").with_header("Retry-After", "1"),
+    );
+    // Appended to the daemon's `[store]` section.
+    let extra = format!(
+        r#"max_bytes = 17179869184
+
+[upstream]
+host_id = "bench-host"
+max_outbox_bytes = 17179869184
+
+[[upstream.sinks]]
+name = "central"
+kind = "http"
+url = "{url}"
+batch_records = 1000
+linger = "10ms"
+backoff_cap = "1s"
+"#,
+        url = receiver.url("/records")
+    );
+    let mut d = Daemon::configure(&extra);
+    let store_path = d.dir.path().join("store");
     {
         let store = Store::open(&store_path, 8 << 20, 1 << 34).expect("open the store");
         let before = dir_bytes(&store_path);
@@ -256,30 +185,9 @@ fn main() {
         );
     }
 
-    let receiver = Receiver::start();
-    let config = dir.path().join("agent.toml");
-    let cfg = format!(
-        "[ingest]\nsocket = \"{d}/ev.sock\"\n[control]\nsocket = \"{d}/ctl.sock\"\n[store]\npath = \"{s}\"\nmax_bytes = 17179869184\n\
-         [upstream]\nhost_id = \"bench-host\"\nmax_outbox_bytes = 17179869184\n\
-         [[upstream.sinks]]\nname = \"central\"\nkind = \"http\"\nurl = \"http://127.0.0.1:{p}/records\"\nbatch_records = 1000\nlinger = \"10ms\"\nbackoff_cap = \"1s\"\n",
-        d = dir.path().display(),
-        s = store_path.display(),
-        p = receiver.port
-    );
-    std::fs::write(&config, cfg).expect("write the config");
     let started = Instant::now();
-    let child = Command::new(BIN)
-        .args(["run", "--config"])
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start the daemon");
-    let guard = Guard(child);
-    let pid = guard.0.id();
-    while !dir.path().join("ctl.sock").exists() && started.elapsed() < Duration::from_secs(30) {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    d.restart();
+    let pid = d.pid();
     println!(
         "daemon ready with the backlog in {:.2} s",
         started.elapsed().as_secs_f64()
@@ -290,11 +198,26 @@ fn main() {
         "RSS while the backlog of {n} records waits: {:.1} MiB",
         rss_kib(pid) as f64 / 1024.0
     );
-    receiver.open.store(true, Ordering::SeqCst);
+    receiver.set_then(Action::status(200, ""));
     let drain = Instant::now();
     let mut peak = 0;
+    // Distinct records delivered, and the wire bytes of the requests that delivered them.
+    let (mut keys, mut bytes, mut seen) = (HashSet::new(), 0usize, 0);
     loop {
-        let got = receiver.keys.lock().map(|k| k.len()).unwrap_or(0);
+        let new = receiver.requests_since(seen);
+        seen += new.len();
+        for req in new.iter().filter(|r| r.delivered()) {
+            bytes += req.wire_len;
+            for r in req.json()["records"].as_array().into_iter().flatten() {
+                keys.insert(
+                    r["idempotency_key"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string(),
+                );
+            }
+        }
+        let got = keys.len();
         peak = peak.max(rss_kib(pid));
         if got >= n || drain.elapsed() > Duration::from_secs(600) {
             let secs = drain.elapsed().as_secs_f64();
@@ -302,7 +225,7 @@ fn main() {
                 "drained {got} of {n} records in {secs:.2} s: {:.0} records/s; peak RSS while draining {:.1} MiB; {:.0} wire bytes per record (json)",
                 got as f64 / secs,
                 peak as f64 / 1024.0,
-                *receiver.bytes.lock().unwrap_or_else(|p| p.into_inner()) as f64 / got.max(1) as f64
+                bytes as f64 / got.max(1) as f64
             );
             break;
         }

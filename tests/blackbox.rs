@@ -13,7 +13,7 @@ use std::fs;
 use std::time::Instant;
 
 use serde_json::{json, Value};
-use support::{assert_refused, cli, now_ms, ok, Daemon, PackConn, DEADLINE};
+use support::{assert_refused, cli, now_ms, ok, run_to_exit, Daemon, PackConn, DEADLINE};
 
 /// The config's service-level parameters (written into the test config, see [`CONFIG`]).
 const T_MS: u64 = 20_000;
@@ -736,22 +736,6 @@ fn bad_input_gets_an_error_naming_the_cause_and_harms_no_other_connection() {
     );
 }
 
-/// Waits for a process that should exit by itself; fails after [`DEADLINE`].
-fn run_to_exit(cmd: &mut std::process::Command) -> std::process::Output {
-    let mut child = cmd
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("run the binary");
-    if support::wait_exit(&mut child, DEADLINE).is_none() {
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("{cmd:?} did not exit within {DEADLINE:?}");
-    }
-    child.wait_with_output().expect("collect the output")
-}
-
 #[test]
 fn cli_exit_codes_tell_unreachable_from_invalid_config() {
     // Unreachable daemon: exit 2, one line on stderr naming the socket.
@@ -796,11 +780,14 @@ fn cli_exit_codes_tell_unreachable_from_invalid_config() {
     assert_eq!(out.status.code(), Some(78), "check-config: {stderr}");
     assert!(stderr.contains("colour"), "check-config: {stderr}");
     assert!(stderr.contains("line 6"), "check-config: {stderr}");
-    let out = run_to_exit(std::process::Command::new(support::BIN).args([
-        OsStr::new("run"),
-        OsStr::new("--config"),
-        bad.as_os_str(),
-    ]));
+    let out = run_to_exit(
+        std::process::Command::new(support::BIN).args([
+            OsStr::new("run"),
+            OsStr::new("--config"),
+            bad.as_os_str(),
+        ]),
+        DEADLINE,
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(78), "run: {stderr}");
     assert!(stderr.contains("colour"), "run: {stderr}");

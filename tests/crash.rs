@@ -27,23 +27,6 @@ use support::{now_ms, Daemon, DEADLINE};
 
 const KILLS: usize = 22;
 
-/// A small deterministic generator (xorshift64*), so a failing run can be replayed from its seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    /// Uniform-enough in `lo..=hi`.
-    fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.next() % (hi - lo + 1)
-    }
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     /// A single `start` line for `k<N>`.
@@ -71,16 +54,16 @@ fn writer(
     mut next_id: u64,
     seed: u64,
 ) -> (Vec<u64>, Vec<u64>, u64) {
-    let mut rng = Rng(seed | 1);
+    let mut rng = fastrand::Rng::with_seed(seed);
     let (mut sent_k, mut sent_d) = (Vec::new(), Vec::new());
     'outer: while !stop.load(Ordering::Relaxed) {
-        let burst = rng.range(1, 6);
+        let burst = rng.u64(1..=6);
         let mut bytes = Vec::new();
         for _ in 0..burst {
             let id = next_id;
             next_id += 1;
             let now = now_ms();
-            let (kind, line) = if rng.next().is_multiple_of(2) {
+            let (kind, line) = if rng.bool() {
                 let e =
                     json!({"type": "start", "call_id": format!("k{id}"), "queue": "q", "ts": now});
                 (Kind::K, e)
@@ -105,7 +88,7 @@ fn writer(
         if stream.write_all(&bytes).is_err() {
             break;
         }
-        thread::sleep(Duration::from_millis(rng.range(2, 4)));
+        thread::sleep(Duration::from_millis(rng.u64(2..=4)));
     }
     (sent_k, sent_d, next_id)
 }
@@ -257,7 +240,7 @@ fn sigkill_under_load_loses_no_acknowledged_event_and_counts_none_twice() {
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| now_ms() as u64);
     println!("CALLMETRICS_CRASH_SEED={seed}");
-    let mut rng = Rng(seed | 1);
+    let mut rng = fastrand::Rng::with_seed(seed);
 
     let mut d = Daemon::start(&config(false));
     let mut ledger = Ledger::default();
@@ -266,19 +249,13 @@ fn sigkill_under_load_loses_no_acknowledged_event_and_counts_none_twice() {
     let mut refused = Vec::new();
 
     for round in 1..=KILLS {
-        let stream = UnixStream::connect(&d.events).expect("connect to the event socket");
-        stream
-            .set_read_timeout(Some(DEADLINE))
-            .expect("set a read timeout");
-        stream
-            .set_write_timeout(Some(DEADLINE))
-            .expect("set a write timeout");
+        let stream = d.event_stream();
         let (order_tx, order_rx) = mpsc::channel();
         let stop = Arc::new(AtomicBool::new(false));
         let w = {
             let stream = stream.try_clone().expect("clone the stream");
             let stop = stop.clone();
-            let wseed = rng.next();
+            let wseed = rng.u64(..);
             let from = next_id;
             thread::spawn(move || writer(stream, stop, order_tx, from, wseed))
         };
@@ -287,7 +264,7 @@ fn sigkill_under_load_loses_no_acknowledged_event_and_counts_none_twice() {
 
         // The random moment of the kill, once the stream flows: some replies are in flight.
         let flowing = ack_rx.recv_timeout(DEADLINE).is_ok();
-        thread::sleep(Duration::from_millis(rng.range(100, 600)));
+        thread::sleep(Duration::from_millis(rng.u64(100..=600)));
         d.kill();
         stop.store(true, Ordering::Relaxed);
         let (sent_k, sent_d, next) = w.join().expect("the writer thread");

@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use support::{cli, now_ms, wait_exit, Daemon, BIN};
+use support::{cli, now_ms, run_to_exit, Daemon, BIN};
 
 /// A tmpfs mounted on a folder for the life of the value.
 struct Tmpfs {
@@ -166,20 +166,11 @@ fn a_full_disk_loses_nothing_acknowledged() {
     );
 
     // A start on the full disk is refused cleanly, saying why.
-    let mut child = Command::new(BIN)
-        .arg("run")
-        .arg("--config")
-        .arg(&d.config)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start the daemon");
-    let status = wait_exit(&mut child, Duration::from_secs(20)).unwrap_or_else(|| {
-        let _ = child.kill();
-        panic!("the daemon kept running on a full disk")
-    });
-    let out = child.wait_with_output().expect("its output");
+    let out = run_to_exit(
+        Command::new(BIN).arg("run").arg("--config").arg(&d.config),
+        Duration::from_secs(20),
+    );
+    let status = out.status;
     let log = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),

@@ -489,13 +489,7 @@ fn started_ids(d: &Daemon) -> BTreeSet<u64> {
 #[test]
 fn sigterm_mid_stream_loses_nothing_acknowledged() {
     let mut d = Daemon::start("[limits]\nmax_open_segments = 1000000\n");
-    let stream = UnixStream::connect(&d.events).expect("connect to the event socket");
-    stream
-        .set_read_timeout(Some(DEADLINE))
-        .expect("set a read timeout");
-    stream
-        .set_write_timeout(Some(DEADLINE))
-        .expect("set a write timeout");
+    let stream = d.event_stream();
     let sent = Arc::new(AtomicU64::new(0));
     let acks = Arc::new(AtomicU64::new(0));
     let writer = {

@@ -1,26 +1,25 @@
 //! Upstream shipping, end to end: the real daemon closes past intervals into records and ships
-//! them to a receiver written here (a fault-injecting HTTP/1.1 server) or to a real
-//! VictoriaMetrics. Each test checks what arrived against the agent's own figures and against
-//! figures computed independently from the calls it sent.
+//! them to the scripted receiver of `support::http` (a real HTTP/1.1 server injecting faults) or
+//! to a real VictoriaMetrics. Each test checks what arrived against the agent's own figures and
+//! against figures computed independently from the calls it sent.
 //!
 //! Every wait polls with a deadline; a missing prerequisite (the `victoria-metrics` binary) fails
 //! the test with instructions instead of skipping it.
 
 mod support;
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
+use support::http::{Action, Receiver, Request};
 use support::{json_of, now_ms, Daemon};
 
 /// The `upstream.host_id` of every daemon here.
@@ -470,286 +469,22 @@ fn u64_field(v: &Value, name: &str) -> u64 {
         .unwrap_or_else(|| panic!("`{name}` is not an unsigned integer in {v}"))
 }
 
-// ---------------------------------------------------------------------------------------------
-// A fault-injecting HTTP/1.1 receiver.
-// ---------------------------------------------------------------------------------------------
-
-/// How the receiver answers one request.
-#[derive(Debug, Clone)]
-enum Action {
-    Respond {
-        status: u16,
-        headers: Vec<(String, String)>,
-        body: String,
-    },
-    /// Read the request, say nothing for this long, then close.
-    Hang(Duration),
-    /// Read the request, then close the connection with a reset, without answering.
-    Reset,
-}
-
-impl Action {
-    fn status(status: u16, body: &str) -> Action {
-        Action::Respond {
-            status,
-            headers: Vec::new(),
-            body: body.to_string(),
-        }
-    }
-
-    fn with_header(mut self, name: &str, value: &str) -> Action {
-        if let Action::Respond { headers, .. } = &mut self {
-            headers.push((name.to_string(), value.to_string()));
-        }
-        self
-    }
-
-    /// The status it answers with, if it answers.
-    fn answer(&self) -> Option<u16> {
-        match self {
-            Action::Respond { status, .. } => Some(*status),
-            _ => None,
-        }
-    }
-}
-
-/// One request as received.
-#[derive(Debug, Clone)]
-struct Received {
-    method: String,
-    target: String,
-    /// Names lowercased.
-    headers: Vec<(String, String)>,
-    /// Decompressed when `Content-Encoding: gzip`.
-    body: Vec<u8>,
-    /// The status it was answered with; `None` for a hang or a reset.
-    answer: Option<u16>,
-    at: Instant,
-}
-
-impl Received {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn delivered(&self) -> bool {
-        self.answer.is_some_and(|s| (200..300).contains(&s))
-    }
-
-    /// The `{"host_id", "batch_key", "records"}` envelope, JSON or MessagePack.
-    fn envelope(&self) -> Value {
-        match self.header("content-type") {
-            Some("application/json") => serde_json::from_slice(&self.body)
-                .unwrap_or_else(|e| panic!("a JSON body that does not parse: {e}")),
-            Some("application/msgpack") => rmp_serde::from_slice(&self.body)
-                .unwrap_or_else(|e| panic!("a MessagePack body that does not decode: {e}")),
-            other => panic!("unexpected content-type {other:?}"),
-        }
-    }
-
-    fn records(&self) -> Vec<Value> {
-        match self.envelope()["records"].as_array() {
-            Some(r) => r.clone(),
-            None => panic!("an envelope without records: {}", self.envelope()),
-        }
-    }
-}
-
-struct RxState {
-    schedule: VecDeque<Action>,
-    /// The answer once the schedule is used up.
-    then: Action,
-    requests: Vec<Received>,
-}
-
-/// Answers requests in arrival order from a schedule, then with `then`; keeps every request.
-struct Receiver {
-    addr: SocketAddr,
-    state: Arc<Mutex<RxState>>,
-    runtime: Option<tokio::runtime::Runtime>,
-}
-
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        if let Some(rt) = self.runtime.take() {
-            rt.shutdown_background();
-        }
-    }
-}
-
-impl Receiver {
-    fn start(schedule: Vec<Action>, then: Action) -> Receiver {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("build the receiver's runtime");
-        let listener = runtime
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .expect("bind the receiver");
-        let addr = listener.local_addr().expect("the receiver's address");
-        let state = Arc::new(Mutex::new(RxState {
-            schedule: schedule.into(),
-            then,
-            requests: Vec::new(),
-        }));
-        let s = state.clone();
-        runtime.spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                tokio::spawn(serve(stream, s.clone()));
-            }
-        });
-        Receiver {
-            addr,
-            state,
-            runtime: Some(runtime),
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    fn requests(&self) -> Vec<Received> {
-        self.state.lock().expect("receiver state").requests.clone()
-    }
-
-    /// Answers with `then` from now on (once the schedule is used up).
-    fn set_then(&self, then: Action) {
-        self.state.lock().expect("receiver state").then = then;
-    }
-}
-
-fn reason(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        204 => "No Content",
-        400 => "Bad Request",
-        429 => "Too Many Requests",
-        500 => "Internal Server Error",
-        503 => "Service Unavailable",
-        _ => "Whatever",
-    }
-}
-
-/// Reads one request (head and body); `None` at the end of the connection or on garbage.
-async fn read_request(
-    r: &mut BufReader<tokio::net::TcpStream>,
-) -> Option<(String, String, Vec<(String, String)>, Vec<u8>)> {
-    let mut line = String::new();
-    if r.read_line(&mut line).await.ok()? == 0 {
-        return None;
-    }
-    let mut parts = line.split_whitespace();
-    let method = parts.next()?.to_string();
-    let target = parts.next()?.to_string();
-    let mut headers = Vec::new();
-    loop {
-        let mut h = String::new();
-        if r.read_line(&mut h).await.ok()? == 0 {
-            return None;
-        }
-        let h = h.trim_end();
-        if h.is_empty() {
-            break;
-        }
-        let (name, value) = h.split_once(':')?;
-        headers.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
-    }
-    let header = |n: &str| headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
-    let mut body = Vec::new();
-    if header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
-        loop {
-            let mut size = String::new();
-            r.read_line(&mut size).await.ok()?;
-            let size = usize::from_str_radix(size.trim().split(';').next()?, 16).ok()?;
-            if size == 0 {
-                // Trailers, up to the empty line.
-                loop {
-                    let mut t = String::new();
-                    if r.read_line(&mut t).await.ok()? == 0 || t.trim().is_empty() {
-                        break;
-                    }
-                }
-                break;
-            }
-            let mut chunk = vec![0u8; size + 2];
-            r.read_exact(&mut chunk).await.ok()?;
-            body.extend_from_slice(&chunk[..size]);
-        }
-    } else if let Some(len) = header("content-length") {
-        let len: usize = len.parse().ok()?;
-        body = vec![0u8; len];
-        r.read_exact(&mut body).await.ok()?;
-    }
-    if header("content-encoding").is_some_and(|v| v.eq_ignore_ascii_case("gzip")) {
-        let mut plain = Vec::new();
-        flate2::read::GzDecoder::new(&body[..])
-            .read_to_end(&mut plain)
-            .expect("a gzip body that decompresses");
-        body = plain;
-    }
-    Some((method, target, headers, body))
-}
-
-async fn serve(stream: tokio::net::TcpStream, state: Arc<Mutex<RxState>>) {
-    let mut reader = BufReader::new(stream);
-    while let Some((method, target, headers, body)) = read_request(&mut reader).await {
-        let action = {
-            let mut st = state.lock().expect("receiver state");
-            let action = st.schedule.pop_front().unwrap_or_else(|| st.then.clone());
-            st.requests.push(Received {
-                method,
-                target,
-                headers,
-                body,
-                answer: action.answer(),
-                at: Instant::now(),
-            });
-            action
-        };
-        match action {
-            Action::Respond {
-                status,
-                headers,
-                body,
-            } => {
-                let mut out = format!(
-                    "HTTP/1.1 {status} {}\r\ncontent-length: {}\r\ncontent-type: text/plain\r\n",
-                    reason(status),
-                    body.len()
-                );
-                for (n, v) in headers {
-                    out.push_str(&format!("{n}: {v}\r\n"));
-                }
-                out.push_str("\r\n");
-                out.push_str(&body);
-                if reader.get_mut().write_all(out.as_bytes()).await.is_err() {
-                    return;
-                }
-            }
-            Action::Hang(d) => {
-                tokio::time::sleep(d).await;
-                return;
-            }
-            Action::Reset => {
-                let _ = reader.get_ref().set_zero_linger();
-                return;
-            }
-        }
+/// The records of a request's envelope (`{"host_id", "batch_key", "records"}`, JSON or MessagePack).
+fn records_of(req: &Request) -> Vec<Value> {
+    let env = req.json();
+    match env["records"].as_array() {
+        Some(r) => r.clone(),
+        None => panic!("an envelope without records: {env}"),
     }
 }
 
 /// Checks the envelope and headers of every request, and returns the records of those answered
 /// `pred`, deduplicated by `idempotency_key` (copies must be identical).
 fn checked_records(
-    reqs: &[Received],
+    reqs: &[Request],
     content_type: &str,
     gzip: bool,
-    pred: impl Fn(&Received) -> bool,
+    pred: impl Fn(&Request) -> bool,
 ) -> BTreeMap<String, Value> {
     let mut out: BTreeMap<String, Value> = BTreeMap::new();
     for (i, req) in reqs.iter().enumerate() {
@@ -765,9 +500,9 @@ fn checked_records(
             gzip.then_some("gzip"),
             "request {i}"
         );
-        let env = req.envelope();
+        let env = req.json();
         assert_eq!(env["host_id"], HOST, "request {i}: {env}");
-        let records = req.records();
+        let records = records_of(req);
         assert!(
             !records.is_empty() && records.len() <= 5,
             "request {i}: {} records in a batch of at most 5",
@@ -821,7 +556,7 @@ fn seqs_of(records: &BTreeMap<String, Value>) -> BTreeSet<u64> {
 #[test]
 fn faults_then_every_record_exactly_once_after_dedupe() {
     let refusal = "{\"error\":\"records[0].offered: expected a string\"}";
-    let rx = Receiver::start(
+    let rx = Receiver::standalone(
         vec![
             Action::status(500, "boom"),
             Action::status(503, "maintenance"),
@@ -882,7 +617,7 @@ fn faults_then_every_record_exactly_once_after_dedupe() {
         "the hung request was retried after {after_hang:?} (request_timeout 500ms, backoff_cap 1s)"
     );
 
-    let delivered = checked_records(&reqs, "application/json", true, Received::delivered);
+    let delivered = checked_records(&reqs, "application/json", true, Request::delivered);
     let dead = checked_records(&reqs, "application/json", true, |r| r.answer == Some(400));
     assert!(!dead.is_empty());
     assert!(
@@ -960,7 +695,7 @@ fn faults_then_every_record_exactly_once_after_dedupe() {
 
 #[test]
 fn corrections_add_up() {
-    let rx = Receiver::start(Vec::new(), Action::status(200, ""));
+    let rx = Receiver::standalone(Vec::new(), Action::status(200, ""));
     let d = Daemon::start(&config(&rx.url("/ingest"), "http", "json", false));
     let iv = past_interval(6);
     let queues = ["sales", "support"];
@@ -974,7 +709,7 @@ fn corrections_add_up() {
         &rx.requests(),
         "application/json",
         false,
-        Received::delivered,
+        Request::delivered,
     );
     assert!(!phase1.is_empty(), "nothing arrived after the first flush");
     let s1 = *seqs_of(&phase1).last().expect("some records");
@@ -1011,7 +746,7 @@ fn corrections_add_up() {
             &rx.requests(),
             "application/json",
             false,
-            Received::delivered,
+            Request::delivered,
         );
         if s["backlog_records"] == 0 && got.len() > phase1.len() {
             Ok(())
@@ -1024,7 +759,7 @@ fn corrections_add_up() {
         &rx.requests(),
         "application/json",
         false,
-        Received::delivered,
+        Request::delivered,
     );
     let later: Vec<&Value> = all.values().filter(|r| u64_field(r, "seq") > s1).collect();
     for r in &later {
@@ -1063,7 +798,7 @@ fn corrections_add_up() {
 
 #[test]
 fn backlog_survives_restart_and_sigkill() {
-    let rx = Receiver::start(
+    let rx = Receiver::standalone(
         Vec::new(),
         Action::status(503, "storage down").with_header("Retry-After", "1"),
     );
@@ -1153,7 +888,7 @@ fn backlog_survives_restart_and_sigkill() {
     rx.set_then(Action::status(200, ""));
     let st = wait_delivered(&d);
     let reqs = rx.requests();
-    let delivered = checked_records(&reqs, "application/msgpack", true, Received::delivered);
+    let delivered = checked_records(&reqs, "application/msgpack", true, Request::delivered);
     let everything = checked_records(&reqs, "application/msgpack", true, |_| true);
     let listed_keys: BTreeSet<String> = listed
         .iter()

@@ -3,10 +3,10 @@
 //! with each event's acknowledgement time, and metrics queries over the control socket and
 //! through the CLI.
 
+use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use callmetrics::control::client::request;
@@ -14,6 +14,7 @@ use callmetrics::control::protocol::{Request, Response};
 use callmetrics::engine::{DimKind, MetricsQuery};
 
 use super::workload::Payload;
+use crate::support::{cli, connect_events};
 
 /// Longest a socket read or write may block before the bench gives up.
 const IO_TIMEOUT: Duration = Duration::from_secs(120);
@@ -32,14 +33,6 @@ impl Streamed {
     pub fn rate(&self) -> f64 {
         (self.events - self.refused) as f64 / self.wall.as_secs_f64()
     }
-}
-
-fn connect(path: &Path) -> UnixStream {
-    let s = UnixStream::connect(path).expect("connect to the event socket");
-    s.set_read_timeout(Some(IO_TIMEOUT)).expect("read timeout");
-    s.set_write_timeout(Some(IO_TIMEOUT))
-        .expect("write timeout");
-    s
 }
 
 /// Reads the replies of one connection; returns the events refused and the first refusal. A
@@ -85,7 +78,7 @@ pub fn stream(events_sock: &Path, loads: &[Payload], msgpack: bool) -> Streamed 
         let handles: Vec<_> = loads
             .iter()
             .map(|p| {
-                let stream = connect(events_sock);
+                let stream = connect_events(events_sock, IO_TIMEOUT);
                 let reader = stream.try_clone().expect("clone the stream");
                 let messages = p.messages;
                 let per = &p.per_message;
@@ -113,7 +106,7 @@ pub fn stream(events_sock: &Path, loads: &[Payload], msgpack: bool) -> Streamed 
 /// One connection sending single-event JSON lines at `rate` per second for `secs`: each
 /// event's time from send to its acknowledgement, in ms.
 pub fn paced(events_sock: &Path, lines: &[Vec<u8>], rate: u64) -> Vec<f64> {
-    let stream = connect(events_sock);
+    let stream = connect_events(events_sock, IO_TIMEOUT);
     let reader = stream.try_clone().expect("clone the stream");
     let n = lines.len();
     let (tx, rx) = std::sync::mpsc::channel::<Instant>();
@@ -176,18 +169,14 @@ pub fn query_times(
 }
 
 /// `callmetrics metrics --json --window W --by B` as an operator types it: process start to exit, ms.
-pub fn cli_times(bin: &str, control: &Path, window: &str, by: &str, runs: usize) -> Vec<f64> {
+pub fn cli_times(control: &Path, window: &str, by: &str, runs: usize) -> Vec<f64> {
+    let args = [
+        "metrics", "--json", "--window", window, "--by", by, "--socket",
+    ];
     let mut times = Vec::with_capacity(runs);
     for _ in 0..runs {
         let t = Instant::now();
-        let out = Command::new(bin)
-            .args([
-                "metrics", "--json", "--window", window, "--by", by, "--socket",
-            ])
-            .arg(control)
-            .stdin(Stdio::null())
-            .output()
-            .expect("run the CLI");
+        let out = cli(args.iter().map(OsStr::new).chain([control.as_os_str()]));
         assert!(
             out.status.success(),
             "the CLI failed: {}",

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use callmetrics::engine::DimKind;
 use serde_json::{json, Value};
 
-use support::{now_ms, Daemon, BIN};
+use support::{now_ms, Daemon};
 use workload::{Call, Payload};
 
 const HOUR: i64 = 3_600_000;
@@ -125,8 +125,8 @@ struct QueryFigures {
 fn queries(rt: &tokio::runtime::Runtime, d: &Daemon) -> QueryFigures {
     let (q, queue_rows) = driver::query_times(rt, &d.control, "24h", DimKind::Queue, 200);
     let (a, agent_rows) = driver::query_times(rt, &d.control, "24h", DimKind::Agent, 200);
-    let qc = driver::cli_times(BIN, &d.control, "24h", "queue", 30);
-    let ac = driver::cli_times(BIN, &d.control, "24h", "agent", 30);
+    let qc = driver::cli_times(&d.control, "24h", "queue", 30);
+    let ac = driver::cli_times(&d.control, "24h", "agent", 30);
     QueryFigures {
         queue_daemon_p50: probe::pct(&q, 0.5),
         queue_daemon_p99: probe::pct(&q, 0.99),

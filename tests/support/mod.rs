@@ -1,17 +1,22 @@
-//! Helpers shared by the black-box tests (`tests/blackbox.rs`, `tests/crash.rs`): they drive the
-//! real `callmetrics` binary, as an operator or a PBX hook would, through its sockets and CLI.
+//! Helpers shared by the integration tests and the benches (`mod support;`, or a `#[path]` to this
+//! file from `benches/`): they drive the real `callmetrics` binary, as an operator or a PBX hook
+//! would, through its sockets and CLI.
 //!
 //! - [`Daemon`] runs `callmetrics run --config FILE` in its own temporary folder (sockets, store and
 //!   logs inside it), waits until the control socket answers `status`, and stops it with SIGTERM
 //!   (`kill -TERM <pid>`) or SIGKILL (`Child::kill`). Dropping it SIGKILLs a daemon still running.
 //! - [`JsonConn`] and [`PackConn`] speak the event protocol (JSON lines, MessagePack frames) over a
 //!   `std::os::unix::net::UnixStream`, with read timeouts so a missing reply fails instead of hanging.
-//! - [`cli`] runs a client subcommand and returns its output.
+//! - [`cli`] runs a client subcommand and returns its output; [`run_to_exit`] runs any command
+//!   with a time limit.
+//! - [`http`] is a real HTTP receiver with scripted faults, for the upstream tests and bench.
 //!
 //! Every wait polls with a deadline; nothing relies on a fixed sleep being long enough.
 
 // Each test binary uses a different subset of these helpers.
 #![allow(dead_code)]
+
+pub mod http;
 
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -84,6 +89,23 @@ pub fn wait_exit(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
         }
         thread::sleep(POLL);
     }
+}
+
+/// Runs `cmd` (stdin closed, stdout and stderr captured) until it exits; panics if it is still
+/// running after `limit` (it is killed then).
+pub fn run_to_exit(cmd: &mut Command, limit: Duration) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("run {cmd:?}: {e}"));
+    if wait_exit(&mut child, limit).is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("{cmd:?} did not exit within {limit:?}");
+    }
+    child.wait_with_output().expect("collect the output")
 }
 
 /// A `callmetrics run` process with its own folder, config, sockets and store.
@@ -287,6 +309,12 @@ impl Daemon {
     pub fn pack_conn(&self) -> PackConn {
         PackConn::connect(&self.events)
     }
+
+    /// A raw event connection (reads and writes time out after [`DEADLINE`]), for tests that
+    /// pipeline on their own threads.
+    pub fn event_stream(&self) -> UnixStream {
+        connect_events(&self.events, DEADLINE)
+    }
 }
 
 impl Drop for Daemon {
@@ -298,14 +326,16 @@ impl Drop for Daemon {
     }
 }
 
-fn connect(path: &Path) -> UnixStream {
+/// A raw connection to the event socket at `path` whose reads and writes fail after `timeout`
+/// instead of hanging; panics when nothing listens there.
+pub fn connect_events(path: &Path, timeout: Duration) -> UnixStream {
     let stream = UnixStream::connect(path)
         .unwrap_or_else(|e| panic!("connect to the event socket {}: {e}", path.display()));
     stream
-        .set_read_timeout(Some(DEADLINE))
+        .set_read_timeout(Some(timeout))
         .expect("set a read timeout");
     stream
-        .set_write_timeout(Some(DEADLINE))
+        .set_write_timeout(Some(timeout))
         .expect("set a write timeout");
     stream
 }
@@ -318,7 +348,7 @@ pub struct JsonConn {
 
 impl JsonConn {
     pub fn connect(path: &Path) -> JsonConn {
-        let writer = connect(path);
+        let writer = connect_events(path, DEADLINE);
         let reader = BufReader::new(writer.try_clone().expect("clone the stream"));
         JsonConn { reader, writer }
     }
@@ -363,7 +393,7 @@ pub struct PackConn {
 impl PackConn {
     pub fn connect(path: &Path) -> PackConn {
         PackConn {
-            stream: connect(path),
+            stream: connect_events(path, DEADLINE),
         }
     }
 
