@@ -1,6 +1,7 @@
 //! The command line: `run` (the daemon), `check-config`, and the client subcommands.
 
 mod commands;
+pub mod error;
 pub mod query;
 pub mod send;
 
