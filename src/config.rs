@@ -1,59 +1,24 @@
 //! TOML configuration: strict parsing (unknown keys rejected), defaults, and validation whose
 //! messages name the key and, where the file has it, the line.
+//!
+//! The sections and their defaults are here; the checks are in `config/validate.rs`, the errors
+//! and their line numbers in `config/problems.rs`.
+
+mod problems;
+mod validate;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use thiserror::Error;
 
 use crate::event::EventLimits;
 pub use crate::units::{Formula, Millis, QueueParams, ZoneName};
+use problems::ValueLines;
+pub use problems::{ConfigError, Problem};
 
 /// The folder the daemon uses when started without `--config`: no root needed.
 pub const LOCAL_DIR: &str = "callmetrics-data";
-
-#[derive(Debug, Error)]
-pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{path}: {message}")]
-    Parse { path: PathBuf, message: String },
-    /// Every value that is out of range or inconsistent, one line each.
-    #[error("{}", problems_text(.path, .problems))]
-    Invalid {
-        path: PathBuf,
-        problems: Vec<Problem>,
-    },
-}
-
-/// One invalid value: its dotted key (array items by index, e.g. `upstream.sinks.1.url`), the
-/// line the file writes it on (`None` for a default the file leaves out), and what is wrong.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    pub key: String,
-    pub line: Option<usize>,
-    pub message: String,
-}
-
-fn problems_text(path: &Path, problems: &[Problem]) -> String {
-    let lines: Vec<String> = problems
-        .iter()
-        .map(|p| match p.line {
-            Some(line) => format!(
-                "{}: line {line}: `{}`: {}",
-                path.display(),
-                p.key,
-                p.message
-            ),
-            None => format!("{}: `{}`: {}", path.display(), p.key, p.message),
-        })
-        .collect();
-    lines.join("\n")
-}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -408,210 +373,6 @@ impl Config {
             p.formula = o.formula.unwrap_or(p.formula);
         }
         p
-    }
-
-    /// Cross-field checks: every (dotted key, message) found, none when the config is valid.
-    fn validate(&self) -> Vec<(String, String)> {
-        let mut problems = Vec::new();
-        let mut bad = |key: &str, msg: String| problems.push((key.to_string(), msg));
-        for (key, mode) in [
-            ("ingest.socket_mode", &self.ingest.socket_mode),
-            ("control.socket_mode", &self.control.socket_mode),
-        ] {
-            match u32::from_str_radix(mode.trim_start_matches("0o"), 8) {
-                Ok(bits) if bits <= 0o777 => {}
-                _ => bad(
-                    key,
-                    format!("`{mode}` is not an octal file mode such as \"0660\""),
-                ),
-            }
-        }
-        if !self.ingest.tcp.is_empty() {
-            match self.ingest.tcp.parse::<std::net::SocketAddr>() {
-                Ok(a) if a.ip().is_loopback() => {}
-                Ok(a) => {
-                    bad(
-                        "ingest.tcp",
-                        format!("{a} is not a loopback address; events are only taken on 127.0.0.1 or [::1]"),
-                    )
-                }
-                Err(_) => bad("ingest.tcp", format!("`{}` is not an address:port", self.ingest.tcp)),
-            }
-        }
-        let limits = [
-            ("limits.max_line_bytes", self.limits.max_line_bytes),
-            ("limits.max_frame_bytes", self.limits.max_frame_bytes),
-            ("limits.max_string_bytes", self.limits.max_string_bytes),
-            ("limits.max_batch_events", self.limits.max_batch_events),
-            ("limits.max_connections", self.limits.max_connections),
-            ("limits.max_open_segments", self.limits.max_open_segments),
-            ("metrics.max_queues", self.metrics.max_queues),
-            ("metrics.max_agents", self.metrics.max_agents),
-            ("metrics.max_channels", self.metrics.max_channels),
-        ];
-        for (key, v) in limits {
-            if v == 0 {
-                bad(key, "must be at least 1".into());
-            }
-        }
-        if self.store.cache_bytes < 1 << 20 {
-            bad(
-                "store.cache_bytes",
-                "must be at least 1048576 (1 MiB)".into(),
-            );
-        }
-        if self.store.max_bytes < 16 << 20 {
-            bad(
-                "store.max_bytes",
-                "must be at least 16777216 (16 MiB)".into(),
-            );
-        }
-        if self.store.checkpoint_interval.0 < 1000 {
-            bad("store.checkpoint_interval", "must be at least 1s".into());
-        }
-        let m = &self.metrics;
-        let iv = m.interval.0;
-        let interval_ok = iv >= 60_000 && 3_600_000 % iv == 0 && iv % 60_000 == 0;
-        if !interval_ok {
-            bad(
-                "metrics.interval",
-                format!("{} must be a whole number of minutes that divides one hour (e.g. 5m, 15m, 30m, 1h)", m.interval),
-            );
-        }
-        if m.windows.is_empty() {
-            bad("metrics.windows", "needs at least one window".into());
-        }
-        for w in &m.windows {
-            let ok = if w.0 <= crate::units::FINE_SPAN_MS {
-                w.0 > 0 && w.0 % crate::units::FINE_BUCKET_MS == 0
-            } else {
-                // Against an invalid interval a long window cannot be judged (that one error is
-                // enough), and a zero interval must not be divided by.
-                !interval_ok || (w.0 % iv == 0 && w.0 <= 7 * 86_400_000)
-            };
-            if !ok {
-                bad(
-                    "metrics.windows",
-                    format!("window {w}: windows up to 1h must be whole minutes, longer ones whole intervals ({}) up to 7 days", m.interval),
-                );
-            }
-        }
-        if m.bands.is_empty() || m.bands.len() > 16 {
-            bad("metrics.bands", "needs 1 to 16 thresholds".into());
-        }
-        if m.max_call_duration.0 < 60_000 {
-            bad("metrics.max_call_duration", "must be at least 1m".into());
-        }
-        if m.reorder_grace.0 > 600_000 {
-            bad("metrics.reorder_grace", "must be at most 10m".into());
-        }
-        let up = &self.upstream;
-        for d in &up.dimensions {
-            if !["queue", "agent", "channel", "all"].contains(&d.as_str()) {
-                bad(
-                    "upstream.dimensions",
-                    format!("`{d}` is not one of queue, agent, channel, all"),
-                );
-            }
-        }
-        if up.max_outbox_bytes < 1 << 20 {
-            bad(
-                "upstream.max_outbox_bytes",
-                "must be at least 1048576 (1 MiB)".into(),
-            );
-        }
-        let mut names = std::collections::BTreeSet::new();
-        for (i, s) in up.sinks.iter().enumerate() {
-            let key = |k: &str| format!("upstream.sinks.{i}.{k}");
-            if s.name.is_empty() || !names.insert(s.name.as_str()) {
-                bad(
-                    &key("name"),
-                    format!("sink name `{}` is empty or used twice", s.name),
-                );
-            }
-            if !(s.url.starts_with("http://") || s.url.starts_with("https://")) {
-                bad(
-                    &key("url"),
-                    format!(
-                        "sink `{}`: `{}` is not an http:// or https:// URL",
-                        s.name, s.url
-                    ),
-                );
-            }
-            if s.batch_records == 0 || s.batch_records > 100_000 {
-                bad(
-                    &key("batch_records"),
-                    format!("sink `{}`: must be 1 to 100000", s.name),
-                );
-            }
-            if s.backoff_cap.0 < 1000 {
-                bad(
-                    &key("backoff_cap"),
-                    format!("sink `{}`: must be at least 1s", s.name),
-                );
-            }
-            if s.request_timeout.0 < 100 || s.connect_timeout.0 < 100 {
-                bad(
-                    &key("request_timeout"),
-                    format!("sink `{}`: timeouts must be at least 100ms", s.name),
-                );
-            }
-        }
-        for (prefix, p) in std::iter::once(("defaults".to_string(), self.defaults)).chain(
-            self.queues
-                .keys()
-                .map(|q| (format!("queues.{q}"), self.queue_params(q))),
-        ) {
-            if !(0.0..=1.0).contains(&p.target) {
-                bad(
-                    &format!("{prefix}.target"),
-                    format!("{} must be a fraction from 0 to 1 (0.8 = 80 %)", p.target),
-                );
-            }
-        }
-        problems
-    }
-}
-
-/// The lines a config text writes its values on, from the spans the TOML parser keeps (parsed
-/// once, however many problems are looked up).
-struct ValueLines<'t> {
-    text: &'t str,
-    root: Option<toml::Spanned<toml::de::DeTable<'t>>>,
-}
-
-impl<'t> ValueLines<'t> {
-    fn new(text: &'t str) -> Self {
-        ValueLines {
-            text,
-            root: toml::de::DeTable::parse(text).ok(),
-        }
-    }
-
-    /// The 1-based line on which the text writes the value of `key` (dotted; array items by
-    /// index); `None` when the file leaves the key out.
-    fn line_of(&self, key: &str) -> Option<usize> {
-        use toml::de::{DeTable, DeValue};
-        let mut table: &DeTable<'_> = self.root.as_ref()?.get_ref();
-        let mut span = None;
-        let mut parts = key.split('.').peekable();
-        while let Some(part) = parts.next() {
-            let (_, value) = table.iter().find(|(k, _)| k.get_ref() == part)?;
-            let mut value = value;
-            // An array of tables: the next part is the item's index.
-            while let DeValue::Array(items) = value.get_ref() {
-                let i: usize = parts.next()?.parse().ok()?;
-                value = items.get(i)?;
-            }
-            span = Some(value.span());
-            match value.get_ref() {
-                DeValue::Table(t) => table = t,
-                _ if parts.peek().is_some() => return None,
-                _ => {}
-            }
-        }
-        let start = span?.start;
-        Some(self.text.get(..start)?.matches('\n').count() + 1)
     }
 }
 

@@ -14,6 +14,8 @@
 //! zones, bucket spans, service-level formulas: the leaf both config and engine use),
 //! [`shutdown`] (the stop signal every task watches) and [`systemd`] (socket activation and
 //! sd_notify).
+//!
+//! One concern a file: the module map in README.md names every file and what it holds.
 
 #![forbid(unsafe_code)]
 

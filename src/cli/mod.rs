@@ -1,6 +1,10 @@
 //! The command line: `run` (the daemon), `check-config`, and the client subcommands.
+//!
+//! `commands.rs` holds the grammar ([`Cli`]) and dispatch, [`query`] the subcommands that ask the
+//! control socket, [`send`] the one that writes events, [`error`] why a client subcommand failed.
 
 mod commands;
+pub mod error;
 pub mod query;
 pub mod send;
 

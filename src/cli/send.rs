@@ -11,7 +11,7 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader, BufWriter}
 use tokio::net::unix::OwnedWriteHalf;
 use tokio::net::UnixStream;
 
-use super::query::CliError;
+use super::error::CliError;
 use crate::control::client::ClientError;
 
 /// What a `send` run did.

@@ -6,7 +6,8 @@ use thiserror::Error;
 
 use super::keys::{Dim, KeyId, Keys};
 use super::packed::BandSets;
-use super::pending::{PendingCalls, Remembered};
+use super::pending::PendingCalls;
+use super::remembered::Remembered;
 use super::report::DimKind;
 use super::slices::{Slice, TierSlices};
 use super::varint::{put_bytes, put_i64, put_u64, DecodeError, Reader};

@@ -1,5 +1,7 @@
 //! The keys aggregates are kept under (queue, agent, channel names and `all`), each given a small
-//! number that buckets refer to, with the per-dimension cardinality limit and its `(other)` key.
+//! number that buckets refer to, with the per-dimension cardinality limit and its `(other)` key;
+//! the keys a segment counts under; and a bucket's identity outside the engine with its stable
+//! byte key ([`BucketId`]).
 //!
 //! A key lives while some bucket holds it; once retention drops its last bucket, its number is
 //! free again and its place under the limit goes to the next new key.
@@ -9,12 +11,64 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 
 use super::report::{DimKind, OVERFLOW_KEY};
+use super::segment::Segment;
+use super::window::Tier;
 
 /// A dimension key: (kind, name).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Dim {
     pub kind: DimKind,
     pub key: String,
+}
+
+/// One bucket of one key: its identity outside the engine (interval records, the closer).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct BucketId {
+    pub tier: Tier,
+    pub dim: Dim,
+    pub start_ms: i64,
+}
+
+impl BucketId {
+    /// Stable key: tier, kind, start (big-endian, sign-flipped so keys sort by time), name.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut k = Vec::with_capacity(10 + self.dim.key.len());
+        k.push(match self.tier {
+            Tier::Fine => b'f',
+            Tier::Interval => b'i',
+        });
+        k.push(match self.dim.kind {
+            DimKind::All => b'a',
+            DimKind::Queue => b'q',
+            DimKind::Agent => b'g',
+            DimKind::Channel => b'c',
+        });
+        k.extend_from_slice(&((self.start_ms as u64) ^ (1 << 63)).to_be_bytes());
+        k.extend_from_slice(self.dim.key.as_bytes());
+        k
+    }
+
+    pub fn decode(k: &[u8]) -> Option<BucketId> {
+        let tier = match k.first()? {
+            b'f' => Tier::Fine,
+            b'i' => Tier::Interval,
+            _ => return None,
+        };
+        let kind = match k.get(1)? {
+            b'a' => DimKind::All,
+            b'q' => DimKind::Queue,
+            b'g' => DimKind::Agent,
+            b'c' => DimKind::Channel,
+            _ => return None,
+        };
+        let start: [u8; 8] = k.get(2..10)?.try_into().ok()?;
+        let key = String::from_utf8(k.get(10..)?.to_vec()).ok()?;
+        Some(BucketId {
+            tier,
+            dim: Dim { kind, key },
+            start_ms: (u64::from_be_bytes(start) ^ (1 << 63)) as i64,
+        })
+    }
 }
 
 /// The number a key is known by inside the engine and its checkpoints.
@@ -27,6 +81,19 @@ pub fn kind_index(k: DimKind) -> usize {
         DimKind::Agent => 2,
         DimKind::Channel => 3,
     }
+}
+
+/// The keys a segment counts under: `all`, its queue, its channel, and its agent if it has one.
+pub(super) fn dims_of(seg: &Segment) -> Vec<(DimKind, &str)> {
+    let mut d = vec![
+        (DimKind::All, "all"),
+        (DimKind::Queue, seg.queue.as_str()),
+        (DimKind::Channel, seg.channel.as_str()),
+    ];
+    if let Some(a) = seg.agent() {
+        d.push((DimKind::Agent, a));
+    }
+    d
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -66,7 +66,7 @@ impl Engine {
                 expired_orphan_events: v.stats.expired_orphan_events,
                 overflowed: v.stats.overflowed,
             };
-            e.remembered = super::pending::Remembered::from_parts(v.remembered, v.forget_q);
+            e.remembered = super::remembered::Remembered::from_parts(v.remembered, v.forget_q);
             let mut ids: Vec<_> = v.calls.into_iter().collect();
             ids.sort_by(|a, b| a.0.cmp(&b.0));
             for (id, call) in ids {

@@ -9,14 +9,43 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::aggregate::{Figures, QUANTILES};
-use super::keys::KeyId;
-use super::report::{DimKind, MetricsQuery, MetricsRow, OpenSegment, Realtime, RowParams};
+use super::keys::{dims_of, KeyId};
+use super::report::{
+    DimKind, MetricsQuery, MetricsRow, OpenSegment, QueryError, Realtime, RowParams,
+};
 use super::running::Running;
 use super::segment::Phase;
-use super::window::Tier;
-use super::{Engine, QueryError};
+use super::window::{Tier, Window};
+use super::Engine;
+use crate::units::Millis;
 
 impl Engine {
+    /// The window a query names, which must be configured (or `today`); the first configured
+    /// one when it names none.
+    fn window(&self, name: Option<&str>) -> Result<Window, QueryError> {
+        let configured = || self.window_names().join(", ");
+        let Some(name) = name else {
+            return Ok(Window::Trailing(
+                self.s.windows.first().copied().unwrap_or(Millis::secs(900)),
+            ));
+        };
+        match Window::parse(name) {
+            Some(Window::Today) => Ok(Window::Today),
+            Some(Window::Trailing(w)) if self.s.windows.contains(&w) => Ok(Window::Trailing(w)),
+            _ => Err(QueryError::UnknownWindow(name.to_string(), configured())),
+        }
+    }
+
+    /// The windows `metrics` can be asked for.
+    pub fn window_names(&self) -> Vec<String> {
+        self.s
+            .windows
+            .iter()
+            .map(|w| w.to_string())
+            .chain(["today".to_string()])
+            .collect()
+    }
+
     /// Metrics rows for one dimension and window at engine time (call `advance` first).
     pub fn metrics(&self, q: &MetricsQuery) -> Result<Vec<MetricsRow>, QueryError> {
         self.metrics_at(q, self.now_ms)
@@ -69,7 +98,7 @@ impl Engine {
                     continue;
                 }
                 let p = self.s.params(&seg.queue);
-                for (kind, name) in Self::dims_of(seg) {
+                for (kind, name) in dims_of(seg) {
                     if kind != q.by {
                         continue;
                     }

@@ -1,14 +1,24 @@
 //! What the engine answers: metrics rows, open segments and counters, as plain serde types that the
-//! control protocol carries unchanged and the CLI prints.
+//! control protocol carries unchanged and the CLI prints; and why a query cannot be answered.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use thiserror::Error;
 
 use super::aggregate::{Agg, Figures};
 use super::segment::Phase;
 use crate::units::Formula;
+
+/// Why a query cannot be answered.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum QueryError {
+    #[error("unknown window `{0}`; configured windows are {1}")]
+    UnknownWindow(String, String),
+    #[error("--queue filters queue rows only; it cannot be combined with --by {0}")]
+    KeyNeedsQueueDimension(String),
+}
 
 /// The dimension a metrics row is keyed by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

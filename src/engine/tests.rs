@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::config::{Config, ZoneName};
-use crate::event::EndReason;
+use crate::event::{EndReason, Event, EventKind};
 
 const T0: i64 = 1_795_300_000_000; // 2026-11-22T..Z, on a minute boundary
 

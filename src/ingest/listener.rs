@@ -11,8 +11,9 @@ use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
-use super::connection::{linger, serve_connection};
+use super::connection::serve_connection;
 use super::framing::Framing;
+use super::linger::linger;
 use super::reply::{encode_reply, Reply};
 use super::{IngestCtx, IngestStats};
 use crate::shutdown;

@@ -3,18 +3,25 @@
 //! back in order.
 //!
 //! - [`listener`]: accept loops, the connection cap, the drain on shutdown.
-//! - [`connection`]: one connection's read loop, submissions and in-order reply writer.
+//! - [`connection`]: one connection's read loop.
 //! - [`framing`]: the framing of a connection; reading one line or frame within the limits.
 //! - [`decode`]: a line or frame body straight into events (typed serde visitors).
+//! - `submit`: a decoded line or frame's valid events to the committer, and the reply it is owed.
+//! - `reply_queue`: replies owed in input order, and the writer half that writes them.
 //! - [`reply`]: the reply owed for a line or frame, encoded for its framing.
+//! - `stop`: why a reader stops taking input; `linger`: the polite close.
 
 pub mod connection;
 pub mod decode;
 pub mod framing;
+mod linger;
 pub mod listener;
 #[cfg(test)]
 mod reference;
 pub mod reply;
+mod reply_queue;
+mod stop;
+mod submit;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};

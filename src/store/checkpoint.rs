@@ -14,9 +14,9 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 
-use super::{
-    apply_batch, log_key, seq_of, Store, StoreError, CHUNK, LOG_TREE, META_SEQ, SEGMENT_BYTES,
-};
+use super::event_log::log_key;
+use super::trees::{apply_batch, seq_of, split_chunks, LOG_TREE};
+use super::{Store, StoreError, CHUNK, META_SEQ, SEGMENT_BYTES};
 
 const MANIFEST: u8 = b'M';
 const SLICE: u8 = b'S';
@@ -170,12 +170,6 @@ fn state_chunk_key(gen: u64, i: u32) -> Vec<u8> {
 fn manifest_key(i: u16) -> [u8; 3] {
     let b = i.to_be_bytes();
     [MANIFEST, b[0], b[1]]
-}
-
-/// Splits a value into chunks of at most [`CHUNK`] bytes (an empty value is one empty chunk).
-pub(super) fn split_chunks(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
-    let n = bytes.len().div_ceil(CHUNK).max(1);
-    (0..n).map(move |i| &bytes[(i * CHUNK).min(bytes.len())..((i + 1) * CHUNK).min(bytes.len())])
 }
 
 /// A checkpoint being written: parts go to sled in batches of at most [`BATCH_BYTES`], each

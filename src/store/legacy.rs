@@ -4,7 +4,8 @@
 
 use serde::Deserialize;
 
-use super::{seq_of, Store, StoreError};
+use super::trees::seq_of;
+use super::{Store, StoreError};
 use crate::event::Event;
 
 /// The schema version of the first layout.

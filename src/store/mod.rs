@@ -11,21 +11,32 @@
 //! hold several of them) into blob files, which are not fsynced, can leak, and can hang `flush`
 //! forever when the disk fills. Writes are refused before the disk is full, since sled poisons the
 //! whole database on a failed write, and a start on a full disk is refused before sled opens.
+//!
+//! This file is the [`Store`] type: opening it, its counters, the byte cap and full-disk guards,
+//! and flushing. The rest by concern: `event_log.rs` (the log of groups), `checkpoint.rs`,
+//! `outbox.rs`, `compact.rs` (compaction and reopening, which give back disk and memory),
+//! `trees.rs` (opening sled, writing batches, chunking values), `space.rs` (free disk space,
+//! clean-up after a start cut short), `error.rs`, `group.rs` (a commit group's encoding),
+//! `legacy.rs` (layout 1).
 
 mod checkpoint;
+mod compact;
+mod error;
+mod event_log;
 pub mod group;
 pub mod legacy;
 pub mod outbox;
 mod space;
+mod trees;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Mutex, RwLock, RwLockReadGuard};
-
-use thiserror::Error;
+use std::sync::{Mutex, RwLock};
 
 pub use checkpoint::{CheckpointWriter, Recovered};
+pub use error::StoreError;
 pub use space::{free_bytes, SEGMENT_BYTES};
+use trees::{open_trees, seq_of, Trees, TreesRef};
 
 /// Bumped whenever the stored layout changes incompatibly.
 pub const SCHEMA_VERSION: u32 = 2;
@@ -34,64 +45,7 @@ pub const SCHEMA_VERSION: u32 = 2;
 pub const CHUNK: usize = 4000;
 
 const META_SCHEMA: &[u8] = b"m:schema";
-/// The tree of logged groups.
-const LOG_TREE: &[u8] = b"log";
 const META_SEQ: &[u8] = b"m:checkpoint_seq";
-
-#[derive(Debug, Error)]
-pub enum StoreError {
-    #[error("cannot open the store at {path}: {source} (check that the folder exists, is writable by this user, and no other callmetrics uses it)")]
-    Open { path: PathBuf, source: sled::Error },
-    #[error("store I/O error: {0}")]
-    Io(#[from] sled::Error),
-    #[error(
-        "the store at {path} has schema version {found}, this build reads version {SCHEMA_VERSION}"
-    )]
-    Schema { path: PathBuf, found: u32 },
-    #[error("the store holds a damaged record: {0}")]
-    Corrupt(String),
-    #[error("store full: {size} bytes on disk reached store.max_bytes = {max}")]
-    Full { size: u64, max: u64 },
-    #[error("disk full: {free} bytes free on the file system of {path}, {reserve} needed in reserve; free some space")]
-    DiskFull {
-        path: PathBuf,
-        free: u64,
-        reserve: u64,
-    },
-    #[error("the store failed a write earlier ({0}) and takes no more; restart the daemon once the cause is fixed")]
-    Failed(String),
-}
-
-impl StoreError {
-    /// The store's database is not open: reopening it after a compaction or a refresh failed.
-    fn closed() -> StoreError {
-        StoreError::Failed("the store could not be reopened after a compaction".into())
-    }
-
-    /// Whether this error leaves sled unable to write until it is reopened.
-    fn poisons(&self) -> bool {
-        matches!(self, StoreError::Io(_))
-    }
-}
-
-/// The open database and its trees.
-struct Trees {
-    db: sled::Db,
-    log: sled::Tree,
-    state: sled::Tree,
-    upstream: sled::Tree,
-}
-
-/// The trees, read-locked for one store operation (a compaction swaps them under a write lock).
-struct TreesRef<'a>(RwLockReadGuard<'a, Option<Trees>>);
-
-impl std::ops::Deref for TreesRef<'_> {
-    type Target = Trees;
-    fn deref(&self) -> &Trees {
-        // `Store::t` hands out a `TreesRef` only after checking the trees are there.
-        self.0.as_ref().expect("checked by Store::t")
-    }
-}
 
 /// The durable state of one daemon.
 pub struct Store {
@@ -117,13 +71,6 @@ pub struct Store {
     last_compaction: Mutex<Option<std::time::Instant>>,
     /// Bytes written or deleted through sled since it was last opened (see [`Store::reopen`]).
     churn: AtomicU64,
-}
-
-pub(super) fn log_key(seq: u64, chunk: u16) -> [u8; 10] {
-    let mut k = [0u8; 10];
-    k[..8].copy_from_slice(&seq.to_be_bytes());
-    k[8..].copy_from_slice(&chunk.to_be_bytes());
-    k
 }
 
 impl Store {
@@ -320,29 +267,6 @@ impl Store {
             .clone()
     }
 
-    /// Appends one encoded group of events under the next sequence number; durable only after
-    /// [`Store::flush`].
-    pub fn append(&self, group: &[u8]) -> Result<u64, StoreError> {
-        let seq = self.next_seq.fetch_add(1, Ordering::SeqCst);
-        let mut batch = sled::Batch::default();
-        let mut bytes = 0u64;
-        for (i, chunk) in checkpoint::split_chunks(group).enumerate() {
-            let key = log_key(seq, i as u16);
-            bytes += (key.len() + chunk.len()) as u64;
-            batch.insert(&key[..], chunk);
-        }
-        self.note(apply_batch(&self.t()?.log, batch).map_err(StoreError::from))?;
-        self.logged_groups.fetch_add(1, Ordering::SeqCst);
-        self.log_bytes.fetch_add(bytes, Ordering::SeqCst);
-        self.churned(bytes);
-        Ok(seq)
-    }
-
-    /// The sequence number the next appended group will get.
-    pub fn next_seq(&self) -> u64 {
-        self.next_seq.load(Ordering::SeqCst)
-    }
-
     /// Makes everything written so far durable.
     pub async fn flush(&self) -> Result<usize, StoreError> {
         let db = self.t()?.db.clone();
@@ -353,249 +277,6 @@ impl Store {
     pub fn flush_blocking(&self) -> Result<usize, StoreError> {
         self.note(self.t()?.db.flush().map_err(StoreError::from))
     }
-
-    /// Logged groups after `seq`, in order, each with its sequence number.
-    pub fn groups_after(
-        &self,
-        seq: u64,
-    ) -> impl Iterator<Item = Result<(u64, Vec<u8>), StoreError>> + '_ {
-        let log = self.t().map(|t| t.log.clone());
-        let mut failed = None;
-        let mut iter = match log {
-            Ok(log) => Some(log.range(log_key(seq + 1, 0)..).peekable()),
-            Err(e) => {
-                failed = Some(e);
-                None
-            }
-        };
-        std::iter::from_fn(move || {
-            if let Some(e) = failed.take() {
-                return Some(Err(e));
-            }
-            let iter = iter.as_mut()?;
-            let (k, v) = match iter.next()? {
-                Ok(kv) => kv,
-                Err(e) => return Some(Err(e.into())),
-            };
-            let seq = match seq_of(k.get(..8).unwrap_or(&[])) {
-                Ok(s) => s,
-                Err(e) => return Some(Err(e)),
-            };
-            let mut group = v.to_vec();
-            while let Some(Ok((k2, v2))) = iter.peek() {
-                if k2.get(..8) != Some(&seq.to_be_bytes()[..]) {
-                    break;
-                }
-                group.extend_from_slice(v2);
-                iter.next();
-            }
-            Some(Ok((seq, group)))
-        })
-    }
-
-    /// Whether a compaction would give back a lot, since sled reuses space freed inside its file
-    /// poorly and never returns it: near the cap, when the file holds at least twice its live
-    /// data (at most every second); or a file over twice its live data plus 32 MiB (at most
-    /// every minute; the caller asks only once events paused).
-    pub fn compaction_worthwhile(&self, size_on_disk: u64, near_cap_only: bool) -> bool {
-        let since = self
-            .last_compaction
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .map(|t| t.elapsed());
-        let live = self.live_bytes();
-        let near_cap = size_on_disk >= self.max_bytes.saturating_sub(self.reserve_bytes())
-            && size_on_disk > 2 * live + 4 * SEGMENT_BYTES
-            && since.is_none_or(|s| s >= std::time::Duration::from_secs(1));
-        let bloated = !near_cap_only
-            && size_on_disk > 2 * live + (32 << 20)
-            && since.is_none_or(|s| s >= std::time::Duration::from_secs(60));
-        near_cap || bloated
-    }
-
-    /// Rewrites the store into a fresh folder holding only the live data, then swaps it in: the
-    /// bytes on disk come back to what the data needs. Blocks every store operation meanwhile
-    /// (for a store of a few tens of MiB, well under a second). Safe against a crash at any point
-    /// (see [`space::finish_interrupted_compaction`]).
-    pub fn compact(&self) -> Result<(u64, u64), StoreError> {
-        *self
-            .last_compaction
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = Some(std::time::Instant::now());
-        let before = self.size_on_disk();
-        space::check_free(&self.path, 2 * self.live_bytes() + space::OPEN_RESERVE)?;
-        let (fresh, old) = space::compaction_paths(&self.path);
-        let mut guard = self.trees.write().unwrap_or_else(|p| p.into_inner());
-        let Some(trees) = guard.as_ref() else {
-            return Err(StoreError::closed());
-        };
-        self.note(trees.db.flush().map_err(StoreError::from))?;
-        let io =
-            |what: &str, e: std::io::Error| StoreError::Corrupt(format!("compaction: {what}: {e}"));
-        if fresh.exists() {
-            std::fs::remove_dir_all(&fresh).map_err(|e| io("clearing the new folder", e))?;
-        }
-        {
-            let new = open_trees(&fresh, self.cache_bytes)?;
-            for (from, to) in [
-                (&trees.log, &new.log),
-                (&trees.state, &new.state),
-                (&trees.upstream, &new.upstream),
-            ] {
-                let mut batch = sled::Batch::default();
-                let mut n = 0;
-                for kv in from.iter() {
-                    let (k, v) = kv?;
-                    batch.insert(k, v);
-                    n += 1;
-                    if n == 512 {
-                        apply_batch(to, std::mem::take(&mut batch))?;
-                        n = 0;
-                    }
-                }
-                apply_batch(to, batch)?;
-            }
-            new.db.flush()?;
-        }
-        space::sync_dir(&fresh).map_err(|e| io("syncing the new folder", e))?;
-        // The old store goes aside, the new one takes its place; a crash between the two renames
-        // is completed at the next open.
-        *guard = None;
-        let swap = std::fs::rename(&self.path, &old)
-            .and_then(|()| std::fs::rename(&fresh, &self.path))
-            .and_then(|()| match self.path.parent() {
-                Some(parent) if !parent.as_os_str().is_empty() => {
-                    std::fs::File::open(parent)?.sync_all()
-                }
-                _ => Ok(()),
-            });
-        if let Err(e) = swap {
-            if !self.path.exists() && old.exists() {
-                let _ = std::fs::rename(&old, &self.path);
-            }
-            *guard = open_trees(&self.path, self.cache_bytes).ok();
-            return Err(io("swapping the folders", e));
-        }
-        *guard = Some(self.open_again()?);
-        self.churn.store(0, Ordering::SeqCst);
-        drop(guard);
-        if let Err(e) = std::fs::remove_dir_all(&old) {
-            tracing::warn!("cannot remove {}: {e}", old.display());
-        }
-        self.count()?;
-        self.count_outbox()?;
-        Ok((before, self.size_on_disk()))
-    }
-
-    /// Opens sled at the store's path once the previous instance is gone. The old database may
-    /// take a moment to let go of its lock file, and sled's open may race its last flush: retry
-    /// briefly.
-    fn open_again(&self) -> Result<Trees, StoreError> {
-        let mut reopened = open_trees(&self.path, self.cache_bytes);
-        for _ in 0..50 {
-            if reopened.is_ok() {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(100));
-            reopened = open_trees(&self.path, self.cache_bytes);
-        }
-        reopened
-    }
-
-    /// Counts bytes written or deleted through sled (see [`Store::reopen`]).
-    fn churned(&self, bytes: u64) {
-        self.churn.fetch_add(bytes, Ordering::Relaxed);
-    }
-
-    /// Bytes written or deleted through sled since it was last opened.
-    pub fn churn_bytes(&self) -> u64 {
-        self.churn.load(Ordering::Relaxed)
-    }
-
-    /// Closes sled and opens it again on the same files, which gives back the memory its page
-    /// cache holds beyond `cache_bytes`.
-    ///
-    /// sled 0.34 counts a page against its cache only once 64 accesses have queued in that page's
-    /// shard (of 256), so pages read or written in a burst (a bulk load, a recovery, the deletion
-    /// of a folded log) stay in memory, uncounted, for as long as their shard sees no traffic:
-    /// measured at 1 M calls, ~110 MiB after a recovery against ~35 MiB for a fresh open of the
-    /// same store. Blocks every store operation meanwhile (a flush, then an open that reads
-    /// sled's last snapshot: tens of milliseconds). Call it from the task that writes
-    /// checkpoints, as for [`Store::compact`].
-    pub fn reopen(&self) -> Result<(), StoreError> {
-        reclaim(RECLAIM_ROUNDS_ALL);
-        let mut guard = self.trees.write().unwrap_or_else(|p| p.into_inner());
-        let Some(trees) = guard.as_ref() else {
-            return Err(StoreError::closed());
-        };
-        self.note(trees.db.flush().map_err(StoreError::from))?;
-        *guard = None;
-        *guard = Some(self.open_again()?);
-        self.churn.store(0, Ordering::SeqCst);
-        Ok(())
-    }
-
-    /// Makes the next group's sequence number at least `seq`.
-    fn bump_next_seq(&self, seq: u64) {
-        self.next_seq.fetch_max(seq, Ordering::SeqCst);
-    }
-}
-
-/// Applies `batch` to `tree` atomically, then runs the frees of the pages it replaced (see
-/// [`reclaim`]). Every batch of the store goes through here.
-pub(super) fn apply_batch(tree: &sled::Tree, batch: sled::Batch) -> Result<(), sled::Error> {
-    let r = tree.apply_batch(batch);
-    reclaim(RECLAIM_ROUNDS_PER_BATCH);
-    r
-}
-
-/// Rounds of [`reclaim`] after each batch. sled defers one old page version per key it changes,
-/// and the largest batch (a log trim of 1 MiB of keys) changes ~58 000 keys; a round frees up
-/// to 512, and costs well under a microsecond once nothing is left.
-const RECLAIM_ROUNDS_PER_BATCH: usize = 128;
-/// Rounds of [`reclaim`] before a reopen: whatever backlog is left.
-const RECLAIM_ROUNDS_ALL: usize = 16_384;
-
-/// Runs up to `rounds` × 512 of the frees sled has deferred.
-///
-/// sled frees the old version of a page it changed through crossbeam's epoch collector, which
-/// runs at most 8 bags of 64 deferred frees per 128 pins of a thread. A batch that changes many
-/// pages under one pin defers far more than that, so during a bulk load the backlog grows
-/// without bound (measured: ~100 MiB of old page versions after a recovery at 1 M calls), and
-/// it drains only as later operations pin. Each round here pins, flushes this thread's bag and
-/// collects up to 8 expired bags; when nothing is left it costs well under a microsecond.
-fn reclaim(rounds: usize) {
-    for _ in 0..rounds {
-        crossbeam_epoch::pin().flush();
-    }
-}
-
-/// Opens sled at `path` with the store's trees.
-fn open_trees(path: &Path, cache_bytes: u64) -> Result<Trees, StoreError> {
-    let open_err = |source| StoreError::Open {
-        path: path.to_owned(),
-        source,
-    };
-    let db = sled::Config::new()
-        .path(path)
-        .cache_capacity(cache_bytes)
-        // Flushes are explicit (group commit); no background flusher waking up when idle.
-        .flush_every_ms(None)
-        .open()
-        .map_err(open_err)?;
-    Ok(Trees {
-        log: db.open_tree(LOG_TREE).map_err(open_err)?,
-        state: db.open_tree("state").map_err(open_err)?,
-        upstream: db.open_tree("upstream").map_err(open_err)?,
-        db,
-    })
-}
-
-pub(super) fn seq_of(bytes: &[u8]) -> Result<u64, StoreError> {
-    bytes
-        .try_into()
-        .map(u64::from_be_bytes)
-        .map_err(|_| StoreError::Corrupt(format!("sequence key of {} bytes", bytes.len())))
 }
 
 #[cfg(test)]

@@ -9,7 +9,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
 
-use super::{apply_batch, seq_of, Store, StoreError};
+use super::trees::{apply_batch, seq_of};
+use super::{Store, StoreError};
 
 const RECORD: u8 = b'o';
 const SHIPPED: u8 = b's';

@@ -1,0 +1,134 @@
+//! The `metrics` table: one row per key, counts and figures side by side.
+
+use super::format::{pct, secs};
+use super::table::{render_table, truncate, Align};
+use crate::engine::{MetricsQuery, MetricsRow};
+
+/// Keys longer than this are cut so one long agent name cannot push the figures off screen.
+const MAX_KEY_CHARS: usize = 24;
+
+pub(super) fn render_metrics(query: &MetricsQuery, rows: &[MetricsRow]) -> String {
+    let window = rows
+        .first()
+        .map(|r| r.window.as_str())
+        .or(query.window.as_deref())
+        .unwrap_or("default");
+    let mut out = format!("window {window} · by {}\n", query.by.name());
+    if rows.is_empty() {
+        out.push_str("no traffic in this window\n");
+        return out;
+    }
+    use Align::{Left, Right};
+    let columns = [
+        ("key", Left),
+        ("offered", Right),
+        ("answered", Right),
+        ("abandoned", Right),
+        ("overflow", Right),
+        ("SL %", Right),
+        ("ASA (s)", Right),
+        ("AHT (s)", Right),
+        ("abandon %", Right),
+        ("p90 wait (s)", Right),
+        ("waiting now", Right),
+        ("longest wait now (s)", Right),
+        ("talking now", Right),
+        ("in ACW now", Right),
+    ];
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            let (c, f, rt) = (&r.counts, &r.figures, &r.realtime);
+            vec![
+                truncate(&r.key, MAX_KEY_CHARS),
+                c.offered.to_string(),
+                c.answered.to_string(),
+                c.abandoned.to_string(),
+                c.overflow.to_string(),
+                pct(f.service_level),
+                secs(f.asa_ms),
+                secs(f.aht_ms),
+                pct(f.abandon_rate),
+                secs(f.wait_p90_ms),
+                rt.waiting_now.to_string(),
+                secs(rt.longest_wait_now_ms.map(|ms| ms as f64)),
+                rt.talking_now.to_string(),
+                rt.in_acw_now.to_string(),
+            ]
+        })
+        .collect();
+    out.push_str(&render_table(&columns, &cells));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::fixtures::{busy, cell_ends, cells, query, row};
+    use super::*;
+    use crate::engine::{Agg, DimKind, Realtime};
+
+    #[test]
+    fn metrics_table_shows_fractions_as_percent_and_nulls_as_dashes() {
+        let rows = [
+            row(
+                "support",
+                busy(),
+                Realtime {
+                    waiting_now: 3,
+                    longest_wait_now_ms: Some(61_500),
+                    talking_now: 4,
+                    in_acw_now: 1,
+                },
+            ),
+            row("idle", Agg::default(), Realtime::default()),
+        ];
+        // Independent arithmetic: SL (offered) = 8 / (8 + 2 - 0) = 0.8; abandon rate = 2 / 10.
+        assert_eq!(rows[0].figures.service_level, Some(0.8));
+        let text = render_metrics(&query(DimKind::Queue), &rows);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "window 15m · by queue");
+        let support = cells(lines[2]);
+        assert_eq!(
+            support,
+            [
+                "support", "10", "8", "2", "0", "80.0", "12.0", "90.0", "20.0", "-", "3", "61.5",
+                "4", "1"
+            ],
+            "{text}"
+        );
+        let idle = cells(lines[3]);
+        assert_eq!(
+            idle,
+            ["idle", "0", "0", "0", "0", "-", "-", "-", "-", "-", "0", "-", "0", "0"],
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn metrics_columns_line_up_and_long_keys_are_cut() {
+        let long = "a-very-long-queue-name-that-goes-on-and-on";
+        let rows = [
+            row(long, busy(), Realtime::default()),
+            row("x", Agg::default(), Realtime::default()),
+        ];
+        let text = render_metrics(&query(DimKind::Queue), &rows);
+        let lines: Vec<&str> = text.lines().skip(1).collect();
+        assert_eq!(lines.len(), 3, "{text}");
+        let cut = format!("{}…", &long[..23]);
+        assert!(lines[1].starts_with(&format!("{cut}  ")), "{text}");
+        assert_eq!(cut.chars().count(), MAX_KEY_CHARS);
+        // Every figure column is right-aligned under its header, so each cell ends where the header does.
+        let header_ends = cell_ends(lines[0]);
+        assert_eq!(header_ends.len(), 14, "{text}");
+        for line in &lines[1..] {
+            assert_eq!(line.chars().count(), lines[0].chars().count(), "{text}");
+            assert_eq!(cell_ends(line)[1..], header_ends[1..], "{text}");
+        }
+    }
+
+    #[test]
+    fn empty_metrics_say_so() {
+        let text = render_metrics(&query(DimKind::Agent), &[]);
+        assert_eq!(text, "window 15m · by agent\nno traffic in this window\n");
+    }
+}

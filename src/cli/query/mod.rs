@@ -1,0 +1,275 @@
+//! The client subcommands that ask the daemon over its control socket (`status`, `metrics`,
+//! `calls`, `outbox`, `flush`, `reload`) and print the answer as a human table or, with `--json`,
+//! as JSON. Each table or text has its own renderer file, a function of the daemon's answer:
+//! `metrics_table.rs`, `calls_table.rs`, `outbox_table.rs`, `status_text.rs`; they share
+//! `table.rs` (layout) and `format.rs` (cell formats).
+
+mod calls_table;
+#[cfg(test)]
+mod fixtures;
+mod format;
+mod metrics_table;
+mod outbox_table;
+mod status_text;
+mod table;
+
+use std::io::{self, Write};
+use std::path::Path;
+use std::process::ExitCode;
+
+use calls_table::render_calls;
+use metrics_table::render_metrics;
+use outbox_table::render_outbox;
+use status_text::render_status;
+
+pub use super::error::CliError;
+use crate::control::client::request;
+use crate::control::protocol::{Request, Response};
+use crate::engine::{MetricsQuery, MetricsRow};
+
+/// Sends `req`, turning the daemon's `Error` answer into [`CliError::Daemon`].
+async fn ask(socket: &Path, req: &Request) -> Result<Response, CliError> {
+    match request(socket, req).await? {
+        Response::Error(msg) => Err(CliError::Daemon(msg)),
+        resp => Ok(resp),
+    }
+}
+
+fn unexpected(request: &'static str, resp: &Response) -> CliError {
+    let got = match resp {
+        Response::Status(_) => "status",
+        Response::Metrics(_) => "metrics",
+        Response::Calls(_) => "calls",
+        Response::Outbox(_) => "outbox",
+        Response::Done(_) => "done",
+        Response::Error(_) => "error",
+    };
+    CliError::Unexpected { request, got }
+}
+
+/// Writes `value` as compact JSON followed by a newline, in one write (standard output is not
+/// buffered: serialising into it directly cost a system call per token).
+fn write_json(out: &mut impl Write, value: &impl serde::Serialize) -> Result<(), CliError> {
+    let mut text = serde_json::to_vec(value).map_err(io::Error::from)?;
+    text.push(b'\n');
+    out.write_all(&text)?;
+    out.flush()?;
+    Ok(())
+}
+
+fn write_text(out: &mut impl Write, text: &str) -> Result<(), CliError> {
+    out.write_all(text.as_bytes())?;
+    out.flush()?;
+    Ok(())
+}
+
+/// `callmetrics status`: daemon health and counters.
+pub async fn status(socket: &Path, json: bool) -> Result<ExitCode, CliError> {
+    status_to(socket, json, &mut io::stdout()).await
+}
+
+async fn status_to(socket: &Path, json: bool, out: &mut impl Write) -> Result<ExitCode, CliError> {
+    let report = match ask(socket, &Request::Status).await? {
+        Response::Status(r) => r,
+        other => return Err(unexpected("status", &other)),
+    };
+    if json {
+        write_json(out, &report)?;
+    } else {
+        write_text(out, &render_status(&report))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `callmetrics metrics`: one row per key of the asked dimension over the asked window.
+pub async fn metrics(socket: &Path, query: MetricsQuery, json: bool) -> Result<ExitCode, CliError> {
+    metrics_to(socket, query, json, &mut io::stdout()).await
+}
+
+async fn metrics_to(
+    socket: &Path,
+    query: MetricsQuery,
+    json: bool,
+    out: &mut impl Write,
+) -> Result<ExitCode, CliError> {
+    let rows = match ask(socket, &Request::Metrics(query.clone())).await? {
+        Response::Metrics(rows) => rows,
+        other => return Err(unexpected("metrics", &other)),
+    };
+    if json {
+        // The names of docs/metrics.md come from `to_json`, not from the Rust field layout.
+        let rows: Vec<_> = rows.iter().map(MetricsRow::json_view).collect();
+        write_json(out, &rows)?;
+    } else {
+        write_text(out, &render_metrics(&query, &rows))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `callmetrics calls`: the open segments, longest first.
+pub async fn calls(socket: &Path, json: bool) -> Result<ExitCode, CliError> {
+    calls_to(socket, json, &mut io::stdout()).await
+}
+
+async fn calls_to(socket: &Path, json: bool, out: &mut impl Write) -> Result<ExitCode, CliError> {
+    let mut segs = match ask(socket, &Request::Calls).await? {
+        Response::Calls(segs) => segs,
+        other => return Err(unexpected("calls", &other)),
+    };
+    // The daemon lists them in no particular order; the oldest is what an operator looks for.
+    segs.sort_by(|a, b| {
+        b.age_ms
+            .cmp(&a.age_ms)
+            .then_with(|| a.call_id.cmp(&b.call_id))
+    });
+    if json {
+        write_json(out, &segs)?;
+    } else {
+        write_text(out, &render_calls(&segs))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `callmetrics outbox`: records waiting to be shipped upstream.
+pub async fn outbox(socket: &Path, json: bool) -> Result<ExitCode, CliError> {
+    let entries = match ask(socket, &Request::Outbox { limit: 10_000 }).await? {
+        Response::Outbox(e) => e,
+        other => return Err(unexpected("outbox", &other)),
+    };
+    let mut out = io::stdout();
+    if json {
+        write_json(&mut out, &entries)?;
+    } else {
+        write_text(&mut out, &render_outbox(&entries))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+/// `callmetrics flush`: checkpoint the store and ship every ended interval now.
+pub async fn flush(socket: &Path) -> Result<ExitCode, CliError> {
+    done_to(socket, Request::Flush, "flush", &mut io::stdout()).await
+}
+
+/// `callmetrics reload`: the daemon re-reads its config file.
+pub async fn reload(socket: &Path) -> Result<ExitCode, CliError> {
+    done_to(socket, Request::Reload, "reload", &mut io::stdout()).await
+}
+
+async fn done_to(
+    socket: &Path,
+    req: Request,
+    name: &'static str,
+    out: &mut impl Write,
+) -> Result<ExitCode, CliError> {
+    match ask(socket, &req).await? {
+        Response::Done(text) => write_text(out, &format!("{text}\n"))?,
+        other => return Err(unexpected(name, &other)),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use tokio::net::UnixListener;
+    use tokio::sync::watch;
+
+    use super::fixtures::{busy, query, report, row};
+    use super::*;
+    use crate::control::protocol::StatusReport;
+    use crate::control::server::{serve, Handler};
+    use crate::engine::{DimKind, Realtime};
+
+    /// A daemon stand-in answering from fixed data.
+    fn daemon(sock: &Path) -> (watch::Sender<bool>, tokio::task::JoinHandle<()>) {
+        let handler: Handler = Arc::new(|req| match req {
+            Request::Status => Response::Status(Box::new(report())),
+            Request::Metrics(q) if q.window.as_deref() == Some("15m") => {
+                Response::Metrics(vec![row("support", busy(), Realtime::default())])
+            }
+            Request::Metrics(q) => {
+                Response::Error(format!("unknown window `{}`", q.window.unwrap_or_default()))
+            }
+            Request::Calls => Response::Calls(vec![]),
+            Request::Outbox { .. } => Response::Outbox(vec![]),
+            Request::Flush => Response::Done("flushed 3 groups".into()),
+            Request::Reload => Response::Metrics(vec![]),
+        });
+        let (tx, rx) = watch::channel(false);
+        (
+            tx,
+            tokio::spawn(serve(UnixListener::bind(sock).unwrap(), handler, rx)),
+        )
+    }
+
+    #[tokio::test]
+    async fn subcommands_print_the_daemons_answers() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("control.sock");
+        let (stop, server) = daemon(&sock);
+
+        let mut out = Vec::new();
+        metrics_to(&sock, query(DimKind::Queue), true, &mut out)
+            .await
+            .unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(json[0]["queue"], "support");
+        assert_eq!(json[0]["service_level"], 0.8);
+        assert_eq!(json[0]["wait_p90_ms"], serde_json::Value::Null);
+
+        let mut out = Vec::new();
+        status_to(&sock, true, &mut out).await.unwrap();
+        let back: StatusReport = serde_json::from_slice(&out).unwrap();
+        assert_eq!(back, report());
+
+        let mut out = Vec::new();
+        calls_to(&sock, false, &mut out).await.unwrap();
+        assert_eq!(String::from_utf8(out).unwrap(), "no open calls\n");
+        let mut out = Vec::new();
+        calls_to(&sock, true, &mut out).await.unwrap();
+        assert_eq!(String::from_utf8(out).unwrap().trim(), "[]");
+
+        let mut out = Vec::new();
+        done_to(&sock, Request::Flush, "flush", &mut out)
+            .await
+            .unwrap();
+        assert_eq!(String::from_utf8(out).unwrap(), "flushed 3 groups\n");
+
+        stop.send(true).unwrap();
+        server.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn daemon_errors_exit_1_and_odd_answers_exit_2() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("control.sock");
+        let (stop, server) = daemon(&sock);
+
+        let mut q = query(DimKind::Queue);
+        q.window = Some("7m".into());
+        let err = metrics_to(&sock, q, false, &mut Vec::new())
+            .await
+            .unwrap_err();
+        assert_eq!(err.exit_code(), 1);
+        assert_eq!(err.to_string(), "the daemon answered: unknown window `7m`");
+
+        let err = done_to(&sock, Request::Reload, "reload", &mut Vec::new())
+            .await
+            .unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        assert!(
+            err.to_string().contains("reload with a metrics response"),
+            "{err}"
+        );
+
+        stop.send(true).unwrap();
+        server.await.unwrap();
+
+        let err = status_to(&sock, false, &mut Vec::new()).await.unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        assert!(
+            err.to_string().contains(&sock.display().to_string()),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,195 @@
+//! The `status` text: the daemon's health and counters, one labelled line each. A sink's last
+//! delivery and last error are shown as time ago, so this renderer alone reads the wall clock.
+
+use std::fmt::Write as _;
+
+use super::format::{bytes, counts, duration};
+use crate::control::protocol::StatusReport;
+
+pub(super) fn render_status(r: &StatusReport) -> String {
+    let (i, e, s, l) = (&r.ingest, &r.engine, &r.store, &r.limits);
+    let rejected: u64 = i.events_rejected.values().sum();
+    let rejected = if rejected == 0 {
+        "0 rejected".to_string()
+    } else {
+        format!("{rejected} rejected ({})", counts(&i.events_rejected))
+    };
+    let store_share = if s.max_bytes > 0 {
+        format!(
+            " ({:.1} %)",
+            s.size_bytes as f64 * 100.0 / s.max_bytes as f64
+        )
+    } else {
+        String::new()
+    };
+    let checkpoint = s.last_checkpoint_age_ms.map_or_else(
+        || "no checkpoint yet".into(),
+        |ms| format!("last checkpoint {} ago", duration(ms)),
+    );
+    let mut lines: Vec<(&str, String)> = vec![
+        ("event socket", r.event_socket.clone()),
+        ("control socket", r.control_socket.clone()),
+        ("time zone", r.time_zone.clone()),
+        ("windows", r.windows.join(", ")),
+        (
+            "events",
+            format!("{} accepted, {rejected}", i.events_accepted),
+        ),
+        (
+            "connections",
+            format!(
+                "{} open, {} total, {} refused, {} framing errors",
+                i.connections_open, i.connections_total, i.connections_refused, i.framing_errors
+            ),
+        ),
+        (
+            "engine",
+            format!(
+                "{} accepted, {} duplicates, {} late, {} refused at the open-segment limit",
+                e.accepted, e.duplicates, e.late, e.rejected_open_segment_limit
+            ),
+        ),
+        (
+            "open now",
+            format!("{} segments in {} calls", e.open_segments, e.open_calls),
+        ),
+        (
+            "expired",
+            format!(
+                "{} segments, {} orphan events",
+                e.expired_segments, e.expired_orphan_events
+            ),
+        ),
+        (
+            "remembered",
+            format!("{} finished calls", e.remembered_calls),
+        ),
+        ("keys", counts(&e.keys)),
+    ];
+    if !e.overflowed.is_empty() {
+        lines.push((
+            "over key limit",
+            format!("{} (segments counted under (other))", counts(&e.overflowed)),
+        ));
+    }
+    lines.push((
+        "store",
+        format!(
+            "{}: {} of {}{store_share}, {} groups logged, {checkpoint}",
+            s.path,
+            bytes(s.size_bytes),
+            bytes(s.max_bytes),
+            s.logged_groups
+        ),
+    ));
+    lines.push((
+        "limits",
+        format!(
+            "line {}, frame {}, strings {}, {} tags, {} events per batch, {} connections, {} open segments",
+            bytes(l.max_line_bytes as u64),
+            bytes(l.max_frame_bytes as u64),
+            bytes(l.max_string_bytes as u64),
+            l.max_tags,
+            l.max_batch_events,
+            l.max_connections,
+            l.max_open_segments
+        ),
+    ));
+    let u = &r.upstream;
+    if u.sinks.is_empty() {
+        lines.push(("upstream", "no sinks configured".into()));
+    } else {
+        lines.push((
+            "upstream",
+            format!(
+                "host {}; outbox {} records, {}; {} dropped when full",
+                u.host_id,
+                u.outbox_records,
+                bytes(u.outbox_bytes),
+                u.dropped_records
+            ),
+        ));
+        for sink in &u.sinks {
+            let success = sink.last_success_ms.map_or_else(
+                || "never delivered".to_string(),
+                |ms| {
+                    format!(
+                        "last delivery {} ago",
+                        duration(crate::daemon::wall_ms() - ms)
+                    )
+                },
+            );
+            let oldest = sink.oldest_waiting_ms.map_or_else(String::new, |ms| {
+                format!(", oldest waiting {}", duration(ms))
+            });
+            let error = sink.last_error.as_ref().map_or_else(String::new, |e| {
+                let ago = sink.last_error_ms.map_or_else(String::new, |ms| {
+                    format!(" {} ago", duration(crate::daemon::wall_ms() - ms))
+                });
+                format!("; last error{ago}: {e}")
+            });
+            lines.push((
+                "  sink",
+                format!(
+                    "{} ({} {}): backlog {} records, {}{oldest}; {} delivered, {} retries, {} dead letters; {success}{error}",
+                    sink.name,
+                    sink.kind,
+                    sink.url,
+                    sink.backlog_records,
+                    bytes(sink.backlog_bytes),
+                    sink.delivered_records,
+                    sink.retries,
+                    sink.dead_letters
+                ),
+            ));
+        }
+    }
+    let width = lines.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    let mut out = format!(
+        "callmetrics {}, up {}\n",
+        r.version,
+        duration(r.uptime_ms as i64)
+    );
+    for (k, v) in lines {
+        // Writing to a String cannot fail.
+        let _ = writeln!(out, "{k:<width$}  {v}");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::fixtures::report;
+    use super::*;
+
+    #[test]
+    fn status_text_names_every_counter() {
+        let text = render_status(&report());
+        for want in [
+            "callmetrics 0.1.0, up 1h02m05s",
+            "/run/callmetrics/events.sock",
+            "/run/callmetrics/control.sock",
+            "Europe/Paris",
+            "5m, 15m",
+            "1200 accepted, 3 rejected (invalid 2, store_full 1)",
+            "2 open, 40 total, 1 refused, 3 framing errors",
+            "5 duplicates, 7 late",
+            "9 segments in 8 calls",
+            "4 segments, 6 orphan events",
+            "agent 11",
+            "256.0 MiB of 1.0 GiB (25.0 %)",
+            "last checkpoint 12s ago",
+            "line 64.0 KiB",
+            "100000 open segments",
+        ] {
+            assert!(text.contains(want), "missing {want:?} in\n{text}");
+        }
+        // Values start in one column.
+        let starts: Vec<usize> = text
+            .lines()
+            .skip(1)
+            .map(|l| l.find("  ").unwrap() + l[l.find("  ").unwrap()..].find(|c| c != ' ').unwrap())
+            .collect();
+        assert!(starts.windows(2).all(|w| w[0] == w[1]), "{text}");
+    }
+}

@@ -1,0 +1,74 @@
+//! Reading folded buckets from outside the engine: one bucket's aggregate, and the interval
+//! buckets the closer turns into interval records, each named by its [`BucketId`].
+
+use super::aggregate::Agg;
+use super::keys::{BucketId, Dim};
+use super::report::DimKind;
+use super::window::Tier;
+use super::Engine;
+
+impl Engine {
+    /// The aggregate of one bucket, if any (for interval records and tests).
+    pub fn bucket(&self, tier: Tier, dim: &Dim, start_ms: i64) -> Option<Agg> {
+        let key = self.keys.get(dim.kind, &dim.key)?;
+        let slices = match tier {
+            Tier::Fine => &self.fine,
+            Tier::Interval => &self.interval,
+        };
+        slices.get(start_ms)?.get(key)?.decode(&self.sets).ok()
+    }
+
+    /// A number that changes whenever an interval bucket starting at `start_ms` changes (for the
+    /// closer, so it decodes only slices that changed since it last looked).
+    pub fn interval_slice_version(&self, start_ms: i64) -> Option<u64> {
+        self.interval.get(start_ms).map(|s| s.version())
+    }
+
+    /// Starts of the interval slices within `from..=until`.
+    pub fn interval_starts(&self, from: i64, until: i64) -> Vec<i64> {
+        self.interval.range(from, until).map(|(s, _)| s).collect()
+    }
+
+    /// Interval buckets of `kinds` in the slice starting at `start` (for interval records).
+    pub fn interval_buckets_at(&self, kinds: &[DimKind], start: i64) -> Vec<(BucketId, Agg)> {
+        let Some(slice) = self.interval.get(start) else {
+            return Vec::new();
+        };
+        slice
+            .cells()
+            .filter_map(|(key, cell)| {
+                let dim = self.keys.dim(key)?;
+                if !kinds.contains(&dim.kind) {
+                    return None;
+                }
+                let agg = cell.decode(&self.sets).ok()?;
+                Some((
+                    BucketId {
+                        tier: Tier::Interval,
+                        dim: dim.clone(),
+                        start_ms: start,
+                    },
+                    agg,
+                ))
+            })
+            .collect()
+    }
+
+    /// Interval buckets of `kinds` starting within `from..=until` (for interval records).
+    pub fn interval_buckets(
+        &self,
+        kinds: &[DimKind],
+        from: i64,
+        until: i64,
+    ) -> Vec<(BucketId, Agg)> {
+        self.interval_starts(from, until)
+            .into_iter()
+            .flat_map(|s| self.interval_buckets_at(kinds, s))
+            .collect()
+    }
+
+    /// How far back interval buckets are kept.
+    pub fn interval_retention_ms(&self) -> i64 {
+        self.s.keep_interval_ms
+    }
+}

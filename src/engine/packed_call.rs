@@ -1,0 +1,195 @@
+//! One pending call: its decoded form ([`Entry`]) and its packed byte string (id, events and
+//! folded facts, about a hundred bytes for a typical call), the id first so lookups read only it.
+
+use super::aggregate::{HandleFacts, Outcome, QueueFacts};
+use super::segment::{Call, CallEvent, Folded};
+use super::varint::{put_bytes, put_i64, put_u64, DecodeError, Reader};
+use crate::event::{EndReason, EventKind};
+
+/// A pending call, decoded.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Entry {
+    pub call: Call,
+    /// The due time last queued for this call (`i64::MAX`: none yet). Earlier entries of the
+    /// call may still wait in the queue; they settle nothing, since this is the earliest due.
+    pub scheduled: i64,
+    /// When it was queued (a running count), so calls due at the same time settle in the
+    /// order they were queued, after a restart too.
+    pub order: u64,
+    /// Open segments of this call (counted against `limits.max_open_segments`).
+    pub open: u32,
+}
+
+fn kind_code(k: EventKind) -> u8 {
+    EventKind::ALL.iter().position(|x| *x == k).unwrap_or(0) as u8
+}
+
+fn reason_code(r: Option<EndReason>) -> u8 {
+    r.and_then(|r| EndReason::ALL.iter().position(|x| *x == r))
+        .map_or(0, |i| i as u8 + 1)
+}
+
+fn outcome_code(o: Outcome) -> u8 {
+    match o {
+        Outcome::Answered => 0,
+        Outcome::Abandoned => 1,
+        Outcome::Overflow => 2,
+    }
+}
+
+/// The packed form of one pending call; the id comes first so lookups read only it.
+pub fn encode(id: &str, e: &Entry) -> Box<[u8]> {
+    let c = &e.call;
+    let mut out = Vec::with_capacity(id.len() + 16 + c.events.len() * 12);
+    put_bytes(&mut out, id.as_bytes());
+    put_i64(&mut out, e.scheduled);
+    put_u64(&mut out, e.order);
+    put_u64(&mut out, u64::from(e.open));
+    put_i64(&mut out, c.first_rx_ms);
+    put_u64(&mut out, c.events.len() as u64);
+    let mut prev_ts = 0i64;
+    for ev in &c.events {
+        let header = kind_code(ev.kind)
+            | reason_code(ev.reason) << 3
+            | u8::from(ev.label.is_some()) << 6
+            | u8::from(ev.channel.is_some()) << 7;
+        out.push(header);
+        put_i64(&mut out, ev.ts_ms.wrapping_sub(prev_ts));
+        prev_ts = ev.ts_ms;
+        put_i64(&mut out, ev.rx_ms.wrapping_sub(c.first_rx_ms));
+        for s in [&ev.label, &ev.channel].into_iter().flatten() {
+            put_bytes(&mut out, s.as_bytes());
+        }
+    }
+    put_u64(&mut out, c.folded.len() as u64);
+    for f in &c.folded {
+        let flags = u8::from(f.queue.is_some())
+            | u8::from(f.handle.is_some()) << 1
+            | u8::from(f.expired) << 2
+            | f.queue.as_ref().map_or(0, |q| outcome_code(q.outcome)) << 3;
+        out.push(flags);
+        if let Some(q) = &f.queue {
+            put_i64(&mut out, q.start_ms);
+            put_i64(&mut out, q.leave_ms.wrapping_sub(q.start_ms));
+        }
+        if let Some(h) = &f.handle {
+            put_i64(&mut out, h.completion_ms);
+            put_u64(&mut out, h.talk_ms);
+            put_u64(&mut out, h.hold_ms);
+            put_u64(&mut out, h.acw_ms);
+        }
+    }
+    out.into_boxed_slice()
+}
+
+/// The id of a packed call.
+pub fn id_of(b: &[u8]) -> &str {
+    Reader::new(b).str().unwrap_or("")
+}
+
+/// Decodes a packed call: its id and entry.
+pub fn decode(b: &[u8]) -> Result<(&str, Entry), DecodeError> {
+    let mut r = Reader::new(b);
+    let id = r.str()?;
+    let scheduled = r.i64()?;
+    let order = r.u64()?;
+    let open = r.u32()?;
+    let first_rx_ms = r.i64()?;
+    let n = r.usize()?;
+    if n > b.len() {
+        return Err(DecodeError::Truncated);
+    }
+    let mut events = Vec::with_capacity(n);
+    let mut prev_ts = 0i64;
+    for _ in 0..n {
+        let h = r.u8()?;
+        let kind = *EventKind::ALL
+            .get(usize::from(h & 7))
+            .ok_or(DecodeError::Invalid("unknown event kind"))?;
+        let reason = match (h >> 3) & 7 {
+            0 => None,
+            i => Some(
+                *EndReason::ALL
+                    .get(usize::from(i - 1))
+                    .ok_or(DecodeError::Invalid("unknown end reason"))?,
+            ),
+        };
+        let ts_ms = prev_ts.wrapping_add(r.i64()?);
+        prev_ts = ts_ms;
+        let rx_ms = first_rx_ms.wrapping_add(r.i64()?);
+        let label = if h & 0x40 != 0 {
+            Some(r.str()?.to_string())
+        } else {
+            None
+        };
+        let channel = if h & 0x80 != 0 {
+            Some(r.str()?.to_string())
+        } else {
+            None
+        };
+        events.push(CallEvent {
+            kind,
+            ts_ms,
+            rx_ms,
+            label,
+            channel,
+            reason,
+        });
+    }
+    let nf = r.usize()?;
+    if nf > b.len() {
+        return Err(DecodeError::Truncated);
+    }
+    let mut folded = Vec::with_capacity(nf);
+    for _ in 0..nf {
+        let flags = r.u8()?;
+        let queue = if flags & 1 != 0 {
+            let start_ms = r.i64()?;
+            let leave_ms = start_ms.wrapping_add(r.i64()?);
+            let outcome = match (flags >> 3) & 3 {
+                0 => Outcome::Answered,
+                1 => Outcome::Abandoned,
+                2 => Outcome::Overflow,
+                _ => return Err(DecodeError::Invalid("unknown outcome")),
+            };
+            Some(QueueFacts {
+                start_ms,
+                leave_ms,
+                outcome,
+            })
+        } else {
+            None
+        };
+        let handle = if flags & 2 != 0 {
+            Some(HandleFacts {
+                completion_ms: r.i64()?,
+                talk_ms: r.u64()?,
+                hold_ms: r.u64()?,
+                acw_ms: r.u64()?,
+            })
+        } else {
+            None
+        };
+        folded.push(Folded {
+            queue,
+            handle,
+            expired: flags & 4 != 0,
+        });
+    }
+    if !r.is_empty() {
+        return Err(DecodeError::Invalid("a pending call has trailing bytes"));
+    }
+    Ok((
+        id,
+        Entry {
+            call: Call {
+                events,
+                first_rx_ms,
+                folded,
+            },
+            scheduled,
+            order,
+            open,
+        },
+    ))
+}

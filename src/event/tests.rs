@@ -1,0 +1,214 @@
+//! Validation through both decoders: field rules and their error texts, timestamps, tags,
+//! batches, key order and repeated keys.
+
+use super::*;
+use crate::ingest::decode::{decode_json, decode_msgpack, Decoded};
+use serde_json::json;
+
+const MAX_BATCH: usize = 4096;
+
+/// Validates `v` sent as a JSON line and as a MessagePack frame; both must agree.
+fn parse(v: Value) -> Result<Event, EventError> {
+    let limits = EventLimits::default();
+    let line = serde_json::to_vec(&v).unwrap();
+    let frame = rmp_serde::to_vec_named(&v).unwrap();
+    let from_json = decode_json(&line, &limits, MAX_BATCH);
+    assert_eq!(from_json, decode_msgpack(&frame, &limits, MAX_BATCH), "{v}");
+    match from_json {
+        Ok(Decoded::One(item)) => item,
+        other => panic!("{v}: not one event: {other:?}"),
+    }
+}
+
+/// Validates one JSON line written by hand (key order and repeated keys as given).
+fn parse_line(line: &str) -> Result<Event, EventError> {
+    match decode_json(line.as_bytes(), &EventLimits::default(), MAX_BATCH) {
+        Ok(Decoded::One(item)) => item,
+        other => panic!("{line}: not one event: {other:?}"),
+    }
+}
+
+#[test]
+fn names_parse_back() {
+    for k in EventKind::ALL {
+        assert_eq!(EventKind::parse(k.name()), Some(k));
+    }
+    for r in EndReason::ALL {
+        assert_eq!(EndReason::parse(r.name()), Some(r));
+    }
+    assert_eq!(EventKind::parse("Start"), None);
+    assert_eq!(EndReason::parse(""), None);
+}
+
+#[test]
+fn start_with_all_fields_round_trips_through_json() {
+    let v = json!({"type":"start","call_id":"c1","queue":"sales","ts":1_700_000_000_000i64,
+        "channel":"chat","priority":3,"tags":{"lang":"fr"}});
+    let ev = parse(v).unwrap();
+    assert_eq!(ev.kind, EventKind::Start);
+    assert_eq!(ev.queue.as_deref(), Some("sales"));
+    assert_eq!(ev.channel.as_deref(), Some("chat"));
+    assert_eq!(ev.priority, Some(3));
+    assert_eq!(ev.tags, vec![("lang".to_string(), "fr".to_string())]);
+    assert_eq!(parse(ev.to_json()).unwrap(), ev);
+}
+
+#[test]
+fn rfc3339_and_millisecond_timestamps_agree() {
+    let a = parse(json!({"type":"hold","call_id":"c","ts":"2026-11-22T10:00:00.250Z"})).unwrap();
+    let b = parse(json!({"type":"hold","call_id":"c","ts":1_795_341_600_250i64})).unwrap();
+    assert_eq!(a.ts_ms, b.ts_ms);
+    let c =
+        parse(json!({"type":"hold","call_id":"c","ts":"2026-11-22T11:00:00.250+01:00"})).unwrap();
+    assert_eq!(a.ts_ms, c.ts_ms);
+}
+
+#[test]
+fn errors_name_the_field() {
+    let cases = [
+        (json!({"call_id":"c","ts":1}), "missing field `type`"),
+        (
+            json!({"type":"start","call_id":"c","ts":1_700_000_000_000i64}),
+            "`queue`",
+        ),
+        (
+            json!({"type":"bogus","call_id":"c","ts":1}),
+            "unknown event type `bogus`",
+        ),
+        (
+            json!({"type":"hold","ts":1_700_000_000_000i64}),
+            "missing field `call_id`",
+        ),
+        (json!({"type":"hold","call_id":"c"}), "missing field `ts`"),
+        (
+            json!({"type":"hold","call_id":"c","ts":"yesterday"}),
+            "field `ts`",
+        ),
+        (
+            json!({"type":"hold","call_id":"c","ts":1_700_000_000i64}),
+            "field `ts`",
+        ),
+        (
+            json!({"type":"hold","call_id":"c","ts":1_700_000_000_000i64,"agent":"a"}),
+            "`agent` is not allowed on `hold`",
+        ),
+        (
+            json!({"type":"hold","call_id":"c","ts":1_700_000_000_000i64,"colour":"a"}),
+            "unknown field `colour`",
+        ),
+        (
+            json!({"type":"end","call_id":"c","ts":1_700_000_000_000i64,"reason":"bored"}),
+            "field `reason`",
+        ),
+        (
+            json!({"type":"hold","call_id":7,"ts":1_700_000_000_000i64}),
+            "field `call_id`: expected a string",
+        ),
+        (
+            json!({"type":"hold","call_id":"","ts":1_700_000_000_000i64}),
+            "`call_id` must not be empty",
+        ),
+        (
+            json!({"type":"hold","call_id":"x".repeat(129),"ts":1_700_000_000_000i64}),
+            "max_string_bytes",
+        ),
+        (
+            json!({"type":"start","call_id":"c","queue":"q","ts":1_700_000_000_000i64,"tags":{"a":1}}),
+            "field `tags.a`",
+        ),
+        (json!(42), "must be an object"),
+    ];
+    for (v, want) in cases {
+        let err = parse(v.clone()).unwrap_err().to_string();
+        assert!(err.contains(want), "{v}: got `{err}`, wanted `{want}`");
+    }
+}
+
+#[test]
+fn too_many_tags_is_refused() {
+    let tags: Map<String, Value> = (0..17)
+        .map(|i| (format!("k{i}"), Value::from("v")))
+        .collect();
+    let v = json!({"type":"start","call_id":"c","queue":"q","ts":1_700_000_000_000i64,"tags":tags});
+    assert!(matches!(
+        parse(v),
+        Err(EventError::TooManyTags { count: 17, max: 16 })
+    ));
+}
+
+#[test]
+fn arrays_are_batches() {
+    let line = br#"[{"type":"hold","call_id":"c","ts":1700000000000},{"type":"x"},1,[{}]]"#;
+    match decode_json(line, &EventLimits::default(), MAX_BATCH) {
+        Ok(Decoded::Batch(items)) => {
+            assert!(items[0].is_ok());
+            assert!(matches!(&items[1], Err(EventError::UnknownType(t)) if t == "x"));
+            assert_eq!(items[2], Err(EventError::NotAnObject { got: "a number" }));
+            assert_eq!(items[3], Err(EventError::NotAnObject { got: "an array" }));
+        }
+        other => panic!("an array must decode as a batch: {other:?}"),
+    }
+}
+
+#[test]
+fn type_may_come_last() {
+    let ev =
+        parse_line(r#"{"call_id":"c","queue":"q","ts":1700000000000,"type":"start"}"#).unwrap();
+    assert_eq!(ev.kind, EventKind::Start);
+    assert_eq!(ev.queue.as_deref(), Some("q"));
+    // The error about a field not allowed on the type needs the type first.
+    assert_eq!(
+        parse_line(r#"{"agent":"a","call_id":"c","ts":1700000000000,"type":"hold"}"#),
+        Err(EventError::NotAllowed {
+            field: "agent".into(),
+            kind: "hold"
+        })
+    );
+}
+
+#[test]
+fn a_repeated_key_keeps_its_last_value() {
+    let ev = parse_line(
+        r#"{"type":"hold","call_id":"c","ts":1,"type":"start","queue":"q","ts":1700000000000,
+            "tags":{"b":"1","a":"2","b":"3"}}"#,
+    )
+    .unwrap();
+    assert_eq!(ev.kind, EventKind::Start);
+    assert_eq!(ev.ts_ms, 1_700_000_000_000);
+    assert_eq!(
+        ev.tags,
+        vec![("a".into(), "2".into()), ("b".into(), "3".into())]
+    );
+    // Tags are counted once per key.
+    let limits = EventLimits {
+        max_tags: 2,
+        ..EventLimits::default()
+    };
+    let line = br#"{"type":"start","call_id":"c","queue":"q","ts":1700000000000,
+        "tags":{"a":"1","b":"2","a":"3","b":"4"}}"#;
+    assert!(matches!(
+        decode_json(line, &limits, MAX_BATCH),
+        Ok(Decoded::One(Ok(_)))
+    ));
+}
+
+#[test]
+fn the_least_offending_key_is_named() {
+    // In byte order `agent` < `zeta`: a field not allowed comes before an unknown one...
+    assert_eq!(
+        parse_line(r#"{"zeta":1,"type":"hold","agent":"a","call_id":"c","ts":1700000000000}"#),
+        Err(EventError::NotAllowed {
+            field: "agent".into(),
+            kind: "hold"
+        })
+    );
+    // ...and an unknown one before a field not allowed, when it sorts first.
+    assert_eq!(
+        parse_line(r#"{"queue":"q","type":"hold","colour":1,"call_id":"c","ts":1700000000000}"#),
+        Err(EventError::UnknownField("colour".into()))
+    );
+    assert_eq!(
+        parse_line(r#"{"type":"answer","zz":1,"Zz":1,"call_id":"c","ts":1700000000000}"#),
+        Err(EventError::UnknownField("Zz".into()))
+    );
+}

@@ -1,0 +1,81 @@
+//! Reply ordering: the queue of replies owed, one per line or frame in input order, and the
+//! writer half that awaits each in turn and writes it.
+//!
+//! The reader pushes a [`Pending`] reply as soon as it has handed a line or frame on, without
+//! waiting for the committer; the writer resolves them strictly in queue order. So a client may
+//! pipeline thousands of lines while replies still come back in order, and only once the
+//! committer says the events are durable.
+
+use std::io;
+
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::sync::{mpsc, oneshot};
+
+use super::framing::Framing;
+use super::reply::{encode_reply, resolve, Reply, Shape};
+use super::{IngestStats, ItemResult};
+use crate::event::EventError;
+
+/// The reply owed for one line or frame, queued in input order.
+pub(super) enum Pending {
+    /// Known without the committer: nothing of this line or frame was submitted.
+    Ready(Reply),
+    /// Some events went to the committer; the others failed validation.
+    Waiting {
+        shape: Shape,
+        /// Items in the line or frame.
+        total: usize,
+        /// The items that failed validation, by index, in order; the committer answers for the
+        /// others, in order.
+        invalid: Vec<(usize, EventError)>,
+        results: oneshot::Receiver<Vec<ItemResult>>,
+    },
+}
+
+/// Awaits each queued reply in input order and writes it; flushes whenever the next reply is not
+/// ready yet, so no reply sits in the buffer while the writer waits.
+pub(super) async fn write_replies<W: AsyncWrite + Unpin>(
+    out: &mut W,
+    mut queue: mpsc::Receiver<Pending>,
+    framing: Framing,
+    stats: &IngestStats,
+) -> io::Result<()> {
+    let mut encoded = Vec::new();
+    loop {
+        let next = match queue.try_recv() {
+            Ok(next) => next,
+            Err(mpsc::error::TryRecvError::Empty) => {
+                out.flush().await?;
+                match queue.recv().await {
+                    Some(next) => next,
+                    None => break,
+                }
+            }
+            Err(mpsc::error::TryRecvError::Disconnected) => break,
+        };
+        let reply = match next {
+            Pending::Ready(reply) => reply,
+            Pending::Waiting {
+                shape,
+                total,
+                invalid,
+                mut results,
+            } => {
+                let results = match results.try_recv() {
+                    Ok(results) => Some(results),
+                    Err(oneshot::error::TryRecvError::Empty) => {
+                        out.flush().await?;
+                        // An error means the committer dropped the reply sender.
+                        results.await.ok()
+                    }
+                    Err(oneshot::error::TryRecvError::Closed) => None,
+                };
+                resolve(shape, total, invalid, results, stats)
+            }
+        };
+        encode_reply(framing, &reply, &mut encoded);
+        out.write_all(&encoded).await?;
+    }
+    out.flush().await?;
+    out.shutdown().await
+}
