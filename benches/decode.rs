@@ -4,7 +4,7 @@
 //!
 //! Realistic events: complete calls of `start` (queue, channel), `answer` (agent), `end` and
 //! `wrapup`, call ids like `json_16conn-3-123456`, timestamps in epoch milliseconds, encoded as
-//! clients send them: single JSON lines, JSON batches of 100 and MessagePack batches of 100. Each
+//! clients send them: single JSON lines, JSON batches of 100 and `MessagePack` batches of 100. Each
 //! case is timed for decoding and validation alone, then with the reply built and encoded too.
 //! Prints events/s on one thread (best of several rounds), old and new, and the ratio.
 //!

@@ -1,6 +1,6 @@
 //! Upstream benchmark: a week-long outage's backlog (100 queues × 672 intervals) drained by the
 //! real daemon into a local HTTP receiver; RSS while the backlog waits; bytes per record on disk
-//! and on the wire (JSON and MessagePack, plain and gzipped).
+//! and on the wire (JSON and `MessagePack`, plain and gzipped).
 //!
 //! `cargo bench --bench upstream` (set `CALLMETRICS_BENCH_QUEUES` / `_INTERVALS` to shrink it).
 
@@ -128,7 +128,7 @@ fn main() {
         for batch in recs.chunks(500).take(20) {
             let (body, _) = sink.encode_body(batch);
             plain += body.len();
-            zipped += gzip(&body).map(|b| b.len()).unwrap_or(0);
+            zipped += gzip(&body).map_or(0, |b| b.len());
         }
         let counted = recs.len().min(20 * 500) as f64;
         println!(

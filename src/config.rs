@@ -64,6 +64,7 @@ fn mode_bits(mode: &str) -> u32 {
 }
 
 impl IngestConfig {
+    #[must_use]
     pub fn mode_bits(&self) -> u32 {
         mode_bits(&self.socket_mode)
     }
@@ -77,6 +78,7 @@ pub struct ControlConfig {
 }
 
 impl ControlConfig {
+    #[must_use]
     pub fn mode_bits(&self) -> u32 {
         mode_bits(&self.socket_mode)
     }
@@ -144,6 +146,7 @@ impl Default for LimitsConfig {
 }
 
 impl LimitsConfig {
+    #[must_use]
     pub fn event_limits(&self) -> EventLimits {
         EventLimits {
             max_string_bytes: self.max_string_bytes,
@@ -233,9 +236,9 @@ impl Default for UpstreamConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SinkKind {
-    /// POST batches of records (JSON or MessagePack).
+    /// POST batches of records (JSON or `MessagePack`).
     Http,
-    /// Influx line protocol to an InfluxDB v1/v2 or VictoriaMetrics write endpoint.
+    /// Influx line protocol to an `InfluxDB` v1/v2 or `VictoriaMetrics` write endpoint.
     Influx,
 }
 
@@ -254,7 +257,7 @@ pub struct SinkConfig {
     pub name: String,
     pub kind: SinkKind,
     /// http(s) URL of the endpoint (for influx, the full write URL with its query, e.g.
-    /// "http://127.0.0.1:8428/write" or ".../api/v2/write?org=o&bucket=b&precision=ms").
+    /// "<http://127.0.0.1:8428/write>" or ".../api/v2/write?org=o&bucket=b&precision=ms").
     pub url: String,
     #[serde(default = "default_format")]
     pub format: BodyFormat,
@@ -323,6 +326,7 @@ pub struct Config {
 
 impl Config {
     /// The config used by `callmetrics run` without `--config`: everything under `dir`.
+    #[must_use]
     pub fn local(dir: &Path) -> Config {
         let mut c = Config::default();
         c.ingest.socket = dir.join("events.sock");
@@ -364,6 +368,7 @@ impl Config {
     }
 
     /// The queue's own service-level parameters.
+    #[must_use]
     pub fn queue_params(&self, queue: &str) -> QueueParams {
         let mut p = self.defaults;
         if let Some(o) = self.queues.get(queue) {

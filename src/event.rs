@@ -1,6 +1,6 @@
 //! The call lifecycle event model (ingest protocol v1) and its validation: no I/O here.
 //!
-//! Events arrive as JSON or MessagePack maps. A decoder (`ingest::decode`) reads each map
+//! Events arrive as JSON or `MessagePack` maps. A decoder (`ingest::decode`) reads each map
 //! straight into a [`RawEvent`], the fields as they came; [`RawEvent::validate`] applies every
 //! rule, so both framings get the same error text from one validation path.
 //!
@@ -42,6 +42,7 @@ impl EventKind {
         EventKind::Wrapup,
     ];
 
+    #[must_use]
     pub fn name(self) -> &'static str {
         match self {
             EventKind::Start => "start",
@@ -98,6 +99,7 @@ impl EndReason {
         EndReason::Callback,
     ];
 
+    #[must_use]
     pub fn name(self) -> &'static str {
         match self {
             EndReason::Completed => "completed",
@@ -153,6 +155,7 @@ impl Event {
     }
 
     /// The event as the JSON object a client sends (used by tests, the bench and `send`).
+    #[must_use]
     pub fn to_json(&self) -> Value {
         let mut m = Map::new();
         m.insert("type".into(), self.kind.name().into());
@@ -188,7 +191,7 @@ impl Event {
 /// Bounds on what one event may carry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventLimits {
-    /// Longest string (call_id, queue, agent, channel, tag key or value), in bytes.
+    /// Longest string (`call_id`, queue, agent, channel, tag key or value), in bytes.
     pub max_string_bytes: usize,
     /// Most tags on one event.
     pub max_tags: usize,

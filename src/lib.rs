@@ -1,7 +1,7 @@
 //! callmetrics: a call-center metrics agent.
 //!
 //! Map of the crate, in the order an event travels:
-//! - [`ingest`]: event socket listeners, framing (JSON lines, MessagePack frames) and decoding.
+//! - [`ingest`]: event socket listeners, framing (JSON lines, `MessagePack` frames) and decoding.
 //! - [`event`]: the event model and its validation (no I/O).
 //! - [`daemon`]: start-up order, the committer (admit, write, flush, apply, reply), ticker, shutdown.
 //! - [`store`]: every sled call: event log, checkpoints, outbox, byte cap and full-disk guards.
@@ -13,7 +13,7 @@
 //! Beside them: [`config`] (TOML configuration, defaults and validation), [`units`] (durations,
 //! zones, bucket spans, service-level formulas: the leaf both config and engine use),
 //! [`shutdown`] (the stop signal every task watches) and [`systemd`] (socket activation and
-//! sd_notify).
+//! `sd_notify`).
 //!
 //! One concern a file: the module map in README.md names every file and what it holds.
 

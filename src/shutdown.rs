@@ -6,6 +6,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 /// Whether the stop was asked for (or its sender is gone), without waiting.
+#[must_use]
 pub fn is_signalled(shutdown: &watch::Receiver<bool>) -> bool {
     *shutdown.borrow() || shutdown.has_changed().is_err()
 }
@@ -18,7 +19,7 @@ pub async fn signalled(shutdown: &mut watch::Receiver<bool>) {
 /// Sleeps `delay`; false when the stop came first.
 pub async fn sleep_unless_signalled(delay: Duration, shutdown: &mut watch::Receiver<bool>) -> bool {
     tokio::select! {
-        _ = tokio::time::sleep(delay) => !is_signalled(shutdown),
+        () = tokio::time::sleep(delay) => !is_signalled(shutdown),
         () = signalled(shutdown) => false,
     }
 }

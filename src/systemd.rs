@@ -1,4 +1,4 @@
-//! systemd integration: sockets passed by socket activation, and sd_notify messages
+//! systemd integration: sockets passed by socket activation, and `sd_notify` messages
 //! (READY, STATUS, WATCHDOG, RELOADING, STOPPING). Outside systemd every call here is a no-op.
 
 use std::collections::HashMap;
@@ -26,7 +26,7 @@ pub fn activated_sockets() -> std::io::Result<HashMap<String, UnixListener>> {
             Some(n) if n == EVENTS_FD_NAME || n == CONTROL_FD_NAME => n.to_string(),
             _ => [EVENTS_FD_NAME, CONTROL_FD_NAME]
                 .get(idx)
-                .map_or_else(|| format!("fd{idx}"), |n| n.to_string()),
+                .map_or_else(|| format!("fd{idx}"), std::string::ToString::to_string),
         };
         if let Some(l) = fds.take_unix_listener(idx)? {
             l.set_nonblocking(true)?;
@@ -72,6 +72,7 @@ pub fn stopping() {
 }
 
 /// How often to send WATCHDOG=1: half the interval systemd asked for, or `None` without a watchdog.
+#[must_use]
 pub fn watchdog_interval() -> Option<Duration> {
     sd_notify::watchdog_enabled().map(|d| d / 2)
 }

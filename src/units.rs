@@ -17,6 +17,7 @@ pub const FINE_SPAN_MS: i64 = 3_600_000;
 pub struct Millis(pub i64);
 
 impl Millis {
+    #[must_use]
     pub fn secs(s: i64) -> Self {
         Millis(s * 1000)
     }
@@ -83,6 +84,7 @@ impl Formula {
         Formula::AsteriskSl2,
     ];
 
+    #[must_use]
     pub fn name(self) -> &'static str {
         match self {
             Formula::Answered => "answered",
@@ -101,6 +103,7 @@ impl Formula {
 pub struct ZoneName(pub String);
 
 impl ZoneName {
+    #[must_use]
     pub fn zone(&self) -> jiff::tz::TimeZone {
         // Checked when the config was read; UTC is only reached if the zone file vanished since.
         jiff::tz::TimeZone::get(&self.0).unwrap_or(jiff::tz::TimeZone::UTC)

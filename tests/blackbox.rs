@@ -1,5 +1,5 @@
 //! Black-box tests of the real `callmetrics` binary: the event protocol over its Unix socket (JSON
-//! lines and MessagePack frames), error replies and limits, the CLI's exit codes, restarts after
+//! lines and `MessagePack` frames), error replies and limits, the CLI's exit codes, restarts after
 //! SIGTERM and SIGKILL, and `callmetrics send`. Each test starts its own daemon in its own folder.
 //!
 //! Expected metrics are computed here from a list of calls written as data (docs/metrics.md
@@ -333,7 +333,7 @@ fn expected(calls: &[CallSpec], by: &str) -> BTreeMap<String, Expect> {
                         e.talk_sum_ms += (end - answer - hold) as u64;
                         e.acw_sum_ms += sg.wrapup.map_or(0, |w| (w - end) as u64);
                     }
-                    (None, None | Some("abandoned") | Some("completed")) => {
+                    (None, None | Some("abandoned" | "completed")) => {
                         e.abandoned += 1;
                         e.abandoned_within += u64::from(wait <= T_MS);
                         e.short_abandoned += u64::from(wait < S_MS);

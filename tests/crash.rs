@@ -1,4 +1,4 @@
-//! Crash test: under a steady pipelined stream of events, the daemon is SIGKILLed at random moments
+//! Crash test: under a steady pipelined stream of events, the daemon is `SIGKILLed` at random moments
 //! (at least 20 times) and restarted on the same store. After every restart, what it counts must lie
 //! between what it acknowledged and what was sent: nothing acknowledged is lost, nothing is counted
 //! twice.

@@ -145,7 +145,7 @@ proptest! {
         let fm = Figures::of(&merged_agg, Formula::Offered);
         prop_assert_eq!(fm.wait_p90_ms, fig.wait_p90_ms);
         prop_assert_eq!(fm.handle_p50_ms, fig.handle_p50_ms);
-        let bins = |v: &Value| v["wait_hist"]["bins"].as_array().map(|b| b.iter().map(|p| p[1].as_u64().unwrap_or(0)).sum::<u64>()).unwrap_or(0)
+        let bins = |v: &Value| v["wait_hist"]["bins"].as_array().map_or(0, |b| b.iter().map(|p| p[1].as_u64().unwrap_or(0)).sum::<u64>())
             + v["wait_hist"]["zero"].as_u64().unwrap_or(0);
         prop_assert_eq!(bins(&ja) + bins(&jb), bins(&record_json("h", &one)));
     }

@@ -1,7 +1,7 @@
 //! systemd integration of the real binary, and its Debian package:
 //!
 //! - the units pass `systemd-analyze verify` and score well in `systemd-analyze security`;
-//! - sd_notify: READY=1 once both sockets accept, WATCHDOG=1 at half of WATCHDOG_USEC, STATUS=,
+//! - `sd_notify`: READY=1 once both sockets accept, WATCHDOG=1 at half of `WATCHDOG_USEC`, STATUS=,
 //!   STOPPING=1 on SIGTERM, exit 0;
 //! - socket activation through `systemd-socket-activate` (the sockets passed as fds 3 and 4 win
 //!   over the config's paths);
@@ -148,7 +148,7 @@ impl Note {
 }
 
 /// Receives on `sock` until `stop`, forwarding every datagram. Draining all the time matters:
-/// the kernel queues only a few datagrams (net.unix.max_dgram_qlen) before the sender blocks.
+/// the kernel queues only a few datagrams (`net.unix.max_dgram_qlen`) before the sender blocks.
 fn receive_notes(sock: UnixDatagram, stop: Arc<AtomicBool>, tx: mpsc::Sender<Note>) {
     sock.set_read_timeout(Some(Duration::from_millis(50)))
         .expect("set a read timeout");
@@ -188,8 +188,8 @@ fn wait_note(
                     return seen.len() - 1;
                 }
             }
-            Err(_) => panic!(
-                "no {line} within {limit:?}; received: {:?}",
+            Err(e) => panic!(
+                "no {line} within {limit:?} ({e}); received: {:?}",
                 seen.iter().map(|n| &n.text).collect::<Vec<_>>()
             ),
         }
@@ -231,8 +231,10 @@ fn notify_ready_watchdog_stopping() {
         .text
         .lines()
         .find_map(|l| l.strip_prefix("STATUS="))
-        .map(str::to_string)
-        .unwrap_or_else(|| panic!("READY=1 came without STATUS=: {:?}", seen[ready].text));
+        .map_or_else(
+            || panic!("READY=1 came without STATUS=: {:?}", seen[ready].text),
+            str::to_string,
+        );
     assert!(
         status.contains("events accepted"),
         "unexpected STATUS= text: {status:?}"
@@ -752,8 +754,10 @@ fn deb_package_contents() {
         alternatives
             .iter()
             .find_map(|p| entries.iter().find(|(path, _)| path == p))
-            .map(|(_, mode)| mode.clone())
-            .unwrap_or_else(|| panic!("the package holds none of {alternatives:?}:\n{listing}"))
+            .map_or_else(
+                || panic!("the package holds none of {alternatives:?}:\n{listing}"),
+                |(_, mode)| mode.clone(),
+            )
     };
     assert_eq!(mode_of(&["/usr/bin/callmetrics"]), "-rwxr-xr-x");
     for unit in ["callmetrics.service", "callmetrics.socket"] {

@@ -1,6 +1,6 @@
 //! Upstream shipping, end to end: the real daemon closes past intervals into records and ships
 //! them to the scripted receiver of `support::http` (a real HTTP/1.1 server injecting faults) or
-//! to a real VictoriaMetrics. Each test checks what arrived against the agent's own figures and
+//! to a real `VictoriaMetrics`. Each test checks what arrived against the agent's own figures and
 //! against figures computed independently from the calls it sent.
 //!
 //! Every wait polls with a deadline; a missing prerequisite (the `victoria-metrics` binary) fails
@@ -32,7 +32,7 @@ const INTERVAL_MS: i64 = 900_000;
 const SHIP_DEADLINE: Duration = Duration::from_secs(30);
 /// Poll period of every wait.
 const POLL: Duration = Duration::from_millis(50);
-/// Where the Debian package installs VictoriaMetrics.
+/// Where the Debian package installs `VictoriaMetrics`.
 const VICTORIA_METRICS: &str = "/usr/bin/victoria-metrics";
 
 // ---------------------------------------------------------------------------------------------
@@ -355,12 +355,10 @@ fn wait_for<T>(
         match probe() {
             Ok(v) => return v,
             Err(last) => {
-                if Instant::now() >= deadline {
-                    panic!(
-                        "timed out after {limit:?} waiting for {what}; last seen: {last}\ndaemon log:\n{}",
-                        d.log_tail()
-                    );
-                }
+                assert!(Instant::now() < deadline,
+                    "timed out after {limit:?} waiting for {what}; last seen: {last}\ndaemon log:\n{}",
+                    d.log_tail()
+                );
             }
         }
         thread::sleep(POLL);
@@ -469,7 +467,7 @@ fn u64_field(v: &Value, name: &str) -> u64 {
         .unwrap_or_else(|| panic!("`{name}` is not an unsigned integer in {v}"))
 }
 
-/// The records of a request's envelope (`{"host_id", "batch_key", "records"}`, JSON or MessagePack).
+/// The records of a request's envelope (`{"host_id", "batch_key", "records"}`, JSON or `MessagePack`).
 fn records_of(req: &Request) -> Vec<Value> {
     let env = req.json();
     match env["records"].as_array() {
@@ -917,10 +915,10 @@ fn backlog_survives_restart_and_sigkill() {
     assert!(outbox(&d).is_empty(), "the outbox still lists records");
 }
 
-/// What VictoriaMetrics holds: (queue, interval start) → field → value.
+/// What `VictoriaMetrics` holds: (queue, interval start) → field → value.
 type Stored = BTreeMap<(String, i64), BTreeMap<String, u64>>;
 
-/// A VictoriaMetrics process on a free port with its own storage; killed on drop.
+/// A `VictoriaMetrics` process on a free port with its own storage; killed on drop.
 struct Victoria {
     child: Child,
     addr: SocketAddr,
@@ -979,12 +977,11 @@ impl Victoria {
                 if let Ok((200, _)) = http(addr, "GET", "/health", "") {
                     return vm;
                 }
-                if Instant::now() >= deadline {
-                    panic!(
-                        "victoria-metrics did not answer /health within 30s; its log:\n{}",
-                        vm.log_tail()
-                    );
-                }
+                assert!(
+                    Instant::now() < deadline,
+                    "victoria-metrics did not answer /health within 30s; its log:\n{}",
+                    vm.log_tail()
+                );
                 thread::sleep(POLL);
             }
         }

@@ -1,11 +1,11 @@
 //! Load benchmark of the real daemon binary over its real sockets (`cargo bench --bench load`):
 //! memory, disk, ingest, query and restart figures at 10 k and at 1 M calls in the windows, next
-//! to the SQLite table a call center would otherwise build, each figure printed beside its target.
+//! to the `SQLite` table a call center would otherwise build, each figure printed beside its target.
 //!
 //! Not a test: it prints one figure per line and writes them as JSON to `target/bench-load.json`.
 //! Knobs (environment): `CALLMETRICS_BENCH_CALLS` (calls of the large phase, default 1 000 000),
 //! `CALLMETRICS_BENCH_SETTLE_SECS` (idle time before steady memory is read, default 65: one
-//! minute-long scan gives memory back after a burst), `CALLMETRICS_BENCH_PEER=0` skips SQLite,
+//! minute-long scan gives memory back after a burst), `CALLMETRICS_BENCH_PEER=0` skips `SQLite`,
 //! `CALLMETRICS_BENCH_KEEP_STORE=DIR` copies the large phase's store there
 //! right after its `kill -9` (to study recovery).
 
@@ -208,7 +208,7 @@ fn main() {
     let (from, until) = (now - 20 * HOUR, now - HOUR / 4);
     println!(
         "callmetrics load bench: {n} calls over the last 20 h, 100 queues, 500 agents, 3 channels, {} cores",
-        std::thread::available_parallelism().map_or(1, |c| c.get())
+        std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
     );
     rep.json.insert("calls".into(), n.into());
 
@@ -564,9 +564,10 @@ fn main() {
     for l in &rep.lines {
         println!("{l}");
     }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("target"),
+        PathBuf::from,
+    );
     let out = target.join("bench-load.json");
     let text = serde_json::to_string_pretty(&Value::Object(rep.json)).expect("encode the report");
     match std::fs::write(&out, text + "\n") {

@@ -1,11 +1,11 @@
-//! The peer a call center would otherwise build: PBX events in one SQLite table and one SQL query
+//! The peer a call center would otherwise build: PBX events in one `SQLite` table and one SQL query
 //! for the per-queue figures, ingested and queried here so the bench can set it beside the daemon.
 //!
 //! `ingest` writes `peer.db` in a folder the way a PBX hook would (WAL, `synchronous=FULL`, 256
 //! events per transaction, indexes on `(call_id, type, ts)` and `(type, ts)` made before the first
 //! insert); `query` runs [`QUEUE_METRICS_SQL`] over the last 24 h; `check_against` recomputes the
 //! same figures from the generated calls in plain Rust so the bench can prove the SQL right.
-//! SQLite's other settings are left at their defaults (4 KiB pages, 2 MB page cache, no mmap),
+//! `SQLite`'s other settings are left at their defaults (4 KiB pages, 2 MB page cache, no mmap),
 //! as an application that only asked for WAL and `synchronous=FULL` would have them.
 
 use std::collections::{BTreeMap, HashSet};
@@ -137,12 +137,12 @@ pub struct PeerIngest {
     pub db_bytes: u64,
 }
 
-/// A failure outside SQLite, reported as a SQLite error of `code` with its explanation.
+/// A failure outside `SQLite`, reported as a `SQLite` error of `code` with its explanation.
 fn failure(code: std::os::raw::c_int, message: String) -> rusqlite::Error {
     rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(code), Some(message))
 }
 
-/// An I/O failure outside SQLite, reported as SQLite's own I/O error with what failed.
+/// An I/O failure outside `SQLite`, reported as `SQLite`'s own I/O error with what failed.
 fn io_error(what: &str, err: &std::io::Error) -> rusqlite::Error {
     failure(rusqlite::ffi::SQLITE_IOERR, format!("{what}: {err}"))
 }

@@ -1,6 +1,6 @@
 //! The bench's calls: 100 queues, 500 agents, 3 channels, complete calls (start, answer or
 //! abandon, end, wrap-up when answered) spread over a time range, from a seeded generator, and
-//! their encodings as JSON lines and MessagePack batches.
+//! their encodings as JSON lines and `MessagePack` batches.
 
 use serde::Serialize;
 
@@ -152,7 +152,7 @@ pub fn json_lines(calls: &[Call]) -> Payload {
     }
 }
 
-/// Frames of a 4-byte big-endian length and a MessagePack array of `batch` events.
+/// Frames of a 4-byte big-endian length and a `MessagePack` array of `batch` events.
 pub fn msgpack_batches(calls: &[Call], batch: usize) -> Payload {
     let all: Vec<Wire<'_>> = calls.iter().flat_map(wire).collect();
     let mut bytes = Vec::with_capacity(all.len() * 80);

@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::config::{Config, LOCAL_DIR};
 use crate::engine::{DimKind, MetricsQuery};
 
-/// Exit code for an invalid configuration (sysexits EX_CONFIG), so systemd and scripts can tell it apart.
+/// Exit code for an invalid configuration (sysexits `EX_CONFIG`), so systemd and scripts can tell it apart.
 pub const EXIT_CONFIG: u8 = 78;
 
 #[derive(Debug, Parser)]
@@ -34,7 +34,7 @@ pub enum Command {
         /// Config file (TOML); see config/agent.toml for every key and its default
         #[arg(long, short = 'c', value_name = "FILE")]
         config: Option<PathBuf>,
-        /// Log level (error, warn, info, debug, trace); overrides RUST_LOG and the config
+        /// Log level (error, warn, info, debug, trace); overrides `RUST_LOG` and the config
         #[arg(long, value_name = "LEVEL")]
         log_level: Option<String>,
     },
@@ -144,8 +144,8 @@ pub struct Target {
 /// Finds a socket: the explicit path, else the config's, else the local default folder's when it
 /// exists, else the system default.
 fn resolve_socket(
-    explicit: &Option<PathBuf>,
-    config: &Option<PathBuf>,
+    explicit: Option<&PathBuf>,
+    config: Option<&PathBuf>,
     pick: impl Fn(&Config) -> PathBuf,
 ) -> Result<PathBuf, ExitCode> {
     if let Some(p) = explicit {
@@ -168,7 +168,9 @@ fn resolve_socket(
 }
 
 fn control_socket(t: &Target) -> Result<PathBuf, ExitCode> {
-    resolve_socket(&t.socket, &t.config, |c| c.control.socket.clone())
+    resolve_socket(t.socket.as_ref(), t.config.as_ref(), |c| {
+        c.control.socket.clone()
+    })
 }
 
 fn init_logging(level: Option<&str>, config_level: &str) {
@@ -193,6 +195,7 @@ fn init_logging(level: Option<&str>, config_level: &str) {
 }
 
 /// Runs the parsed command line and returns the process exit code.
+#[must_use]
 pub fn main_with(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Run { config, log_level } => run_daemon(config, log_level),
@@ -330,7 +333,9 @@ fn client(cmd: Command) -> ExitCode {
                 file,
                 socket,
                 config,
-            } => match resolve_socket(&socket, &config, |c| c.ingest.socket.clone()) {
+            } => match resolve_socket(socket.as_ref(), config.as_ref(), |c| {
+                c.ingest.socket.clone()
+            }) {
                 Ok(s) => send::send(&s, file.as_deref()).await,
                 Err(code) => Ok(code),
             },

@@ -30,6 +30,7 @@ pub enum CliError {
 
 impl CliError {
     /// 1 when the daemon answered with an error; 2 when it could not be asked or the exchange failed.
+    #[must_use]
     pub fn exit_code(&self) -> u8 {
         match self {
             CliError::Daemon(_) => 1,

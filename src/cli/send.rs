@@ -25,6 +25,7 @@ pub struct SendSummary {
 
 impl SendSummary {
     /// 0 when every event was accepted, 1 when any was refused.
+    #[must_use]
     pub fn exit_code(&self) -> u8 {
         u8::from(self.refused > 0)
     }
@@ -359,9 +360,12 @@ mod tests {
         let d = fake_daemon(None);
         // Far more than socket buffers hold in either direction.
         let n = 50_000;
-        let input: String = (0..n)
-            .map(|i| format!("{{\"call_id\":\"c{i}\",\"pad\":\"{}\"}}\n", "x".repeat(40)))
-            .collect();
+        use std::fmt::Write as _;
+        let pad = "x".repeat(40);
+        let input: String = (0..n).fold(String::new(), |mut s, i| {
+            let _ = writeln!(s, "{{\"call_id\":\"c{i}\",\"pad\":\"{pad}\"}}");
+            s
+        });
         let (res, out) = run(&d, &input).await;
         assert_eq!(
             res.unwrap(),

@@ -27,9 +27,12 @@ impl Config {
                     bad(
                         "ingest.tcp",
                         format!("{a} is not a loopback address; events are only taken on 127.0.0.1 or [::1]"),
-                    )
+                    );
                 }
-                Err(_) => bad("ingest.tcp", format!("`{}` is not an address:port", self.ingest.tcp)),
+                Err(_) => bad(
+                    "ingest.tcp",
+                    format!("`{}` is not an address:port", self.ingest.tcp),
+                ),
             }
         }
         let limits = [

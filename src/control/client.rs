@@ -29,6 +29,7 @@ pub enum ClientError {
 impl ClientError {
     /// The error for a failed `connect` to `socket`; shared with `callmetrics send` so both
     /// sockets fail with the same advice.
+    #[must_use]
     pub fn connect(socket: &Path, source: io::Error) -> ClientError {
         ClientError::Connect {
             socket: socket.to_owned(),

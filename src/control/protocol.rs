@@ -1,5 +1,5 @@
 //! Control protocol v1, shared by daemon and CLI: every message is a 4-byte big-endian length
-//! followed by a MessagePack `Envelope` carrying the protocol version and a request or response.
+//! followed by a `MessagePack` `Envelope` carrying the protocol version and a request or response.
 //! Read-only queries and mutating commands are separate requests.
 //!
 //! The protocol borrows its payload types from the modules that produce them (metrics rows and
@@ -8,7 +8,7 @@
 //! CLI prints must keep, and a second copy per type would be one more place for a name to drift.
 //! The price is that `control` stands above those modules in the layering; nothing below it
 //! imports it. The version number guards the wire form: a change to a borrowed type that alters
-//! its MessagePack form bumps [`PROTOCOL_VERSION`].
+//! its `MessagePack` form bumps [`PROTOCOL_VERSION`].
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -40,6 +40,7 @@ pub enum Request {
 }
 
 impl Request {
+    #[must_use]
     pub fn is_mutating(&self) -> bool {
         matches!(self, Request::Flush | Request::Reload)
     }

@@ -210,7 +210,7 @@ async fn commit_group(shared: &Shared, subs: Vec<Submission>) {
                         results[si].push(Ok(()));
                     }
                     Err(Rejection::OpenSegmentLimit(open)) => {
-                        results[si].push(Err(Refusal::OpenSegmentLimit { open }))
+                        results[si].push(Err(Refusal::OpenSegmentLimit { open }));
                     }
                 }
             }

@@ -105,7 +105,7 @@ pub(super) fn reload(shared: &Shared) -> Response {
     match shared.closer.try_lock() {
         Ok(mut c) => c.reconfigure(&new),
         Err(_) => {
-            notes.push("interval closing was busy; its settings apply after a restart".to_string())
+            notes.push("interval closing was busy; its settings apply after a restart".to_string());
         }
     }
     *cfg = new;

@@ -73,6 +73,7 @@ pub async fn recover(cfg: &Config, store: &Store) -> Result<(Engine, u64, u64), 
 }
 
 /// Wall-clock time in epoch milliseconds: the only clock the daemon reads.
+#[must_use]
 pub fn wall_ms() -> i64 {
     jiff::Timestamp::now().as_millisecond()
 }
@@ -120,7 +121,7 @@ struct RateMark {
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A poisoned lock means a task panicked while holding it; the data is still the best we have.
-    m.lock().unwrap_or_else(|p| p.into_inner())
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn create_parent(path: &Path) -> Result<(), DaemonError> {
@@ -184,6 +185,7 @@ fn socket_label(path: &Path, owned: bool) -> String {
 
 /// Runs the daemon until SIGINT or SIGTERM; SIGHUP reloads the config.
 /// `activated` holds sockets passed by systemd, by name (`events`, `control`).
+#[allow(clippy::implicit_hasher)] // one caller, with the map systemd::activated_sockets builds
 pub async fn run(
     cfg: Config,
     config_path: Option<PathBuf>,
@@ -379,15 +381,14 @@ pub async fn run(
         );
         std::process::exit(1);
     }
-    match (stop, failed.or_else(|| shared.store.failed())) {
-        (Stop::StoreFailed, Some(why)) | (Stop::Signal, Some(why)) => {
-            error!("stopped: the store failed a write ({why}); a restart reopens it");
-            Err(DaemonError::StoreFailed(why))
-        }
-        _ => {
-            info!("stopped");
-            Ok(())
-        }
+    if let (Stop::StoreFailed | Stop::Signal, Some(why)) =
+        (stop, failed.or_else(|| shared.store.failed()))
+    {
+        error!("stopped: the store failed a write ({why}); a restart reopens it");
+        Err(DaemonError::StoreFailed(why))
+    } else {
+        info!("stopped");
+        Ok(())
     }
 }
 
@@ -416,7 +417,7 @@ async fn wait_for_stop_signal(shared: &Shared) -> Stop {
         tokio::select! {
             _ = term.recv() => return Stop::Signal,
             _ = int.recv() => return Stop::Signal,
-            _ = shared.store_failed.notified() => return Stop::StoreFailed,
+            () = shared.store_failed.notified() => return Stop::StoreFailed,
             _ = hup.recv() => {
                 systemd::reloading();
                 match reload(shared) {

@@ -27,6 +27,7 @@ pub struct QueueFacts {
 }
 
 impl QueueFacts {
+    #[must_use]
     pub fn wait_ms(&self) -> u64 {
         self.leave_ms.saturating_sub(self.start_ms).max(0) as u64
     }
@@ -43,6 +44,7 @@ pub struct HandleFacts {
 }
 
 impl HandleFacts {
+    #[must_use]
     pub fn handle_ms(&self) -> u64 {
         self.talk_ms + self.hold_ms + self.acw_ms
     }
@@ -77,6 +79,7 @@ pub struct Agg {
 }
 
 impl Agg {
+    #[must_use]
     pub fn is_empty(&self) -> bool {
         self.offered == 0 && self.handled == 0
     }
@@ -202,6 +205,7 @@ impl Agg {
 
     /// What was added since `earlier` (an older state of the same bucket): counters, sums and
     /// sketch bins subtract; the maximum is the current one, since maxima merge by `max`.
+    #[must_use]
     pub fn since(&self, earlier: &Agg) -> Agg {
         let d = |now: u64, then: u64| now.saturating_sub(then);
         Agg {
@@ -231,6 +235,7 @@ impl Agg {
     }
 
     /// The counters, sums and maximum under the output names of docs/metrics.md, in their documented order.
+    #[must_use]
     pub fn named_counters(&self) -> [(&'static str, u64); 14] {
         [
             ("offered", self.offered),
@@ -251,6 +256,7 @@ impl Agg {
     }
 
     /// `bands` keyed by threshold in ms, as text (JSON object keys).
+    #[must_use]
     pub fn named_bands(&self) -> BTreeMap<String, u64> {
         self.bands
             .iter()
@@ -259,6 +265,7 @@ impl Agg {
     }
 
     /// The service level by `formula`, `None` when its denominator is zero.
+    #[must_use]
     pub fn service_level(&self, formula: Formula) -> Option<f64> {
         let a = self.answered as f64;
         let at = self.answered_within as f64;
@@ -281,6 +288,7 @@ impl Agg {
 }
 
 /// `num / den`, or `None` for a zero denominator (never 0 or NaN).
+#[must_use]
 pub fn ratio(num: f64, den: f64) -> Option<f64> {
     (den > 0.0).then(|| num / den)
 }
@@ -311,6 +319,7 @@ pub struct Figures {
 pub const QUANTILES: [f64; 4] = [0.50, 0.90, 0.95, 0.99];
 
 impl Figures {
+    #[must_use]
     pub fn of(a: &Agg, formula: Formula) -> Figures {
         Figures::with_quantiles(
             a,
@@ -321,6 +330,7 @@ impl Figures {
     }
 
     /// The figures of `a`'s counters, with the [`QUANTILES`] of waits and handle times given.
+    #[must_use]
     pub fn with_quantiles(
         a: &Agg,
         formula: Formula,

@@ -9,6 +9,7 @@ use super::Engine;
 
 impl Engine {
     /// The aggregate of one bucket, if any (for interval records and tests).
+    #[must_use]
     pub fn bucket(&self, tier: Tier, dim: &Dim, start_ms: i64) -> Option<Agg> {
         let key = self.keys.get(dim.kind, &dim.key)?;
         let slices = match tier {
@@ -20,16 +21,21 @@ impl Engine {
 
     /// A number that changes whenever an interval bucket starting at `start_ms` changes (for the
     /// closer, so it decodes only slices that changed since it last looked).
+    #[must_use]
     pub fn interval_slice_version(&self, start_ms: i64) -> Option<u64> {
-        self.interval.get(start_ms).map(|s| s.version())
+        self.interval
+            .get(start_ms)
+            .map(super::slices::Slice::version)
     }
 
     /// Starts of the interval slices within `from..=until`.
+    #[must_use]
     pub fn interval_starts(&self, from: i64, until: i64) -> Vec<i64> {
         self.interval.range(from, until).map(|(s, _)| s).collect()
     }
 
     /// Interval buckets of `kinds` in the slice starting at `start` (for interval records).
+    #[must_use]
     pub fn interval_buckets_at(&self, kinds: &[DimKind], start: i64) -> Vec<(BucketId, Agg)> {
         let Some(slice) = self.interval.get(start) else {
             return Vec::new();
@@ -55,6 +61,7 @@ impl Engine {
     }
 
     /// Interval buckets of `kinds` starting within `from..=until` (for interval records).
+    #[must_use]
     pub fn interval_buckets(
         &self,
         kinds: &[DimKind],
@@ -68,6 +75,7 @@ impl Engine {
     }
 
     /// How far back interval buckets are kept.
+    #[must_use]
     pub fn interval_retention_ms(&self) -> i64 {
         self.s.keep_interval_ms
     }

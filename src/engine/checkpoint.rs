@@ -48,6 +48,7 @@ pub struct Checkpoint {
 }
 
 /// The store key of a slice: tier, then its start (big-endian, sign-flipped so keys sort by time).
+#[must_use]
 pub fn slice_key(tier: Tier, start: i64) -> Vec<u8> {
     let mut k = Vec::with_capacity(9);
     k.push(match tier {

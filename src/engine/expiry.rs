@@ -69,7 +69,7 @@ impl Engine {
                 .events
                 .iter()
                 .all(|ev| ev.rx_ms + self.s.grace_ms <= at);
-            if quiet && self.finished(&e.call, derived.orphans, &derived.segments) {
+            if quiet && Self::finished(&e.call, derived.orphans, &derived.segments) {
                 self.finish(&id, e);
             } else {
                 let due = self.next_due(&e.call, &derived, at);

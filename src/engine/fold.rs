@@ -162,7 +162,7 @@ impl Engine {
             .events
             .iter()
             .all(|ev| ev.rx_ms + self.s.grace_ms <= at);
-        if quiet && self.finished(&e.call, derived.orphans, &derived.segments) {
+        if quiet && Self::finished(&e.call, derived.orphans, &derived.segments) {
             self.finish(call_id, e);
         } else {
             let due = self.next_due(&e.call, &derived, at);
@@ -170,7 +170,7 @@ impl Engine {
         }
     }
 
-    pub(super) fn finished(&self, call: &Call, orphans: usize, segments: &[Segment]) -> bool {
+    pub(super) fn finished(call: &Call, orphans: usize, segments: &[Segment]) -> bool {
         orphans == 0
             && !segments.is_empty()
             && call.folded.len() >= segments.len()

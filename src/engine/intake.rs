@@ -51,15 +51,12 @@ impl Engine {
         let mut next = vec![usize::MAX; events.len()];
         let mut last: HashMap<&str, usize> = HashMap::with_capacity(events.len().min(1 << 16));
         for (i, ev) in events.iter().enumerate() {
-            match last.get_mut(ev.call_id.as_str()) {
-                Some(l) => {
-                    next[*l] = i;
-                    *l = i;
-                }
-                None => {
-                    last.insert(&ev.call_id, i);
-                    first.push(i);
-                }
+            if let Some(l) = last.get_mut(ev.call_id.as_str()) {
+                next[*l] = i;
+                *l = i;
+            } else {
+                last.insert(&ev.call_id, i);
+                first.push(i);
             }
         }
         drop(last);

@@ -31,6 +31,7 @@ pub struct BucketId {
 
 impl BucketId {
     /// Stable key: tier, kind, start (big-endian, sign-flipped so keys sort by time), name.
+    #[must_use]
     pub fn encode(&self) -> Vec<u8> {
         let mut k = Vec::with_capacity(10 + self.dim.key.len());
         k.push(match self.tier {
@@ -48,6 +49,7 @@ impl BucketId {
         k
     }
 
+    #[must_use]
     pub fn decode(k: &[u8]) -> Option<BucketId> {
         let tier = match k.first()? {
             b'f' => Tier::Fine,
@@ -74,6 +76,7 @@ impl BucketId {
 /// The number a key is known by inside the engine and its checkpoints.
 pub type KeyId = u32;
 
+#[must_use]
 pub fn kind_index(k: DimKind) -> usize {
     match k {
         DimKind::All => 0,
@@ -113,10 +116,12 @@ pub struct Keys {
 }
 
 impl Keys {
+    #[must_use]
     pub fn get(&self, kind: DimKind, name: &str) -> Option<KeyId> {
         self.by_name[kind_index(kind)].get(name).copied()
     }
 
+    #[must_use]
     pub fn dim(&self, id: KeyId) -> Option<&Dim> {
         self.entries
             .get(id as usize)
@@ -124,10 +129,12 @@ impl Keys {
     }
 
     /// One more than the largest key number in use (for tables indexed by key).
+    #[must_use]
     pub fn id_bound(&self) -> KeyId {
         self.entries.len() as KeyId
     }
 
+    #[must_use]
     pub fn count(&self, kind: DimKind) -> usize {
         self.per_kind[kind_index(kind)]
     }
@@ -143,6 +150,7 @@ impl Keys {
 
     /// The name `name` counts under in `kind` now: itself when known or under the limit, else
     /// `(other)`. Registers nothing.
+    #[must_use]
     pub fn effective_name<'a>(&self, kind: DimKind, name: &'a str, limit: usize) -> &'a str {
         if self.get(kind, name).is_some() || self.count(kind) < limit {
             name
@@ -172,15 +180,12 @@ impl Keys {
             dim: dim.clone(),
             buckets: 0,
         });
-        let id = match self.free.pop() {
-            Some(id) => {
-                self.entries[id as usize] = entry;
-                id
-            }
-            None => {
-                self.entries.push(entry);
-                (self.entries.len() - 1) as KeyId
-            }
+        let id = if let Some(id) = self.free.pop() {
+            self.entries[id as usize] = entry;
+            id
+        } else {
+            self.entries.push(entry);
+            (self.entries.len() - 1) as KeyId
         };
         self.by_name[kind_index(dim.kind)].insert(dim.key.into(), id);
         id
@@ -255,6 +260,7 @@ impl Keys {
             .filter_map(|(i, e)| e.as_ref().map(|e| (i as KeyId, &e.dim)))
     }
 
+    #[must_use]
     pub fn heap_bytes(&self) -> usize {
         self.entries.capacity() * std::mem::size_of::<Option<Entry>>()
             + self

@@ -1,5 +1,5 @@
-//! Importing the engine state of the first store layout (buckets as individual MessagePack
-//! aggregates, the rest as one MessagePack value), so an upgrade keeps every acknowledged call.
+//! Importing the engine state of the first store layout (buckets as individual `MessagePack`
+//! aggregates, the rest as one `MessagePack` value), so an upgrade keeps every acknowledged call.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
@@ -45,7 +45,7 @@ struct OldVolatile {
 
 impl Engine {
     /// An engine holding the first layout's checkpoint: its buckets (encoded bucket id →
-    /// MessagePack aggregate) and other state. Replay the first layout's log after it.
+    /// `MessagePack` aggregate) and other state. Replay the first layout's log after it.
     pub fn from_legacy(
         cfg: &Config,
         buckets: Vec<(Vec<u8>, Vec<u8>)>,

@@ -119,6 +119,7 @@ pub struct Engine {
 }
 
 impl Engine {
+    #[must_use]
     pub fn new(cfg: &Config) -> Engine {
         let s = Settings::from_config(cfg);
         let cal = calendar(cfg);
@@ -166,14 +167,17 @@ impl Engine {
         );
     }
 
+    #[must_use]
     pub fn now_ms(&self) -> i64 {
         self.now_ms
     }
 
+    #[must_use]
     pub fn calendar(&self) -> &Calendar {
         &self.cal
     }
 
+    #[must_use]
     pub fn stats(&self) -> EngineStats {
         let c = &self.counters;
         EngineStats {
@@ -196,6 +200,7 @@ impl Engine {
     }
 
     /// The engine's own accounting of the memory its state takes.
+    #[must_use]
     pub fn state_bytes(&self) -> StateBytes {
         StateBytes {
             buckets: (self.fine.buckets() + self.interval.buckets()) as u64,
@@ -208,11 +213,13 @@ impl Engine {
     }
 
     /// Whether anything changed since the last checkpoint (so one is worth writing).
+    #[must_use]
     pub fn has_changes(&self) -> bool {
         self.changed || !self.dirty.is_empty()
     }
 
     /// Number of open segments (for the intake limit and status).
+    #[must_use]
     pub fn open_segment_count(&self) -> usize {
         self.open_segments
     }

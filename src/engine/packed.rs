@@ -20,12 +20,11 @@ pub struct BandSets {
 impl BandSets {
     /// The number of `thresholds` (sorted), registering it when new.
     pub fn id_of(&mut self, thresholds: &[u64]) -> usize {
-        match self.sets.iter().position(|s| s == thresholds) {
-            Some(i) => i,
-            None => {
-                self.sets.push(thresholds.to_vec());
-                self.sets.len() - 1
-            }
+        if let Some(i) = self.sets.iter().position(|s| s == thresholds) {
+            i
+        } else {
+            self.sets.push(thresholds.to_vec());
+            self.sets.len() - 1
         }
     }
 
@@ -297,12 +296,11 @@ impl Work {
         if self.bands.is_empty() {
             put_u64(out, 0);
         } else {
-            let set = match self.band_set {
-                Some(s) => s,
-                None => {
-                    let thresholds: Vec<u64> = self.bands.iter().map(|(t, _)| *t).collect();
-                    sets.id_of(&thresholds)
-                }
+            let set = if let Some(s) = self.band_set {
+                s
+            } else {
+                let thresholds: Vec<u64> = self.bands.iter().map(|(t, _)| *t).collect();
+                sets.id_of(&thresholds)
             };
             self.band_set = Some(set);
             put_u64(out, set as u64 + 1);

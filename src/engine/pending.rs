@@ -124,7 +124,7 @@ impl PendingCalls {
             return;
         }
         let mut fresh = Vec::with_capacity(a.live + a.live / 4);
-        for s in self.table.iter_mut() {
+        for s in &mut self.table {
             let start = fresh.len();
             fresh.extend_from_slice(&a.bytes[s.offset as usize..(s.offset + s.len) as usize]);
             s.offset = start as u32;

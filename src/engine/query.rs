@@ -37,11 +37,12 @@ impl Engine {
     }
 
     /// The windows `metrics` can be asked for.
+    #[must_use]
     pub fn window_names(&self) -> Vec<String> {
         self.s
             .windows
             .iter()
-            .map(|w| w.to_string())
+            .map(std::string::ToString::to_string)
             .chain(["today".to_string()])
             .collect()
     }
@@ -139,7 +140,7 @@ impl Engine {
                         }
                         Phase::Talking | Phase::OnHold => rt.talking_now += 1,
                         Phase::InAcw if seg.wrapup_ms.is_none() && now < handle_due => {
-                            rt.in_acw_now += 1
+                            rt.in_acw_now += 1;
                         }
                         _ => {}
                     }
@@ -186,57 +187,54 @@ impl Engine {
                 }
             }
         };
-        match totals {
-            Some(view) => {
-                for (&key, total) in view.per_key {
-                    if wanted_key(key) {
-                        acc[key as usize] = Some(Cow::Borrowed(total));
-                    }
+        if let Some(view) = totals {
+            for (&key, total) in view.per_key {
+                if wanted_key(key) {
+                    acc[key as usize] = Some(Cow::Borrowed(total));
                 }
-                // Move the totals' range to the query's: drop what left, add what entered.
-                let (vf, vl) = (view.first, view.last);
-                if vf > vl || last < vf || vl < first {
-                    apply(&mut acc, &self.interval, vf, vl, false);
-                    apply(&mut acc, &self.interval, first, last, true);
-                } else {
-                    if vf < first {
-                        apply(&mut acc, &self.interval, vf, first - 1, false);
-                    }
-                    if last < vl {
-                        apply(&mut acc, &self.interval, last + 1, vl, false);
-                    }
-                    if first < vf {
-                        apply(&mut acc, &self.interval, first, vf - 1, true);
-                    }
-                    if vl < last {
-                        apply(&mut acc, &self.interval, vl + 1, last, true);
-                    }
+            }
+            // Move the totals' range to the query's: drop what left, add what entered.
+            let (vf, vl) = (view.first, view.last);
+            if vf > vl || last < vf || vl < first {
+                apply(&mut acc, &self.interval, vf, vl, false);
+                apply(&mut acc, &self.interval, first, last, true);
+            } else {
+                if vf < first {
+                    apply(&mut acc, &self.interval, vf, first - 1, false);
                 }
-                // The totals' maxima hold for their own range; another range (a query just past an
-                // interval boundary the committer has not reached yet) reads them from the buckets.
-                if (vf, vl) != (first, last) {
-                    for (_, slice) in self.interval.range(first, last) {
-                        for (key, cell) in slice.cells() {
-                            if wanted_key(key) {
-                                let m = &mut max[key as usize];
-                                *m = (*m).max(cell.wait_max());
-                            }
-                        }
-                    }
-                    for (a, m) in acc.iter_mut().zip(&max) {
-                        if let Some(a) = a {
-                            a.to_mut().agg.wait_max_ms = *m;
+                if last < vl {
+                    apply(&mut acc, &self.interval, last + 1, vl, false);
+                }
+                if first < vf {
+                    apply(&mut acc, &self.interval, first, vf - 1, true);
+                }
+                if vl < last {
+                    apply(&mut acc, &self.interval, vl + 1, last, true);
+                }
+            }
+            // The totals' maxima hold for their own range; another range (a query just past an
+            // interval boundary the committer has not reached yet) reads them from the buckets.
+            if (vf, vl) != (first, last) {
+                for (_, slice) in self.interval.range(first, last) {
+                    for (key, cell) in slice.cells() {
+                        if wanted_key(key) {
+                            let m = &mut max[key as usize];
+                            *m = (*m).max(cell.wait_max());
                         }
                     }
                 }
+                for (a, m) in acc.iter_mut().zip(&max) {
+                    if let Some(a) = a {
+                        a.to_mut().agg.wait_max_ms = *m;
+                    }
+                }
             }
-            None => {
-                let slices = match tier {
-                    Tier::Fine => &self.fine,
-                    Tier::Interval => &self.interval,
-                };
-                apply(&mut acc, slices, first, last, true);
-            }
+        } else {
+            let slices = match tier {
+                Tier::Fine => &self.fine,
+                Tier::Interval => &self.interval,
+            };
+            apply(&mut acc, slices, first, last, true);
         }
         for (key, a) in acc.into_iter().enumerate() {
             if let (Some(a), Some(name)) = (a, want[key]) {
@@ -305,6 +303,7 @@ impl Engine {
     }
 
     /// Open segments (waiting, talking, on hold, in ACW) with their ages, at engine time.
+    #[must_use]
     pub fn open_calls(&self) -> Vec<OpenSegment> {
         self.open_calls_at(self.now_ms)
     }

@@ -31,6 +31,7 @@ pub enum DimKind {
 }
 
 impl DimKind {
+    #[must_use]
     pub fn name(self) -> &'static str {
         match self {
             DimKind::All => "all",
@@ -40,6 +41,7 @@ impl DimKind {
         }
     }
 
+    #[must_use]
     pub fn parse(s: &str) -> Option<DimKind> {
         [
             DimKind::All,
@@ -97,12 +99,14 @@ pub struct MetricsRow {
 
 impl MetricsRow {
     /// The row with the output names of docs/metrics.md: counters, sums, derived figures, parameters, real time.
+    #[must_use]
     pub fn to_json(&self) -> Value {
         // Serializing plain numbers, strings and maps of them cannot fail.
         serde_json::to_value(self.json_view()).unwrap_or(Value::Null)
     }
 
     /// The row as `metrics --json` prints it, serializable without building a JSON tree.
+    #[must_use]
     pub fn json_view(&self) -> RowJson<'_> {
         let (c, f, p, r) = (&self.counts, &self.figures, &self.params, &self.realtime);
         let key = |k: DimKind| (self.dimension == k).then_some(self.key.as_str());
@@ -265,6 +269,7 @@ pub struct StateBytes {
 
 impl StateBytes {
     /// What is sized by keys × buckets.
+    #[must_use]
     pub fn aggregate_bytes(&self) -> u64 {
         self.bucket_bytes + self.total_bytes + self.key_bytes
     }

@@ -26,6 +26,7 @@ pub struct CallEvent {
 }
 
 impl CallEvent {
+    #[must_use]
     pub fn from_event(ev: &Event, rx_ms: i64) -> Self {
         CallEvent {
             kind: ev.kind,
@@ -157,20 +158,20 @@ impl Segment {
         }
     }
 
+    #[must_use]
     pub fn agent(&self) -> Option<&str> {
         self.answer.as_ref().and_then(|(_, a)| a.as_deref())
     }
 
     /// Known once the segment has left the queue (answered, or ended unanswered).
+    #[must_use]
     pub fn queue_facts(&self) -> Option<QueueFacts> {
         let (leave_ms, outcome) = match (&self.answer, &self.end) {
             (Some((t, _)), _) => (*t, Outcome::Answered),
             (None, Some((t, reason))) => (
                 *t,
                 match reason {
-                    None | Some(EndReason::Abandoned) | Some(EndReason::Completed) => {
-                        Outcome::Abandoned
-                    }
+                    None | Some(EndReason::Abandoned | EndReason::Completed) => Outcome::Abandoned,
                     Some(_) => Outcome::Overflow,
                 },
             ),
@@ -184,6 +185,7 @@ impl Segment {
     }
 
     /// Handling facts of an answered, ended segment, with the wrap-up if one came.
+    #[must_use]
     pub fn handle_facts(&self) -> Option<HandleFacts> {
         let (answer_ms, _) = self.answer.as_ref()?;
         let (end_ms, _) = self.end?;
@@ -208,10 +210,12 @@ impl Segment {
     }
 
     /// True until the segment ends (an ended segment waiting for wrap-up is not open).
+    #[must_use]
     pub fn is_open(&self) -> bool {
         self.end.is_none()
     }
 
+    #[must_use]
     pub fn phase(&self) -> Phase {
         match (&self.answer, &self.end) {
             (None, _) => Phase::Waiting,
@@ -230,6 +234,7 @@ pub struct Derived {
 }
 
 impl Call {
+    #[must_use]
     pub fn derive(&self) -> Derived {
         let mut segments: Vec<Segment> = Vec::new();
         let mut orphans = 0;
@@ -287,6 +292,7 @@ impl Call {
     }
 
     /// True when every folded fact still matches what the events derive.
+    #[must_use]
     pub fn consistent_with_folded(&self, segments: &[Segment]) -> bool {
         self.folded.iter().enumerate().all(|(i, f)| {
             let Some(s) = segments.get(i) else {
@@ -298,6 +304,7 @@ impl Call {
         })
     }
 
+    #[must_use]
     pub fn max_ts(&self) -> i64 {
         self.events
             .iter()
@@ -308,6 +315,7 @@ impl Call {
 }
 
 /// Open (not ended, not expired) segments of a derived call.
+#[must_use]
 pub fn open_segments(call: &Call, segments: &[Segment]) -> usize {
     segments
         .iter()

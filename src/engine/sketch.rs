@@ -21,10 +21,12 @@ pub struct Sketch {
 }
 
 impl Sketch {
+    #[must_use]
     pub fn count(&self) -> u64 {
         self.zero + self.bins.iter().map(|(_, c)| c).sum::<u64>()
     }
 
+    #[must_use]
     pub fn is_empty(&self) -> bool {
         self.zero == 0 && self.bins.is_empty()
     }
@@ -75,19 +77,21 @@ impl Sketch {
         let (mut a, mut b) = (self.bins.iter().peekable(), other.bins.iter().peekable());
         loop {
             match (a.peek(), b.peek()) {
-                (Some(&&(ka, ca)), Some(&&(kb, cb))) => {
-                    if ka == kb {
+                (Some(&&(ka, ca)), Some(&&(kb, cb))) => match ka.cmp(&kb) {
+                    std::cmp::Ordering::Equal => {
                         merged.push((ka, ca + cb));
                         a.next();
                         b.next();
-                    } else if ka < kb {
+                    }
+                    std::cmp::Ordering::Less => {
                         merged.push((ka, ca));
                         a.next();
-                    } else {
+                    }
+                    std::cmp::Ordering::Greater => {
                         merged.push((kb, cb));
                         b.next();
                     }
-                }
+                },
                 (Some(&&x), None) => {
                     merged.push(x);
                     a.next();
@@ -140,6 +144,7 @@ impl Sketch {
     }
 
     /// Bins added since `earlier`, an older state of this sketch.
+    #[must_use]
     pub fn since(&self, earlier: &Sketch) -> Sketch {
         let bins = self
             .bins
@@ -160,21 +165,25 @@ impl Sketch {
     }
 
     /// Bin index of a value: the documented mapping, shared with the dense form of [`super::dense`].
+    #[must_use]
     pub fn bin_of(value_ms: u64) -> Option<i32> {
         Self::index(value_ms)
     }
 
     /// Representative value of bin `index` (within 1 % of every value in it).
+    #[must_use]
     pub fn value_of(index: i32) -> f64 {
         Self::representative(index)
     }
 
     /// Zero-bin count and sparse bins, for the dense form.
+    #[must_use]
     pub fn parts(&self) -> (u64, &[(i32, u64)]) {
         (self.zero, &self.bins)
     }
 
     /// Builds a sketch from a zero count and sorted, non-zero bins.
+    #[must_use]
     pub fn from_parts(zero: u64, bins: Vec<(i32, u64)>) -> Sketch {
         Sketch { zero, bins }
     }
@@ -269,11 +278,13 @@ impl Sketch {
     }
 
     /// Relative accuracy parameter γ of the bins: bin `i` holds values in (γ^(i−1), γ^i] ms.
+    #[must_use]
     pub fn gamma() -> f64 {
         gamma()
     }
 
     /// The value at rank ⌊q·(n−1)⌋ within 1 %, or `None` when empty.
+    #[must_use]
     pub fn quantile(&self, q: f64) -> Option<f64> {
         let n = self.count();
         if n == 0 {

@@ -78,10 +78,7 @@ impl Totals {
                 continue;
             }
             let overlap = w.first <= w.last && first <= w.last && w.first <= last;
-            if !overlap {
-                w.per_key.clear();
-                apply(&mut w.per_key, slices, sets, first, last, true);
-            } else {
+            if overlap {
                 // Old range minus new: left; new minus old: entered.
                 if w.first < first {
                     apply(&mut w.per_key, slices, sets, w.first, first - 1, false);
@@ -107,6 +104,9 @@ impl Totals {
                         }
                     }
                 }
+            } else {
+                w.per_key.clear();
+                apply(&mut w.per_key, slices, sets, first, last, true);
             }
             w.first = first;
             w.last = last;

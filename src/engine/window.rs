@@ -25,6 +25,7 @@ pub enum Window {
 }
 
 impl Window {
+    #[must_use]
     pub fn name(&self) -> String {
         match self {
             Window::Trailing(m) => m.to_string(),
@@ -56,15 +57,18 @@ impl Calendar {
         }
     }
 
+    #[must_use]
     pub fn fine_bucket(&self, ts_ms: i64) -> i64 {
         ts_ms - ts_ms.rem_euclid(FINE_BUCKET_MS)
     }
 
     /// Start of the interval holding `ts_ms`, aligned on local clock time.
+    #[must_use]
     pub fn interval_bucket(&self, ts_ms: i64) -> i64 {
         ts_ms - (ts_ms + self.offset_ms(ts_ms)).rem_euclid(self.interval_ms)
     }
 
+    #[must_use]
     pub fn bucket(&self, tier: Tier, ts_ms: i64) -> i64 {
         match tier {
             Tier::Fine => self.fine_bucket(ts_ms),
@@ -73,6 +77,7 @@ impl Calendar {
     }
 
     /// Local midnight of the day holding `ts_ms`, as epoch ms.
+    #[must_use]
     pub fn local_midnight(&self, ts_ms: i64) -> i64 {
         Timestamp::from_millisecond(ts_ms)
             .ok()
@@ -83,6 +88,7 @@ impl Calendar {
     }
 
     /// The tier and the first and last bucket starts (inclusive) of `w` at `now`.
+    #[must_use]
     pub fn range(&self, w: Window, now_ms: i64) -> (Tier, i64, i64) {
         match w {
             Window::Trailing(Millis(len)) if len <= FINE_SPAN_MS => {

@@ -7,7 +7,7 @@ use serde_json::json;
 
 const MAX_BATCH: usize = 4096;
 
-/// Validates `v` sent as a JSON line and as a MessagePack frame; both must agree.
+/// Validates `v` sent as a JSON line and as a `MessagePack` frame; both must agree.
 fn parse(v: Value) -> Result<Event, EventError> {
     let limits = EventLimits::default();
     let line = serde_json::to_vec(&v).unwrap();

@@ -11,7 +11,7 @@ use super::{EndReason, Event, EventError, EventKind, EventLimits, MAX_TS_MS, MIN
 /// value of `tags`, see [`RawTags`].
 #[derive(Debug, Clone, PartialEq)]
 pub enum RawValue<'a> {
-    /// Null; also a float that is not finite (MessagePack can carry NaN), as `serde_json::Value`
+    /// Null; also a float that is not finite (`MessagePack` can carry NaN), as `serde_json::Value`
     /// reads one.
     Null,
     Bool,
@@ -26,6 +26,7 @@ pub enum RawValue<'a> {
 
 impl RawValue<'_> {
     /// The type as error messages name it.
+    #[must_use]
     pub fn type_name(&self) -> &'static str {
         match self {
             RawValue::Null => "null",

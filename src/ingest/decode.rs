@@ -1,4 +1,4 @@
-//! Decoding: one JSON line or MessagePack frame body straight into events, with no
+//! Decoding: one JSON line or `MessagePack` frame body straight into events, with no
 //! `serde_json::Value` in between.
 //!
 //! Serde visitors fill one [`RawEvent`](crate::event::RawEvent) per map, borrowing strings from
@@ -9,7 +9,7 @@
 //! the deserializer reports any malformed input with the very error text it gave when it built a
 //! `Value`, and a malformed line is malformed whatever its first event says.
 //!
-//! The visitors are in `decode/visitors.rs`; this file is the entry points and the MessagePack
+//! The visitors are in `decode/visitors.rs`; this file is the entry points and the `MessagePack`
 //! value length that tells a frame's trailing bytes.
 
 mod visitors;
@@ -19,7 +19,7 @@ use serde::de::DeserializeSeed;
 use crate::event::{Event, EventError, EventLimits};
 use visitors::Message;
 
-/// MessagePack nesting limit; the same as serde_json's, so no input can exhaust the stack.
+/// `MessagePack` nesting limit; the same as `serde_json`'s, so no input can exhaust the stack.
 pub const MAX_MSGPACK_DEPTH: usize = 128;
 
 /// One decoded line or frame.
@@ -44,7 +44,7 @@ pub fn decode_json(line: &[u8], limits: &EventLimits, max_batch: usize) -> Resul
     Ok(decoded)
 }
 
-/// Decodes one frame body, which must be exactly one MessagePack value. `Err` is the reply's
+/// Decodes one frame body, which must be exactly one `MessagePack` value. `Err` is the reply's
 /// message for a body that is not.
 pub fn decode_msgpack(
     body: &[u8],
@@ -67,8 +67,9 @@ pub fn decode_msgpack(
     Ok(decoded)
 }
 
-/// The length in bytes of the MessagePack value at the start of `bytes`, or `None` if it is cut
+/// The length in bytes of the `MessagePack` value at the start of `bytes`, or `None` if it is cut
 /// short or holds the reserved marker. Iterative: nesting costs no stack.
+#[must_use]
 pub fn msgpack_value_len(bytes: &[u8]) -> Option<usize> {
     // A big-endian length of `n` bytes at `at`.
     let be = |at: usize, n: usize| -> Option<usize> {

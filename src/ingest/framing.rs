@@ -1,4 +1,4 @@
-//! Framing: which of the two a connection uses, and reading one JSON line or one MessagePack
+//! Framing: which of the two a connection uses, and reading one JSON line or one `MessagePack`
 //! frame at a time within the size limits.
 
 use std::io;
@@ -10,11 +10,12 @@ use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt};
 pub enum Framing {
     /// Newline-delimited JSON; the first byte was `{`, `[` or ASCII whitespace.
     JsonLines,
-    /// A 4-byte big-endian length followed by a MessagePack body; any other first byte.
+    /// A 4-byte big-endian length followed by a `MessagePack` body; any other first byte.
     MsgPack,
 }
 
 impl Framing {
+    #[must_use]
     pub fn from_first_byte(b: u8) -> Framing {
         if b == b'{' || b == b'[' || b.is_ascii_whitespace() {
             Framing::JsonLines

@@ -106,21 +106,18 @@ async fn serve<L: Accept>(listener: L, ctx: Arc<IngestCtx>, mut shutdown: watch:
             () = shutdown::signalled(&mut shutdown) => break,
             Some(ended) = tasks.join_next(), if !tasks.is_empty() => report_end(ended),
             accepted = std::future::poll_fn(|cx| listener.poll_accept(cx)) => match accepted {
-                Ok(stream) => match Arc::clone(&slots).try_acquire_owned() {
-                    Ok(slot) => {
-                        let open = OpenConnection::new(Arc::clone(&ctx.stats), slot);
-                        let ctx = Arc::clone(&ctx);
-                        let shutdown = shutdown.clone();
-                        tasks.spawn(async move {
-                            let _open = open;
-                            serve_connection(stream, &ctx, shutdown).await;
-                        });
-                    }
-                    Err(_) => {
-                        ctx.stats.update(|c| c.connections_refused += 1);
-                        tracing::warn!("event connection refused: {max} connections are open (limits.max_connections)");
-                        tasks.spawn(refuse(stream, max));
-                    }
+                Ok(stream) => if let Ok(slot) = Arc::clone(&slots).try_acquire_owned() {
+                    let open = OpenConnection::new(Arc::clone(&ctx.stats), slot);
+                    let ctx = Arc::clone(&ctx);
+                    let shutdown = shutdown.clone();
+                    tasks.spawn(async move {
+                        let _open = open;
+                        serve_connection(stream, &ctx, shutdown).await;
+                    });
+                } else {
+                    ctx.stats.update(|c| c.connections_refused += 1);
+                    tracing::warn!("event connection refused: {max} connections are open (limits.max_connections)");
+                    tasks.spawn(refuse(stream, max));
                 },
                 Err(e) => {
                     tracing::warn!("accepting an event connection failed: {e}");

@@ -1,4 +1,4 @@
-//! Event intake: socket listeners, framing (JSON lines or MessagePack frames, chosen by the first
+//! Event intake: socket listeners, framing (JSON lines or `MessagePack` frames, chosen by the first
 //! byte), decoding, and the hand-off of parsed events to the group committer, whose replies come
 //! back in order.
 //!
@@ -63,6 +63,7 @@ pub enum Refusal {
 
 impl Refusal {
     /// The `events_rejected` label this refusal counts under.
+    #[must_use]
     pub fn label(&self) -> &'static str {
         match self {
             Refusal::StoreFull { .. } => "store_full",
@@ -121,6 +122,7 @@ impl IngestCtx {
     }
 
     /// The limits in force now.
+    #[must_use]
     pub fn limits(&self) -> LimitsConfig {
         self.limits.borrow().clone()
     }
@@ -146,12 +148,18 @@ pub struct IngestCounters {
 impl IngestStats {
     pub fn update(&self, f: impl FnOnce(&mut IngestCounters)) {
         // A poisoned lock only means another thread panicked mid-update of plain counters.
-        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let mut g = self
+            .inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         f(&mut g);
     }
 
     pub fn snapshot(&self) -> IngestCounters {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     pub fn reject(&self, reason: &str) {

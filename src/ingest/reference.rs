@@ -110,7 +110,7 @@ pub fn too_large_reply(n: usize, max_batch: usize) -> Value {
     json!({"ok": false, "accepted": 0, "error": msg})
 }
 
-/// Encodes a reply as a JSON line or a length-prefixed MessagePack map.
+/// Encodes a reply as a JSON line or a length-prefixed `MessagePack` map.
 pub fn encode_reply(framing: Framing, reply: &Value, out: &mut Vec<u8>) {
     out.clear();
     match framing {

@@ -56,6 +56,7 @@ pub enum Reply {
 }
 
 impl Reply {
+    #[must_use]
     pub fn error(message: String) -> Reply {
         Reply::Error(Fault::Message(message))
     }
@@ -103,7 +104,7 @@ const OK_JSON: &[u8] = b"{\"ok\":true}\n";
 /// `{"ok":true}` as a frame: the length 5, then the map {"ok": true}.
 const OK_MSGPACK: &[u8] = &[0, 0, 0, 5, 0x81, 0xa2, b'o', b'k', 0xc3];
 
-/// Encodes a reply as a JSON line or a length-prefixed MessagePack map, replacing `out`.
+/// Encodes a reply as a JSON line or a length-prefixed `MessagePack` map, replacing `out`.
 pub fn encode_reply(framing: Framing, reply: &Reply, out: &mut Vec<u8>) {
     out.clear();
     if matches!(reply, Reply::Ok) {
@@ -222,6 +223,8 @@ impl Serialize for Failed<'_> {
     }
 }
 
+// serde's `serialize_with` hands the field by reference.
+#[allow(clippy::trivially_copy_pass_by_ref)]
 fn as_text<S: Serializer>(fault: &&Fault, s: S) -> Result<S::Ok, S::Error> {
     s.collect_str(*fault)
 }

@@ -17,7 +17,7 @@ pub(super) enum Stop {
     Shutdown,
     /// The writer ended (the client stopped reading or went away); nobody could get the replies.
     WriterGone,
-    /// The MessagePack framing is broken; the stream cannot be resynchronised.
+    /// The `MessagePack` framing is broken; the stream cannot be resynchronised.
     Framing,
     Io(io::Error),
 }

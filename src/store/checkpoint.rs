@@ -311,7 +311,10 @@ impl CheckpointWriter<'_> {
         store
             .last_checkpoint_bytes
             .store(self.written, Ordering::SeqCst);
-        *store.manifest.lock().unwrap_or_else(|p| p.into_inner()) = self.new.clone();
+        *store
+            .manifest
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = self.new.clone();
 
         // What the new checkpoint supersedes: replaced or dropped slices, the old state.
         let (old, new) = (std::mem::take(&mut self.old), std::mem::take(&mut self.new));
@@ -393,7 +396,7 @@ impl Store {
         let m = self
             .manifest
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone();
         let t = self.t()?;
         let read =
@@ -472,7 +475,7 @@ impl Store {
         let old = self
             .manifest
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone();
         let gen = old.gen + 1;
         Ok(CheckpointWriter {
@@ -536,7 +539,10 @@ impl Store {
     /// Drops the whole log tree and starts an empty one. sled frees a dropped tree page by page,
     /// where deleting its keys would copy a node per key and write a record per key.
     fn drop_log(&self) -> Result<(), StoreError> {
-        let mut guard = self.trees.write().unwrap_or_else(|p| p.into_inner());
+        let mut guard = self
+            .trees
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let Some(trees) = guard.as_mut() else {
             return Err(StoreError::closed());
         };

@@ -16,7 +16,7 @@ impl Store {
         let since = self
             .last_compaction
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .map(|t| t.elapsed());
         let live = self.live_bytes();
         let near_cap = size_on_disk >= self.max_bytes.saturating_sub(self.reserve_bytes())
@@ -36,11 +36,14 @@ impl Store {
         *self
             .last_compaction
             .lock()
-            .unwrap_or_else(|p| p.into_inner()) = Some(std::time::Instant::now());
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(std::time::Instant::now());
         let before = self.size_on_disk();
         space::check_free(&self.path, 2 * self.live_bytes() + space::OPEN_RESERVE)?;
         let (fresh, old) = space::compaction_paths(&self.path);
-        let mut guard = self.trees.write().unwrap_or_else(|p| p.into_inner());
+        let mut guard = self
+            .trees
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let Some(trees) = guard.as_ref() else {
             return Err(StoreError::closed());
         };
@@ -59,7 +62,7 @@ impl Store {
             ] {
                 let mut batch = sled::Batch::default();
                 let mut n = 0;
-                for kv in from.iter() {
+                for kv in from {
                     let (k, v) = kv?;
                     batch.insert(k, v);
                     n += 1;
@@ -139,7 +142,10 @@ impl Store {
     /// checkpoints, as for [`Store::compact`].
     pub fn reopen(&self) -> Result<(), StoreError> {
         reclaim(RECLAIM_ROUNDS_ALL);
-        let mut guard = self.trees.write().unwrap_or_else(|p| p.into_inner());
+        let mut guard = self
+            .trees
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let Some(trees) = guard.as_ref() else {
             return Err(StoreError::closed());
         };

@@ -172,7 +172,7 @@ pub fn decode(bytes: &[u8]) -> Result<Group, GroupError> {
         usize::try_from(i)
             .ok()
             .and_then(|i| table.get(i))
-            .map(|s| s.to_string())
+            .map(std::string::ToString::to_string)
             .ok_or(GroupError("string number out of range"))
     };
     let n = r.usize()?;

@@ -1,5 +1,5 @@
 //! Reading a store written by the first layout (schema 1: one sled key per bucket, the engine's
-//! other state as one MessagePack value, the log in an `events` tree), so that an upgrade migrates
+//! other state as one `MessagePack` value, the log in an `events` tree), so that an upgrade migrates
 //! it instead of starting empty. The migrated checkpoint replaces it in one atomic write.
 
 use serde::Deserialize;
@@ -26,9 +26,9 @@ pub struct LoggedEvent {
 /// The first layout's checkpoint.
 pub struct Legacy {
     pub checkpoint_seq: u64,
-    /// Encoded bucket id → MessagePack aggregate.
+    /// Encoded bucket id → `MessagePack` aggregate.
     pub buckets: Vec<(Vec<u8>, Vec<u8>)>,
-    /// The engine's other state, MessagePack.
+    /// The engine's other state, `MessagePack`.
     pub volatile: Option<Vec<u8>>,
 }
 

@@ -142,7 +142,7 @@ impl Store {
         let mut last_seq = 0;
         let mut groups = 0u64;
         let mut log_bytes = 0u64;
-        for kv in self.t()?.log.iter() {
+        for kv in &self.t()?.log {
             let (k, v) = kv?;
             let seq = seq_of(k.get(..8).unwrap_or(&[]))?;
             if seq != last_seq || groups == 0 {
@@ -155,7 +155,10 @@ impl Store {
         self.logged_groups.store(groups, Ordering::SeqCst);
         self.log_bytes.store(log_bytes, Ordering::SeqCst);
         self.state_bytes.store(manifest.bytes(), Ordering::SeqCst);
-        *self.manifest.lock().unwrap_or_else(|p| p.into_inner()) = manifest;
+        *self
+            .manifest
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = manifest;
         let checkpointed = self.checkpoint_seq()?;
         self.next_seq
             .store(last_seq.max(checkpointed) + 1, Ordering::SeqCst);
@@ -185,7 +188,10 @@ impl Store {
 
     /// The trees, for one operation.
     fn t(&self) -> Result<TreesRef<'_>, StoreError> {
-        let g = self.trees.read().unwrap_or_else(|p| p.into_inner());
+        let g = self
+            .trees
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if g.is_none() {
             return Err(StoreError::closed());
         }
@@ -221,7 +227,7 @@ impl Store {
             let why = self
                 .failed
                 .lock()
-                .unwrap_or_else(|p| p.into_inner())
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .clone()
                 .unwrap_or_default();
             return Err(StoreError::Failed(why));
@@ -249,7 +255,10 @@ impl Store {
     fn note<T>(&self, r: Result<T, StoreError>) -> Result<T, StoreError> {
         if let Err(e) = &r {
             if e.poisons() {
-                *self.failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+                *self
+                    .failed
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(e.to_string());
                 self.has_failed.store(true, Ordering::SeqCst);
             }
         }
@@ -263,7 +272,7 @@ impl Store {
         }
         self.failed
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
     }
 

@@ -261,8 +261,7 @@ impl Store {
         let mut prefix = key(DEAD, sink.as_bytes());
         prefix.push(0);
         self.t()
-            .map(|t| t.upstream.scan_prefix(&prefix).count())
-            .unwrap_or(0)
+            .map_or(0, |t| t.upstream.scan_prefix(&prefix).count())
     }
 }
 

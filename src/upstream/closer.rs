@@ -68,12 +68,14 @@ impl Closer {
             .collect();
     }
 
+    #[must_use]
     pub fn host_id(&self) -> &str {
         &self.host_id
     }
 
     /// Buckets whose interval has closed (ended `close_after` ago, or simply ended with `now_all`)
     /// and that changed since they were last shipped. Cheap: run it under the engine lock.
+    #[must_use]
     pub fn candidates(&self, engine: &Engine, now_ms: i64, now_all: bool) -> Vec<Candidate> {
         let cal = engine.calendar();
         let wait = if now_all { 0 } else { self.close_after_ms };
@@ -116,15 +118,12 @@ impl Closer {
                 ),
                 None => None,
             };
-            let (kind, delta) = match &before {
-                Some(b) => {
-                    closed.corrections += 1;
-                    (RecordKind::Correction, c.agg.since(b))
-                }
-                None => {
-                    closed.intervals += 1;
-                    (RecordKind::Interval, c.agg.clone())
-                }
+            let (kind, delta) = if let Some(b) = &before {
+                closed.corrections += 1;
+                (RecordKind::Correction, c.agg.since(b))
+            } else {
+                closed.intervals += 1;
+                (RecordKind::Interval, c.agg.clone())
             };
             let record = IntervalRecord {
                 host_id: self.host_id.clone(),
@@ -173,6 +172,7 @@ impl Closer {
 
 /// This host's id: the configured one, else an app-specific hash of /etc/machine-id (the raw id
 /// is not to be exposed), else the host name.
+#[must_use]
 pub fn host_id(configured: &str) -> String {
     if !configured.is_empty() {
         return configured.to_string();
@@ -189,6 +189,5 @@ pub fn host_id(configured: &str) -> String {
         }
     }
     std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "unknown-host".into())
+        .map_or_else(|_| "unknown-host".into(), |h| h.trim().to_string())
 }

@@ -38,7 +38,7 @@ pub async fn run_sink(
     let limit = cfg.batch_records.max(1);
     {
         let mut st = lock(&status);
-        st.name = name.clone();
+        st.name.clone_from(&name);
         st.kind = match cfg.kind {
             SinkKind::Http => "http",
             SinkKind::Influx => "influx",
@@ -106,9 +106,9 @@ pub async fn run_sink(
         if batch.is_empty() {
             partial_since = None;
             tokio::select! {
-                _ = &mut notified => {}
-                _ = tokio::time::sleep(IDLE_POLL) => {}
-                _ = shutdown::signalled(&mut shutdown) => return,
+                () = &mut notified => {}
+                () = tokio::time::sleep(IDLE_POLL) => {}
+                () = shutdown::signalled(&mut shutdown) => return,
             }
             continue;
         }
@@ -117,9 +117,9 @@ pub async fn run_sink(
             let deadline = *partial_since.get_or_insert_with(Instant::now) + linger;
             if Instant::now() < deadline {
                 tokio::select! {
-                    _ = &mut notified => {}
-                    _ = tokio::time::sleep_until(deadline) => {}
-                    _ = shutdown::signalled(&mut shutdown) => return,
+                    () = &mut notified => {}
+                    () = tokio::time::sleep_until(deadline) => {}
+                    () = shutdown::signalled(&mut shutdown) => return,
                 }
                 continue;
             }
@@ -128,7 +128,7 @@ pub async fn run_sink(
 
         let outcome = tokio::select! {
             outcome = sink.send(&batch) => outcome,
-            _ = shutdown::signalled(&mut shutdown) => return,
+            () = shutdown::signalled(&mut shutdown) => return,
         };
         let first = batch.first().map_or(0, |r| r.seq);
         let last = batch.last().map_or(0, |r| r.seq);
@@ -242,7 +242,7 @@ fn note_error(status: &Mutex<SinkStatus>, error: &str, retry: bool) {
 fn lock(status: &Mutex<SinkStatus>) -> MutexGuard<'_, SinkStatus> {
     status
         .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn now_ms() -> i64 {

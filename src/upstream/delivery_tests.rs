@@ -174,7 +174,7 @@ fn sums(records: impl IntoIterator<Item = Value>) -> BTreeMap<&'static str, u64>
     out
 }
 
-/// Records received, deduplicated by idempotency_key.
+/// Records received, deduplicated by `idempotency_key`.
 fn received(rx: &Receiver, delivered_only: bool) -> BTreeMap<String, Value> {
     let mut out = BTreeMap::new();
     for req in rx.requests() {

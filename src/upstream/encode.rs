@@ -1,5 +1,5 @@
 //! The encoder role of a sink: a batch of interval records as a request body (JSON or
-//! MessagePack envelope, Influx line protocol), its gzip, and the batch key receivers dedupe on.
+//! `MessagePack` envelope, Influx line protocol), its gzip, and the batch key receivers dedupe on.
 //! `docs/upstream.md` describes these bodies for receivers.
 
 use std::io::Write;
@@ -11,11 +11,11 @@ use crate::upstream::IntervalRecord;
 
 /// `Content-Type` of a JSON batch.
 pub const CONTENT_TYPE_JSON: &str = "application/json";
-/// `Content-Type` of a MessagePack batch.
+/// `Content-Type` of a `MessagePack` batch.
 pub const CONTENT_TYPE_MSGPACK: &str = "application/msgpack";
 /// `Content-Type` of Influx line protocol.
 pub const CONTENT_TYPE_INFLUX: &str = "text/plain; charset=utf-8";
-/// The uncompressed request body for `batch` and its `Content-Type`: the JSON or MessagePack
+/// The uncompressed request body for `batch` and its `Content-Type`: the JSON or `MessagePack`
 /// envelope for `http`, newline-separated line protocol for `influx`. `sink` names the sink in
 /// the log.
 pub fn body(
@@ -48,6 +48,7 @@ pub fn body(
 }
 
 /// `<host_id>:<first seq>-<last seq>`: the same for every attempt at the same batch.
+#[must_use]
 pub fn batch_key(batch: &[IntervalRecord]) -> String {
     match (batch.first(), batch.last()) {
         (Some(first), Some(last)) => format!("{}:{}-{}", first.host_id, first.seq, last.seq),

@@ -34,11 +34,13 @@ pub struct IntervalRecord {
 
 impl IntervalRecord {
     /// `host_id:seq`: a receiver counts each record once by this key.
+    #[must_use]
     pub fn idempotency_key(&self) -> String {
         format!("{}:{}", self.host_id, self.seq)
     }
 
     /// The record as documented in `docs/upstream.md`: the names of docs/metrics.md, times in ms.
+    #[must_use]
     pub fn to_json(&self) -> Value {
         let start = jiff::Timestamp::from_millisecond(self.interval_start_ms)
             .map(|t| t.to_string())
@@ -66,6 +68,7 @@ impl IntervalRecord {
 
     /// One Influx line-protocol point with the interval's totals: a point overwrites the fields
     /// of an earlier point with the same tags and time, so a correction carries totals, not a delta.
+    #[must_use]
     pub fn influx_line(&self) -> String {
         let t = &self.total;
         let mut line = String::from("callmetrics");
@@ -94,6 +97,7 @@ impl IntervalRecord {
 }
 
 /// Counters, sums, maxima, bands and sketches of an aggregate under the names of docs/metrics.md.
+#[must_use]
 pub fn counters_json(a: &Agg) -> Value {
     let mut m: serde_json::Map<String, Value> = a
         .named_counters()

@@ -5,6 +5,7 @@ use reqwest::Url;
 
 /// The URL with any password and credential-like query values replaced by `***`, for status
 /// output and logs.
+#[must_use]
 pub fn redact_url(url: &str) -> String {
     let Ok(mut parsed) = Url::parse(url) else {
         return url.to_string();

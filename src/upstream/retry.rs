@@ -41,6 +41,7 @@ pub fn backoff(attempt: u32, cap: Duration) -> Duration {
 
 /// The wait before the next attempt: the jittered backoff, but at least the receiver's
 /// `Retry-After`, and never more than `max(cap, retry_after)`.
+#[must_use]
 pub fn retry_delay(attempt: u32, cap: Duration, retry_after: Option<Duration>) -> Duration {
     let after = retry_after.unwrap_or(Duration::ZERO);
     backoff(attempt, cap).max(after).min(cap.max(after))
@@ -85,6 +86,7 @@ pub async fn classify_response(mut response: reqwest::Response) -> SendOutcome {
 }
 
 /// 408, 429 and every 5xx are worth retrying; any other non-2xx answer will not change.
+#[must_use]
 pub fn is_retryable(status: StatusCode) -> bool {
     status == StatusCode::REQUEST_TIMEOUT
         || status == StatusCode::TOO_MANY_REQUESTS
@@ -110,6 +112,7 @@ async fn body_prefix(response: &mut reqwest::Response) -> String {
 }
 
 /// The error and its causes on one line (reqwest's own text alone says little).
+#[must_use]
 pub fn describe_error(e: &reqwest::Error) -> String {
     let mut text = if e.is_timeout() {
         format!("timed out: {e}")
@@ -133,6 +136,7 @@ pub fn describe_error(e: &reqwest::Error) -> String {
 /// A `Retry-After` value: delay-seconds, or an HTTP-date (IMF-fixdate, and the obsolete RFC 850
 /// and asctime forms RFC 9110 asks recipients to accept). A date in the past means "now".
 /// Unparsable values give `None`; very long delays are limited to one hour.
+#[must_use]
 pub fn parse_retry_after(value: &str, now: jiff::Timestamp) -> Option<Duration> {
     let value = value.trim();
     if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {

@@ -144,17 +144,20 @@ impl Sink {
         })
     }
 
+    #[must_use]
     pub fn name(&self) -> &str {
         &self.name
     }
 
     /// The URL requests go to (with `precision=ms` added for Influx), credentials masked.
+    #[must_use]
     pub fn display_url(&self) -> String {
         redact_url(self.url.as_str())
     }
 
     /// The uncompressed request body for `batch` and its `Content-Type` (see
     /// [`encode::body`]); gzip, when configured, is applied on top by [`Sink::send`].
+    #[must_use]
     pub fn encode_body(&self, batch: &[IntervalRecord]) -> (Vec<u8>, &'static str) {
         encode::body(self.kind, self.format, &self.name, batch)
     }
@@ -457,7 +460,7 @@ mod tests {
         .unwrap();
         match sink.send(&records).await {
             SendOutcome::Retry { error, after: None } => {
-                assert!(error.contains("connect"), "{error}")
+                assert!(error.contains("connect"), "{error}");
             }
             other => panic!("{other:?}"),
         }

@@ -62,8 +62,8 @@ fn row(e: &Engine, window: &str, dim: DimKind, key: &str) -> MetricsRow {
         .unwrap_or_else(|| panic!("no row {key} in {window} by {dim:?}"))
 }
 
-/// Counters in a fixed order: offered, answered, answered_within, abandoned, abandoned_within,
-/// short_abandoned, overflow, handled.
+/// Counters in a fixed order: offered, answered, `answered_within`, abandoned, `abandoned_within`,
+/// `short_abandoned`, overflow, handled.
 fn counts(r: &MetricsRow) -> [u64; 8] {
     let c = &r.counts;
     [
@@ -88,7 +88,7 @@ fn realtime(r: &MetricsRow) -> (u64, Option<u64>, u64, u64) {
     )
 }
 
-/// Queue `sales`: T = 20 s, S = 5 s, formula abandon_positive. `support` is not configured and
+/// Queue `sales`: T = 20 s, S = 5 s, formula `abandon_positive`. `support` is not configured and
 /// takes the defaults: T = 20 s, S = 5 s, formula answered (also the formula of non-queue rows).
 pub fn hand_model() -> Model {
     let mut queues = BTreeMap::new();

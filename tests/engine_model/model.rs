@@ -198,7 +198,7 @@ pub fn oracle(
                 }
                 (true, None) => r.talking_now += 1,
                 (true, Some(rx)) if !ev.wrapup.is_some_and(dl) && now < handle_due(seg, rx) => {
-                    r.in_acw_now += 1
+                    r.in_acw_now += 1;
                 }
                 _ => {}
             }

@@ -113,7 +113,7 @@ fn layout_seg(spec: &SegSpec, call_id: &str, start: i64) -> Seg {
                 match seg.holds.last() {
                     Some((_, None)) => break,
                     // A hold must start strictly after the previous resume.
-                    Some((_, Some(prev))) if h <= *prev => continue,
+                    Some((_, Some(prev))) if h <= *prev => {}
                     _ => seg.holds.push((h, r)),
                 }
             }
@@ -207,7 +207,7 @@ pub fn build(s: &Scenario) -> Built {
         let e = which.index(truth.events.len());
         tagged.push((rx_of[e] + extra, true, e));
     }
-    tagged.sort();
+    tagged.sort_unstable();
     let deliveries: Vec<Delivery> = tagged
         .iter()
         .map(|&(rx, _, ev)| Delivery { rx, ev })

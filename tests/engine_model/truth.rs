@@ -130,9 +130,7 @@ impl Seg {
     pub fn outcome(&self) -> Out {
         match (self.answer, self.reason) {
             (Some(_), _) => Out::Answered,
-            (None, None | Some(EndReason::Abandoned) | Some(EndReason::Completed)) => {
-                Out::Abandoned
-            }
+            (None, None | Some(EndReason::Abandoned | EndReason::Completed)) => Out::Abandoned,
             (None, Some(_)) => Out::Overflow,
         }
     }
@@ -162,11 +160,11 @@ impl Seg {
         let mut out = Vec::new();
         let mut start = ev(EventKind::Start, self.start);
         start.queue = Some(self.queue.clone());
-        start.channel = self.channel.clone();
+        start.channel.clone_from(&self.channel);
         out.push(start);
         if let Some(a) = self.answer {
             let mut answer = ev(EventKind::Answer, a);
-            answer.agent = self.agent.clone();
+            answer.agent.clone_from(&self.agent);
             out.push(answer);
         }
         for &(h, r) in &self.holds {

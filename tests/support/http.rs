@@ -109,7 +109,7 @@ impl Request {
         self.answer.is_some_and(|s| (200..300).contains(&s))
     }
 
-    /// The body as a JSON value, read as JSON or as MessagePack after its `content-type`.
+    /// The body as a JSON value, read as JSON or as `MessagePack` after its `content-type`.
     pub fn json(&self) -> serde_json::Value {
         match self.header("content-type") {
             Some("application/json") => serde_json::from_slice(&self.body)
@@ -223,7 +223,9 @@ impl Receiver {
 
 /// The script even if a test thread panicked while holding it (it only holds plain data).
 fn lock(script: &Mutex<Script>) -> MutexGuard<'_, Script> {
-    script.lock().unwrap_or_else(|p| p.into_inner())
+    script
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Accepts connections until aborted; every connection ends with it.

@@ -5,7 +5,7 @@
 //! - [`Daemon`] runs `callmetrics run --config FILE` in its own temporary folder (sockets, store and
 //!   logs inside it), waits until the control socket answers `status`, and stops it with SIGTERM
 //!   (`kill -TERM <pid>`) or SIGKILL (`Child::kill`). Dropping it SIGKILLs a daemon still running.
-//! - [`JsonConn`] and [`PackConn`] speak the event protocol (JSON lines, MessagePack frames) over a
+//! - [`JsonConn`] and [`PackConn`] speak the event protocol (JSON lines, `MessagePack` frames) over a
 //!   `std::os::unix::net::UnixStream`, with read timeouts so a missing reply fails instead of hanging.
 //! - [`cli`] runs a client subcommand and returns its output; [`run_to_exit`] runs any command
 //!   with a time limit.
@@ -222,13 +222,11 @@ impl Daemon {
             if out.status.success() {
                 return;
             }
-            if Instant::now() >= deadline {
-                panic!(
-                    "the daemon did not answer `status` within {START_DEADLINE:?}; last attempt: {}\nits log:\n{}",
-                    String::from_utf8_lossy(&out.stderr),
-                    self.log_tail()
-                );
-            }
+            assert!(Instant::now() < deadline,
+                "the daemon did not answer `status` within {START_DEADLINE:?}; last attempt: {}\nits log:\n{}",
+                String::from_utf8_lossy(&out.stderr),
+                self.log_tail()
+            );
             thread::sleep(POLL);
         }
     }
@@ -242,16 +240,15 @@ impl Daemon {
             .status()
             .expect("run kill");
         assert!(sent.success(), "kill -TERM {} failed", child.id());
-        match wait_exit(&mut child, DEADLINE) {
-            Some(status) => status,
-            None => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!(
-                    "the daemon did not exit within {DEADLINE:?} of SIGTERM; its log:\n{}",
-                    self.log_tail()
-                );
-            }
+        if let Some(status) = wait_exit(&mut child, DEADLINE) {
+            status
+        } else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "the daemon did not exit within {DEADLINE:?} of SIGTERM; its log:\n{}",
+                self.log_tail()
+            );
         }
     }
 
@@ -385,7 +382,7 @@ impl JsonConn {
     }
 }
 
-/// A MessagePack-framed event connection: 4-byte big-endian length, then a MessagePack body.
+/// A MessagePack-framed event connection: 4-byte big-endian length, then a `MessagePack` body.
 pub struct PackConn {
     stream: UnixStream,
 }
@@ -412,7 +409,7 @@ impl PackConn {
         self.send_raw(&frame);
     }
 
-    /// Reads one length-prefixed MessagePack reply.
+    /// Reads one length-prefixed `MessagePack` reply.
     pub fn reply(&mut self) -> Value {
         let mut len = [0u8; 4];
         self.stream
@@ -536,14 +533,12 @@ impl Daemon {
             if out.status.success() {
                 return;
             }
-            if Instant::now() >= deadline {
-                panic!(
-                    "the daemon did not answer `status` on {} within {START_DEADLINE:?}; last attempt: {}\nits log:\n{}",
-                    control.display(),
-                    String::from_utf8_lossy(&out.stderr),
-                    self.log_tail()
-                );
-            }
+            assert!(Instant::now() < deadline,
+                "the daemon did not answer `status` on {} within {START_DEADLINE:?}; last attempt: {}\nits log:\n{}",
+                control.display(),
+                String::from_utf8_lossy(&out.stderr),
+                self.log_tail()
+            );
             thread::sleep(POLL);
         }
     }
@@ -575,12 +570,11 @@ impl Daemon {
             if let Some(line) = text.lines().find(|l| needles.iter().all(|n| l.contains(n))) {
                 return line.to_string();
             }
-            if Instant::now() >= deadline {
-                panic!(
-                    "no log line containing {needles:?} within {DEADLINE:?}; the log:\n{}",
-                    self.log_tail()
-                );
-            }
+            assert!(
+                Instant::now() < deadline,
+                "no log line containing {needles:?} within {DEADLINE:?}; the log:\n{}",
+                self.log_tail()
+            );
             thread::sleep(POLL);
         }
     }

@@ -305,7 +305,7 @@ async fn an_oversized_line_is_refused_and_the_next_line_works() {
     let (stream, _stop, task) = connect(&ctx);
     let mut c = JsonClient::new(stream);
     let mut big = b"{\"type\":\"hold\",\"pad\":\"".to_vec();
-    big.extend_from_slice(&[b'x'; 300_000]);
+    big.resize(big.len() + 300_000, b'x');
     big.extend_from_slice(b"\"}\n");
     c.send_raw(&big).await;
     c.send(&hold("a")).await;

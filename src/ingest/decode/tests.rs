@@ -29,7 +29,7 @@ fn msgpack_both(body: &[u8]) -> Result<Decoded, String> {
     typed
 }
 
-/// A document to send: any JSON value, plus what only MessagePack can carry.
+/// A document to send: any JSON value, plus what only `MessagePack` can carry.
 #[derive(Debug, Clone)]
 enum Doc {
     Null,
@@ -43,10 +43,10 @@ enum Doc {
     Obj(Vec<(Doc, Doc)>),
     /// JSON only: text written as is (odd numbers, escapes, broken tokens).
     RawJson(String),
-    /// MessagePack only.
+    /// `MessagePack` only.
     Bin(Vec<u8>),
     Ext(i8, Vec<u8>),
-    /// A MessagePack string whose bytes need not be UTF-8.
+    /// A `MessagePack` string whose bytes need not be UTF-8.
     RawStr(Vec<u8>),
 }
 
@@ -91,7 +91,7 @@ fn json(doc: &Doc, out: &mut String) {
         }
         Doc::RawJson(text) => out.push_str(text),
         Doc::Bin(b) | Doc::RawStr(b) | Doc::Ext(_, b) => {
-            out.push_str(&serde_json::to_string(&String::from_utf8_lossy(b)).unwrap())
+            out.push_str(&serde_json::to_string(&String::from_utf8_lossy(b)).unwrap());
         }
     }
 }
@@ -197,7 +197,7 @@ fn key() -> impl Strategy<Value = Doc> {
     ]
 }
 
-/// MessagePack keys need not be strings.
+/// `MessagePack` keys need not be strings.
 fn odd_key() -> impl Strategy<Value = Doc> {
     prop_oneof![
         any::<i64>().prop_map(Doc::Int),

@@ -48,7 +48,7 @@ trait OnValue<'de>: Sized {
 }
 
 /// A visitor that takes the wire types `serde_json::Value` takes (and no others: bytes,
-/// MessagePack extensions and enums are refused with its error text), handing each to `T`.
+/// `MessagePack` extensions and enums are refused with its error text), handing each to `T`.
 struct AsValue<T>(T);
 
 impl<'de, T: OnValue<'de>> DeserializeSeed<'de> for AsValue<T> {
@@ -124,7 +124,7 @@ impl<'de, T: OnValue<'de>> Visitor<'de> for AsValue<T> {
 
 /// Calls `entry` with each key of a map; it must read that key's value. Keys are read as
 /// `serde_json::Value` reads them, which differs between the first key and the others (it
-/// matters for MessagePack, whose keys need not be strings): see [`FirstKey`] and [`NextKey`].
+/// matters for `MessagePack`, whose keys need not be strings): see [`FirstKey`] and [`NextKey`].
 fn each_entry<'de, A, F>(mut map: A, mut entry: F) -> Result<(), A::Error>
 where
     A: MapAccess<'de>,
