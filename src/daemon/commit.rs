@@ -19,7 +19,7 @@ use crate::ingest::{ItemResult, Refusal, Submission};
 use crate::store::{group, Store, StoreError};
 
 /// Most events grouped into one store write and flush.
-const MAX_GROUP_EVENTS: usize = 16_384;
+const MAX_GROUP_EVENTS: usize = 8_192;
 /// How often the engine's clock moves on when no events arrive.
 const TICK: Duration = Duration::from_secs(1);
 /// Quiet time before a bloated store is compacted (near the cap it is compacted at once).

@@ -91,7 +91,7 @@ pub struct Submission {
 /// Most events decoded and waiting for the committer at once, over all connections: two full
 /// commit groups, so the committer never waits for input, while a burst of pipelining clients
 /// cannot queue more than a few megabytes of events.
-pub const MAX_IN_FLIGHT_EVENTS: usize = 32_768;
+pub const MAX_IN_FLIGHT_EVENTS: usize = 16_384;
 
 /// Where connections send their events.
 pub type SubmitTx = mpsc::Sender<Submission>;

@@ -7,6 +7,9 @@ use std::sync::atomic::Ordering;
 use super::trees::{apply_batch, open_trees, reclaim, Trees, RECLAIM_ROUNDS_ALL};
 use super::{space, Store, StoreError, SEGMENT_BYTES};
 
+/// sled's page cache for the fresh store a compaction writes.
+const COMPACTION_CACHE_BYTES: u64 = 1 << 20;
+
 impl Store {
     /// Whether a compaction would give back a lot, since sled reuses space freed inside its file
     /// poorly and never returns it: near the cap, when the file holds at least twice its live
@@ -54,7 +57,9 @@ impl Store {
             std::fs::remove_dir_all(&fresh).map_err(|e| io("clearing the new folder", e))?;
         }
         {
-            let new = open_trees(&fresh, self.cache_bytes)?;
+            // Only written, never read back here: a small cache keeps the rewrite from holding a
+            // second page cache beside the old store's (measured: +20 MiB at 1 M calls).
+            let new = open_trees(&fresh, COMPACTION_CACHE_BYTES)?;
             for (from, to) in [
                 (&trees.log, &new.log),
                 (&trees.state, &new.state),
