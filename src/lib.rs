@@ -12,7 +12,8 @@
 //!
 //! Beside them: [`config`] (TOML configuration, defaults and validation), [`units`] (durations,
 //! zones, bucket spans, service-level formulas: the leaf both config and engine use),
-//! [`shutdown`] (the stop signal every task watches) and [`systemd`] (socket activation and
+//! [`shutdown`] (the stop signal every task watches), [`log_throttle`] (warnings a client can
+//! repeat, logged once per interval with a count) and [`systemd`] (socket activation and
 //! `sd_notify`).
 //!
 //! One concern a file: the module map in README.md names every file and what it holds.
@@ -26,6 +27,7 @@ pub mod daemon;
 pub mod engine;
 pub mod event;
 pub mod ingest;
+pub mod log_throttle;
 pub mod shutdown;
 pub mod store;
 pub mod systemd;

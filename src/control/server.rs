@@ -1,7 +1,7 @@
 //! The daemon side of the control socket: accepts connections and answers each request with the handler.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::watch;
@@ -9,6 +9,7 @@ use tokio::task::JoinSet;
 use tracing::{debug, warn};
 
 use super::protocol::{read_message, write_message, ProtocolError, Request, Response};
+use crate::log_throttle::{left_out_note, Throttle, WARN_INTERVAL};
 use crate::shutdown;
 
 /// Answers one request. It runs on the connection's task, so it must be quick and not block.
@@ -26,12 +27,20 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// idle connections, and returns once every connection task has ended.
 pub async fn serve(listener: UnixListener, handler: Handler, mut shutdown: watch::Receiver<bool>) {
     let mut conns = JoinSet::new();
+    let mut refusals = Throttle::new(WARN_INTERVAL);
+    let mut failures = Throttle::new(WARN_INTERVAL);
     loop {
         tokio::select! {
             () = shutdown::signalled(&mut shutdown) => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) if conns.len() >= MAX_CONNECTIONS => {
-                    warn!(limit = MAX_CONNECTIONS, "control connection refused: too many open");
+                    if let Some(n) = refusals.admit(Instant::now()) {
+                        warn!(
+                            limit = MAX_CONNECTIONS,
+                            "control connection refused: too many open{}",
+                            left_out_note(n)
+                        );
+                    }
                     conns.spawn(refuse(stream));
                 }
                 Ok((stream, _)) => {
@@ -39,7 +48,9 @@ pub async fn serve(listener: UnixListener, handler: Handler, mut shutdown: watch
                 }
                 Err(e) => {
                     // Typically out of file descriptors; pausing keeps this loop from spinning.
-                    warn!(error = %e, "control socket accept failed");
+                    if let Some(n) = failures.admit(Instant::now()) {
+                        warn!(error = %e, "control socket accept failed{}", left_out_note(n));
+                    }
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             },

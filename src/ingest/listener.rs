@@ -4,7 +4,7 @@
 use std::io;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
@@ -16,6 +16,7 @@ use super::framing::Framing;
 use super::linger::linger;
 use super::reply::{encode_reply, Reply};
 use super::{IngestCtx, IngestStats};
+use crate::log_throttle::{left_out_note, Throttle, WARN_INTERVAL};
 use crate::shutdown;
 
 /// How long connections may take, after shutdown is requested, to write the replies they owe
@@ -100,6 +101,8 @@ async fn serve<L: Accept>(listener: L, ctx: Arc<IngestCtx>, mut shutdown: watch:
     let max = ctx.limits().max_connections;
     let slots = Arc::new(Semaphore::new(max.min(Semaphore::MAX_PERMITS)));
     let mut tasks = JoinSet::new();
+    let mut refusals = Throttle::new(WARN_INTERVAL);
+    let mut failures = Throttle::new(WARN_INTERVAL);
     loop {
         tokio::select! {
             biased;
@@ -116,11 +119,18 @@ async fn serve<L: Accept>(listener: L, ctx: Arc<IngestCtx>, mut shutdown: watch:
                     });
                 } else {
                     ctx.stats.update(|c| c.connections_refused += 1);
-                    tracing::warn!("event connection refused: {max} connections are open (limits.max_connections)");
+                    if let Some(n) = refusals.admit(Instant::now()) {
+                        tracing::warn!(
+                            "event connection refused: {max} connections are open (limits.max_connections){}",
+                            left_out_note(n)
+                        );
+                    }
                     tasks.spawn(refuse(stream, max));
                 },
                 Err(e) => {
-                    tracing::warn!("accepting an event connection failed: {e}");
+                    if let Some(n) = failures.admit(Instant::now()) {
+                        tracing::warn!("accepting an event connection failed: {e}{}", left_out_note(n));
+                    }
                     tokio::time::sleep(ACCEPT_RETRY).await;
                 }
             },
