@@ -20,8 +20,11 @@ use crate::ingest::IngestCounters;
 use crate::upstream::{RecordKind, SinkStatus};
 
 pub const PROTOCOL_VERSION: u16 = 1;
-/// Largest control message either side accepts.
+/// Largest control message either side accepts (answers with many rows are the large ones).
 pub const MAX_MESSAGE_BYTES: usize = 16 << 20;
+/// Largest request the daemon accepts: every request is a few dozen bytes, so this bounds what one
+/// client can make the daemon buffer.
+pub const MAX_REQUEST_BYTES: usize = 64 << 10;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Request {
@@ -121,8 +124,8 @@ pub enum ProtocolError {
     Closed,
     #[error("I/O error on the control socket: {0}")]
     Io(#[from] std::io::Error),
-    #[error("control message of {0} bytes is larger than the limit of {MAX_MESSAGE_BYTES}")]
-    TooLarge(usize),
+    #[error("control message of {len} bytes is larger than the limit of {max}")]
+    TooLarge { len: usize, max: usize },
     #[error("undecodable control message: {0}")]
     Decode(String),
     #[error("protocol version {0} is not supported (this build speaks version {PROTOCOL_VERSION}); use the callmetrics binary that matches the daemon")]
@@ -141,7 +144,10 @@ where
     })
     .map_err(|e| ProtocolError::Decode(e.to_string()))?;
     if bytes.len() > MAX_MESSAGE_BYTES {
-        return Err(ProtocolError::TooLarge(bytes.len()));
+        return Err(ProtocolError::TooLarge {
+            len: bytes.len(),
+            max: MAX_MESSAGE_BYTES,
+        });
     }
     // Bounded by MAX_MESSAGE_BYTES above, so the length fits a u32.
     w.write_all(&(bytes.len() as u32).to_be_bytes()).await?;
@@ -150,8 +156,19 @@ where
     Ok(())
 }
 
-/// Reads one message; `Closed` on a clean end of stream before a length.
+/// Reads one message of up to [`MAX_MESSAGE_BYTES`]; `Closed` on a clean end of stream before a
+/// length.
 pub async fn read_message<R, T>(r: &mut R) -> Result<T, ProtocolError>
+where
+    R: AsyncRead + Unpin,
+    T: for<'de> Deserialize<'de>,
+{
+    read_message_within(r, MAX_MESSAGE_BYTES).await
+}
+
+/// Reads one message of up to `max` bytes. The buffer grows as bytes arrive, so a length
+/// announced and not sent costs nothing.
+pub async fn read_message_within<R, T>(r: &mut R, max: usize) -> Result<T, ProtocolError>
 where
     R: AsyncRead + Unpin,
     T: for<'de> Deserialize<'de>,
@@ -165,11 +182,20 @@ where
         Err(e) => return Err(e.into()),
     }
     let len = u32::from_be_bytes(len) as usize;
-    if len > MAX_MESSAGE_BYTES {
-        return Err(ProtocolError::TooLarge(len));
+    if len > max {
+        return Err(ProtocolError::TooLarge { len, max });
     }
-    let mut buf = vec![0u8; len];
-    r.read_exact(&mut buf).await?;
+    let mut buf = Vec::new();
+    (&mut *r).take(len as u64).read_to_end(&mut buf).await?;
+    if buf.len() != len {
+        return Err(ProtocolError::Io(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            format!(
+                "connection closed after {} of the {len} bytes of a message",
+                buf.len()
+            ),
+        )));
+    }
     #[derive(Deserialize)]
     struct VersionOnly {
         version: u16,
@@ -223,6 +249,33 @@ mod tests {
         let err = read_message::<_, Request>(&mut buf.as_slice())
             .await
             .unwrap_err();
-        assert!(matches!(err, ProtocolError::TooLarge(_)));
+        assert!(matches!(err, ProtocolError::TooLarge { .. }));
+    }
+
+    #[tokio::test]
+    async fn requests_past_their_limit_are_refused_with_it() {
+        let mut buf = ((MAX_REQUEST_BYTES + 1) as u32).to_be_bytes().to_vec();
+        buf.extend(vec![0u8; 16]);
+        let err = read_message_within::<_, Request>(&mut buf.as_slice(), MAX_REQUEST_BYTES)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, ProtocolError::TooLarge { len, max } if len == MAX_REQUEST_BYTES + 1 && max == MAX_REQUEST_BYTES),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_message_cut_short_is_an_io_error_not_a_decode_error() {
+        let mut buf = 100u32.to_be_bytes().to_vec();
+        buf.extend(vec![0x90u8; 10]);
+        let err = read_message::<_, Request>(&mut buf.as_slice())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, ProtocolError::Io(e) if e.kind() == std::io::ErrorKind::UnexpectedEof),
+            "{err}"
+        );
+        assert!(err.to_string().contains("10 of the 100 bytes"), "{err}");
     }
 }

@@ -8,7 +8,9 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::{debug, warn};
 
-use super::protocol::{read_message, write_message, ProtocolError, Request, Response};
+use super::protocol::{
+    read_message_within, write_message, ProtocolError, Request, Response, MAX_REQUEST_BYTES,
+};
 use crate::log_throttle::{left_out_note, Throttle, WARN_INTERVAL};
 use crate::shutdown;
 
@@ -82,7 +84,7 @@ async fn connection(mut stream: UnixStream, handler: Handler, mut shutdown: watc
         // Shutdown only interrupts the wait for a request, never an answer being written.
         let req = tokio::select! {
             () = shutdown::signalled(&mut shutdown) => return,
-            r = read_message::<_, Request>(&mut stream) => r,
+            r = read_message_within::<_, Request>(&mut stream, MAX_REQUEST_BYTES) => r,
         };
         let resp = match req {
             Ok(req) => handler(req),
@@ -123,6 +125,7 @@ mod tests {
     use super::*;
     use crate::config::LimitsConfig;
     use crate::control::client::request;
+    use crate::control::protocol::read_message;
     use crate::control::protocol::{StatusReport, StoreStatus, PROTOCOL_VERSION};
     use crate::engine::{DimKind, EngineStats, MetricsQuery, MetricsRow};
     use crate::ingest::IngestCounters;
