@@ -242,6 +242,8 @@ pub enum EventError {
     },
     #[error("field `{field}` must not be empty")]
     Empty { field: String },
+    #[error("field `{field}`: control or bidirectional character U+{code:04X} at byte {at} (names must be printable text)")]
+    Unprintable { field: String, code: u32, at: usize },
     #[error("field `tags`: {count} tags is more than the limit of {max} (limits.max_tags)")]
     TooManyTags { count: usize, max: usize },
     #[error("field `ts`: `{0}` is not an RFC 3339 timestamp (e.g. 2026-11-22T10:00:00Z) nor epoch milliseconds")]

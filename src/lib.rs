@@ -13,8 +13,8 @@
 //! Beside them: [`config`] (TOML configuration, defaults and validation), [`units`] (durations,
 //! zones, bucket spans, service-level formulas: the leaf both config and engine use),
 //! [`shutdown`] (the stop signal every task watches), [`log_throttle`] (warnings a client can
-//! repeat, logged once per interval with a count) and [`systemd`] (socket activation and
-//! `sd_notify`).
+//! repeat, logged once per interval with a count), [`printable`] (which characters a name may
+//! hold and how the CLI escapes the others) and [`systemd`] (socket activation and `sd_notify`).
 //!
 //! One concern a file: the module map in README.md names every file and what it holds.
 
@@ -28,6 +28,7 @@ pub mod engine;
 pub mod event;
 pub mod ingest;
 pub mod log_throttle;
+pub mod printable;
 pub mod shutdown;
 pub mod store;
 pub mod systemd;

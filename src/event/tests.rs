@@ -212,3 +212,58 @@ fn the_least_offending_key_is_named() {
         Err(EventError::UnknownField("Zz".into()))
     );
 }
+
+#[test]
+fn control_and_bidi_characters_are_refused_naming_the_field() {
+    let cases = [
+        (
+            json!({"type":"start","call_id":"c1","queue":"q\u{1b}]0;PWNED\u{7}","ts":1_700_000_000_000_i64}),
+            "queue",
+            0x1b,
+            1,
+        ),
+        (
+            json!({"type":"start","call_id":"c\r\n1","queue":"q","ts":1_700_000_000_000_i64}),
+            "call_id",
+            0x0d,
+            1,
+        ),
+        (
+            json!({"type":"answer","call_id":"c1","agent":"ali\u{202e}ce","ts":1_700_000_000_000_i64}),
+            "agent",
+            0x202e,
+            3,
+        ),
+        (
+            json!({"type":"start","call_id":"c1","queue":"q","channel":"v\u{9b}","ts":1_700_000_000_000_i64}),
+            "channel",
+            0x9b,
+            1,
+        ),
+        (
+            json!({"type":"start","call_id":"c1","queue":"q","tags":{"tier":"go\u{0}ld"},"ts":1_700_000_000_000_i64}),
+            "tags",
+            0x00,
+            2,
+        ),
+    ];
+    for (v, field, code, at) in cases {
+        let err = parse(v.clone()).unwrap_err();
+        match &err {
+            EventError::Unprintable {
+                field: f,
+                code: c,
+                at: a,
+            } => {
+                assert!(f.starts_with(field), "{v}: field {f}");
+                assert_eq!((*c, *a), (code, at), "{v}");
+            }
+            other => panic!("{v}: {other}"),
+        }
+        let text = err.to_string();
+        assert!(text.contains(field) && text.contains("printable"), "{text}");
+        assert!(!text.chars().any(crate::printable::is_refused), "{text:?}");
+    }
+    // Printable names in any script still pass.
+    parse(json!({"type":"start","call_id":"c1","queue":"support-日本","channel":"chat","ts":1_700_000_000_000_i64})).unwrap();
+}

@@ -197,12 +197,18 @@ impl<'a> RawEvent<'a> {
 enum StrFault {
     Empty,
     TooLong(usize),
+    Unprintable(usize, char),
 }
 
 impl StrFault {
     fn at(self, field: String, limits: &EventLimits) -> EventError {
         match self {
             StrFault::Empty => EventError::Empty { field },
+            StrFault::Unprintable(at, c) => EventError::Unprintable {
+                field,
+                code: u32::from(c),
+                at,
+            },
             StrFault::TooLong(len) => EventError::TooLong {
                 field,
                 len,
@@ -218,6 +224,9 @@ fn check_string(s: &str, limits: &EventLimits) -> Result<(), StrFault> {
     }
     if s.len() > limits.max_string_bytes {
         return Err(StrFault::TooLong(s.len()));
+    }
+    if let Some((at, c)) = crate::printable::first_refused(s) {
+        return Err(StrFault::Unprintable(at, c));
     }
     Ok(())
 }

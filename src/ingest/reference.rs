@@ -173,6 +173,21 @@ fn check_string(field: &str, s: &str, limits: &EventLimits) -> Result<(), EventE
             max: limits.max_string_bytes,
         });
     }
+    if let Some((at, c)) = s.char_indices().find(|&(_, c)| {
+        c.is_control()
+            || matches!(
+                c,
+                '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{2028}' | '\u{2029}'
+            )
+            || ('\u{202A}'..='\u{202E}').contains(&c)
+            || ('\u{2066}'..='\u{2069}').contains(&c)
+    }) {
+        return Err(EventError::Unprintable {
+            field: field.into(),
+            code: u32::from(c),
+            at,
+        });
+    }
     Ok(())
 }
 

@@ -126,7 +126,7 @@ pub(super) fn render_status(r: &StatusReport) -> String {
                 let ago = sink.last_error_ms.map_or_else(String::new, |ms| {
                     format!(" {} ago", duration(crate::daemon::wall_ms() - ms))
                 });
-                format!("; last error{ago}: {e}")
+                format!("; last error{ago}: {}", crate::printable::for_terminal(e))
             });
             lines.push((
                 "  sink",

@@ -2,6 +2,8 @@
 
 use std::fmt::Write as _;
 
+use crate::printable::for_terminal;
+
 /// How a column's cells sit in its width.
 #[derive(Clone, Copy, PartialEq)]
 pub(super) enum Align {
@@ -10,7 +12,14 @@ pub(super) enum Align {
 }
 
 /// Columns padded to their widest cell (header included), two spaces apart, no trailing blanks.
+/// Every cell passes through [`for_terminal`]: a name holding control characters (stored before
+/// intake refused them) cannot retitle the terminal or forge a row.
 pub(super) fn render_table(columns: &[(&str, Align)], rows: &[Vec<String>]) -> String {
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| r.iter().map(|c| for_terminal(c).into_owned()).collect())
+        .collect();
+    let rows = rows.as_slice();
     let mut widths: Vec<usize> = columns.iter().map(|(h, _)| h.chars().count()).collect();
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
@@ -46,5 +55,27 @@ pub(super) fn truncate(s: &str, max: usize) -> String {
         let mut t: String = s.chars().take(max - 1).collect();
         t.push('…');
         t
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cells_reach_the_terminal_escaped_and_one_row_stays_one_line() {
+        let rows = vec![vec![
+            "q\u{1b}]0;PWNED\u{7}".to_string(),
+            "a\r\nfake  row".to_string(),
+        ]];
+        let text = render_table(&[("queue", Align::Left), ("agent", Align::Left)], &rows);
+        assert_eq!(text.lines().count(), 2, "{text:?}");
+        assert!(
+            !text
+                .chars()
+                .any(|c| c != '\n' && crate::printable::is_refused(c)),
+            "{text:?}"
+        );
+        assert!(text.contains("q\\u{1b}]0;PWNED\\u{7}"), "{text:?}");
     }
 }
