@@ -1,0 +1,175 @@
+//! Careless and hostile clients against a real daemon: control messages that announce more than
+//! they send, names carrying terminal escapes, floods of refused connections. Each test also
+//! checks that an ordinary client is still served.
+
+mod support;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::{assert_refused, now_ms, ok, Daemon};
+
+/// The daemon's resident memory, KiB, from /proc.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS in /proc status")
+}
+
+/// `callmetrics status` answers, and how long it took.
+fn status_latency(d: &Daemon) -> Duration {
+    let t = Instant::now();
+    let s = d.status();
+    assert!(s.get("ingest").is_some(), "status: {s}");
+    t.elapsed()
+}
+
+#[test]
+fn control_messages_that_announce_more_than_they_send_cost_nothing() {
+    let d = Daemon::start("");
+    let before = rss_kib(d.pid());
+    // 30 clients in turn announce a 16 MiB message and send nothing: each is answered with an
+    // error naming the request limit, then closed.
+    for _ in 0..30 {
+        let mut s = UnixStream::connect(&d.control).expect("connect to the control socket");
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(&(16u32 << 20).to_be_bytes())
+            .expect("write a length");
+        let mut answer = Vec::new();
+        let _ = s.read_to_end(&mut answer);
+        let text = String::from_utf8_lossy(&answer);
+        assert!(
+            text.contains("larger than the limit of 65536"),
+            "answer to a 16 MiB announcement: {text:?}"
+        );
+    }
+    // 24 more announce 60 KiB (under the limit) and stay, their bodies never sent.
+    let held: Vec<UnixStream> = (0..24)
+        .map(|_| {
+            let mut s = UnixStream::connect(&d.control).expect("connect to the control socket");
+            s.write_all(&(60u32 << 10).to_be_bytes())
+                .expect("write a length");
+            s
+        })
+        .collect();
+    let during = rss_kib(d.pid());
+    assert!(
+        during < before + 8 * 1024,
+        "RSS grew from {before} to {during} KiB for requests never sent"
+    );
+    let latency = status_latency(&d);
+    assert!(latency < Duration::from_secs(2), "status took {latency:?}");
+    drop(held);
+    std::thread::sleep(Duration::from_millis(300));
+    let after = rss_kib(d.pid());
+    assert!(
+        after < before + 8 * 1024,
+        "RSS {after} KiB after the clients left, {before} KiB before"
+    );
+}
+
+#[test]
+fn names_with_terminal_escapes_are_refused_and_never_reach_the_tables() {
+    let d = Daemon::start("");
+    let ts = now_ms() - 60_000;
+    let mut c = d.json_conn();
+    let hostile = [
+        (
+            serde_json::json!({"type":"start","call_id":"h1","queue":"q\u{1b}]0;PWNED\u{7}","ts":ts}),
+            "queue",
+        ),
+        (
+            serde_json::json!({"type":"start","call_id":"h2\r\nfake row","queue":"support","ts":ts}),
+            "call_id",
+        ),
+        (
+            serde_json::json!({"type":"start","call_id":"h3","queue":"support","channel":"v\u{202e}x","ts":ts}),
+            "channel",
+        ),
+    ];
+    for (event, field) in &hostile {
+        let reply = c.request(&event.to_string());
+        assert_refused(&reply, &[field, "printable"], &event.to_string());
+    }
+    // An ordinary call on the same connection is still taken.
+    let fine = serde_json::json!({"type":"start","call_id":"ok1","queue":"support","ts":ts});
+    assert_eq!(c.request(&fine.to_string()), ok());
+    for args in [
+        vec!["calls"],
+        vec!["metrics", "--window", "1h"],
+        vec!["status"],
+    ] {
+        let out = d.query(&args);
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            !text
+                .chars()
+                .any(|ch| ch != '\n' && callmetrics::printable::is_refused(ch)),
+            "{args:?} printed a control character: {text:?}"
+        );
+        assert!(
+            !text.contains("PWNED") && !text.contains("fake row"),
+            "{args:?}: {text}"
+        );
+    }
+    let calls = d.calls();
+    assert_eq!(calls.len(), 1, "only the ordinary call is open: {calls:?}");
+    assert_eq!(calls[0]["call_id"], Value::from("ok1"));
+}
+
+#[test]
+fn a_flood_of_refused_connections_logs_a_line_not_a_line_each() {
+    let d = Daemon::start("[limits]\nmax_connections = 4\n");
+    let held: Vec<UnixStream> = (0..4).map(|_| d.event_stream()).collect();
+    // Wait until the four are counted open, so every later connection is refused.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while d.status()["ingest"]["connections_open"].as_u64() != Some(4) {
+        assert!(Instant::now() < deadline, "status: {}", d.status());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let flood = 500;
+    for _ in 0..flood {
+        if let Ok(mut s) = UnixStream::connect(&d.events) {
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut answer = Vec::new();
+            let _ = s.read_to_end(&mut answer);
+        }
+    }
+    let refused = d.status()["ingest"]["connections_refused"]
+        .as_u64()
+        .unwrap_or(0);
+    assert!(
+        refused >= flood,
+        "{refused} refusals counted for {flood} refused connections"
+    );
+    let lines = d
+        .log_text()
+        .lines()
+        .filter(|l| l.contains("event connection refused"))
+        .count();
+    assert!(
+        (1..=2).contains(&lines),
+        "{lines} warning lines for {refused} refusals:\n{}",
+        d.log_tail()
+    );
+    // The held clients are still served.
+    let mut s = held.into_iter().next().expect("four held");
+    let e = serde_json::json!({"type":"start","call_id":"f1","queue":"support","ts":now_ms()});
+    s.write_all(format!("{e}\n").as_bytes())
+        .expect("send on a held connection");
+    let mut line = String::new();
+    BufReader::new(s)
+        .read_line(&mut line)
+        .expect("read the reply");
+    assert_eq!(
+        serde_json::from_str::<Value>(&line).ok(),
+        Some(ok()),
+        "{line:?}"
+    );
+}
