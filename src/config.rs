@@ -401,6 +401,23 @@ mod tests {
     }
 
     #[test]
+    fn one_path_for_both_sockets_is_refused_naming_the_key() {
+        let err = parse(
+            "[ingest]\nsocket = \"/run/cm/one.sock\"\n[control]\nsocket = \"/run/cm/one.sock\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("control.socket")
+                && err.contains("line 4")
+                && err.contains("a socket each"),
+            "{err}"
+        );
+        parse("[ingest]\nsocket = \"/run/cm/events.sock\"\n[control]\nsocket = \"/run/cm/control.sock\"\n")
+            .unwrap();
+    }
+
+    #[test]
     fn unknown_keys_are_rejected_with_their_line() {
         let err = parse("[metrics]\ninterval = \"15m\"\nwindow = [\"5m\"]\n")
             .unwrap_err()

@@ -173,3 +173,24 @@ fn a_flood_of_refused_connections_logs_a_line_not_a_line_each() {
         "{line:?}"
     );
 }
+
+#[test]
+fn a_store_path_that_is_a_file_is_refused_naming_the_key_and_left_alone() {
+    let d = Daemon::configure("");
+    let store = d.dir.path().join("store");
+    std::fs::write(&store, b"not a store").expect("write a file where the store goes");
+    let out = support::run_to_exit(
+        std::process::Command::new(support::BIN)
+            .args(["run", "--config"])
+            .arg(&d.config),
+        Duration::from_secs(20),
+    );
+    assert!(!out.status.success(), "run succeeded on a file: {out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("store.path") && err.contains("is a file, not a folder"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&store).unwrap(), b"not a store");
+    assert!(!d.events.exists(), "a socket was left behind");
+}

@@ -20,6 +20,15 @@ impl Config {
                 ),
             }
         }
+        if self.ingest.socket == self.control.socket {
+            bad(
+                "control.socket",
+                format!(
+                    "{} is also ingest.socket; events and control need a socket each",
+                    self.control.socket.display()
+                ),
+            );
+        }
         if !self.ingest.tcp.is_empty() {
             match self.ingest.tcp.parse::<std::net::SocketAddr>() {
                 Ok(a) if a.ip().is_loopback() => {}

@@ -60,6 +60,8 @@ pub enum DaemonError {
     },
     #[error("another callmetrics daemon already answers on {0}; stop it first or use another socket path")]
     InUse(PathBuf),
+    #[error("store.path: {0} is a file, not a folder (the store is a folder, created if missing)")]
+    StoreNotFolder(PathBuf),
     #[error(transparent)]
     Group(#[from] crate::store::group::GroupError),
     #[error("the store failed a write: {0}; stopping so that a restart can reopen it")]
@@ -126,10 +128,17 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 fn create_parent(path: &Path) -> Result<(), DaemonError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|source| DaemonError::CreateDir {
-            path: dir.to_owned(),
-            source,
-        })?;
+        if !dir.is_dir() {
+            std::fs::create_dir_all(dir).map_err(|source| DaemonError::CreateDir {
+                path: dir.to_owned(),
+                source,
+            })?;
+            info!(
+                "created the folder {} for {}",
+                dir.display(),
+                path.display()
+            );
+        }
     }
     Ok(())
 }
@@ -192,6 +201,9 @@ pub async fn run(
     mut activated: HashMap<String, std::os::unix::net::UnixListener>,
 ) -> Result<(), DaemonError> {
     let opened = Instant::now();
+    if cfg.store.path.exists() && !cfg.store.path.is_dir() {
+        return Err(DaemonError::StoreNotFolder(cfg.store.path.clone()));
+    }
     create_parent(&cfg.store.path.join("x"))?;
     let store = Store::open(&cfg.store.path, cfg.store.cache_bytes, cfg.store.max_bytes)?;
     let (mut engine, replayed, applied_seq) = recover_engine(&cfg, &store).await?;
