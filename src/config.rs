@@ -129,6 +129,9 @@ pub struct LimitsConfig {
     pub max_batch_events: usize,
     pub max_connections: usize,
     pub max_open_segments: usize,
+    /// How far an event's `ts` may be ahead of this host's clock when it arrives.
+    #[serde(with = "crate::units::duration_text")]
+    pub max_clock_ahead: Millis,
 }
 
 impl Default for LimitsConfig {
@@ -141,6 +144,7 @@ impl Default for LimitsConfig {
             max_batch_events: 4096,
             max_connections: 256,
             max_open_segments: 100_000,
+            max_clock_ahead: Millis::secs(300),
         }
     }
 }

@@ -60,6 +60,24 @@ impl<'de> Deserialize<'de> for Millis {
     }
 }
 
+/// A [`Millis`] field written as its config text (`"5m"`) both ways, for a config section that is
+/// also sent whole to the CLI (`Millis` alone serializes as integer milliseconds).
+pub mod duration_text {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use super::Millis;
+
+    /// Writes the duration as the config writes it.
+    pub fn serialize<S: Serializer>(m: &Millis, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(m)
+    }
+
+    /// Reads the duration as the config writes it.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Millis, D::Error> {
+        Millis::deserialize(d)
+    }
+}
+
 /// The service-level formulas (docs/metrics.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

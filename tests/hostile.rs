@@ -194,3 +194,30 @@ fn a_store_path_that_is_a_file_is_refused_naming_the_key_and_left_alone() {
     assert_eq!(std::fs::read(&store).unwrap(), b"not a store");
     assert!(!d.events.exists(), "a socket was left behind");
 }
+
+#[test]
+fn a_timestamp_far_ahead_of_this_hosts_clock_is_refused_naming_the_limit() {
+    let d = Daemon::start("[limits]\nmax_clock_ahead = \"5m\"\n");
+    let mut c = d.json_conn();
+    let day_ahead = now_ms() + 24 * 3_600_000;
+    let e = serde_json::json!({"type":"start","call_id":"f1","queue":"support","ts":day_ahead});
+    let reply = c.request(&e.to_string());
+    assert_refused(
+        &reply,
+        &["ts", "limits.max_clock_ahead", "ahead"],
+        "a day ahead",
+    );
+    // A minute ahead (clocks a little apart) is taken.
+    let e =
+        serde_json::json!({"type":"start","call_id":"f2","queue":"support","ts":now_ms() + 60_000});
+    assert_eq!(c.request(&e.to_string()), ok());
+    let status = d.status();
+    assert_eq!(
+        status["ingest"]["events_rejected"]["clock_ahead"],
+        Value::from(1),
+        "{status}"
+    );
+    let calls = d.calls();
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert_eq!(calls[0]["call_id"], Value::from("f2"));
+}

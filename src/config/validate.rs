@@ -60,6 +60,9 @@ impl Config {
                 bad(key, "must be at least 1".into());
             }
         }
+        if self.limits.max_clock_ahead.0 < 1000 {
+            bad("limits.max_clock_ahead", "must be at least 1s".into());
+        }
         if self.store.cache_bytes < 1 << 20 {
             bad(
                 "store.cache_bytes",

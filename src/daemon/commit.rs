@@ -193,6 +193,7 @@ async fn commit_group(shared: &Shared, subs: Vec<Submission>) {
         .map(|s| Vec::with_capacity(s.events.len()))
         .collect();
     let mut admitted: Vec<(usize, usize)> = Vec::new();
+    let max_ahead = lock(&shared.cfg).limits.max_clock_ahead.0;
     let rx_ms = {
         let mut engine = lock(&shared.engine);
         let rx_ms = wall_ms().max(engine.now_ms());
@@ -201,6 +202,15 @@ async fn commit_group(shared: &Shared, subs: Vec<Submission>) {
             for (ei, ev) in sub.events.iter().enumerate() {
                 if let Err(e) = &room {
                     results[si].push(Err(refusal(e)));
+                    continue;
+                }
+                // Receipt is the only clock an event can be checked against; a `ts` far ahead
+                // of it would sit as a call waiting for a negative time.
+                if ev.ts_ms > rx_ms.saturating_add(max_ahead) {
+                    results[si].push(Err(Refusal::ClockAhead {
+                        ahead_ms: ev.ts_ms - rx_ms,
+                        max_ms: max_ahead,
+                    }));
                     continue;
                 }
                 match engine.admit(ev, starts) {

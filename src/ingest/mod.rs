@@ -50,6 +50,8 @@ pub enum Refusal {
     },
     #[error("too many open segments: {open} are open (limits.max_open_segments)")]
     OpenSegmentLimit { open: usize },
+    #[error("field `ts`: {ahead_ms} ms ahead of this host's clock, more than limits.max_clock_ahead ({max_ms} ms); check the sender's clock and that `ts` is epoch milliseconds in UTC")]
+    ClockAhead { ahead_ms: i64, max_ms: i64 },
     /// Writing or flushing the store failed; the message is the store's.
     #[error("store error: {0}")]
     Store(String),
@@ -69,6 +71,7 @@ impl Refusal {
             Refusal::StoreFull { .. } => "store_full",
             Refusal::DiskFull { .. } => "disk_full",
             Refusal::OpenSegmentLimit { .. } => "open_segment_limit",
+            Refusal::ClockAhead { .. } => "clock_ahead",
             Refusal::Store(_) => "store_error",
             Refusal::ShuttingDown => "shutdown",
             Refusal::NoResult => "rejected",
