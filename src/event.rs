@@ -124,6 +124,33 @@ impl EndReason {
     }
 }
 
+/// [`EventKind`] and [`EndReason`] as the byte forms of the engine (a pending call) and of the
+/// store (a logged group) write them: as their place in `ALL`, 0 to 5, so that order must not
+/// change.
+pub trait ByteCode: Copy + PartialEq + 'static {
+    /// Every value, in code order.
+    const BY_CODE: &'static [Self];
+
+    #[must_use]
+    fn code(self) -> u8 {
+        Self::BY_CODE.iter().position(|x| *x == self).unwrap_or(0) as u8
+    }
+
+    /// The value numbered `code`, if any.
+    #[must_use]
+    fn from_code(code: u8) -> Option<Self> {
+        Self::BY_CODE.get(usize::from(code)).copied()
+    }
+}
+
+impl ByteCode for EventKind {
+    const BY_CODE: &'static [Self] = &EventKind::ALL;
+}
+
+impl ByteCode for EndReason {
+    const BY_CODE: &'static [Self] = &EndReason::ALL;
+}
+
 /// One validated event. `ts_ms` is the source's clock, in epoch milliseconds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Event {

@@ -12,7 +12,8 @@ use super::segment::{open_segments, Call};
 use super::{BucketId, Counters, Engine, Tier};
 use crate::config::Config;
 
-/// The first layout's engine counters, field for field.
+/// The first layout's engine counters, field for field. It repeats most of `Counters` on
+/// purpose: layout 1 is frozen, so this must not follow changes to the current counters.
 #[derive(Debug, Deserialize)]
 struct OldStats {
     accepted: u64,

@@ -38,25 +38,33 @@ impl BandSets {
     }
 }
 
+/// The 14 counters of an aggregate in their packed order, as an array of its fields: read for
+/// [`encode`], assigned to by [`agg_of`]. The indexes below (`OFFERED`…`REVISION`) follow it.
+macro_rules! counters {
+    ($a:expr) => {
+        [
+            $a.offered,
+            $a.answered,
+            $a.answered_within,
+            $a.abandoned,
+            $a.abandoned_within,
+            $a.short_abandoned,
+            $a.overflow,
+            $a.handled,
+            $a.wait_sum_ms,
+            $a.abandon_wait_sum_ms,
+            $a.talk_sum_ms,
+            $a.hold_sum_ms,
+            $a.acw_sum_ms,
+            $a.revision,
+        ]
+    };
+}
+
 /// Appends the packed form of `a` to `out`.
 pub fn encode(a: &Agg, sets: &mut BandSets, out: &mut Vec<u8>) {
     put_u64(out, a.wait_max_ms);
-    for v in [
-        a.offered,
-        a.answered,
-        a.answered_within,
-        a.abandoned,
-        a.abandoned_within,
-        a.short_abandoned,
-        a.overflow,
-        a.handled,
-        a.wait_sum_ms,
-        a.abandon_wait_sum_ms,
-        a.talk_sum_ms,
-        a.hold_sum_ms,
-        a.acw_sum_ms,
-        a.revision,
-    ] {
+    for v in counters!(a) {
         put_u64(out, v);
     }
     if a.bands.is_empty() {
@@ -111,23 +119,14 @@ fn head<'a>(b: &'a [u8], sets: &'a BandSets) -> Result<Head<'a>, DecodeError> {
     })
 }
 
-fn set_counters(a: &mut Agg, c: &[u64; 14]) {
-    [
-        a.offered,
-        a.answered,
-        a.answered_within,
-        a.abandoned,
-        a.abandoned_within,
-        a.short_abandoned,
-        a.overflow,
-        a.handled,
-        a.wait_sum_ms,
-        a.abandon_wait_sum_ms,
-        a.talk_sum_ms,
-        a.hold_sum_ms,
-        a.acw_sum_ms,
-        a.revision,
-    ] = *c;
+/// An aggregate with these counters (in `encode`'s order) and maximum wait, and nothing else yet.
+fn agg_of(wait_max: u64, c: &[u64; 14]) -> Agg {
+    let mut a = Agg {
+        wait_max_ms: wait_max,
+        ..Agg::default()
+    };
+    counters!(a) = *c;
+    a
 }
 
 /// A fact folded into a bucket: a segment leaving its queue (judged against its own queue's
@@ -144,24 +143,27 @@ pub enum Fact<'a> {
 
 impl Fact<'_> {
     pub fn add_to(&self, a: &mut Agg) {
-        match *self {
-            Fact::Queue {
-                facts,
-                params,
-                bands,
-            } => a.add_queue(facts, params, bands),
-            Fact::Handle(h) => a.add_handle(h),
-        }
+        self.apply(a, Agg::add_queue, Agg::add_handle);
     }
 
     pub fn add_to_running(&self, r: &mut Running) {
+        self.apply(r, Running::add_queue, Running::add_handle);
+    }
+
+    /// Hands the fact to `queue` or `handle`, with `target`.
+    fn apply<T>(
+        &self,
+        target: &mut T,
+        queue: fn(&mut T, &QueueFacts, &QueueParams, &[u64]),
+        handle: fn(&mut T, &HandleFacts),
+    ) {
         match *self {
             Fact::Queue {
                 facts,
                 params,
                 bands,
-            } => r.add_queue(facts, params, bands),
-            Fact::Handle(h) => r.add_handle(h),
+            } => queue(target, facts, params, bands),
+            Fact::Handle(h) => handle(target, h),
         }
     }
 }
@@ -315,11 +317,7 @@ impl Work {
 
     /// The unpacked bucket as an aggregate.
     pub fn to_agg(&self) -> Agg {
-        let mut a = Agg {
-            wait_max_ms: self.wait_max,
-            ..Agg::default()
-        };
-        set_counters(&mut a, &self.c);
+        let mut a = agg_of(self.wait_max, &self.c);
         a.bands = self.bands.iter().copied().collect();
         a.wait_hist = Sketch::from_parts(self.wait_zero, self.wait.clone());
         a.handle_hist = Sketch::from_parts(self.handle_zero, self.handle.clone());
@@ -330,11 +328,7 @@ impl Work {
 /// Decodes a packed bucket.
 pub fn decode(b: &[u8], sets: &BandSets) -> Result<Agg, DecodeError> {
     let h = head(b, sets)?;
-    let mut a = Agg {
-        wait_max_ms: h.wait_max,
-        ..Agg::default()
-    };
-    set_counters(&mut a, &h.counters);
+    let mut a = agg_of(h.wait_max, &h.counters);
     let mut r = h.band_counts;
     for &t in h.bands.unwrap_or(&[]) {
         a.bands.insert(t, r.u64()?);
@@ -350,11 +344,7 @@ pub fn decode(b: &[u8], sets: &BandSets) -> Result<Agg, DecodeError> {
 /// Adds a packed bucket into an accumulator without building an [`Agg`].
 pub fn add_into(b: &[u8], sets: &BandSets, acc: &mut Running) -> Result<(), DecodeError> {
     let h = head(b, sets)?;
-    let mut part = Agg {
-        wait_max_ms: h.wait_max,
-        ..Agg::default()
-    };
-    set_counters(&mut part, &h.counters);
+    let part = agg_of(h.wait_max, &h.counters);
     let mut r = h.band_counts;
     acc.agg.merge_counters(&part);
     for &t in h.bands.unwrap_or(&[]) {
@@ -375,16 +365,13 @@ pub fn subtract_from(b: &[u8], sets: &BandSets, acc: &mut Running) -> Result<(),
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::units::{Formula, Millis};
     use proptest::prelude::*;
 
+    // The tests here run under the default queue parameters (T = 20 s, S = 5 s): any would do,
+    // since each compares two forms of the same counting.
+
     fn agg(waits: &[(u64, u8)], handles: &[u64], bands: &[u64]) -> Agg {
-        let p = QueueParams {
-            threshold: Millis::secs(20),
-            target: 0.8,
-            short_abandon: Millis::secs(5),
-            formula: Formula::Offered,
-        };
+        let p = QueueParams::default();
         let mut a = Agg::default();
         for &(w, o) in waits {
             let outcome =
@@ -447,12 +434,7 @@ mod tests {
             facts in prop::collection::vec((0u64..2_000_000, 0u8..4, 0u64..500_000), 1..80),
             bands_b in any::<bool>(),
         ) {
-            let p = QueueParams {
-                threshold: Millis::secs(20),
-                target: 0.8,
-                short_abandon: Millis::secs(5),
-                formula: Formula::Offered,
-            };
+            let p = QueueParams::default();
             let mut sets = BandSets::default();
             let mut agg = Agg::default();
             let mut bytes: Vec<u8> = Vec::new();

@@ -4,7 +4,7 @@
 use super::aggregate::{HandleFacts, Outcome, QueueFacts};
 use super::segment::{Call, CallEvent, Folded};
 use super::varint::{put_bytes, put_i64, put_u64, DecodeError, Reader};
-use crate::event::{EndReason, EventKind};
+use crate::event::{ByteCode, EndReason, EventKind};
 
 /// A pending call, decoded.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -20,13 +20,9 @@ pub struct Entry {
     pub open: u32,
 }
 
-fn kind_code(k: EventKind) -> u8 {
-    EventKind::ALL.iter().position(|x| *x == k).unwrap_or(0) as u8
-}
-
+/// 0 for none, else the reason's code plus one.
 fn reason_code(r: Option<EndReason>) -> u8 {
-    r.and_then(|r| EndReason::ALL.iter().position(|x| *x == r))
-        .map_or(0, |i| i as u8 + 1)
+    r.map_or(0, |r| r.code() + 1)
 }
 
 fn outcome_code(o: Outcome) -> u8 {
@@ -49,7 +45,7 @@ pub fn encode(id: &str, e: &Entry) -> Box<[u8]> {
     put_u64(&mut out, c.events.len() as u64);
     let mut prev_ts = 0i64;
     for ev in &c.events {
-        let header = kind_code(ev.kind)
+        let header = ev.kind.code()
             | reason_code(ev.reason) << 3
             | u8::from(ev.label.is_some()) << 6
             | u8::from(ev.channel.is_some()) << 7;
@@ -103,15 +99,11 @@ pub fn decode(b: &[u8]) -> Result<(&str, Entry), DecodeError> {
     let mut prev_ts = 0i64;
     for _ in 0..n {
         let h = r.u8()?;
-        let kind = *EventKind::ALL
-            .get(usize::from(h & 7))
-            .ok_or(DecodeError::Invalid("unknown event kind"))?;
+        let kind = EventKind::from_code(h & 7).ok_or(DecodeError::Invalid("unknown event kind"))?;
         let reason = match (h >> 3) & 7 {
             0 => None,
             i => Some(
-                *EndReason::ALL
-                    .get(usize::from(i - 1))
-                    .ok_or(DecodeError::Invalid("unknown end reason"))?,
+                EndReason::from_code(i - 1).ok_or(DecodeError::Invalid("unknown end reason"))?,
             ),
         };
         let ts_ms = prev_ts.wrapping_add(r.i64()?);

@@ -3,6 +3,10 @@
 //! replies were built as `Value`s. The equivalence tests in `decode.rs` and `reply.rs` hold the
 //! typed path to it, and `benches/decode.rs` times it as the baseline. Not part of the daemon.
 //!
+//! Its field checks repeat those of `event/validate.rs` on purpose, and a scan for duplicate
+//! code pairs the two: an oracle that shared the code it checks could not catch that code's
+//! mistakes, so the repetition stays.
+//!
 //! It names crate items as `crate::event::…` and `crate::ingest::…` only, so the bench can
 //! include this file with those paths pointing at the library.
 

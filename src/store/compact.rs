@@ -3,6 +3,7 @@
 //! the page cache sled does not count (memory).
 
 use std::sync::atomic::Ordering;
+use std::sync::RwLockWriteGuard;
 
 use super::trees::{apply_batch, open_trees, reclaim, Trees, RECLAIM_ROUNDS_ALL};
 use super::{space, Store, StoreError, SEGMENT_BYTES};
@@ -43,14 +44,8 @@ impl Store {
         let before = self.size_on_disk();
         space::check_free(&self.path, 2 * self.live_bytes() + space::OPEN_RESERVE)?;
         let (fresh, old) = space::compaction_paths(&self.path);
-        let mut guard = self
-            .trees
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let Some(trees) = guard.as_ref() else {
-            return Err(StoreError::closed());
-        };
-        self.note(trees.db.flush().map_err(StoreError::from))?;
+        let mut guard = self.lock_flushed()?;
+        let trees = guard.as_ref().ok_or_else(StoreError::closed)?;
         let io =
             |what: &str, e: std::io::Error| StoreError::Corrupt(format!("compaction: {what}: {e}"));
         if fresh.exists() {
@@ -110,6 +105,20 @@ impl Store {
         Ok((before, self.size_on_disk()))
     }
 
+    /// The trees write-locked (every other store operation waits) and flushed: where a compaction
+    /// and a reopen start, before they close sled. An error if the store is closed.
+    fn lock_flushed(&self) -> Result<RwLockWriteGuard<'_, Option<Trees>>, StoreError> {
+        let guard = self
+            .trees
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Some(trees) = guard.as_ref() else {
+            return Err(StoreError::closed());
+        };
+        self.note(trees.db.flush().map_err(StoreError::from))?;
+        Ok(guard)
+    }
+
     /// Opens sled at the store's path once the previous instance is gone. The old database may
     /// take a moment to let go of its lock file, and sled's open may race its last flush: retry
     /// briefly.
@@ -147,14 +156,7 @@ impl Store {
     /// checkpoints, as for [`Store::compact`].
     pub fn reopen(&self) -> Result<(), StoreError> {
         reclaim(RECLAIM_ROUNDS_ALL);
-        let mut guard = self
-            .trees
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let Some(trees) = guard.as_ref() else {
-            return Err(StoreError::closed());
-        };
-        self.note(trees.db.flush().map_err(StoreError::from))?;
+        let mut guard = self.lock_flushed()?;
         *guard = None;
         *guard = Some(self.open_again()?);
         self.churn.store(0, Ordering::SeqCst);

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use thiserror::Error;
 
-use crate::event::{EndReason, Event, EventKind};
+use crate::event::{ByteCode, EndReason, Event, EventKind};
 
 const VERSION: u8 = 1;
 
@@ -40,10 +40,6 @@ const HAS_TAGS: u8 = 1 << 5;
 const HAS_AGENT: u8 = 1 << 6;
 const HAS_REASON: u8 = 1 << 7;
 
-fn kind_code(k: EventKind) -> u8 {
-    EventKind::ALL.iter().position(|x| *x == k).unwrap_or(0) as u8
-}
-
 /// Encodes the events of one group, received at `rx_ms`.
 pub fn encode<'a>(rx_ms: i64, events: impl IntoIterator<Item = &'a Event> + Clone) -> Vec<u8> {
     let mut strings: HashMap<&'a str, u64> = HashMap::new();
@@ -59,7 +55,7 @@ pub fn encode<'a>(rx_ms: i64, events: impl IntoIterator<Item = &'a Event> + Clon
     let mut prev_ts = 0i64;
     for e in events {
         n += 1;
-        let mut header = kind_code(e.kind);
+        let mut header = e.kind.code();
         header |= if e.channel.is_some() { HAS_CHANNEL } else { 0 };
         header |= if e.priority.is_some() {
             HAS_PRIORITY
@@ -95,7 +91,7 @@ pub fn encode<'a>(rx_ms: i64, events: impl IntoIterator<Item = &'a Event> + Clon
             put_u64(&mut body, intern(a, &mut strings));
         }
         if let Some(r) = e.reason {
-            body.push(EndReason::ALL.iter().position(|x| *x == r).unwrap_or(0) as u8);
+            body.push(r.code());
         }
     }
     let mut out =
@@ -183,9 +179,7 @@ pub fn decode(bytes: &[u8]) -> Result<Group, GroupError> {
     let mut prev_ts = 0i64;
     for _ in 0..n {
         let h = r.u8()?;
-        let kind = *EventKind::ALL
-            .get(usize::from(h & 7))
-            .ok_or(GroupError("unknown event kind"))?;
+        let kind = EventKind::from_code(h & 7).ok_or(GroupError("unknown event kind"))?;
         let call_id = s(r.u64()?)?;
         let ts_ms = prev_ts.wrapping_add(r.i64()?);
         prev_ts = ts_ms;
@@ -215,11 +209,7 @@ pub fn decode(bytes: &[u8]) -> Result<Group, GroupError> {
             e.agent = Some(s(r.u64()?)?);
         }
         if h & HAS_REASON != 0 {
-            e.reason = Some(
-                *EndReason::ALL
-                    .get(usize::from(r.u8()?))
-                    .ok_or(GroupError("unknown end reason"))?,
-            );
+            e.reason = Some(EndReason::from_code(r.u8()?).ok_or(GroupError("unknown end reason"))?);
         }
         events.push(e);
     }

@@ -155,6 +155,14 @@ async fn until(what: &str, mut f: impl FnMut() -> bool) {
     }
 }
 
+/// Waits for the sink task to end once told to stop: within a second, and without a panic.
+async fn ended(task: tokio::task::JoinHandle<()>) {
+    tokio::time::timeout(Duration::from_secs(1), task)
+        .await
+        .unwrap()
+        .unwrap();
+}
+
 const COUNTERS: [&str; 6] = [
     "offered",
     "answered",
@@ -309,10 +317,7 @@ async fn every_record_arrives_through_faults_and_only_the_refused_batch_is_parke
         assert_eq!(run.status.lock().unwrap().delivered_records, 43);
 
         run.stop.send(true).unwrap();
-        tokio::time::timeout(Duration::from_secs(1), run.task)
-            .await
-            .unwrap()
-            .unwrap();
+        ended(run.task).await;
     }
 }
 
@@ -325,10 +330,7 @@ async fn shutdown_is_prompt_during_a_request_and_records_stay() {
     until("the request", || !rx.requests().is_empty()).await;
     let t = std::time::Instant::now();
     run.stop.send(true).unwrap();
-    tokio::time::timeout(Duration::from_secs(1), run.task)
-        .await
-        .unwrap()
-        .unwrap();
+    ended(run.task).await;
     assert!(t.elapsed() < Duration::from_millis(500));
     assert_eq!(run.outbox.cursor("central"), 0);
     assert_eq!(run.outbox.records.lock().unwrap().len(), 3);
@@ -346,18 +348,12 @@ async fn shutdown_is_prompt_during_a_long_retry_after_and_when_idle() {
     );
     until("the retry", || run.status.lock().unwrap().retries == 1).await;
     drop(run.stop); // a dropped sender also means stop
-    tokio::time::timeout(Duration::from_secs(1), run.task)
-        .await
-        .unwrap()
-        .unwrap();
+    ended(run.task).await;
 
     let run = start(cfg(&rx.url("/ingest"), BodyFormat::Json, false), []);
     tokio::time::sleep(Duration::from_millis(50)).await;
     run.stop.send(true).unwrap();
-    tokio::time::timeout(Duration::from_secs(1), run.task)
-        .await
-        .unwrap()
-        .unwrap();
+    ended(run.task).await;
 }
 
 #[tokio::test]

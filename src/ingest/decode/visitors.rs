@@ -124,68 +124,61 @@ impl<'de, T: OnValue<'de>> Visitor<'de> for AsValue<T> {
 
 /// Calls `entry` with each key of a map; it must read that key's value. Keys are read as
 /// `serde_json::Value` reads them, which differs between the first key and the others (it
-/// matters for `MessagePack`, whose keys need not be strings): see [`FirstKey`] and [`NextKey`].
+/// matters for `MessagePack`, whose keys need not be strings): see [`Key`].
 fn each_entry<'de, A, F>(mut map: A, mut entry: F) -> Result<(), A::Error>
 where
     A: MapAccess<'de>,
     F: FnMut(Cow<'de, str>, &mut A) -> Result<(), A::Error>,
 {
-    let mut key = map.next_key_seed(FirstKey)?;
+    let mut key = map.next_key_seed(Key::First)?;
     while let Some(k) = key {
         entry(k, &mut map)?;
-        key = map.next_key_seed(NextKey)?;
+        key = map.next_key_seed(Key::Next)?;
     }
     Ok(())
 }
 
-/// The first key of a map, read as `Value` reads it: as a string only.
-struct FirstKey;
+/// A key of a map, read as `Value` reads it.
+#[derive(Clone, Copy)]
+enum Key {
+    /// The first key: a string only.
+    First,
+    /// Any later key (read as a `String`): a string, or bytes that are UTF-8.
+    Next,
+}
 
-impl<'de> DeserializeSeed<'de> for FirstKey {
+impl Key {
+    /// The text of a key given as bytes: the wrong type for a first key, else the bytes if they
+    /// are UTF-8. The errors are those of `Value`.
+    fn utf8<E: de::Error>(self, v: &[u8]) -> Result<&str, E> {
+        match self {
+            Key::First => Err(E::invalid_type(Unexpected::Bytes(v), &self)),
+            Key::Next => {
+                std::str::from_utf8(v).map_err(|_| E::invalid_value(Unexpected::Bytes(v), &self))
+            }
+        }
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for Key {
     type Value = Cow<'de, str>;
 
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Cow<'de, str>, D::Error> {
-        d.deserialize_str(self)
+        match self {
+            Key::First => d.deserialize_str(self),
+            Key::Next => d.deserialize_string(self),
+        }
     }
 }
 
-impl<'de> Visitor<'de> for FirstKey {
+impl<'de> Visitor<'de> for Key {
     type Value = Cow<'de, str>;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a string key")
-    }
-
-    fn visit_str<E>(self, v: &str) -> Result<Cow<'de, str>, E> {
-        Ok(Cow::Owned(v.to_owned()))
-    }
-
-    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Cow<'de, str>, E> {
-        Ok(Cow::Borrowed(v))
-    }
-
-    fn visit_string<E>(self, v: String) -> Result<Cow<'de, str>, E> {
-        Ok(Cow::Owned(v))
-    }
-}
-
-/// Any later key of a map, read as `Value` reads it (as a `String`): a string, or bytes that
-/// are UTF-8.
-struct NextKey;
-
-impl<'de> DeserializeSeed<'de> for NextKey {
-    type Value = Cow<'de, str>;
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Cow<'de, str>, D::Error> {
-        d.deserialize_string(self)
-    }
-}
-
-impl<'de> Visitor<'de> for NextKey {
-    type Value = Cow<'de, str>;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a string")
+        f.write_str(match self {
+            Key::First => "a string key",
+            Key::Next => "a string",
+        })
     }
 
     fn visit_str<E>(self, v: &str) -> Result<Cow<'de, str>, E> {
@@ -201,23 +194,20 @@ impl<'de> Visitor<'de> for NextKey {
     }
 
     fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Cow<'de, str>, E> {
-        match std::str::from_utf8(v) {
-            Ok(s) => Ok(Cow::Owned(s.to_owned())),
-            Err(_) => Err(E::invalid_value(Unexpected::Bytes(v), &self)),
-        }
+        self.utf8(v).map(|s| Cow::Owned(s.to_owned()))
     }
 
     fn visit_borrowed_bytes<E: de::Error>(self, v: &'de [u8]) -> Result<Cow<'de, str>, E> {
-        match std::str::from_utf8(v) {
-            Ok(s) => Ok(Cow::Borrowed(s)),
-            Err(_) => Err(E::invalid_value(Unexpected::Bytes(v), &self)),
-        }
+        self.utf8(v).map(Cow::Borrowed)
     }
 
     fn visit_byte_buf<E: de::Error>(self, v: Vec<u8>) -> Result<Cow<'de, str>, E> {
-        match String::from_utf8(v) {
-            Ok(s) => Ok(Cow::Owned(s)),
-            Err(e) => Err(E::invalid_value(Unexpected::Bytes(&e.into_bytes()), &self)),
+        match self {
+            Key::First => self.visit_bytes(&v),
+            Key::Next => match String::from_utf8(v) {
+                Ok(s) => Ok(Cow::Owned(s)),
+                Err(e) => Err(E::invalid_value(Unexpected::Bytes(&e.into_bytes()), &self)),
+            },
         }
     }
 }
