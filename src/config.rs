@@ -129,6 +129,10 @@ pub struct LimitsConfig {
     pub max_batch_events: usize,
     pub max_connections: usize,
     pub max_open_segments: usize,
+    /// Longest a line or frame may take to arrive once its first byte has; a connection that
+    /// leaves one half-sent longer is closed, so it cannot hold its slot busy for ever.
+    #[serde(serialize_with = "crate::units::serialize_as_written")]
+    pub partial_input_timeout: Millis,
 }
 
 impl Default for LimitsConfig {
@@ -141,6 +145,7 @@ impl Default for LimitsConfig {
             max_batch_events: 4096,
             max_connections: 256,
             max_open_segments: 100_000,
+            partial_input_timeout: Millis::secs(30),
         }
     }
 }

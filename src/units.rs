@@ -21,6 +21,12 @@ impl Millis {
     pub fn secs(s: i64) -> Self {
         Millis(s * 1000)
     }
+
+    /// As a `Duration`; a negative value (which parsing refuses) counts as zero.
+    #[must_use]
+    pub fn to_duration(self) -> std::time::Duration {
+        std::time::Duration::from_millis(u64::try_from(self.0).unwrap_or(0))
+    }
 }
 
 impl fmt::Display for Millis {
@@ -58,6 +64,12 @@ impl<'de> Deserialize<'de> for Millis {
         let s = String::deserialize(d)?;
         s.parse().map_err(serde::de::Error::custom)
     }
+}
+
+/// Serializes a duration as it is written in the config (`"30s"`), for the fields that are read
+/// back with [`Millis`]'s own `Deserialize` (which takes only that form), as `status` does.
+pub fn serialize_as_written<S: serde::Serializer>(m: &Millis, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(m)
 }
 
 /// The service-level formulas (docs/metrics.md).
