@@ -132,6 +132,10 @@ pub struct LimitsConfig {
     /// How far an event's `ts` may be ahead of this host's clock when it arrives.
     #[serde(with = "crate::units::duration_text")]
     pub max_clock_ahead: Millis,
+    /// Longest a line or frame may take to arrive once its first byte has; a connection that
+    /// leaves one half-sent longer is closed, so it cannot hold its slot busy for ever.
+    #[serde(with = "crate::units::duration_text")]
+    pub partial_input_timeout: Millis,
 }
 
 impl Default for LimitsConfig {
@@ -145,6 +149,7 @@ impl Default for LimitsConfig {
             max_connections: 256,
             max_open_segments: 100_000,
             max_clock_ahead: Millis::secs(300),
+            partial_input_timeout: Millis::secs(30),
         }
     }
 }

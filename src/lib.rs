@@ -12,7 +12,8 @@
 //!
 //! Beside them: [`config`] (TOML configuration, defaults and validation), [`units`] (durations,
 //! zones, bucket spans, service-level formulas: the leaf both config and engine use),
-//! [`shutdown`] (the stop signal every task watches), [`log_throttle`] (warnings a client can
+//! [`shutdown`] (the stop signal every task watches), [`slots`] (connection caps where the
+//! connection idle longest makes room), [`log_throttle`] (warnings a client can
 //! repeat, logged once per interval with a count), [`printable`] (which characters a name may
 //! hold and how the CLI escapes the others) and [`systemd`] (socket activation and `sd_notify`).
 //!
@@ -30,6 +31,7 @@ pub mod ingest;
 pub mod log_throttle;
 pub mod printable;
 pub mod shutdown;
+pub mod slots;
 pub mod store;
 pub mod systemd;
 pub mod units;

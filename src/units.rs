@@ -21,6 +21,12 @@ impl Millis {
     pub fn secs(s: i64) -> Self {
         Millis(s * 1000)
     }
+
+    /// As a `Duration`; a negative value (which parsing refuses) counts as zero.
+    #[must_use]
+    pub fn to_duration(self) -> std::time::Duration {
+        std::time::Duration::from_millis(u64::try_from(self.0).unwrap_or(0))
+    }
 }
 
 impl fmt::Display for Millis {

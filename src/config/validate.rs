@@ -63,6 +63,13 @@ impl Config {
         if self.limits.max_clock_ahead.0 < 1000 {
             bad("limits.max_clock_ahead", "must be at least 1s".into());
         }
+        let partial = self.limits.partial_input_timeout;
+        if partial.0 < 1000 || partial.0 > 3_600_000 {
+            bad(
+                "limits.partial_input_timeout",
+                format!("{partial} must be from 1s to 1h"),
+            );
+        }
         if self.store.cache_bytes < 1 << 20 {
             bad(
                 "store.cache_bytes",

@@ -19,6 +19,9 @@ pub enum ClientError {
     Connect { socket: PathBuf, source: io::Error },
     #[error("the callmetrics daemon at {} did not answer within {}s (is it overloaded or stuck? see its log)", socket.display(), timeout.as_secs())]
     Timeout { socket: PathBuf, timeout: Duration },
+    /// The daemon closed the connection before taking the request, without a readable answer.
+    #[error("the callmetrics daemon at {} refused the connection: too many open control connections, or it is stopping (try again; see its log)", socket.display())]
+    Refused { socket: PathBuf },
     #[error("talking to the callmetrics daemon at {}: {source}", socket.display())]
     Protocol {
         socket: PathBuf,
@@ -59,6 +62,14 @@ fn connect_hint(e: &io::Error) -> &'static str {
     }
 }
 
+/// The errors of a write to a peer that has closed its end.
+fn closed_by_peer(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+    )
+}
+
 /// Sends `req` to the daemon at `socket` and returns its answer (which may be `Response::Error`).
 pub async fn request(socket: &Path, req: &Request) -> Result<Response, ClientError> {
     request_within(socket, req, REQUEST_TIMEOUT).await
@@ -77,8 +88,16 @@ async fn request_within(
             socket: socket.to_owned(),
             source,
         };
-        write_message(&mut stream, req).await.map_err(protocol)?;
-        read_message(&mut stream).await.map_err(protocol)
+        match write_message(&mut stream, req).await {
+            Ok(()) => read_message(&mut stream).await.map_err(protocol),
+            // The daemon closed without reading: it may have written why before closing.
+            Err(ProtocolError::Io(e)) if closed_by_peer(&e) => read_message(&mut stream)
+                .await
+                .map_err(|_| ClientError::Refused {
+                    socket: socket.to_owned(),
+                }),
+            Err(e) => Err(protocol(e)),
+        }
     };
     tokio::time::timeout(timeout, exchange)
         .await
@@ -153,6 +172,54 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(err, ClientError::Timeout { .. }), "{err:?}");
+    }
+
+    /// A listener that answers each connection with `answer` (if any) and closes at once,
+    /// without reading the request.
+    fn closing_at_once(sock: &Path, answer: Option<Response>) -> tokio::task::JoinHandle<()> {
+        let listener = UnixListener::bind(sock).unwrap();
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            if let Some(answer) = answer {
+                write_message(&mut s, &answer).await.unwrap();
+            }
+            drop(s);
+        })
+    }
+
+    /// A request too large for the socket buffer, so that writing it meets the closed end.
+    fn large_request() -> Request {
+        Request::Metrics(MetricsQuery {
+            window: Some("w".repeat(4 << 20)),
+            by: DimKind::All,
+            key: None,
+        })
+    }
+
+    #[tokio::test]
+    async fn a_refusal_written_before_the_close_is_shown_not_the_broken_pipe() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("control.sock");
+        let server = closing_at_once(&sock, Some(Response::Error("full up".into())));
+        let resp = request(&sock, &large_request()).await.unwrap();
+        assert_eq!(resp, Response::Error("full up".into()));
+        server.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_close_without_an_answer_says_the_connection_was_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("control.sock");
+        let server = closing_at_once(&sock, None);
+        let err = request(&sock, &large_request()).await.unwrap_err();
+        assert!(matches!(err, ClientError::Refused { .. }), "{err:?}");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("refused the connection: too many open control connections"),
+            "{msg}"
+        );
+        assert!(!msg.to_lowercase().contains("broken pipe"), "{msg}");
+        server.await.unwrap();
     }
 
     #[tokio::test]

@@ -1,8 +1,11 @@
-//! The daemon side of the control socket: accepts connections and answers each request with the handler.
+//! The daemon side of the control socket: accepts connections and answers each request with the
+//! handler. When every slot is taken, the connection idle longest makes room (see
+//! `crate::slots`), so idle clients cannot lock the CLI out.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -11,8 +14,10 @@ use tracing::{debug, warn};
 use super::protocol::{
     read_message_within, write_message, ProtocolError, Request, Response, MAX_REQUEST_BYTES,
 };
+use crate::ingest::linger::linger;
 use crate::log_throttle::{left_out_note, Throttle, WARN_INTERVAL};
 use crate::shutdown;
+use crate::slots::{Slot, Slots, MIN_IDLE};
 
 /// Answers one request. It runs on the connection's task, so it must be quick and not block.
 pub type Handler = Arc<dyn Fn(Request) -> Response + Send + Sync>;
@@ -23,30 +28,46 @@ const MAX_CONNECTIONS: usize = 32;
 
 /// A client that stops reading its answer must not hold a connection (and shutdown) forever.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// A request begun must arrive whole within this, or a client that sends half a request would
+/// keep its connection busy, and so out of reach of the idle-longest rule, for ever.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a new connection waits for an idle one to make room.
+const ROOM_WAIT: Duration = Duration::from_secs(1);
+/// How long a last error answer (refusal, eviction, bad request) may take to write.
+const SAY_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The reply to a connection refused because no open one could make room.
+pub(crate) fn refusal() -> String {
+    format!(
+        "the daemon refused the connection: too many open control connections (all {MAX_CONNECTIONS} are busy or active within {}s); try again",
+        MIN_IDLE.as_secs()
+    )
+}
 
 /// Serves the control socket until `shutdown` turns true (or its sender is dropped, which can only
 /// mean the owner is gone). Then it stops accepting, lets requests being answered finish, drops
 /// idle connections, and returns once every connection task has ended.
 pub async fn serve(listener: UnixListener, handler: Handler, mut shutdown: watch::Receiver<bool>) {
+    let slots = Slots::new(MAX_CONNECTIONS, MIN_IDLE);
     let mut conns = JoinSet::new();
-    let mut refusals = Throttle::new(WARN_INTERVAL);
+    let refusals = Arc::new(Mutex::new(Throttle::new(WARN_INTERVAL)));
     let mut failures = Throttle::new(WARN_INTERVAL);
     loop {
         tokio::select! {
             () = shutdown::signalled(&mut shutdown) => break,
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) if conns.len() >= MAX_CONNECTIONS => {
-                    if let Some(n) = refusals.admit(Instant::now()) {
-                        warn!(
-                            limit = MAX_CONNECTIONS,
-                            "control connection refused: too many open{}",
-                            left_out_note(n)
-                        );
-                    }
-                    conns.spawn(refuse(stream));
-                }
                 Ok((stream, _)) => {
-                    conns.spawn(connection(stream, handler.clone(), shutdown.clone()));
+                    let slots = Arc::clone(&slots);
+                    let handler = handler.clone();
+                    let shutdown = shutdown.clone();
+                    let refusals = Arc::clone(&refusals);
+                    // Taking a slot may wait for an idle connection to leave: not in this loop.
+                    conns.spawn(async move {
+                        match slots.take(ROOM_WAIT).await {
+                            Some(slot) => connection(stream, &slot, handler, shutdown).await,
+                            None => refuse(stream, &refusals).await,
+                        }
+                    });
                 }
                 Err(e) => {
                     // Typically out of file descriptors; pausing keeps this loop from spinning.
@@ -71,39 +92,104 @@ fn log_end(done: Result<(), tokio::task::JoinError>) {
     }
 }
 
-async fn refuse(mut stream: UnixStream) {
-    let msg = Response::Error(format!(
-        "the daemon is already serving {MAX_CONNECTIONS} control connections; try again"
-    ));
-    let _ = tokio::time::timeout(Duration::from_secs(1), write_message(&mut stream, &msg)).await;
+async fn refuse(stream: UnixStream, refusals: &Mutex<Throttle>) {
+    let logged = refusals
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .admit(Instant::now());
+    if let Some(n) = logged {
+        warn!(
+            limit = MAX_CONNECTIONS,
+            "control connection refused: too many open, none idle{}",
+            left_out_note(n)
+        );
+    }
+    say_and_close(stream, refusal()).await;
 }
 
-/// Answers requests in order until the client closes, a protocol error, or shutdown while idle.
-async fn connection(mut stream: UnixStream, handler: Handler, mut shutdown: watch::Receiver<bool>) {
+/// Writes a last error answer, then closes politely (the event socket's close: see
+/// `crate::ingest::linger`), so a request the client sent meanwhile does not reset the connection
+/// before the client reads the answer.
+async fn say_and_close(stream: UnixStream, why: String) {
+    let mut stream = BufReader::new(stream);
+    let msg = Response::Error(why);
+    let sent = tokio::time::timeout(SAY_TIMEOUT, write_message(&mut stream, &msg)).await;
+    if matches!(sent, Ok(Ok(()))) {
+        let _ = stream.shutdown().await;
+        linger(&mut stream).await;
+    }
+}
+
+/// What the wait between two requests found.
+enum Next {
+    Request,
+    Closed,
+    Evicted,
+}
+
+/// Answers requests in order until the client closes, a protocol error, shutdown while idle, or
+/// the connection gives its slot up to a newcomer while idle.
+async fn connection(
+    stream: UnixStream,
+    slot: &Slot,
+    handler: Handler,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    // Buffered so the wait between requests can see a request begin without consuming it.
+    let mut stream = BufReader::new(stream);
     loop {
-        // Shutdown only interrupts the wait for a request, never an answer being written.
-        let req = tokio::select! {
+        // Shutdown and eviction only interrupt the wait for a request, never an answer being
+        // written; input already there wins over eviction.
+        let next = tokio::select! {
+            biased;
             () = shutdown::signalled(&mut shutdown) => return,
-            r = read_message_within::<_, Request>(&mut stream, MAX_REQUEST_BYTES) => r,
+            filled = stream.fill_buf() => match filled {
+                Ok(buf) if !buf.is_empty() => Next::Request,
+                _ => Next::Closed,
+            },
+            () = slot.evicted() => Next::Evicted,
         };
+        match next {
+            Next::Request => slot.begin(),
+            Next::Closed => return,
+            Next::Evicted => {
+                let why = format!(
+                    "closed to make room: all {MAX_CONNECTIONS} control connections were taken and this one had been idle longest"
+                );
+                say_and_close(stream.into_inner(), why).await;
+                return;
+            }
+        }
+        let req = tokio::time::timeout(
+            REQUEST_TIMEOUT,
+            read_message_within::<_, Request>(&mut stream, MAX_REQUEST_BYTES),
+        )
+        .await;
         let resp = match req {
-            Ok(req) => handler(req),
-            Err(ProtocolError::Closed) => return,
-            Err(ProtocolError::Io(e)) => {
+            Ok(Ok(req)) => handler(req),
+            Ok(Err(ProtocolError::Closed)) => return,
+            Ok(Err(ProtocolError::Io(e))) => {
                 debug!(error = %e, "control connection broken");
                 return;
             }
-            Err(e) => {
+            Ok(Err(e)) => {
                 // The stream may be mid-message, so after telling the client why, close it.
                 debug!(error = %e, "bad control message");
-                let reply = Response::Error(e.to_string());
-                let _ =
-                    tokio::time::timeout(WRITE_TIMEOUT, write_message(&mut stream, &reply)).await;
+                say_and_close(stream.into_inner(), e.to_string()).await;
+                return;
+            }
+            Err(_) => {
+                debug!("control request not completed in time");
+                let why = format!(
+                    "request not completed within {}s of its first byte",
+                    REQUEST_TIMEOUT.as_secs()
+                );
+                say_and_close(stream.into_inner(), why).await;
                 return;
             }
         };
         match tokio::time::timeout(WRITE_TIMEOUT, write_message(&mut stream, &resp)).await {
-            Ok(Ok(())) => {}
+            Ok(Ok(())) => slot.finish(1),
             Ok(Err(e)) => {
                 debug!(error = %e, "control answer not delivered");
                 return;
@@ -320,23 +406,74 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn connections_past_the_limit_are_told_so() {
-        let dir = tempfile::tempdir().unwrap();
-        let sock = dir.path().join("c.sock");
-        let (stop, server) = start(&sock);
+    /// Takes every slot with a connection that has been answered once (so surely accepted).
+    async fn fill(sock: &Path) -> Vec<UnixStream> {
         let mut held = Vec::new();
         for _ in 0..MAX_CONNECTIONS {
-            let mut s = UnixStream::connect(&sock).await.unwrap();
+            let mut s = UnixStream::connect(sock).await.unwrap();
             write_message(&mut s, &Request::Status).await.unwrap();
             let _: Response = read_message(&mut s).await.unwrap();
             held.push(s);
         }
-        let mut extra = UnixStream::connect(&sock).await.unwrap();
-        match read_message::<_, Response>(&mut extra).await.unwrap() {
-            Response::Error(msg) => assert!(msg.contains("already serving"), "{msg}"),
+        held
+    }
+
+    #[tokio::test]
+    async fn connections_past_the_limit_are_told_so_when_none_is_idle() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("c.sock");
+        let (stop, server) = start(&sock);
+        let mut held = fill(&sock).await;
+        for s in &mut held {
+            // Half a length: busy, so not a candidate to make room, however long it waits.
+            s.write_all(&[0, 0]).await.unwrap();
+        }
+        tokio::time::sleep(MIN_IDLE + Duration::from_millis(100)).await;
+        // The client's request must not hide the refusal behind a broken pipe or a reset.
+        match request(&sock, &Request::Status).await.unwrap() {
+            Response::Error(msg) => assert_eq!(msg, refusal()),
             other => panic!("expected a refusal, got {other:?}"),
         }
+        drop(held);
+        stop.send(true).unwrap();
+        server.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_connection_idle_longest_makes_room_and_is_told_why() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("c.sock");
+        let (stop, server) = start(&sock);
+        let mut held = fill(&sock).await;
+        tokio::time::sleep(MIN_IDLE + Duration::from_millis(100)).await;
+        // All but the first are used again: the first is the one idle longest.
+        for s in &mut held[1..] {
+            write_message(s, &Request::Status).await.unwrap();
+            let _: Response = read_message(s).await.unwrap();
+        }
+        tokio::time::sleep(MIN_IDLE + Duration::from_millis(100)).await;
+        let started = Instant::now();
+        assert!(matches!(
+            request(&sock, &Request::Status).await.unwrap(),
+            Response::Status(_)
+        ));
+        assert!(
+            started.elapsed() < ROOM_WAIT,
+            "took {:?}",
+            started.elapsed()
+        );
+        match read_message::<_, Response>(&mut held[0]).await.unwrap() {
+            Response::Error(msg) => assert!(msg.starts_with("closed to make room"), "{msg}"),
+            other => panic!("expected the notice, got {other:?}"),
+        }
+        let mut rest = Vec::new();
+        assert_eq!(held[0].read_to_end(&mut rest).await.unwrap(), 0);
+        // The others were not touched.
+        write_message(&mut held[1], &Request::Status).await.unwrap();
+        assert!(matches!(
+            read_message::<_, Response>(&mut held[1]).await.unwrap(),
+            Response::Status(_)
+        ));
         drop(held);
         stop.send(true).unwrap();
         server.await.unwrap();

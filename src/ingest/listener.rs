@@ -1,14 +1,15 @@
 //! Accept loops for the event sockets (Unix, and optionally loopback TCP): one task per
-//! connection, a cap on open connections, and an orderly drain on shutdown.
+//! connection, a cap on open connections where the connection idle longest makes room for a new
+//! one (see `crate::slots`), and an orderly drain on shutdown.
 
 use std::io;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
-use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use super::connection::serve_connection;
@@ -18,6 +19,7 @@ use super::reply::{encode_reply, Reply};
 use super::{IngestCtx, IngestStats};
 use crate::log_throttle::{left_out_note, Throttle, WARN_INTERVAL};
 use crate::shutdown;
+use crate::slots::{Slots, MIN_IDLE};
 
 /// How long connections may take, after shutdown is requested, to write the replies they owe
 /// (which wait for the committer's last flush). Connections still open after this are cut, so a
@@ -27,6 +29,9 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 const REFUSE_TIMEOUT: Duration = Duration::from_secs(1);
 /// Pause after a failed accept (e.g. out of file descriptors), so the loop does not spin.
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
+/// How long a new connection waits, when every slot is taken, for the connection idle longest to
+/// give its slot up (it does so as soon as it sees the request, unless a message begins first).
+pub const ROOM_WAIT: Duration = Duration::from_secs(1);
 
 /// A listening socket whose connections carry events.
 trait Accept {
@@ -72,20 +77,19 @@ pub async fn serve_tcp(
     serve(listener, ctx, shutdown).await;
 }
 
-/// Keeps `connections_open` true for as long as a connection task lives, even if it is aborted,
-/// and holds the connection's slot under `limits.max_connections`.
+/// Keeps `connections_open` true for as long as a connection task lives, even if it is aborted.
+/// (A connection that gave its slot up still counts as open while it closes.)
 struct OpenConnection {
     stats: Arc<IngestStats>,
-    _slot: OwnedSemaphorePermit,
 }
 
 impl OpenConnection {
-    fn new(stats: Arc<IngestStats>, slot: OwnedSemaphorePermit) -> Self {
+    fn new(stats: Arc<IngestStats>) -> Self {
         stats.update(|c| {
             c.connections_open += 1;
             c.connections_total += 1;
         });
-        OpenConnection { stats, _slot: slot }
+        OpenConnection { stats }
     }
 }
 
@@ -97,11 +101,10 @@ impl Drop for OpenConnection {
 }
 
 async fn serve<L: Accept>(listener: L, ctx: Arc<IngestCtx>, mut shutdown: watch::Receiver<bool>) {
-    // The semaphore cannot hold more than MAX_PERMITS; a larger configured limit means "no limit".
-    let max = ctx.limits().max_connections;
-    let slots = Arc::new(Semaphore::new(max.min(Semaphore::MAX_PERMITS)));
+    let slots = Slots::new(ctx.limits().max_connections, MIN_IDLE);
     let mut tasks = JoinSet::new();
-    let mut refusals = Throttle::new(WARN_INTERVAL);
+    // Shared with the connection tasks, which decide refusals once room could not be made.
+    let refusals = Arc::new(Mutex::new(Throttle::new(WARN_INTERVAL)));
     let mut failures = Throttle::new(WARN_INTERVAL);
     loop {
         tokio::select! {
@@ -109,24 +112,15 @@ async fn serve<L: Accept>(listener: L, ctx: Arc<IngestCtx>, mut shutdown: watch:
             () = shutdown::signalled(&mut shutdown) => break,
             Some(ended) = tasks.join_next(), if !tasks.is_empty() => report_end(ended),
             accepted = std::future::poll_fn(|cx| listener.poll_accept(cx)) => match accepted {
-                Ok(stream) => if let Ok(slot) = Arc::clone(&slots).try_acquire_owned() {
-                    let open = OpenConnection::new(Arc::clone(&ctx.stats), slot);
-                    let ctx = Arc::clone(&ctx);
-                    let shutdown = shutdown.clone();
-                    tasks.spawn(async move {
-                        let _open = open;
-                        serve_connection(stream, &ctx, shutdown).await;
-                    });
-                } else {
-                    ctx.stats.update(|c| c.connections_refused += 1);
-                    if let Some(n) = refusals.admit(Instant::now()) {
-                        tracing::warn!(
-                            "event connection refused: {max} connections are open (limits.max_connections){}",
-                            left_out_note(n)
-                        );
-                    }
-                    tasks.spawn(refuse(stream, max));
-                },
+                Ok(stream) => {
+                    // Taking a slot may wait for an idle connection to leave: not in this loop.
+                    let admission = Admission {
+                        slots: Arc::clone(&slots),
+                        ctx: Arc::clone(&ctx),
+                        refusals: Arc::clone(&refusals),
+                    };
+                    tasks.spawn(admission.serve(stream, shutdown.clone()));
+                }
                 Err(e) => {
                     if let Some(n) = failures.admit(Instant::now()) {
                         tracing::warn!("accepting an event connection failed: {e}{}", left_out_note(n));
@@ -166,6 +160,44 @@ async fn serve<L: Accept>(listener: L, ctx: Arc<IngestCtx>, mut shutdown: watch:
                 break;
             }
         }
+    }
+}
+
+/// What a new connection needs to take a slot, or to be refused one.
+struct Admission {
+    slots: Arc<Slots>,
+    ctx: Arc<IngestCtx>,
+    refusals: Arc<Mutex<Throttle>>,
+}
+
+impl Admission {
+    /// Serves the connection in a slot of its own, made by the connection idle longest if need
+    /// be; refuses it when no connection can make room within [`ROOM_WAIT`].
+    async fn serve<S: AsyncRead + AsyncWrite>(self, stream: S, shutdown: watch::Receiver<bool>) {
+        let Some(slot) = self.slots.take(ROOM_WAIT).await else {
+            self.refuse(stream).await;
+            return;
+        };
+        let _open = OpenConnection::new(Arc::clone(&self.ctx.stats));
+        serve_connection(stream, &self.ctx, &slot, shutdown).await;
+    }
+
+    async fn refuse<S: AsyncRead + AsyncWrite>(self, stream: S) {
+        let max = self.slots.max();
+        self.ctx.stats.update(|c| c.connections_refused += 1);
+        let logged = self
+            .refusals
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .admit(Instant::now());
+        if let Some(n) = logged {
+            tracing::warn!(
+                "event connection refused: {max} connections are open, none idle for {}s (limits.max_connections){}",
+                MIN_IDLE.as_secs(),
+                left_out_note(n)
+            );
+        }
+        refuse(stream, max).await;
     }
 }
 
@@ -344,6 +376,8 @@ mod tests {
             read_reply(&mut first_r).await,
             Some(serde_json::json!({"ok": true}))
         );
+        // Half a line: busy, so it cannot be asked to make room however slow this test runs.
+        first_w.write_all(b"{\"type\":").await.unwrap();
 
         let (mut second_r, mut second_w) = json_client(&server.path).await;
         // Sending before reading the refusal must not lose it.

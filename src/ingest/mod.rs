@@ -10,11 +10,13 @@
 //! - `reply_queue`: replies owed in input order, and the writer half that writes them.
 //! - [`reply`]: the reply owed for a line or frame, encoded for its framing.
 //! - `stop`: why a reader stops taking input; `linger`: the polite close.
+//! - `boundary`: the wait between messages, where a connection idle longest gives its slot up.
 
+mod boundary;
 pub mod connection;
 pub mod decode;
 pub mod framing;
-mod linger;
+pub(crate) mod linger;
 pub mod listener;
 #[cfg(test)]
 mod reference;
@@ -137,11 +139,17 @@ pub struct IngestStats {
     inner: Mutex<IngestCounters>,
 }
 
+/// Counters a daemon older than the CLI does not send read as 0.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct IngestCounters {
     pub connections_open: u64,
     pub connections_total: u64,
     pub connections_refused: u64,
+    /// Idle connections closed to make room for a new one (`limits.max_connections`).
+    pub connections_evicted: u64,
+    /// Connections closed for leaving a line or frame half-sent (`limits.partial_input_timeout`).
+    pub partial_input_timeouts: u64,
     pub framing_errors: u64,
     pub events_accepted: u64,
     /// Refused events by reason (a short stable label such as `invalid`, `store_full`).

@@ -15,6 +15,7 @@ use super::framing::Framing;
 use super::reply::{encode_reply, resolve, Reply, Shape};
 use super::{IngestStats, ItemResult};
 use crate::event::EventError;
+use crate::slots::Slot;
 
 /// The reply owed for one line or frame, queued in input order.
 pub(super) enum Pending {
@@ -33,19 +34,23 @@ pub(super) enum Pending {
 }
 
 /// Awaits each queued reply in input order and writes it; flushes whenever the next reply is not
-/// ready yet, so no reply sits in the buffer while the writer waits.
+/// ready yet, so no reply sits in the buffer while the writer waits. Each flush tells `slot` how
+/// many replies went out: a connection owing none is idle. The caller closes the write half.
 pub(super) async fn write_replies<W: AsyncWrite + Unpin>(
     out: &mut W,
     mut queue: mpsc::Receiver<Pending>,
     framing: Framing,
     stats: &IngestStats,
+    slot: &Slot,
 ) -> io::Result<()> {
     let mut encoded = Vec::new();
+    // Replies written to the buffer since the last flush.
+    let mut unflushed = 0;
     loop {
         let next = match queue.try_recv() {
             Ok(next) => next,
             Err(mpsc::error::TryRecvError::Empty) => {
-                out.flush().await?;
+                flush(out, slot, &mut unflushed).await?;
                 match queue.recv().await {
                     Some(next) => next,
                     None => break,
@@ -64,7 +69,7 @@ pub(super) async fn write_replies<W: AsyncWrite + Unpin>(
                 let results = match results.try_recv() {
                     Ok(results) => Some(results),
                     Err(oneshot::error::TryRecvError::Empty) => {
-                        out.flush().await?;
+                        flush(out, slot, &mut unflushed).await?;
                         // An error means the committer dropped the reply sender.
                         results.await.ok()
                     }
@@ -75,7 +80,19 @@ pub(super) async fn write_replies<W: AsyncWrite + Unpin>(
         };
         encode_reply(framing, &reply, &mut encoded);
         out.write_all(&encoded).await?;
+        unflushed += 1;
     }
+    flush(out, slot, &mut unflushed).await
+}
+
+/// Flushes the replies written so far and marks them done on the slot: only replies the socket
+/// took count as delivered.
+async fn flush<W: AsyncWrite + Unpin>(
+    out: &mut W,
+    slot: &Slot,
+    unflushed: &mut usize,
+) -> io::Result<()> {
     out.flush().await?;
-    out.shutdown().await
+    slot.finish(std::mem::take(unflushed));
+    Ok(())
 }

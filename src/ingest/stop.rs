@@ -19,6 +19,10 @@ pub(super) enum Stop {
     WriterGone,
     /// The `MessagePack` framing is broken; the stream cannot be resynchronised.
     Framing,
+    /// The connection gave its slot up to a newcomer, between messages and owing no reply.
+    Evicted,
+    /// A line or frame begun did not complete within `limits.partial_input_timeout`.
+    PartialTimeout,
     Io(io::Error),
 }
 

@@ -67,6 +67,11 @@ impl JsonConn {
         self.send(line);
         self.reply()
     }
+
+    /// The socket, to write partial lines or read past the replies.
+    pub fn stream(&mut self) -> &mut UnixStream {
+        &mut self.writer
+    }
 }
 
 /// A MessagePack-framed event connection: 4-byte big-endian length, then a `MessagePack` body.

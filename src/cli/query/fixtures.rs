@@ -77,6 +77,8 @@ pub(super) fn report() -> StatusReport {
             connections_open: 2,
             connections_total: 40,
             connections_refused: 1,
+            connections_evicted: 4,
+            partial_input_timeouts: 5,
             framing_errors: 3,
             events_accepted: 1200,
             events_rejected: BTreeMap::from([("invalid".into(), 2), ("store_full".into(), 1)]),

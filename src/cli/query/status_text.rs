@@ -38,8 +38,13 @@ pub(super) fn render_status(r: &StatusReport) -> String {
         (
             "connections",
             format!(
-                "{} open, {} total, {} refused, {} framing errors",
-                i.connections_open, i.connections_total, i.connections_refused, i.framing_errors
+                "{} open, {} total, {} refused, {} closed idle to make room, {} closed half-sent, {} framing errors",
+                i.connections_open,
+                i.connections_total,
+                i.connections_refused,
+                i.connections_evicted,
+                i.partial_input_timeouts,
+                i.framing_errors
             ),
         ),
         (
@@ -85,14 +90,15 @@ pub(super) fn render_status(r: &StatusReport) -> String {
     lines.push((
         "limits",
         format!(
-            "line {}, frame {}, strings {}, {} tags, {} events per batch, {} connections, {} open segments",
+            "line {}, frame {}, strings {}, {} tags, {} events per batch, {} connections, {} open segments, half-sent input closed after {}",
             bytes(l.max_line_bytes as u64),
             bytes(l.max_frame_bytes as u64),
             bytes(l.max_string_bytes as u64),
             l.max_tags,
             l.max_batch_events,
             l.max_connections,
-            l.max_open_segments
+            l.max_open_segments,
+            l.partial_input_timeout
         ),
     ));
     let u = &r.upstream;
@@ -172,7 +178,7 @@ mod tests {
             "Europe/Paris",
             "5m, 15m",
             "1200 accepted, 3 rejected (invalid 2, store_full 1)",
-            "2 open, 40 total, 1 refused, 3 framing errors",
+            "2 open, 40 total, 1 refused, 4 closed idle to make room, 5 closed half-sent, 3 framing errors",
             "5 duplicates, 7 late",
             "9 segments in 8 calls",
             "4 segments, 6 orphan events",
@@ -180,7 +186,7 @@ mod tests {
             "256.0 MiB of 1.0 GiB (25.0 %)",
             "last checkpoint 12s ago",
             "line 64.0 KiB",
-            "100000 open segments",
+            "100000 open segments, half-sent input closed after 30s",
         ] {
             assert!(text.contains(want), "missing {want:?} in\n{text}");
         }

@@ -16,6 +16,7 @@ use crate::event::Event;
 use crate::ingest::{
     IngestCtx, IngestStats, ItemResult, Refusal, Submission, SubmitTx, SHUTTING_DOWN,
 };
+use crate::slots::Slot;
 
 const TS: i64 = 1_700_000_000_000;
 
@@ -58,7 +59,8 @@ fn connect(
     let (client, server) = tokio::io::duplex(64 * 1024);
     let (stop_tx, stop_rx) = watch::channel(false);
     let ctx = Arc::clone(ctx);
-    let task = tokio::spawn(async move { serve_connection(server, &ctx, stop_rx).await });
+    let task =
+        tokio::spawn(async move { serve_connection(server, &ctx, &Slot::alone(), stop_rx).await });
     (client, stop_tx, task)
 }
 
@@ -268,7 +270,8 @@ async fn pipelined_replies_come_back_in_input_order() {
     let (client, server) = tokio::io::duplex(1 << 20);
     let (_stop, stop_rx) = watch::channel(false);
     let ctx2 = Arc::clone(&ctx);
-    let task = tokio::spawn(async move { serve_connection(server, &ctx2, stop_rx).await });
+    let task =
+        tokio::spawn(async move { serve_connection(server, &ctx2, &Slot::alone(), stop_rx).await });
     let mut c = JsonClient::new(client);
     let mut input = Vec::new();
     for i in 0..N {
@@ -523,8 +526,9 @@ proptest::proptest! {
                 let mut out = Vec::new();
                 let _ = r.read_to_end(&mut out).await;
             };
+            let slot = Slot::alone();
             let served = tokio::time::timeout(Duration::from_secs(10), async {
-                tokio::join!(serve_connection(server, &ctx, stop_rx), talk)
+                tokio::join!(serve_connection(server, &ctx, &slot, stop_rx), talk)
             });
             assert!(served.await.is_ok(), "the connection hung");
         });
