@@ -6,7 +6,7 @@
 //! provisionally, plus the real-time figures of the segments open now.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeSet, HashMap};
 
 use super::aggregate::{Figures, QUANTILES};
 use super::keys::{dims_of, KeyId};
@@ -86,8 +86,10 @@ impl Engine {
         if q.by == DimKind::All {
             names.insert("all".into());
         }
-        // A row's accumulator borrows a long window's total until something must change it.
-        let mut rows: BTreeMap<String, (Cow<'_, Running>, Realtime)> = BTreeMap::new();
+        // A row's accumulator borrows a long window's total until something must change it. The
+        // accumulators sit in a vector found by name, not in the map itself: they are large, and a
+        // map moves its values as it grows and shrinks.
+        let mut rows = Rows::default();
 
         // Provisional facts and real-time figures of calls not yet folded.
         for (_, e) in self.pending.iter() {
@@ -107,9 +109,7 @@ impl Engine {
                     if !wanted(name) {
                         continue;
                     }
-                    let (acc, rt) = rows
-                        .entry(name.to_string())
-                        .or_insert_with(|| (Cow::Owned(Running::default()), Realtime::default()));
+                    let (acc, rt) = rows.slot(name);
                     let acc = acc.to_mut();
                     if folded.queue.is_none() {
                         if let Some(f) = seg.queue_facts() {
@@ -246,22 +246,18 @@ impl Engine {
                         row.merge(&a);
                         row.agg.wait_max_ms = provisional_max.max(a.agg.wait_max_ms);
                     }
-                    None => {
-                        rows.insert(name.to_string(), (a, Realtime::default()));
-                    }
+                    None => rows.slot(name).0 = a,
                 }
             }
         }
 
-        names.extend(rows.keys().cloned());
+        names.extend(rows.names().cloned());
         let mut out = Vec::new();
         for name in names {
             if !wanted(&name) {
                 continue;
             }
-            let (acc, rt) = rows
-                .remove(&name)
-                .unwrap_or_else(|| (Cow::Owned(Running::default()), Realtime::default()));
+            let (acc, rt) = rows.take(&name);
             let mut counts = if histograms {
                 acc.to_agg()
             } else {
@@ -356,5 +352,41 @@ impl Engine {
                 .then_with(|| a.call_id.cmp(&b.call_id))
         });
         out
+    }
+}
+
+/// A query's rows by name: accumulators in a vector, a map from name to place. The accumulators
+/// are large and a map moves its values as it grows and shrinks; this moves only indexes.
+#[derive(Default)]
+struct Rows<'a> {
+    place: HashMap<String, usize>,
+    rows: Vec<(Cow<'a, Running>, Realtime)>,
+}
+
+impl<'a> Rows<'a> {
+    /// The row of `name`, empty when new.
+    fn slot(&mut self, name: &str) -> &mut (Cow<'a, Running>, Realtime) {
+        let i = if let Some(&i) = self.place.get(name) {
+            i
+        } else {
+            self.rows.push(Default::default());
+            self.place.insert(name.to_string(), self.rows.len() - 1);
+            self.rows.len() - 1
+        };
+        &mut self.rows[i]
+    }
+
+    fn get_mut(&mut self, name: &str) -> Option<&mut (Cow<'a, Running>, Realtime)> {
+        let i = *self.place.get(name)?;
+        self.rows.get_mut(i)
+    }
+
+    fn names(&self) -> impl Iterator<Item = &String> {
+        self.place.keys()
+    }
+
+    /// Takes the row of `name` out, leaving an empty one; an empty row when there is none.
+    fn take(&mut self, name: &str) -> (Cow<'a, Running>, Realtime) {
+        self.get_mut(name).map(std::mem::take).unwrap_or_default()
     }
 }
