@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use callmetrics::engine::DimKind;
 use serde_json::{json, Value};
 
-use support::{now_ms, Daemon};
+use support::{env_num, now_ms, Daemon};
 use workload::{Call, Payload};
 
 const HOUR: i64 = 3_600_000;
@@ -75,13 +75,6 @@ impl Report {
         println!("{l}");
         self.lines.push(l);
     }
-}
-
-fn env_num(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.replace('_', "").parse().ok())
-        .unwrap_or(default)
 }
 
 /// Waits until no call is pending, then `secs` more (steady state after a burst).

@@ -1,5 +1,5 @@
 //! What the bench reads off a running process from /proc: resident memory, its peak, bytes
-//! written to disk, CPU time.
+//! written to disk, CPU time, open descriptors.
 
 fn status_kib(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -56,4 +56,11 @@ pub fn pct(sorted: &[f64], q: f64) -> f64 {
         return f64::NAN;
     }
     sorted[((sorted.len() - 1) as f64 * q).round() as usize]
+}
+
+/// Open file descriptors of the process (sockets, files, the store's).
+// Read by the soak bench, which includes this file; the load bench does not need it.
+#[allow(dead_code)]
+pub fn fd_count(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, Iterator::count)
 }

@@ -13,15 +13,17 @@ use super::DEADLINE;
 /// A raw connection to the event socket at `path` whose reads and writes fail after `timeout`
 /// instead of hanging; panics when nothing listens there.
 pub fn connect_events(path: &Path, timeout: Duration) -> UnixStream {
-    let stream = UnixStream::connect(path)
-        .unwrap_or_else(|e| panic!("connect to the event socket {}: {e}", path.display()));
-    stream
-        .set_read_timeout(Some(timeout))
-        .expect("set a read timeout");
-    stream
-        .set_write_timeout(Some(timeout))
-        .expect("set a write timeout");
-    stream
+    try_connect_events(path, timeout)
+        .unwrap_or_else(|e| panic!("connect to the event socket {}: {e}", path.display()))
+}
+
+/// [`connect_events`] for a daemon that may be gone (killed on purpose): the error instead of a
+/// panic.
+pub fn try_connect_events(path: &Path, timeout: Duration) -> std::io::Result<UnixStream> {
+    let stream = UnixStream::connect(path)?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    Ok(stream)
 }
 
 /// A JSON-lines event connection.

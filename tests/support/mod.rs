@@ -31,6 +31,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde_json::Value;
 
 pub use conn::{connect_events, JsonConn, PackConn};
+// Only the soak bench connects to a daemon it may have killed.
+#[allow(unused_imports)]
+pub use conn::try_connect_events;
 pub use daemon::Daemon;
 
 /// The binary under test, built by cargo for these tests.
@@ -50,6 +53,14 @@ pub fn now_ms() -> i64 {
         .duration_since(UNIX_EPOCH)
         .expect("the clock is after 1970");
     i64::try_from(d.as_millis()).expect("now fits i64 milliseconds")
+}
+
+/// A bench knob: the number in environment variable `name` (`_` may group digits), or `default`.
+pub fn env_num(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.replace('_', "").parse().ok())
+        .unwrap_or(default)
 }
 
 /// Runs `callmetrics ARGS...` as a client and returns its output (it has its own 10 s timeout).

@@ -1,0 +1,6 @@
+//! Fuzz target: arbitrary bytes as one JSON event line through the daemon's intake decoder.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    let _ = callmetrics_fuzz::checks::json_line(data);
+});
