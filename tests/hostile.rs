@@ -333,3 +333,64 @@ fn flush_and_reload_are_refused_on_the_control_socket_naming_the_admin_socket() 
     let e = serde_json::json!({"type":"answer","call_id":"r1","agent":"ann","ts":now_ms()});
     assert_eq!(c.request(&e.to_string()), ok());
 }
+
+#[test]
+fn an_event_naming_a_key_twice_is_refused_naming_it_and_changes_nothing() {
+    let d = Daemon::start("");
+    let ts = now_ms() - 60_000;
+    let mut c = d.json_conn();
+    let start = serde_json::json!({"type":"start","call_id":"k1","queue":"support","ts":ts});
+    assert_eq!(c.request(&start.to_string()), ok());
+    // What a refused event could change: the accepted count and the open calls (not their ages).
+    let seen = |d: &Daemon| {
+        let calls: Vec<(Value, Value, Value)> = d
+            .calls()
+            .iter()
+            .map(|c| (c["call_id"].clone(), c["phase"].clone(), c["agent"].clone()))
+            .collect();
+        (d.status()["ingest"]["events_accepted"].clone(), calls)
+    };
+    let before = seen(&d);
+    // Written by hand: a JSON object built in memory cannot hold a key twice.
+    let lines = [
+        (
+            format!(r#"{{"type":"start","call_id":"k2","queue":"a","queue":"b","ts":{ts}}}"#),
+            "queue",
+        ),
+        (
+            format!(
+                r#"{{"type":"answer","call_id":"k1","agent":"ann","agent":"bob","ts":{}}}"#,
+                ts + 5_000
+            ),
+            "agent",
+        ),
+        (
+            format!(
+                r#"{{"type":"start","call_id":"k3","queue":"support","ts":{ts},"tags":{{"tier":"gold","tier":"tin"}}}}"#
+            ),
+            "tags.tier",
+        ),
+    ];
+    for (line, key) in &lines {
+        let reply = c.request(line);
+        assert_refused(&reply, &["duplicate field", key], line);
+    }
+    // MessagePack: a map naming `call_id` twice.
+    let mut body = b"\x84\xa4type\xa4hold\xa7call_id\xa2k1\xa7call_id\xa2k9\xa2ts\xcf".to_vec();
+    body.extend(u64::try_from(ts + 1_000).unwrap().to_be_bytes());
+    let mut p = d.pack_conn();
+    let mut frame = u32::try_from(body.len()).unwrap().to_be_bytes().to_vec();
+    frame.extend(body);
+    p.send_raw(&frame);
+    assert_refused(&p.reply(), &["duplicate field", "call_id"], "MessagePack");
+
+    let after = seen(&d);
+    assert_eq!(before, after, "a refused event changed something");
+    assert_eq!(after.1.len(), 1, "{:?}", after.1);
+    assert_eq!(after.1[0].2, Value::Null, "k1 was answered: {:?}", after.1);
+    // Both connections keep serving.
+    let answer = serde_json::json!({"type":"answer","call_id":"k1","agent":"ann","ts":ts + 5_000});
+    assert_eq!(c.request(&answer.to_string()), ok());
+    let hold = serde_json::json!({"type":"hold","call_id":"k1","ts":ts + 6_000});
+    assert_eq!(p.request(&hold), ok());
+}
