@@ -58,9 +58,10 @@ impl Default for IngestConfig {
     }
 }
 
-/// Permission bits from an octal string such as "0660" (validated in `Config::validate`).
+/// Permission bits from an octal string such as "0660" (validated in `Config::validate`; an
+/// invalid string, which a loaded config never holds, gives the strict 0o600).
 fn mode_bits(mode: &str) -> u32 {
-    u32::from_str_radix(mode.trim_start_matches("0o"), 8).unwrap_or(0o660)
+    u32::from_str_radix(mode.trim_start_matches("0o"), 8).unwrap_or(0o600)
 }
 
 impl IngestConfig {
@@ -70,11 +71,23 @@ impl IngestConfig {
     }
 }
 
+/// The file name of the admin socket when `control.admin_socket` is left out: it sits beside
+/// the control socket.
+pub const ADMIN_SOCKET_NAME: &str = "admin.sock";
+
+/// The two control sockets: `socket` answers read-only requests (status, metrics, calls,
+/// outbox) to anyone who may write to it; `admin_socket` also takes the mutating ones (flush,
+/// reload), so its mode is tighter.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ControlConfig {
     pub socket: PathBuf,
     pub socket_mode: String,
+    /// The admin socket; `None` (left out) puts `admin.sock` beside `socket`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admin_socket: Option<PathBuf>,
+    /// Octal permission bits of the admin socket: its owner (the daemon's user) only, by default.
+    pub admin_socket_mode: String,
 }
 
 impl ControlConfig {
@@ -82,6 +95,27 @@ impl ControlConfig {
     pub fn mode_bits(&self) -> u32 {
         mode_bits(&self.socket_mode)
     }
+
+    #[must_use]
+    pub fn admin_mode_bits(&self) -> u32 {
+        mode_bits(&self.admin_socket_mode)
+    }
+
+    /// The admin socket: as configured, else `admin.sock` beside the control socket.
+    #[must_use]
+    pub fn admin_socket_path(&self) -> PathBuf {
+        match &self.admin_socket {
+            Some(p) => p.clone(),
+            None => beside(&self.socket),
+        }
+    }
+}
+
+/// `admin.sock` in the folder of `control_socket`: where the admin socket is when nothing says
+/// otherwise.
+#[must_use]
+pub fn beside(control_socket: &Path) -> PathBuf {
+    control_socket.with_file_name(ADMIN_SOCKET_NAME)
 }
 
 impl Default for ControlConfig {
@@ -89,6 +123,8 @@ impl Default for ControlConfig {
         ControlConfig {
             socket: "/run/callmetrics/control.sock".into(),
             socket_mode: "0660".into(),
+            admin_socket: None,
+            admin_socket_mode: "0600".into(),
         }
     }
 }
@@ -424,6 +460,97 @@ mod tests {
         );
         parse("[ingest]\nsocket = \"/run/cm/events.sock\"\n[control]\nsocket = \"/run/cm/control.sock\"\n")
             .unwrap();
+    }
+
+    #[test]
+    fn the_admin_socket_defaults_beside_the_control_socket_with_mode_0600() {
+        let cfg = parse("").unwrap();
+        assert_eq!(
+            cfg.control.admin_socket_path(),
+            Path::new("/run/callmetrics/admin.sock")
+        );
+        assert_eq!(cfg.control.admin_mode_bits(), 0o600);
+        let cfg = parse("[control]\nsocket = \"/srv/cm/ctl.sock\"\n").unwrap();
+        assert_eq!(
+            cfg.control.admin_socket_path(),
+            Path::new("/srv/cm/admin.sock")
+        );
+        let local = Config::local(Path::new("here"));
+        assert_eq!(
+            local.control.admin_socket_path(),
+            Path::new("here/admin.sock")
+        );
+        let cfg = parse(
+            "[control]\nadmin_socket = \"/run/cm/root-only.sock\"\nadmin_socket_mode = \"0660\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            cfg.control.admin_socket_path(),
+            Path::new("/run/cm/root-only.sock")
+        );
+        assert_eq!(cfg.control.admin_mode_bits(), 0o660);
+    }
+
+    #[test]
+    fn a_bad_admin_socket_mode_is_refused_naming_the_key_and_line() {
+        for mode in ["rw-------", "0800", "01777", ""] {
+            let err = parse(&format!(
+                "[control]\nsocket = \"/run/cm/c.sock\"\nadmin_socket_mode = {mode:?}\n"
+            ))
+            .unwrap_err()
+            .to_string();
+            assert!(
+                err.contains("control.admin_socket_mode")
+                    && err.contains("line 3")
+                    && err.contains("octal file mode"),
+                "{mode}: {err}"
+            );
+        }
+        let err = parse("[control]\nadmin_socket_mode = 600\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("admin_socket_mode"), "{err}");
+    }
+
+    #[test]
+    fn an_admin_socket_shared_with_another_is_refused_naming_the_key() {
+        for (text, other, line) in [
+            (
+                "[ingest]\nsocket = \"/run/cm/a.sock\"\n[control]\nadmin_socket = \"/run/cm/a.sock\"\n",
+                "ingest.socket",
+                Some(4),
+            ),
+            (
+                "[control]\nsocket = \"/run/cm/c.sock\"\nadmin_socket = \"/run/cm/c.sock\"\n",
+                "control.socket",
+                Some(3),
+            ),
+            // Left out, it goes beside the control socket: here onto the control socket itself.
+            (
+                "[control]\nsocket = \"/run/cm/admin.sock\"\n",
+                "control.socket",
+                None,
+            ),
+        ] {
+            let Err(ConfigError::Invalid { problems, .. }) = parse(text) else {
+                panic!("accepted: {text}");
+            };
+            assert_eq!(problems.len(), 1, "{problems:?}");
+            assert_eq!(problems[0].key, "control.admin_socket");
+            assert_eq!(problems[0].line, line, "{text}");
+            assert!(
+                problems[0].message.contains(other)
+                    && problems[0].message.contains("socket of its own"),
+                "{problems:?}"
+            );
+        }
+        let err = parse("[control]\nadmin_socket = \"\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("control.admin_socket") && err.contains("not a socket file path"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -257,6 +257,9 @@ pub enum EventError {
     UnknownReason(String),
     #[error("unknown field `{0}`")]
     UnknownField(String),
+    /// A key given twice in one object (an event, or its `tags`): no value wins silently.
+    #[error("duplicate field `{field}`: each key may appear once in an object")]
+    Duplicate { field: String },
     #[error("field `{field}` is not allowed on `{kind}` events")]
     NotAllowed { field: String, kind: &'static str },
     #[error(

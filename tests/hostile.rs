@@ -221,3 +221,176 @@ fn a_timestamp_far_ahead_of_this_hosts_clock_is_refused_naming_the_limit() {
     assert_eq!(calls.len(), 1, "{calls:?}");
     assert_eq!(calls[0]["call_id"], Value::from("f2"));
 }
+
+/// One control request on `socket` over the wire protocol, as any local program could send it;
+/// the daemon's answer.
+fn control_request(
+    socket: &std::path::Path,
+    req: &callmetrics::control::protocol::Request,
+) -> callmetrics::control::protocol::Response {
+    use callmetrics::control::protocol::PROTOCOL_VERSION;
+    #[derive(serde::Serialize)]
+    struct Envelope<'a, T> {
+        version: u16,
+        body: &'a T,
+    }
+    #[derive(serde::Deserialize)]
+    struct Answer {
+        body: callmetrics::control::protocol::Response,
+    }
+    let bytes = rmp_serde::to_vec_named(&Envelope {
+        version: PROTOCOL_VERSION,
+        body: req,
+    })
+    .expect("encode a request");
+    let mut s = UnixStream::connect(socket).expect("connect to a control socket");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(&(bytes.len() as u32).to_be_bytes()).unwrap();
+    s.write_all(&bytes).unwrap();
+    let mut len = [0u8; 4];
+    s.read_exact(&mut len).expect("read an answer's length");
+    let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
+    s.read_exact(&mut body).expect("read an answer");
+    rmp_serde::from_slice::<Answer>(&body)
+        .expect("decode an answer")
+        .body
+}
+
+#[test]
+fn flush_and_reload_are_refused_on_the_control_socket_naming_the_admin_socket() {
+    use callmetrics::control::protocol::{Request, Response};
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+
+    // No checkpoint but the ones asked for, so a flush shows in `status`.
+    let d = Daemon::start("checkpoint_interval = \"1h\"\n");
+    let admin = d.dir.path().join("admin.sock");
+    let meta = std::fs::metadata(&admin).expect("the admin socket beside the control socket");
+    assert!(meta.file_type().is_socket(), "{admin:?} is not a socket");
+    assert_eq!(
+        meta.permissions().mode() & 0o777,
+        0o600,
+        "admin socket mode {:o}",
+        meta.permissions().mode()
+    );
+    let control_mode = std::fs::metadata(&d.control).unwrap().permissions().mode() & 0o777;
+    assert_eq!(control_mode, 0o660, "control socket mode {control_mode:o}");
+
+    let mut c = d.json_conn();
+    let e = serde_json::json!({"type":"start","call_id":"r1","queue":"support","ts":now_ms()});
+    assert_eq!(c.request(&e.to_string()), ok());
+    let groups = |d: &Daemon| d.status()["store"]["logged_groups"].as_u64();
+    let logged = groups(&d);
+    assert!(logged.is_some_and(|n| n > 0), "status: {}", d.status());
+
+    // The CLI pointed at the control socket: refused, exit 1, naming the admin socket.
+    let control = d.control_arg();
+    for cmd in ["flush", "reload"] {
+        let out = support::cli([cmd, "--admin-socket", &control]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{cmd}: {out:?}");
+        assert!(
+            err.contains(&format!("{cmd} is an admin request"))
+                && err.contains(&format!("send it on {}", admin.display()))
+                && err.contains("--admin-socket"),
+            "{cmd}: {err}"
+        );
+    }
+    // A reload refused leaves the old config: the file now says otherwise.
+    d.rewrite_config("checkpoint_interval = \"1h\"\n[limits]\nmax_tags = 5\n");
+    let out = support::cli(["reload", "--admin-socket", &control]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let status = d.status();
+    assert_eq!(status["limits"]["max_tags"], Value::from(16), "{status}");
+    assert_eq!(groups(&d), logged, "a refused flush checkpointed: {status}");
+
+    // Many refused requests from one careless client: memory stays, others are served.
+    let before = rss_kib(d.pid());
+    for _ in 0..200 {
+        match control_request(&d.control, &Request::Flush) {
+            Response::Error(msg) => assert!(msg.contains("admin request"), "{msg}"),
+            other => panic!("flush on the control socket answered {other:?}"),
+        }
+    }
+    let latency = status_latency(&d);
+    assert!(latency < Duration::from_secs(2), "status took {latency:?}");
+    let after = rss_kib(d.pid());
+    assert!(
+        after < before + 8 * 1024,
+        "RSS {after} KiB after 200 refused flushes, {before} KiB before"
+    );
+    assert_eq!(groups(&d), logged, "a refused flush checkpointed");
+    let calls = d.calls();
+    assert_eq!(calls.len(), 1, "{calls:?}");
+
+    // On the admin socket (found beside --socket), both work.
+    let out = d.query(&["flush"]);
+    assert!(out.status.success(), "flush on the admin socket: {out:?}");
+    assert_eq!(groups(&d), Some(0), "status: {}", d.status());
+    let out = d.query(&["reload"]);
+    assert!(out.status.success(), "reload on the admin socket: {out:?}");
+    assert_eq!(d.status()["limits"]["max_tags"], Value::from(5));
+    // The event connection was never disturbed.
+    let e = serde_json::json!({"type":"answer","call_id":"r1","agent":"ann","ts":now_ms()});
+    assert_eq!(c.request(&e.to_string()), ok());
+}
+
+#[test]
+fn an_event_naming_a_key_twice_is_refused_naming_it_and_changes_nothing() {
+    let d = Daemon::start("");
+    let ts = now_ms() - 60_000;
+    let mut c = d.json_conn();
+    let start = serde_json::json!({"type":"start","call_id":"k1","queue":"support","ts":ts});
+    assert_eq!(c.request(&start.to_string()), ok());
+    // What a refused event could change: the accepted count and the open calls (not their ages).
+    let seen = |d: &Daemon| {
+        let calls: Vec<(Value, Value, Value)> = d
+            .calls()
+            .iter()
+            .map(|c| (c["call_id"].clone(), c["phase"].clone(), c["agent"].clone()))
+            .collect();
+        (d.status()["ingest"]["events_accepted"].clone(), calls)
+    };
+    let before = seen(&d);
+    // Written by hand: a JSON object built in memory cannot hold a key twice.
+    let lines = [
+        (
+            format!(r#"{{"type":"start","call_id":"k2","queue":"a","queue":"b","ts":{ts}}}"#),
+            "queue",
+        ),
+        (
+            format!(
+                r#"{{"type":"answer","call_id":"k1","agent":"ann","agent":"bob","ts":{}}}"#,
+                ts + 5_000
+            ),
+            "agent",
+        ),
+        (
+            format!(
+                r#"{{"type":"start","call_id":"k3","queue":"support","ts":{ts},"tags":{{"tier":"gold","tier":"tin"}}}}"#
+            ),
+            "tags.tier",
+        ),
+    ];
+    for (line, key) in &lines {
+        let reply = c.request(line);
+        assert_refused(&reply, &["duplicate field", key], line);
+    }
+    // MessagePack: a map naming `call_id` twice.
+    let mut body = b"\x84\xa4type\xa4hold\xa7call_id\xa2k1\xa7call_id\xa2k9\xa2ts\xcf".to_vec();
+    body.extend(u64::try_from(ts + 1_000).unwrap().to_be_bytes());
+    let mut p = d.pack_conn();
+    let mut frame = u32::try_from(body.len()).unwrap().to_be_bytes().to_vec();
+    frame.extend(body);
+    p.send_raw(&frame);
+    assert_refused(&p.reply(), &["duplicate field", "call_id"], "MessagePack");
+
+    let after = seen(&d);
+    assert_eq!(before, after, "a refused event changed something");
+    assert_eq!(after.1.len(), 1, "{:?}", after.1);
+    assert_eq!(after.1[0].2, Value::Null, "k1 was answered: {:?}", after.1);
+    // Both connections keep serving.
+    let answer = serde_json::json!({"type":"answer","call_id":"k1","agent":"ann","ts":ts + 5_000});
+    assert_eq!(c.request(&answer.to_string()), ok());
+    let hold = serde_json::json!({"type":"hold","call_id":"k1","ts":ts + 6_000});
+    assert_eq!(p.request(&hold), ok());
+}

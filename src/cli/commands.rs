@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::config::{Config, LOCAL_DIR};
+use crate::config::{beside, Config, LOCAL_DIR};
 use crate::engine::{DimKind, MetricsQuery};
 
 /// Exit code for an invalid configuration (sysexits `EX_CONFIG`), so systemd and scripts can tell it apart.
@@ -20,9 +20,19 @@ pub const EXIT_CONFIG: u8 = 78;
 socket, keeps them durably, and computes rolling AHT and service-level metrics per queue, agent and channel.\n\n\
 The same binary is the daemon (`callmetrics run`) and its client (status, metrics, calls, send).\n\
 Clients find the daemon's sockets from --socket, else from --config, else ./callmetrics-data/ when it exists \
-(the local default of `callmetrics run`), else /run/callmetrics/."
+(the local default of `callmetrics run`), else /run/callmetrics/.\n\n\
+The daemon answers on two control sockets. The control socket (control.sock, mode 0660, group callmetrics) \
+serves the read-only queries: status, metrics, calls, outbox. The admin socket (admin.sock, mode 0600, \
+owned by the daemon's user) also takes flush and reload, which change what the daemon does; so the PBX user \
+and operators in the callmetrics group can send events and query, and only root or the daemon's user can \
+reconfigure it. flush and reload go to --admin-socket, else to the config's control.admin_socket (with \
+--config), else to admin.sock beside --socket, else beside the default control socket."
 )]
 pub struct Cli {
+    /// Admin socket, where flush and reload go (default: the one the --config file names, else
+    /// admin.sock beside the control socket); it admits root and the daemon's user
+    #[arg(long, global = true, value_name = "PATH")]
+    pub admin_socket: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -94,12 +104,14 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Checkpoint the daemon's state and ship every interval that has ended, now
+    /// Checkpoint the daemon's state and ship every interval that has ended, now (on the admin
+    /// socket: as root or the daemon's user)
     Flush {
         #[command(flatten)]
         target: Target,
     },
-    /// Make the daemon re-read its config file (thresholds, formulas, windows, limits)
+    /// Make the daemon re-read its config file (thresholds, formulas, windows, limits) (on the
+    /// admin socket: as root or the daemon's user)
     Reload {
         #[command(flatten)]
         target: Target,
@@ -173,6 +185,20 @@ fn control_socket(t: &Target) -> Result<PathBuf, ExitCode> {
     })
 }
 
+/// The admin socket for `flush` and `reload`: `--admin-socket`, else the config's (with
+/// `--config`), else beside `--socket`, else beside the control socket found as
+/// [`control_socket`] finds it without `--socket`.
+fn admin_socket(explicit: Option<&PathBuf>, t: &Target) -> Result<PathBuf, ExitCode> {
+    if explicit.is_none() && t.config.is_none() {
+        if let Some(control) = &t.socket {
+            return Ok(beside(control));
+        }
+    }
+    resolve_socket(explicit, t.config.as_ref(), |c| {
+        c.control.admin_socket_path()
+    })
+}
+
 fn init_logging(level: Option<&str>, config_level: &str) {
     use tracing_subscriber::EnvFilter;
     let filter = match level {
@@ -216,7 +242,7 @@ pub fn main_with(cli: Cli) -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        other => client(other),
+        other => client(other, cli.admin_socket),
     }
 }
 
@@ -285,7 +311,7 @@ fn runtime(mut builder: tokio::runtime::Builder) -> Option<tokio::runtime::Runti
     }
 }
 
-fn client(cmd: Command) -> ExitCode {
+fn client(cmd: Command, admin: Option<PathBuf>) -> ExitCode {
     let Some(rt) = runtime(tokio::runtime::Builder::new_current_thread()) else {
         return ExitCode::FAILURE;
     };
@@ -321,11 +347,11 @@ fn client(cmd: Command) -> ExitCode {
                 Ok(s) => query::outbox(&s, json).await,
                 Err(code) => Ok(code),
             },
-            Command::Flush { target } => match control_socket(&target) {
+            Command::Flush { target } => match admin_socket(admin.as_ref(), &target) {
                 Ok(s) => query::flush(&s).await,
                 Err(code) => Ok(code),
             },
-            Command::Reload { target } => match control_socket(&target) {
+            Command::Reload { target } => match admin_socket(admin.as_ref(), &target) {
                 Ok(s) => query::reload(&s).await,
                 Err(code) => Ok(code),
             },
@@ -361,6 +387,63 @@ mod tests {
     #[test]
     fn the_grammar_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    fn admin_of(args: &[&str]) -> PathBuf {
+        let cli = Cli::parse_from(args);
+        let (Command::Flush { target } | Command::Reload { target }) = cli.command else {
+            panic!("parsed as {:?}", cli.command);
+        };
+        admin_socket(cli.admin_socket.as_ref(), &target).unwrap()
+    }
+
+    #[test]
+    fn flush_and_reload_find_the_admin_socket() {
+        // Given, before or after the subcommand.
+        assert_eq!(
+            admin_of(&["callmetrics", "flush", "--admin-socket", "/x/a.sock"]),
+            Path::new("/x/a.sock")
+        );
+        assert_eq!(
+            admin_of(&["callmetrics", "--admin-socket", "/x/a.sock", "reload"]),
+            Path::new("/x/a.sock")
+        );
+        // Beside the control socket given.
+        assert_eq!(
+            admin_of(&["callmetrics", "flush", "--socket", "/srv/cm/control.sock"]),
+            Path::new("/srv/cm/admin.sock")
+        );
+        // From the config file, even beside a --socket.
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("agent.toml");
+        std::fs::write(
+            &config,
+            "[control]\nsocket = \"/srv/cm/c.sock\"\nadmin_socket = \"/srv/root/a.sock\"\n",
+        )
+        .unwrap();
+        let config = config.display().to_string();
+        for args in [
+            vec!["callmetrics", "reload", "--config", &config],
+            vec![
+                "callmetrics",
+                "reload",
+                "--config",
+                &config,
+                "--socket",
+                "/elsewhere/c.sock",
+            ],
+        ] {
+            assert_eq!(admin_of(&args), Path::new("/srv/root/a.sock"), "{args:?}");
+        }
+        std::fs::write(
+            dir.path().join("agent.toml"),
+            "[control]\nsocket = \"/srv/cm/c.sock\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            admin_of(&["callmetrics", "reload", "--config", &config]),
+            Path::new("/srv/cm/admin.sock")
+        );
     }
 
     #[test]

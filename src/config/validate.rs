@@ -11,6 +11,7 @@ impl Config {
         for (key, mode) in [
             ("ingest.socket_mode", &self.ingest.socket_mode),
             ("control.socket_mode", &self.control.socket_mode),
+            ("control.admin_socket_mode", &self.control.admin_socket_mode),
         ] {
             match u32::from_str_radix(mode.trim_start_matches("0o"), 8) {
                 Ok(bits) if bits <= 0o777 => {}
@@ -27,6 +28,27 @@ impl Config {
                     "{} is also ingest.socket; events and control need a socket each",
                     self.control.socket.display()
                 ),
+            );
+        }
+        let admin = self.control.admin_socket_path();
+        for (other, path) in [
+            ("ingest.socket", &self.ingest.socket),
+            ("control.socket", &self.control.socket),
+        ] {
+            if admin == *path {
+                bad(
+                    "control.admin_socket",
+                    format!(
+                        "{} is also {other}; the admin socket needs a socket of its own, so that writing to the others does not allow flush or reload",
+                        admin.display()
+                    ),
+                );
+            }
+        }
+        if admin.as_os_str().is_empty() || admin.file_name().is_none() {
+            bad(
+                "control.admin_socket",
+                format!("`{}` is not a socket file path", admin.display()),
             );
         }
         if !self.ingest.tcp.is_empty() {

@@ -19,6 +19,12 @@ pub enum ClientError {
     Connect { socket: PathBuf, source: io::Error },
     #[error("the callmetrics daemon at {} did not answer within {}s (is it overloaded or stuck? see its log)", socket.display(), timeout.as_secs())]
     Timeout { socket: PathBuf, timeout: Duration },
+    /// The admin socket (where `flush` and `reload` go) does not admit this user.
+    #[error("no permission to use the admin socket {} for {request}: it admits only its owner, the daemon's user (callmetrics), and root; run `sudo callmetrics {request}` or as that user (`sudo -u callmetrics callmetrics {request}`); status, metrics and calls need only the control socket", socket.display())]
+    AdminDenied {
+        socket: PathBuf,
+        request: &'static str,
+    },
     /// The daemon closed the connection before taking the request, without a readable answer.
     #[error("the callmetrics daemon at {} refused the connection: too many open control connections, or it is stopping (try again; see its log)", socket.display())]
     Refused { socket: PathBuf },
@@ -71,6 +77,8 @@ fn closed_by_peer(e: &io::Error) -> bool {
 }
 
 /// Sends `req` to the daemon at `socket` and returns its answer (which may be `Response::Error`).
+/// A mutating request goes to the admin socket, so a connection it is not permitted is told as
+/// the admin socket's ([`ClientError::AdminDenied`]).
 pub async fn request(socket: &Path, req: &Request) -> Result<Response, ClientError> {
     request_within(socket, req, REQUEST_TIMEOUT).await
 }
@@ -81,9 +89,16 @@ async fn request_within(
     timeout: Duration,
 ) -> Result<Response, ClientError> {
     let exchange = async {
-        let mut stream = UnixStream::connect(socket)
-            .await
-            .map_err(|e| ClientError::connect(socket, e))?;
+        let mut stream = UnixStream::connect(socket).await.map_err(|e| {
+            if req.is_mutating() && e.kind() == io::ErrorKind::PermissionDenied {
+                ClientError::AdminDenied {
+                    socket: socket.to_owned(),
+                    request: req.name(),
+                }
+            } else {
+                ClientError::connect(socket, e)
+            }
+        })?;
         let protocol = |source| ClientError::Protocol {
             socket: socket.to_owned(),
             source,
@@ -117,7 +132,7 @@ mod tests {
     use tokio::sync::watch;
 
     use super::*;
-    use crate::control::server::{serve, Handler};
+    use crate::control::server::{serve, Access, Handler};
     use crate::engine::{DimKind, MetricsQuery};
 
     #[tokio::test]
@@ -160,6 +175,53 @@ mod tests {
             "{msg}"
         );
         assert!(msg.contains("callmetrics group"), "{msg}");
+    }
+
+    #[tokio::test]
+    async fn permission_denied_on_the_admin_socket_says_who_may_use_it() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("admin.sock");
+        let _listener = UnixListener::bind(&sock).unwrap();
+        std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o000)).unwrap();
+        if UnixStream::connect(&sock).await.is_ok() {
+            // Root passes any file mode: nothing to see here.
+            return;
+        }
+        let err = request(&sock, &Request::Flush).await.unwrap_err();
+        assert!(matches!(err, ClientError::AdminDenied { .. }), "{err:?}");
+        let msg = err.to_string();
+        assert!(
+            msg.starts_with(&format!(
+                "no permission to use the admin socket {} for flush",
+                sock.display()
+            )) && msg.contains("root")
+                && msg.contains("sudo callmetrics flush"),
+            "{msg}"
+        );
+        // A read-only request meeting the same refusal gets the control socket's advice.
+        let msg = request(&sock, &Request::Status)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("callmetrics group"), "{msg}");
+    }
+
+    #[test]
+    fn the_admin_refusal_names_the_socket_and_who_may_use_it() {
+        let msg = ClientError::AdminDenied {
+            socket: "/run/callmetrics/admin.sock".into(),
+            request: "reload",
+        }
+        .to_string();
+        assert!(
+            msg.starts_with(
+                "no permission to use the admin socket /run/callmetrics/admin.sock for reload"
+            ) && msg.contains("callmetrics")
+                && msg.contains("root")
+                && !msg.contains('\n'),
+            "{msg}"
+        );
     }
 
     #[tokio::test]
@@ -231,7 +293,12 @@ mod tests {
             other => Response::Error(format!("{other:?}")),
         });
         let (stop, rx) = watch::channel(false);
-        let server = tokio::spawn(serve(UnixListener::bind(&sock).unwrap(), handler, rx));
+        let server = tokio::spawn(serve(
+            UnixListener::bind(&sock).unwrap(),
+            handler,
+            Access::Admin,
+            rx,
+        ));
         let q = MetricsQuery {
             window: None,
             by: DimKind::Channel,

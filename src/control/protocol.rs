@@ -49,9 +49,23 @@ pub enum Request {
 }
 
 impl Request {
+    /// Mutating requests are served on the admin socket only.
     #[must_use]
     pub fn is_mutating(&self) -> bool {
         matches!(self, Request::Flush | Request::Reload)
+    }
+
+    /// The CLI subcommand that sends it.
+    #[must_use]
+    pub fn name(&self) -> &'static str {
+        match self {
+            Request::Status => "status",
+            Request::Metrics(_) => "metrics",
+            Request::Calls => "calls",
+            Request::Outbox { .. } => "outbox",
+            Request::Flush => "flush",
+            Request::Reload => "reload",
+        }
     }
 }
 
@@ -64,6 +78,12 @@ pub enum Response {
     /// A mutating command finished; the text says what it did.
     Done(String),
     /// The request failed; the text says why.
+    ///
+    /// Refusals are typed where they are made (e.g. `server::Refusal` for a mutating request on
+    /// the read-only socket) and travel as their text: a new variant here would leave a CLI of
+    /// the same protocol version, built before it, unable to decode the answer at all (an unknown
+    /// variant), while every version-1 CLI prints an `Error`'s text. So refusals added since
+    /// version 1 keep [`PROTOCOL_VERSION`] at 1; no client parses the text back.
     Error(String),
 }
 

@@ -1,7 +1,13 @@
-//! The daemon side of the control socket: accepts connections and answers each request with the
+//! The daemon side of the control sockets: accepts connections and answers each request with the
 //! handler. When every slot is taken, the connection idle longest makes room (see
 //! `crate::slots`), so idle clients cannot lock the CLI out.
+//!
+//! The daemon serves two sockets with one handler: the control socket ([`Access::ReadOnly`])
+//! refuses mutating requests, naming the admin socket; the admin socket ([`Access::Admin`]),
+//! whose file mode admits fewer users, serves everything. Each socket has its own slots, so
+//! clients of one cannot crowd the other out.
 
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -36,6 +42,46 @@ const ROOM_WAIT: Duration = Duration::from_secs(1);
 /// How long a last error answer (refusal, eviction, bad request) may take to write.
 const SAY_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// What a control socket serves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Access {
+    /// Every request: the admin socket.
+    Admin,
+    /// Read-only requests; a mutating one is refused with [`Refusal::AdminOnly`], naming the
+    /// admin socket.
+    ReadOnly { admin_socket: PathBuf },
+}
+
+/// Why a socket refused a request before the handler saw it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("{request} is an admin request, refused on this read-only control socket: send it on {} (callmetrics {request} --admin-socket {}; the socket admits root and the daemon's user)", admin_socket.display(), admin_socket.display())]
+    AdminOnly {
+        request: &'static str,
+        admin_socket: PathBuf,
+    },
+}
+
+impl Access {
+    /// Whether this socket serves `req`.
+    pub fn admit(&self, req: &Request) -> Result<(), Refusal> {
+        match self {
+            Access::ReadOnly { admin_socket } if req.is_mutating() => Err(Refusal::AdminOnly {
+                request: req.name(),
+                admin_socket: admin_socket.clone(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    fn label(&self) -> &'static str {
+        match self {
+            Access::Admin => "admin",
+            Access::ReadOnly { .. } => "control",
+        }
+    }
+}
+
 /// The reply to a connection refused because no open one could make room.
 pub(crate) fn refusal() -> String {
     format!(
@@ -47,7 +93,13 @@ pub(crate) fn refusal() -> String {
 /// Serves the control socket until `shutdown` turns true (or its sender is dropped, which can only
 /// mean the owner is gone). Then it stops accepting, lets requests being answered finish, drops
 /// idle connections, and returns once every connection task has ended.
-pub async fn serve(listener: UnixListener, handler: Handler, mut shutdown: watch::Receiver<bool>) {
+pub async fn serve(
+    listener: UnixListener,
+    handler: Handler,
+    access: Access,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let access = Arc::new(access);
     let slots = Slots::new(MAX_CONNECTIONS, MIN_IDLE);
     let mut conns = JoinSet::new();
     let refusals = Arc::new(Mutex::new(Throttle::new(WARN_INTERVAL)));
@@ -59,12 +111,13 @@ pub async fn serve(listener: UnixListener, handler: Handler, mut shutdown: watch
                 Ok((stream, _)) => {
                     let slots = Arc::clone(&slots);
                     let handler = handler.clone();
+                    let access = Arc::clone(&access);
                     let shutdown = shutdown.clone();
                     let refusals = Arc::clone(&refusals);
                     // Taking a slot may wait for an idle connection to leave: not in this loop.
                     conns.spawn(async move {
                         match slots.take(ROOM_WAIT).await {
-                            Some(slot) => connection(stream, &slot, handler, shutdown).await,
+                            Some(slot) => connection(stream, &slot, &handler, &access, shutdown).await,
                             None => refuse(stream, &refusals).await,
                         }
                     });
@@ -132,7 +185,8 @@ enum Next {
 async fn connection(
     stream: UnixStream,
     slot: &Slot,
-    handler: Handler,
+    handler: &Handler,
+    access: &Access,
     mut shutdown: watch::Receiver<bool>,
 ) {
     // Buffered so the wait between requests can see a request begin without consuming it.
@@ -166,7 +220,18 @@ async fn connection(
         )
         .await;
         let resp = match req {
-            Ok(Ok(req)) => handler(req),
+            Ok(Ok(req)) => match access.admit(&req) {
+                Ok(()) => handler(req),
+                Err(refusal) => {
+                    // Not a warning: any client may send these, and the log must not be theirs to fill.
+                    debug!(
+                        "{} refused on the {} socket: {refusal}",
+                        req.name(),
+                        access.label()
+                    );
+                    Response::Error(refusal.to_string())
+                }
+            },
             Ok(Err(ProtocolError::Closed)) => return,
             Ok(Err(ProtocolError::Io(e))) => {
                 debug!(error = %e, "control connection broken");
@@ -270,7 +335,116 @@ mod tests {
         });
         let (tx, rx) = watch::channel(false);
         let listener = UnixListener::bind(sock).unwrap();
-        (tx, tokio::spawn(serve(listener, handler, rx)))
+        (
+            tx,
+            tokio::spawn(serve(listener, handler, Access::Admin, rx)),
+        )
+    }
+
+    /// The daemon's pair: a read-only socket and an admin socket on one handler, which counts
+    /// the mutating requests it runs.
+    #[tokio::test]
+    async fn the_read_only_socket_refuses_mutating_requests_naming_the_admin_socket() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let dir = tempfile::tempdir().unwrap();
+        let control = dir.path().join("control.sock");
+        let admin = dir.path().join("admin.sock");
+        let ran = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&ran);
+        let handler: Handler = Arc::new(move |req| match req {
+            Request::Status => Response::Status(Box::new(status())),
+            Request::Flush | Request::Reload => {
+                counted.fetch_add(1, Ordering::SeqCst);
+                Response::Done("done".into())
+            }
+            _ => Response::Error("not here".into()),
+        });
+        let (stop, rx) = watch::channel(false);
+        let servers = [
+            tokio::spawn(serve(
+                UnixListener::bind(&control).unwrap(),
+                handler.clone(),
+                Access::ReadOnly {
+                    admin_socket: admin.clone(),
+                },
+                rx.clone(),
+            )),
+            tokio::spawn(serve(
+                UnixListener::bind(&admin).unwrap(),
+                handler,
+                Access::Admin,
+                rx,
+            )),
+        ];
+        for req in [Request::Flush, Request::Reload] {
+            let expected = Refusal::AdminOnly {
+                request: req.name(),
+                admin_socket: admin.clone(),
+            }
+            .to_string();
+            assert_eq!(
+                request(&control, &req).await.unwrap(),
+                Response::Error(expected.clone())
+            );
+            assert!(
+                expected.starts_with(&format!("{} is an admin request", req.name()))
+                    && expected.contains(&format!("send it on {}", admin.display()))
+                    && expected.contains("--admin-socket"),
+                "{expected}"
+            );
+        }
+        assert_eq!(ran.load(Ordering::SeqCst), 0, "a refused request ran");
+        // Read-only requests are served on both; mutating ones on the admin socket.
+        for sock in [&control, &admin] {
+            assert!(matches!(
+                request(sock, &Request::Status).await.unwrap(),
+                Response::Status(_)
+            ));
+        }
+        for req in [Request::Flush, Request::Reload] {
+            assert_eq!(
+                request(&admin, &req).await.unwrap(),
+                Response::Done("done".into())
+            );
+        }
+        assert_eq!(ran.load(Ordering::SeqCst), 2);
+        // A refusal leaves the connection open for the next request.
+        let mut s = UnixStream::connect(&control).await.unwrap();
+        write_message(&mut s, &Request::Flush).await.unwrap();
+        let resp: Response = read_message(&mut s).await.unwrap();
+        assert!(matches!(resp, Response::Error(_)), "{resp:?}");
+        write_message(&mut s, &Request::Status).await.unwrap();
+        let resp: Response = read_message(&mut s).await.unwrap();
+        assert!(matches!(resp, Response::Status(_)), "{resp:?}");
+        stop.send(true).unwrap();
+        for server in servers {
+            server.await.unwrap();
+        }
+    }
+
+    #[test]
+    fn only_flush_and_reload_need_the_admin_socket() {
+        let access = Access::ReadOnly {
+            admin_socket: "/run/callmetrics/admin.sock".into(),
+        };
+        let q = MetricsQuery {
+            window: None,
+            by: DimKind::Queue,
+            key: None,
+        };
+        for req in [
+            Request::Status,
+            Request::Metrics(q),
+            Request::Calls,
+            Request::Outbox { limit: 1 },
+        ] {
+            assert_eq!(access.admit(&req), Ok(()), "{req:?}");
+            assert_eq!(Access::Admin.admit(&req), Ok(()), "{req:?}");
+        }
+        for req in [Request::Flush, Request::Reload] {
+            assert!(access.admit(&req).is_err(), "{req:?}");
+            assert_eq!(Access::Admin.admit(&req), Ok(()), "{req:?}");
+        }
     }
 
     #[tokio::test]

@@ -157,7 +157,19 @@ fn bind_unix(path: &Path, mode: u32) -> Result<UnixListener, DaemonError> {
         path: path.display().to_string(),
         source,
     };
-    let listener = UnixListener::bind(path).map_err(bind_err)?;
+    // The socket file is never looser than `mode`, not even between its creation and the chmod:
+    // a client that connected in between would keep its connection (the admin socket's 0600
+    // matters). The umask is the process's, so files other threads create meanwhile may come
+    // out stricter for group and others than they would, never looser.
+    use rustix::fs::Mode;
+    use rustix::process::umask;
+    let previous = umask(Mode::from_raw_mode(0o077));
+    umask(Mode::from_raw_mode(
+        previous.as_raw_mode() | (!mode & 0o777),
+    ));
+    let bound = UnixListener::bind(path);
+    umask(previous);
+    let listener = bound.map_err(bind_err)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(bind_err)?;
     Ok(listener)
 }
@@ -193,7 +205,7 @@ fn socket_label(path: &Path, owned: bool) -> String {
 }
 
 /// Runs the daemon until SIGINT or SIGTERM; SIGHUP reloads the config.
-/// `activated` holds sockets passed by systemd, by name (`events`, `control`).
+/// `activated` holds sockets passed by systemd, by name (`events`, `control`, `admin`).
 #[allow(clippy::implicit_hasher)] // one caller, with the map systemd::activated_sockets builds
 pub async fn run(
     cfg: Config,
@@ -229,8 +241,15 @@ pub async fn run(
         &cfg.control.socket,
         cfg.control.mode_bits(),
     )?;
+    let admin_socket = cfg.control.admin_socket_path();
+    let (admin_listener, own_admin) = listener(
+        &mut activated,
+        systemd::ADMIN_FD_NAME,
+        &admin_socket,
+        cfg.control.admin_mode_bits(),
+    )?;
     for name in activated.keys() {
-        warn!("ignoring a socket passed by systemd under the unknown name `{name}` (expected `events` or `control`)");
+        warn!("ignoring a socket passed by systemd under the unknown name `{name}` (expected `events`, `control` or `admin`)");
     }
     let tcp_listener = if cfg.ingest.tcp.is_empty() {
         None
@@ -323,6 +342,15 @@ pub async fn run(
     let control = tokio::spawn(server::serve(
         control_listener,
         handler(shared.clone()),
+        server::Access::ReadOnly {
+            admin_socket: admin_socket.clone(),
+        },
+        shutdown_rx.clone(),
+    ));
+    let admin = tokio::spawn(server::serve(
+        admin_listener,
+        handler(shared.clone()),
+        server::Access::Admin,
         shutdown_rx.clone(),
     ));
     let ticker = tokio::spawn(tick_loop(shared.clone(), shutdown_rx.clone()));
@@ -344,9 +372,10 @@ pub async fn run(
     }
 
     info!(
-        "ready: events on {}, control on {}{}",
+        "ready: events on {}, control on {}, admin on {}{}",
         shared.sockets.0,
         shared.sockets.1,
+        socket_label(&admin_socket, own_admin),
         if cfg.ingest.tcp.is_empty() {
             String::new()
         } else {
@@ -368,6 +397,7 @@ pub async fn run(
         let _ = committer.await;
         let _ = ticker.await;
         let _ = control.await;
+        let _ = admin.await;
         for t in sink_tasks {
             let _ = t.await;
         }
@@ -383,6 +413,9 @@ pub async fn run(
     }
     if own_control {
         let _ = std::fs::remove_file(&cfg.control.socket);
+    }
+    if own_admin {
+        let _ = std::fs::remove_file(&admin_socket);
     }
     if !drained {
         // The disk does not answer: waiting longer would not make anything more durable (every

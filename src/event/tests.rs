@@ -167,29 +167,76 @@ fn type_may_come_last() {
 }
 
 #[test]
-fn a_repeated_key_keeps_its_last_value() {
-    let ev = parse_line(
-        r#"{"type":"hold","call_id":"c","ts":1,"type":"start","queue":"q","ts":1700000000000,
-            "tags":{"b":"1","a":"2","b":"3"}}"#,
-    )
-    .unwrap();
-    assert_eq!(ev.kind, EventKind::Start);
-    assert_eq!(ev.ts_ms, 1_700_000_000_000);
+fn a_repeated_key_is_refused_naming_it_whatever_the_order() {
+    let dup = |field: &str| {
+        Err(EventError::Duplicate {
+            field: field.into(),
+        })
+    };
     assert_eq!(
-        ev.tags,
-        vec![("a".into(), "2".into()), ("b".into(), "3".into())]
+        parse_line(r#"{"type":"start","call_id":"c","queue":"a","queue":"b","ts":1700000000000}"#),
+        dup("queue")
     );
-    // Tags are counted once per key.
+    // A null is a value given: the key is still repeated.
+    assert_eq!(
+        parse_line(
+            r#"{"type":"answer","agent":null,"call_id":"c","agent":"x","ts":1700000000000}"#
+        ),
+        dup("agent")
+    );
+    // Of several, the least in byte order, before any other error (here an unknown type).
+    for line in [
+        r#"{"type":"sleep","ts":1,"call_id":"c","ts":2,"call_id":"d"}"#,
+        r#"{"call_id":"c","type":"sleep","call_id":"d","ts":1,"ts":2}"#,
+    ] {
+        assert_eq!(parse_line(line), dup("call_id"), "{line}");
+    }
+    assert_eq!(
+        parse_line(
+            r#"{"type":"start","call_id":"c","queue":"q","ts":1700000000000,"tags":{},"tags":{}}"#
+        ),
+        dup("tags")
+    );
+    assert_eq!(
+        parse_line(r#"{"type":"start","call_id":"c","queue":"q","ts":1700000000000,"type":"end"}"#)
+            .unwrap_err()
+            .to_string(),
+        "duplicate field `type`: each key may appear once in an object"
+    );
+    // An unknown key given twice is unknown, as once.
+    assert_eq!(
+        parse_line(r#"{"type":"hold","call_id":"c","ts":1700000000000,"x":1,"x":2}"#),
+        Err(EventError::UnknownField("x".into()))
+    );
+}
+
+#[test]
+fn a_repeated_tag_is_refused_naming_it() {
+    let line = r#"{"type":"start","call_id":"c","queue":"q","ts":1700000000000,
+        "tags":{"b":"1","a":"2","b":"3","a":"4"}}"#;
+    assert_eq!(
+        parse_line(line),
+        Err(EventError::Duplicate {
+            field: "tags.a".into()
+        })
+    );
+    // Before the count: the message is about the key, not the limit.
     let limits = EventLimits {
-        max_tags: 2,
+        max_tags: 1,
         ..EventLimits::default()
     };
-    let line = br#"{"type":"start","call_id":"c","queue":"q","ts":1700000000000,
-        "tags":{"a":"1","b":"2","a":"3","b":"4"}}"#;
     assert!(matches!(
-        decode_json(line, &limits, MAX_BATCH),
-        Ok(Decoded::One(Ok(_)))
+        decode_json(line.as_bytes(), &limits, MAX_BATCH),
+        Ok(Decoded::One(Err(EventError::Duplicate { .. })))
     ));
+    let ev = parse_line(
+        r#"{"type":"start","call_id":"c","queue":"q","ts":1700000000000,"tags":{"b":"1","a":"2"}}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        ev.tags,
+        vec![("a".into(), "2".into()), ("b".into(), "1".into())]
+    );
 }
 
 #[test]

@@ -42,7 +42,7 @@ impl RawValue<'_> {
 /// The value of `tags` as it came off the wire.
 #[derive(Debug, Clone, PartialEq)]
 pub enum RawTags<'a> {
-    /// An object: its entries in wire order, a repeated key included (its last value counts).
+    /// An object: its entries in wire order, a repeated key included (validation refuses it).
     Object(Vec<(Cow<'a, str>, RawValue<'a>)>),
     /// Anything else, by its type name.
     Other { got: &'static str },
@@ -54,10 +54,13 @@ pub enum Slot<'r, 'a> {
     Tags(&'r mut Option<RawTags<'a>>),
     /// Not a field of any event; the decoder reads past the value and reports the key.
     Unknown,
+    /// A field this map gave already: the decoder reads past the value; validation refuses the
+    /// event, naming the key (no value wins silently).
+    Repeated,
 }
 
-/// The fields of one event map as they came off the wire, in any order, a repeated key keeping
-/// its last value: what a decoder fills for [`RawEvent::validate`], the one place the rules live.
+/// The fields of one event map as they came off the wire, in any order, a repeated key noted
+/// (and refused): what a decoder fills for [`RawEvent::validate`], the one place the rules live.
 #[derive(Debug, Default)]
 pub struct RawEvent<'a> {
     kind: Option<RawValue<'a>>,
@@ -71,23 +74,40 @@ pub struct RawEvent<'a> {
     reason: Option<RawValue<'a>>,
     /// The least unknown key in byte order: the one an error names.
     first_unknown: Option<Cow<'a, str>>,
+    /// The least field in byte order given more than once.
+    first_repeated: Option<&'static str>,
+}
+
+/// Keeps the least of the repeated fields seen, so the error is the same in any key order.
+fn note_repeated(first: &mut Option<&'static str>, name: &'static str) {
+    if first.is_none_or(|least| name < least) {
+        *first = Some(name);
+    }
 }
 
 impl<'a> RawEvent<'a> {
-    /// Where the value of `key` goes.
+    /// Where the value of `key` goes; [`Slot::Repeated`] for a field given already.
     pub fn slot(&mut self, key: &str) -> Slot<'_, 'a> {
-        let value = match key {
-            "type" => &mut self.kind,
-            "call_id" => &mut self.call_id,
-            "ts" => &mut self.ts,
-            "queue" => &mut self.queue,
-            "channel" => &mut self.channel,
-            "priority" => &mut self.priority,
-            "agent" => &mut self.agent,
-            "reason" => &mut self.reason,
+        let (name, value) = match key {
+            "type" => ("type", &mut self.kind),
+            "call_id" => ("call_id", &mut self.call_id),
+            "ts" => ("ts", &mut self.ts),
+            "queue" => ("queue", &mut self.queue),
+            "channel" => ("channel", &mut self.channel),
+            "priority" => ("priority", &mut self.priority),
+            "agent" => ("agent", &mut self.agent),
+            "reason" => ("reason", &mut self.reason),
+            "tags" if self.tags.is_some() => {
+                note_repeated(&mut self.first_repeated, "tags");
+                return Slot::Repeated;
+            }
             "tags" => return Slot::Tags(&mut self.tags),
             _ => return Slot::Unknown,
         };
+        if value.is_some() {
+            note_repeated(&mut self.first_repeated, name);
+            return Slot::Repeated;
+        }
         Slot::Value(value)
     }
 
@@ -99,9 +119,14 @@ impl<'a> RawEvent<'a> {
     }
 
     /// Applies every rule of the protocol; errors come in a fixed order whatever the key order:
-    /// `type`, then the first key (in byte order) not allowed on that type, then `call_id`, `ts`
-    /// and the type's own fields.
+    /// the first field (in byte order) given twice, `type`, then the first key (in byte order)
+    /// not allowed on that type, then `call_id`, `ts` and the type's own fields.
     pub fn validate(self, limits: &EventLimits) -> Result<Event, EventError> {
+        if let Some(field) = self.first_repeated {
+            return Err(EventError::Duplicate {
+                field: field.into(),
+            });
+        }
         let kind = match &self.kind {
             None => return Err(EventError::Missing { field: "type" }),
             Some(RawValue::Str(s)) => EventKind::parse(s)
@@ -294,17 +319,14 @@ fn parse_tags(
             })
         }
     };
-    // As an object holds them: in key order, a repeated key once, with its last value. The sort
-    // is stable, so of equal keys the last one on the wire comes last; dedup keeps the first of
-    // a run, so it takes the value of each later one in turn.
-    entries.sort_by(|a, b| a.0.cmp(&b.0));
-    entries.dedup_by(|later, kept| {
-        let same = later.0 == kept.0;
-        if same {
-            std::mem::swap(&mut later.1, &mut kept.1);
-        }
-        same
-    });
+    // In key order, as an object holds them; a key given twice is refused (the least such key,
+    // whatever the wire order), not resolved by letting one value win.
+    entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    if let Some(pair) = entries.windows(2).find(|pair| pair[0].0 == pair[1].0) {
+        return Err(EventError::Duplicate {
+            field: format!("tags.{}", pair[0].0.chars().take(64).collect::<String>()),
+        });
+    }
     if entries.len() > limits.max_tags {
         return Err(EventError::TooManyTags {
             count: entries.len(),

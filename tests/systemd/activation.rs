@@ -1,5 +1,5 @@
-//! Socket activation through `systemd-socket-activate`: the sockets passed as fds 3 and 4 win over
-//! the config's paths, and the daemon answers on them.
+//! Socket activation through `systemd-socket-activate`: the sockets passed as fds 3, 4 and 5
+//! (events, control, admin) win over the config's paths, and the daemon answers on them.
 
 use std::ffi::OsStr;
 use std::path::Path;
@@ -49,20 +49,23 @@ fn socket_activation() {
     let mut d = Daemon::configure("");
     let events = d.dir.path().join("act-events.sock");
     let control = d.dir.path().join("act-control.sock");
-    let activator: [&OsStr; 6] = [
+    let admin = d.dir.path().join("act-admin.sock");
+    let activator: [&OsStr; 8] = [
         OsStr::new("systemd-socket-activate"),
         OsStr::new("-l"),
         events.as_os_str(),
         OsStr::new("-l"),
         control.as_os_str(),
-        OsStr::new("--fdname=events:control"),
+        OsStr::new("-l"),
+        admin.as_os_str(),
+        OsStr::new("--fdname=events:control:admin"),
     ];
     d.spawn_with(&activator, &[]);
     wait_path(&control, &mut d);
     // The first connection makes the activator exec the daemon with fds 3 (events) and 4 (control).
     d.wait_answering(&control);
     let log = d.log_text();
-    for name in ["events", "control"] {
+    for name in ["events", "control", "admin"] {
         assert!(
             log.contains(&format!("using the {name} socket passed by systemd")),
             "the daemon did not take the {name} socket passed to it; log:\n{log}"
@@ -120,8 +123,27 @@ fn socket_activation() {
             .is_some_and(|c| c.iter().any(|s| s["call_id"] == "a3")),
         "a3 is not listed as waiting: {calls}"
     );
+    // flush is refused on the passed control socket and served on the passed admin socket.
+    let out = cli([
+        "flush",
+        "--socket",
+        &control_arg,
+        "--admin-socket",
+        &control_arg,
+    ]);
     assert!(
-        !d.events.exists() && !d.control.exists(),
+        !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("admin request"),
+        "flush on the control socket: {out:?}"
+    );
+    let out = cli([
+        "flush".as_ref(),
+        "--admin-socket".as_ref(),
+        admin.as_os_str(),
+    ]);
+    assert!(out.status.success(), "flush on the admin socket: {out:?}");
+    let configured_admin = d.dir.path().join("admin.sock");
+    assert!(
+        !d.events.exists() && !d.control.exists() && !configured_admin.exists(),
         "the daemon bound the config's socket paths although it was given sockets"
     );
 

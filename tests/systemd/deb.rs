@@ -82,7 +82,11 @@ fn deb_package_contents() {
             )
     };
     assert_eq!(mode_of(&["/usr/bin/callmetrics"]), "-rwxr-xr-x");
-    for unit in ["callmetrics.service", "callmetrics.socket"] {
+    for unit in [
+        "callmetrics.service",
+        "callmetrics.socket",
+        "callmetrics-admin.socket",
+    ] {
         mode_of(&[
             &format!("/lib/systemd/system/{unit}"),
             &format!("/usr/lib/systemd/system/{unit}"),

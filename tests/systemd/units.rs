@@ -22,6 +22,44 @@ fn units_verify_and_score_well() {
     std::fs::write(&service, unit.replace("/usr/bin/callmetrics", BIN)).expect("write the unit");
     std::fs::copy(Path::new(ROOT).join("systemd/callmetrics.socket"), &socket)
         .expect("copy systemd/callmetrics.socket");
+    let admin = dir.path().join("callmetrics-admin.socket");
+    let admin_unit =
+        std::fs::read_to_string(Path::new(ROOT).join("systemd/callmetrics-admin.socket"))
+            .expect("read systemd/callmetrics-admin.socket");
+    std::fs::write(&admin, &admin_unit).expect("write the admin socket unit");
+    // The admin socket comes up as the service user's alone, under the name the daemon takes it by.
+    for line in [
+        "ListenStream=/run/callmetrics/admin.sock",
+        "FileDescriptorName=admin",
+        "SocketUser=callmetrics",
+        "SocketMode=0600",
+        "Service=callmetrics.service",
+    ] {
+        assert!(
+            admin_unit.lines().any(|l| l.trim() == line),
+            "callmetrics-admin.socket lacks `{line}`:\n{admin_unit}"
+        );
+    }
+    assert_eq!(
+        callmetrics::systemd::ADMIN_FD_NAME,
+        "admin",
+        "the daemon takes the admin socket by another name than the unit gives it"
+    );
+    for (line, what) in [
+        (
+            "Sockets=callmetrics.socket callmetrics-admin.socket",
+            "inherits both socket units",
+        ),
+        (
+            "Requires=callmetrics.socket callmetrics-admin.socket",
+            "requires both socket units",
+        ),
+    ] {
+        assert!(
+            unit.lines().any(|l| l.trim() == line),
+            "the service no longer {what} (`{line}`):\n{unit}"
+        );
+    }
 
     // `Documentation=man:callmetrics(1)` must resolve: the man page this binary generates.
     let man = dir.path().join("man");
@@ -42,6 +80,7 @@ fn units_verify_and_score_well() {
             .arg("verify")
             .arg(&service)
             .arg(&socket)
+            .arg(&admin)
             .env("MANPATH", &man),
         SYSTEMD_PKG,
     );

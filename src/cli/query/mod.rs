@@ -177,7 +177,7 @@ mod tests {
     use super::fixtures::{busy, query, report, row};
     use super::*;
     use crate::control::protocol::StatusReport;
-    use crate::control::server::{serve, Handler};
+    use crate::control::server::{serve, Access, Handler};
     use crate::engine::{DimKind, Realtime};
 
     /// A daemon stand-in answering from fixed data.
@@ -198,7 +198,12 @@ mod tests {
         let (tx, rx) = watch::channel(false);
         (
             tx,
-            tokio::spawn(serve(UnixListener::bind(sock).unwrap(), handler, rx)),
+            tokio::spawn(serve(
+                UnixListener::bind(sock).unwrap(),
+                handler,
+                Access::Admin,
+                rx,
+            )),
         )
     }
 

@@ -1,6 +1,8 @@
 //! The serde visitors behind [`decode_json`](super::decode_json) and
 //! [`decode_msgpack`](super::decode_msgpack): each fills events straight from the wire, taking
-//! and refusing exactly what `serde_json::Value` takes and refuses, with its error texts.
+//! and refusing exactly what `serde_json::Value` takes and refuses, with its error texts; but
+//! where a `Value` keeps the last of a key given twice, an event naming a field (or a tag) twice
+//! is refused, naming it.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -314,6 +316,7 @@ impl<'de> OnValue<'de> for Item<'_> {
                     map.next_value_seed(AsValue(Skip))?;
                     raw.unknown_key(key);
                 }
+                Slot::Repeated => map.next_value_seed(AsValue(Skip))?,
             }
             Ok(())
         })?;
