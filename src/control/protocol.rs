@@ -82,8 +82,8 @@ pub enum Response {
     /// Refusals are typed where they are made (e.g. `server::Refusal` for a mutating request on
     /// the read-only socket) and travel as their text: a new variant here would leave a CLI of
     /// the same protocol version, built before it, unable to decode the answer at all (an unknown
-    /// variant), while every version-1 CLI prints an `Error`'s text. So refusals added since
-    /// version 1 keep [`PROTOCOL_VERSION`] at 1; no client parses the text back.
+    /// variant), while every CLI of this version prints an `Error`'s text. So a new refusal needs
+    /// no new [`PROTOCOL_VERSION`]; no client parses the text back.
     Error(String),
 }
 
