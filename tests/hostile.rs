@@ -272,6 +272,10 @@ fn flush_and_reload_are_refused_on_the_control_socket_naming_the_admin_socket() 
         "admin socket mode {:o}",
         meta.permissions().mode()
     );
+    assert_eq!(
+        d.status()["admin_socket"],
+        Value::from(admin.display().to_string())
+    );
     let control_mode = std::fs::metadata(&d.control).unwrap().permissions().mode() & 0o777;
     assert_eq!(control_mode, 0o660, "control socket mode {control_mode:o}");
 
