@@ -533,3 +533,58 @@ fn the_rest_of_an_old_call_sent_after_the_scan_still_counts() {
         "the answer and end of an expired old call went uncounted: offered {offered}, late {late}; {status}"
     );
 }
+
+/// A user who may query (here: the control socket opened to everyone) but is not the daemon's:
+/// `status` works, `flush` is told who may use the admin socket, and nothing is flushed.
+#[test]
+fn a_user_allowed_on_the_control_socket_cannot_flush_and_is_told_who_can() {
+    use std::os::unix::fs::PermissionsExt;
+    let probe = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "true"])
+        .status();
+    if !probe.is_ok_and(|s| s.success()) {
+        eprintln!("skipped: needs root and setpriv to act as another user");
+        return;
+    }
+    let d = Daemon::start("checkpoint_interval = \"1h\"\n");
+    let set_mode = |path: &std::path::Path, mode: u32| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+    set_mode(d.dir.path(), 0o755);
+    set_mode(&d.control, 0o666);
+    let mut c = d.json_conn();
+    let e = serde_json::json!({"type":"start","call_id":"u1","queue":"support","ts":now_ms()});
+    assert_eq!(c.request(&e.to_string()), ok());
+    let logged = d.status()["store"]["logged_groups"].clone();
+
+    let as_nobody = |args: &[&str]| {
+        support::run_to_exit(
+            std::process::Command::new("setpriv")
+                .args([
+                    "--reuid=65534",
+                    "--regid=65534",
+                    "--clear-groups",
+                    support::BIN,
+                ])
+                .args(args),
+            Duration::from_secs(20),
+        )
+    };
+    let control = d.control_arg();
+    let out = as_nobody(&["status", "--json", "--socket", &control]);
+    assert!(out.status.success(), "status as nobody: {out:?}");
+    let out = as_nobody(&["flush", "--socket", &control]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    let admin = d.dir.path().join("admin.sock");
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        err.contains(&format!(
+            "no permission to use the admin socket {} for flush",
+            admin.display()
+        )) && err.contains("root")
+            && err.contains("sudo callmetrics flush")
+            && !err.contains("os error"),
+        "{err}"
+    );
+    assert_eq!(d.status()["store"]["logged_groups"], logged);
+}
