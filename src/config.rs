@@ -443,6 +443,8 @@ mod tests {
         assert_eq!(cfg.store, StoreConfig::default());
         assert_eq!(cfg.defaults, QueueParams::default());
         assert_eq!(cfg.general, GeneralConfig::default());
+        assert_eq!(cfg.control, ControlConfig::default());
+        assert_eq!(cfg.ingest, IngestConfig::default());
     }
 
     #[test]

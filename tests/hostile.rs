@@ -272,6 +272,10 @@ fn flush_and_reload_are_refused_on_the_control_socket_naming_the_admin_socket() 
         "admin socket mode {:o}",
         meta.permissions().mode()
     );
+    assert_eq!(
+        d.status()["admin_socket"],
+        Value::from(admin.display().to_string())
+    );
     let control_mode = std::fs::metadata(&d.control).unwrap().permissions().mode() & 0o777;
     assert_eq!(control_mode, 0o660, "control socket mode {control_mode:o}");
 
@@ -393,4 +397,194 @@ fn an_event_naming_a_key_twice_is_refused_naming_it_and_changes_nothing() {
     assert_eq!(c.request(&answer.to_string()), ok());
     let hold = serde_json::json!({"type":"hold","call_id":"k1","ts":ts + 6_000});
     assert_eq!(p.request(&hold), ok());
+}
+
+/// Waits until the wall clock is at least `margin` away from a minute boundary, where the daemon's
+/// expiry scan runs (every minute of its clock, aligned on the minute).
+fn away_from_a_scan(margin: Duration) {
+    loop {
+        let into = u64::try_from(now_ms().rem_euclid(60_000)).unwrap();
+        let margin = u64::try_from(margin.as_millis()).unwrap();
+        if into >= margin && into + margin <= 60_000 {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn a_start_dated_far_in_the_past_expires_at_the_next_scan_and_old_complete_calls_count() {
+    let d = Daemon::start("");
+    let now = now_ms();
+    // A whole call 5 h ago (older than max_call_duration, 4 h), backfilled: as one batch, and
+    // with `callmetrics send` line after line, clear of a scan.
+    away_from_a_scan(Duration::from_secs(5));
+    let call = |id: &str, at: i64| {
+        [
+            serde_json::json!({"type":"start","call_id":id,"queue":"backfill","ts":at}),
+            serde_json::json!({"type":"answer","call_id":id,"agent":"ann","ts":at + 10_000}),
+            serde_json::json!({"type":"end","call_id":id,"ts":at + 70_000}),
+        ]
+    };
+    let batch = Value::Array(call("b1", now - 5 * 3_600_000).to_vec());
+    let mut c = d.json_conn();
+    let reply = c.request(&batch.to_string());
+    assert_eq!(reply["ok"], Value::Bool(true), "{reply}");
+    let file = d.dir.path().join("backfill.jsonl");
+    let lines: Vec<String> = call("b2", now - 5 * 3_600_000 + 1_000)
+        .iter()
+        .map(Value::to_string)
+        .collect();
+    std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+    let out = support::cli([
+        "send".as_ref(),
+        file.as_os_str(),
+        "--socket".as_ref(),
+        d.events.as_os_str(),
+    ]);
+    assert!(out.status.success(), "send: {out:?}");
+
+    // A lone start dated 30 days ago, and a current one.
+    let received = Instant::now();
+    let old = serde_json::json!({"type":"start","call_id":"old","queue":"support","ts":now - 30 * 86_400_000});
+    assert_eq!(c.request(&old.to_string()), ok());
+    let fresh =
+        serde_json::json!({"type":"start","call_id":"fresh","queue":"support","ts":now_ms()});
+    assert_eq!(c.request(&fresh.to_string()), ok());
+
+    // The old start is closed as expired at the daemon's next scan (within a minute of
+    // receipt, not max_call_duration after it), and counted; the current call stays.
+    let deadline = received + Duration::from_secs(75);
+    loop {
+        let status = d.status();
+        if status["engine"]["expired_segments"].as_u64() == Some(1) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the 30-day-old start was not expired {:?} after it came: {status}",
+            received.elapsed()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let calls = d.calls();
+    let ids: Vec<&str> = calls.iter().filter_map(|c| c["call_id"].as_str()).collect();
+    assert_eq!(ids, ["fresh"], "{calls:?}");
+    let rows = d.metrics("1h", "queue");
+    let support = rows
+        .iter()
+        .find(|r| r["queue"] == "support")
+        .expect("a support row");
+    assert_eq!(support["waiting_now"], Value::from(1), "{support}");
+    let longest = support["longest_wait_now_ms"].as_i64().unwrap_or(0);
+    assert!(
+        longest < 120_000,
+        "longest wait now {longest} ms: {support}"
+    );
+
+    // Both backfilled calls count in the windows they fall in, not as expired.
+    let rows = d.metrics("24h", "queue");
+    let backfill = rows
+        .iter()
+        .find(|r| r["queue"] == "backfill")
+        .unwrap_or_else(|| panic!("no backfill row: {rows:?}"));
+    assert_eq!(
+        (
+            &backfill["offered"],
+            &backfill["answered"],
+            &backfill["handled"]
+        ),
+        (&Value::from(2), &Value::from(2), &Value::from(2)),
+        "{backfill}"
+    );
+    assert_eq!(backfill["wait_sum_ms"], Value::from(20_000), "{backfill}");
+}
+
+/// Known gap, for the engine (`src/engine/expiry.rs`): the rest of a backfilled call that comes
+/// after the expiry scan closed its old `start` is accepted but counted nowhere (not in the
+/// windows, not as late). The design wants such a call counted, or at least counted as lost.
+#[test]
+#[ignore = "known gap in src/engine: events after an old start's expiry are accepted and not counted"]
+fn the_rest_of_an_old_call_sent_after_the_scan_still_counts() {
+    let d = Daemon::start("");
+    let at = now_ms() - 5 * 3_600_000;
+    let mut c = d.json_conn();
+    let start = serde_json::json!({"type":"start","call_id":"s1","queue":"split","ts":at});
+    assert_eq!(c.request(&start.to_string()), ok());
+    let deadline = Instant::now() + Duration::from_secs(75);
+    while d.status()["engine"]["expired_segments"].as_u64() != Some(1) {
+        assert!(Instant::now() < deadline, "status: {}", d.status());
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let answer = serde_json::json!({"type":"answer","call_id":"s1","agent":"ann","ts":at + 10_000});
+    let end = serde_json::json!({"type":"end","call_id":"s1","ts":at + 70_000});
+    assert_eq!(c.request(&answer.to_string()), ok());
+    assert_eq!(c.request(&end.to_string()), ok());
+    std::thread::sleep(Duration::from_secs(3));
+    let status = d.status();
+    let rows = d.metrics("24h", "queue");
+    let offered = rows
+        .iter()
+        .find(|r| r["queue"] == "split")
+        .map_or(0, |r| r["offered"].as_u64().unwrap_or(0));
+    let late = status["engine"]["late"].as_u64().unwrap_or(0);
+    assert!(
+        offered == 1 || late == 2,
+        "the answer and end of an expired old call went uncounted: offered {offered}, late {late}; {status}"
+    );
+}
+
+/// A user who may query (here: the control socket opened to everyone) but is not the daemon's:
+/// `status` works, `flush` is told who may use the admin socket, and nothing is flushed.
+#[test]
+fn a_user_allowed_on_the_control_socket_cannot_flush_and_is_told_who_can() {
+    use std::os::unix::fs::PermissionsExt;
+    let probe = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "true"])
+        .status();
+    if !probe.is_ok_and(|s| s.success()) {
+        eprintln!("skipped: needs root and setpriv to act as another user");
+        return;
+    }
+    let d = Daemon::start("checkpoint_interval = \"1h\"\n");
+    let set_mode = |path: &std::path::Path, mode: u32| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+    set_mode(d.dir.path(), 0o755);
+    set_mode(&d.control, 0o666);
+    let mut c = d.json_conn();
+    let e = serde_json::json!({"type":"start","call_id":"u1","queue":"support","ts":now_ms()});
+    assert_eq!(c.request(&e.to_string()), ok());
+    let logged = d.status()["store"]["logged_groups"].clone();
+
+    let as_nobody = |args: &[&str]| {
+        support::run_to_exit(
+            std::process::Command::new("setpriv")
+                .args([
+                    "--reuid=65534",
+                    "--regid=65534",
+                    "--clear-groups",
+                    support::BIN,
+                ])
+                .args(args),
+            Duration::from_secs(20),
+        )
+    };
+    let control = d.control_arg();
+    let out = as_nobody(&["status", "--json", "--socket", &control]);
+    assert!(out.status.success(), "status as nobody: {out:?}");
+    let out = as_nobody(&["flush", "--socket", &control]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    let admin = d.dir.path().join("admin.sock");
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        err.contains(&format!(
+            "no permission to use the admin socket {} for flush",
+            admin.display()
+        )) && err.contains("root")
+            && err.contains("sudo callmetrics flush")
+            && !err.contains("os error"),
+        "{err}"
+    );
+    assert_eq!(d.status()["store"]["logged_groups"], logged);
 }

@@ -30,7 +30,8 @@ reconfigure it. flush and reload go to --admin-socket, else to the config's cont
 )]
 pub struct Cli {
     /// Admin socket, where flush and reload go (default: the one the --config file names, else
-    /// admin.sock beside the control socket); it admits root and the daemon's user
+    /// admin.sock beside the control socket); it admits root and the daemon's user. Accepted by
+    /// every subcommand (for aliases), used by flush and reload only
     #[arg(long, global = true, value_name = "PATH")]
     pub admin_socket: Option<PathBuf>,
     #[command(subcommand)]

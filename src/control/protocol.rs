@@ -102,6 +102,10 @@ pub struct StatusReport {
     pub uptime_ms: u64,
     pub event_socket: String,
     pub control_socket: String,
+    /// The socket that also takes flush and reload. Absent from a daemon built before it (the
+    /// field is optional on the wire both ways, so version 1 holds).
+    #[serde(default)]
+    pub admin_socket: String,
     pub time_zone: String,
     pub windows: Vec<String>,
     pub ingest: IngestCounters,

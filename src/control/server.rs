@@ -287,6 +287,7 @@ mod tests {
             uptime_ms: 1234,
             event_socket: "/tmp/e.sock".into(),
             control_socket: "/tmp/c.sock".into(),
+            admin_socket: "/tmp/a.sock".into(),
             time_zone: "UTC".into(),
             windows: vec!["5m".into()],
             ingest: IngestCounters::default(),
@@ -420,6 +421,20 @@ mod tests {
         for server in servers {
             server.await.unwrap();
         }
+    }
+
+    /// A status from a daemon built before the admin socket still decodes, and one from now
+    /// carries nothing a CLI built before it refuses (unknown fields are skipped).
+    #[test]
+    fn status_without_the_admin_socket_still_decodes() {
+        let bytes = rmp_serde::to_vec_named(&status()).unwrap();
+        let mut value: serde_json::Value = rmp_serde::from_slice(&bytes).unwrap();
+        assert_eq!(value["admin_socket"], "/tmp/a.sock");
+        value.as_object_mut().unwrap().remove("admin_socket");
+        let old = rmp_serde::to_vec_named(&value).unwrap();
+        let back: StatusReport = rmp_serde::from_slice(&old).unwrap();
+        assert_eq!(back.admin_socket, "");
+        assert_eq!(back.control_socket, "/tmp/c.sock");
     }
 
     #[test]

@@ -206,6 +206,7 @@ fn status(shared: &Shared) -> StatusReport {
         uptime_ms: shared.started.elapsed().as_millis() as u64,
         event_socket: shared.sockets.0.clone(),
         control_socket: shared.sockets.1.clone(),
+        admin_socket: shared.sockets.2.clone(),
         time_zone: cfg.general.time_zone.0.clone(),
         windows,
         ingest: shared.ingest.snapshot(),

@@ -90,8 +90,9 @@ struct Shared {
     host_id: String,
     sinks: Vec<SinkHandle>,
     ingest: Arc<IngestStats>,
-    /// The event and control sockets as `status` names them (a path, or "passed by systemd").
-    sockets: (String, String),
+    /// The event, control and admin sockets as `status` names them (a path, or "passed by
+    /// systemd").
+    sockets: (String, String, String),
     /// Intake limits; a reload sends new ones to every connection.
     limits: watch::Sender<LimitsConfig>,
     started: Instant,
@@ -295,6 +296,7 @@ pub async fn run(
         sockets: (
             socket_label(&cfg.ingest.socket, own_events),
             socket_label(&cfg.control.socket, own_control),
+            socket_label(&admin_socket, own_admin),
         ),
         limits: watch::Sender::new(cfg.limits.clone()),
         started: Instant::now(),
@@ -375,7 +377,7 @@ pub async fn run(
         "ready: events on {}, control on {}, admin on {}{}",
         shared.sockets.0,
         shared.sockets.1,
-        socket_label(&admin_socket, own_admin),
+        shared.sockets.2,
         if cfg.ingest.tcp.is_empty() {
             String::new()
         } else {

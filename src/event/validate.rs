@@ -54,9 +54,6 @@ pub enum Slot<'r, 'a> {
     Tags(&'r mut Option<RawTags<'a>>),
     /// Not a field of any event; the decoder reads past the value and reports the key.
     Unknown,
-    /// A field this map gave already: the decoder reads past the value; validation refuses the
-    /// event, naming the key (no value wins silently).
-    Repeated,
 }
 
 /// The fields of one event map as they came off the wire, in any order, a repeated key noted
@@ -74,41 +71,38 @@ pub struct RawEvent<'a> {
     reason: Option<RawValue<'a>>,
     /// The least unknown key in byte order: the one an error names.
     first_unknown: Option<Cow<'a, str>>,
-    /// The least field in byte order given more than once.
-    first_repeated: Option<&'static str>,
-}
-
-/// Keeps the least of the repeated fields seen, so the error is the same in any key order.
-fn note_repeated(first: &mut Option<&'static str>, name: &'static str) {
-    if first.is_none_or(|least| name < least) {
-        *first = Some(name);
-    }
+    /// The least key in byte order given more than once: the one an error names.
+    first_repeated: Option<Cow<'a, str>>,
 }
 
 impl<'a> RawEvent<'a> {
-    /// Where the value of `key` goes; [`Slot::Repeated`] for a field given already.
+    /// Where the value of `key` goes. A slot already filled means the map gives the key twice:
+    /// the decoder tells [`RawEvent::repeated_key`], and validation refuses the event.
     pub fn slot(&mut self, key: &str) -> Slot<'_, 'a> {
-        let (name, value) = match key {
-            "type" => ("type", &mut self.kind),
-            "call_id" => ("call_id", &mut self.call_id),
-            "ts" => ("ts", &mut self.ts),
-            "queue" => ("queue", &mut self.queue),
-            "channel" => ("channel", &mut self.channel),
-            "priority" => ("priority", &mut self.priority),
-            "agent" => ("agent", &mut self.agent),
-            "reason" => ("reason", &mut self.reason),
-            "tags" if self.tags.is_some() => {
-                note_repeated(&mut self.first_repeated, "tags");
-                return Slot::Repeated;
-            }
+        let value = match key {
+            "type" => &mut self.kind,
+            "call_id" => &mut self.call_id,
+            "ts" => &mut self.ts,
+            "queue" => &mut self.queue,
+            "channel" => &mut self.channel,
+            "priority" => &mut self.priority,
+            "agent" => &mut self.agent,
+            "reason" => &mut self.reason,
             "tags" => return Slot::Tags(&mut self.tags),
             _ => return Slot::Unknown,
         };
-        if value.is_some() {
-            note_repeated(&mut self.first_repeated, name);
-            return Slot::Repeated;
-        }
         Slot::Value(value)
+    }
+
+    /// Notes a field the map gives more than once (no value wins: the event is refused).
+    pub fn repeated_key(&mut self, key: Cow<'a, str>) {
+        if self
+            .first_repeated
+            .as_ref()
+            .is_none_or(|first| key < *first)
+        {
+            self.first_repeated = Some(key);
+        }
     }
 
     /// Notes a key that names no field (its value was read past).
@@ -124,7 +118,7 @@ impl<'a> RawEvent<'a> {
     pub fn validate(self, limits: &EventLimits) -> Result<Event, EventError> {
         if let Some(field) = self.first_repeated {
             return Err(EventError::Duplicate {
-                field: field.into(),
+                field: field.into_owned(),
             });
         }
         let kind = match &self.kind {

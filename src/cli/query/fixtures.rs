@@ -71,6 +71,7 @@ pub(super) fn report() -> StatusReport {
         uptime_ms: 3_725_000,
         event_socket: "/run/callmetrics/events.sock".into(),
         control_socket: "/run/callmetrics/control.sock".into(),
+        admin_socket: "/run/callmetrics/admin.sock".into(),
         time_zone: "Europe/Paris".into(),
         windows: vec!["5m".into(), "15m".into()],
         ingest: IngestCounters {

@@ -29,6 +29,7 @@ pub(super) fn render_status(r: &StatusReport) -> String {
     let mut lines: Vec<(&str, String)> = vec![
         ("event socket", r.event_socket.clone()),
         ("control socket", r.control_socket.clone()),
+        ("admin socket", r.admin_socket.clone()),
         ("time zone", r.time_zone.clone()),
         ("windows", r.windows.join(", ")),
         (

@@ -309,14 +309,20 @@ impl<'de> OnValue<'de> for Item<'_> {
     fn map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Out, A::Error> {
         let mut raw = RawEvent::default();
         each_entry(map, |key, map| {
-            match raw.slot(&key) {
-                Slot::Value(value) => *value = Some(map.next_value_seed(AsValue(Plain))?),
-                Slot::Tags(tags) => *tags = Some(map.next_value_seed(AsValue(Tags))?),
+            // A slot filled already: the key is given twice, which `validate` refuses.
+            let repeated = match raw.slot(&key) {
+                Slot::Value(value) => value
+                    .replace(map.next_value_seed(AsValue(Plain))?)
+                    .is_some(),
+                Slot::Tags(tags) => tags.replace(map.next_value_seed(AsValue(Tags))?).is_some(),
                 Slot::Unknown => {
                     map.next_value_seed(AsValue(Skip))?;
                     raw.unknown_key(key);
+                    return Ok(());
                 }
-                Slot::Repeated => map.next_value_seed(AsValue(Skip))?,
+            };
+            if repeated {
+                raw.repeated_key(key);
             }
             Ok(())
         })?;
