@@ -7,7 +7,8 @@
 //! `CALLMETRICS_BENCH_SETTLE_SECS` (idle time before steady memory is read, default 65: one
 //! minute-long scan gives memory back after a burst), `CALLMETRICS_BENCH_PEER=0` skips `SQLite`,
 //! `CALLMETRICS_BENCH_KEEP_STORE=DIR` copies the large phase's store there
-//! right after its `kill -9` (to study recovery).
+//! right after its `kill -9` (to study recovery), `CALLMETRICS_BENCH_CONFIG` is TOML added to
+//! both daemons' config (to compare a setting against the default in one build).
 
 #[path = "../../tests/support/mod.rs"]
 mod support;
@@ -204,11 +205,15 @@ fn main() {
         std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
     );
     rep.json.insert("calls".into(), n.into());
+    let extra = std::env::var("CALLMETRICS_BENCH_CONFIG").unwrap_or_default();
+    if !extra.is_empty() {
+        println!("config added: {extra}");
+    }
 
     // ---- 10 k calls: the reference for flat memory and query time.
     let small = workload::calls(1, "s", 10_000, from, until);
     rep.section("10 000 calls (fresh daemon, default config)");
-    let mut d = Daemon::start("");
+    let mut d = Daemon::start(&extra);
     let (r, _) = load(&d, &small, 16, false);
     assert_eq!(r.refused, 0, "refused: {:?}", r.first_error);
     settle(&d, settle_secs);
@@ -222,7 +227,7 @@ fn main() {
     rep.section(&format!("{n} calls (fresh daemon, default config)"));
     let big = workload::calls(2, "b", n, from, until);
     let events: usize = big.iter().map(Call::events).sum();
-    let mut d = Daemon::start("");
+    let mut d = Daemon::start(&extra);
     let third = n / 3;
     let phases = [
         (
