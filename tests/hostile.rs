@@ -228,21 +228,8 @@ fn control_request(
     socket: &std::path::Path,
     req: &callmetrics::control::protocol::Request,
 ) -> callmetrics::control::protocol::Response {
-    use callmetrics::control::protocol::PROTOCOL_VERSION;
-    #[derive(serde::Serialize)]
-    struct Envelope<'a, T> {
-        version: u16,
-        body: &'a T,
-    }
-    #[derive(serde::Deserialize)]
-    struct Answer {
-        body: callmetrics::control::protocol::Response,
-    }
-    let bytes = rmp_serde::to_vec_named(&Envelope {
-        version: PROTOCOL_VERSION,
-        body: req,
-    })
-    .expect("encode a request");
+    use callmetrics::control::protocol::{decode_message, encode_message};
+    let bytes = encode_message(req).expect("encode a request");
     let mut s = UnixStream::connect(socket).expect("connect to a control socket");
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     s.write_all(&(bytes.len() as u32).to_be_bytes()).unwrap();
@@ -251,9 +238,7 @@ fn control_request(
     s.read_exact(&mut len).expect("read an answer's length");
     let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
     s.read_exact(&mut body).expect("read an answer");
-    rmp_serde::from_slice::<Answer>(&body)
-        .expect("decode an answer")
-        .body
+    decode_message(&body).expect("decode an answer")
 }
 
 #[test]

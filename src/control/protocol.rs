@@ -180,12 +180,8 @@ pub enum ProtocolError {
     Version(u16),
 }
 
-/// Writes one message.
-pub async fn write_message<W, T>(w: &mut W, body: &T) -> Result<(), ProtocolError>
-where
-    W: AsyncWrite + Unpin,
-    T: Serialize,
-{
+/// One message's envelope (without its length prefix), of at most [`MAX_MESSAGE_BYTES`].
+pub fn encode_message<T: Serialize>(body: &T) -> Result<Vec<u8>, ProtocolError> {
     let body = rmp_serde::to_vec(body).map_err(|e| ProtocolError::Decode(e.to_string()))?;
     let bytes = rmp_serde::to_vec_named(&Envelope {
         version: PROTOCOL_VERSION,
@@ -198,6 +194,34 @@ where
             max: MAX_MESSAGE_BYTES,
         });
     }
+    Ok(bytes)
+}
+
+/// The body of one message's envelope (without its length prefix).
+pub fn decode_message<T: for<'de> Deserialize<'de>>(buf: &[u8]) -> Result<T, ProtocolError> {
+    // The version alone first: every version's envelope has it (v1 carried its body as a map),
+    // so a reader of any version can name the binary to use; skipping a v2 blob costs nothing.
+    #[derive(Deserialize)]
+    struct VersionOnly {
+        version: u16,
+    }
+    let v: VersionOnly =
+        rmp_serde::from_slice(buf).map_err(|e| ProtocolError::Decode(e.to_string()))?;
+    if v.version != PROTOCOL_VERSION {
+        return Err(ProtocolError::Version(v.version));
+    }
+    let env: Envelope<'_> =
+        rmp_serde::from_slice(buf).map_err(|e| ProtocolError::Decode(e.to_string()))?;
+    rmp_serde::from_slice(env.body.0).map_err(|e| ProtocolError::Decode(e.to_string()))
+}
+
+/// Writes one message.
+pub async fn write_message<W, T>(w: &mut W, body: &T) -> Result<(), ProtocolError>
+where
+    W: AsyncWrite + Unpin,
+    T: Serialize,
+{
+    let bytes = encode_message(body)?;
     // Bounded by MAX_MESSAGE_BYTES above, so the length fits a u32.
     w.write_all(&(bytes.len() as u32).to_be_bytes()).await?;
     w.write_all(&bytes).await?;
@@ -245,20 +269,7 @@ where
             ),
         )));
     }
-    // The version alone first: every version's envelope has it (v1 carried its body as a map),
-    // so a reader of any version can name the binary to use; skipping a v2 blob costs nothing.
-    #[derive(Deserialize)]
-    struct VersionOnly {
-        version: u16,
-    }
-    let v: VersionOnly =
-        rmp_serde::from_slice(&buf).map_err(|e| ProtocolError::Decode(e.to_string()))?;
-    if v.version != PROTOCOL_VERSION {
-        return Err(ProtocolError::Version(v.version));
-    }
-    let env: Envelope<'_> =
-        rmp_serde::from_slice(&buf).map_err(|e| ProtocolError::Decode(e.to_string()))?;
-    rmp_serde::from_slice(env.body.0).map_err(|e| ProtocolError::Decode(e.to_string()))
+    decode_message(&buf)
 }
 
 #[cfg(test)]
