@@ -11,6 +11,7 @@ use std::os::unix::net::UnixStream;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use callmetrics::control::protocol::{decode_message, Response};
 use serde_json::Value;
 use support::{connect_events, now_ms, ok, Daemon, JsonConn, PackConn, DEADLINE};
 
@@ -298,7 +299,7 @@ fn idle_control_connections_do_not_lock_the_cli_out() {
     eprintln!("status latencies with 48 idle control connections: {latencies:?}");
     // The first status took the slot of one of the oldest, which was told why; the next ones
     // found the slot the previous status freed.
-    let told: Vec<Value> = first
+    let told: Vec<Response> = first
         .iter_mut()
         .filter_map(|s| {
             s.set_read_timeout(Some(Duration::from_millis(200)))
@@ -308,13 +309,15 @@ fn idle_control_connections_do_not_lock_the_cli_out() {
             s.read_exact(&mut len).ok()?;
             let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
             s.read_exact(&mut body).expect("read a control message");
-            Some(rmp_serde::from_slice(&body).expect("a MessagePack envelope"))
+            Some(decode_message(&body).expect("a control message"))
         })
         .collect();
     assert_eq!(told.len(), 1, "one of the oldest made room: {told:?}");
     for msg in &told {
-        let why = msg["body"]["Error"].as_str().unwrap_or_default();
-        assert!(why.starts_with("closed to make room"), "{msg}");
+        assert!(
+            matches!(msg, Response::Error(why) if why.starts_with("closed to make room")),
+            "{msg:?}"
+        );
     }
     drop((first, rest));
     let rss_after = settled_rss(&d, rss_before, RSS_SLACK_KIB);
