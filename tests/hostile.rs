@@ -585,3 +585,50 @@ fn a_user_allowed_on_the_control_socket_cannot_flush_and_is_told_who_can() {
     );
     assert_eq!(d.status()["store"]["logged_groups"], logged);
 }
+
+/// A socket in a folder that does not exist yet: the daemon makes the folder (as the local default
+/// and a fresh /run need) and says so in its log, naming the folder and the socket; then it serves.
+#[test]
+fn a_socket_in_a_missing_folder_gets_its_folder_made_and_logged() {
+    let dir = tempfile::Builder::new()
+        .prefix("cmt")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let events = dir.path().join("new/sub/events.sock");
+    let control = dir.path().join("ctl/control.sock");
+    let config = dir.path().join("agent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[ingest]\nsocket = {events:?}\n\n[control]\nsocket = {control:?}\n\n[store]\npath = {:?}\n",
+            dir.path().join("store")
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("daemon.log");
+    let mut child = std::process::Command::new(support::BIN)
+        .args(["run", "--config"])
+        .arg(&config)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::fs::File::create(&log).unwrap())
+        .stderr(std::fs::File::create(dir.path().join("daemon.err")).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + support::START_DEADLINE;
+    while UnixStream::connect(&events).is_err() || UnixStream::connect(&control).is_err() {
+        assert!(Instant::now() < deadline, "the daemon never listened");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = support::cli(["status", "--json", "--socket", control.to_str().unwrap()]);
+    assert!(out.status.success(), "{out:?}");
+    let _ = child.kill();
+    let _ = child.wait();
+    let text = std::fs::read_to_string(&log).unwrap()
+        + &std::fs::read_to_string(dir.path().join("daemon.err")).unwrap();
+    for folder in [events.parent().unwrap(), control.parent().unwrap()] {
+        assert!(
+            text.contains(&format!("created the folder {}", folder.display())),
+            "no log line names {folder:?}: {text}"
+        );
+    }
+}
