@@ -194,7 +194,7 @@ fn upstream_status(shared: &Shared) -> UpstreamStatus {
     }
 }
 
-fn status(shared: &Shared) -> StatusReport {
+pub(super) fn status(shared: &Shared) -> StatusReport {
     let cfg = lock(&shared.cfg).clone();
     let (engine_stats, windows) = {
         let engine = lock(&shared.engine);

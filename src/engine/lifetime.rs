@@ -1,6 +1,6 @@
 //! Lifetime totals: one cumulative aggregate per key since the store was created, for counters
 //! that never go backwards (Prometheus `/metrics`), and fixed-bound wait and handle histograms
-//! for queues and `all`.
+//! for queues.
 //!
 //! They are folded on the same path as the buckets (`fold.rs`), at the same moment, so a fact
 //! counts here exactly when it counts in a window; and they are saved in the checkpoint's state
@@ -9,7 +9,7 @@
 //! zero lifetime totals: nothing had exposed them, so nothing sees them go back.
 //!
 //! State is keys-sized: per key, the counters of an [`Agg`] (its bands and sketches stay empty)
-//! and, for queues and `all`, a count per histogram bucket. Keys are kept by name, not by the
+//! and, for queues, a count per histogram bucket. Keys are kept by name, not by the
 //! engine's reusable key numbers, and at most the dimension's key limit of them; beyond it, a new
 //! name counts under `(other)`, as in the windows.
 //!
@@ -67,7 +67,7 @@ pub struct LifeTotals {
     pub agg: Agg,
     /// Sum of the waits of segments that overflowed (the wait histogram's overflow `_sum`).
     pub overflow_wait_sum_ms: u64,
-    /// For queues and `all` only.
+    /// For queues only.
     pub hist: Option<Histograms>,
 }
 
@@ -188,7 +188,7 @@ impl Lifetime {
         }
         let (nw, nh) = (self.wait_bounds.len() + 1, self.handle_bounds.len() + 1);
         self.per_key.entry(dim).or_insert_with(|| LifeTotals {
-            hist: matches!(kind, DimKind::Queue | DimKind::All).then(|| Histograms {
+            hist: (kind == DimKind::Queue).then(|| Histograms {
                 wait: [vec![0; nw], vec![0; nw], vec![0; nw]],
                 handle: vec![0; nh],
             }),
@@ -467,9 +467,9 @@ mod tests {
             &p,
         );
         l.add_handle(
-            DimKind::All,
-            "all",
-            1,
+            DimKind::Queue,
+            "q,\"x",
+            10,
             &HandleFacts {
                 completion_ms: 1,
                 talk_ms: 60_000,
