@@ -353,6 +353,28 @@ fn scrape_counts_equal_the_calls_promtool_accepts_it_and_restarts_continue() {
         &agents.into_iter().filter(|(k, _)| !k.is_empty()).collect(),
     );
 
+    // `metrics --csv`: the JSON's columns; a name with a comma and a quote is quoted.
+    let out = d.query(&["metrics", "--csv", "--window", "1h", "--by", "queue"]);
+    assert!(out.status.success(), "{out:?}");
+    let csv = String::from_utf8(out.stdout).expect("UTF-8 CSV");
+    let header: Vec<&str> = csv.lines().next().expect("a header").split(',').collect();
+    let offered = header
+        .iter()
+        .position(|h| *h == "offered")
+        .expect("an offered column");
+    let vip = csv
+        .lines()
+        .find(|l| l.contains("\"vip,\"\"x\""))
+        .unwrap_or_else(|| panic!("no quoted vip row in\n{csv}"));
+    // The vip row's quoted name holds one comma: its fields after it are shifted by one.
+    let queue_col = header
+        .iter()
+        .position(|h| *h == "queue")
+        .expect("a queue column");
+    assert!(queue_col > offered);
+    assert_eq!(vip.split(',').nth(offered), Some("3"), "{csv}");
+    assert!(header.contains(&"service_levels_offered") && header.contains(&"bands_20000"));
+
     // The wait histogram: `le` inclusive (sales' 20 s wait is within le="20").
     let bucket = |q: &str, o: &str, le: &str| {
         sample(
