@@ -21,7 +21,7 @@
 use std::collections::BTreeMap;
 
 use super::aggregate::{Agg, HandleFacts, Outcome, QueueFacts};
-use super::keys::Dim;
+use super::keys::kind_index;
 use super::report::{DimKind, OVERFLOW_KEY};
 use super::varint::{put_bytes, put_u64, DecodeError, Reader};
 use crate::units::QueueParams;
@@ -36,6 +36,14 @@ const HANDLE_BOUNDS_MS: [u64; 11] = [
 const WAIT_BOUNDS_MS: [u64; 12] = [
     5_000, 10_000, 15_000, 20_000, 30_000, 45_000, 60_000, 90_000, 120_000, 180_000, 300_000,
     600_000,
+];
+
+/// The dimensions in the order [`Lifetime::iter`] gives them.
+const KINDS: [DimKind; 4] = [
+    DimKind::All,
+    DimKind::Queue,
+    DimKind::Agent,
+    DimKind::Channel,
 ];
 
 /// Outcomes in histogram order (`outcome` label of the wait histogram).
@@ -76,7 +84,8 @@ pub struct LifeTotals {
 pub struct Lifetime {
     wait_bounds: Vec<u64>,
     handle_bounds: Vec<u64>,
-    per_key: BTreeMap<Dim, LifeTotals>,
+    /// Per dimension (see [`kind_index`]), by key name: looked up by `&str` without allocating.
+    per_key: [BTreeMap<Box<str>, LifeTotals>; 4],
 }
 
 /// The wait bounds a config asks for: the fixed ones, every band and every queue threshold.
@@ -90,6 +99,12 @@ pub fn wait_bounds_of(bands: &[u64], params: impl IntoIterator<Item = QueueParam
     b.sort_unstable();
     b.dedup();
     b
+}
+
+fn totals_mut(
+    per_key: &mut [BTreeMap<Box<str>, LifeTotals>; 4],
+) -> impl Iterator<Item = &mut LifeTotals> {
+    per_key.iter_mut().flat_map(BTreeMap::values_mut)
 }
 
 /// Index of the bucket holding `v`: the first bound `>= v` (`le` is inclusive), or the last.
@@ -129,7 +144,7 @@ impl Lifetime {
         let mut l = Lifetime {
             wait_bounds: Vec::new(),
             handle_bounds: HANDLE_BOUNDS_MS.to_vec(),
-            per_key: BTreeMap::new(),
+            per_key: Default::default(),
         };
         l.ensure_bounds(wait_bounds);
         l
@@ -143,16 +158,14 @@ impl Lifetime {
         add_bounds(
             &mut self.wait_bounds,
             &wanted,
-            self.per_key
-                .values_mut()
+            totals_mut(&mut self.per_key)
                 .filter_map(|t| t.hist.as_mut())
                 .flat_map(|h| h.wait.iter_mut()),
         );
         add_bounds(
             &mut self.handle_bounds,
             &HANDLE_BOUNDS_MS,
-            self.per_key
-                .values_mut()
+            totals_mut(&mut self.per_key)
                 .filter_map(|t| t.hist.as_mut())
                 .map(|h| &mut h.handle),
         );
@@ -168,32 +181,39 @@ impl Lifetime {
         &self.handle_bounds
     }
 
-    /// Every key's totals, by dimension and name.
-    pub fn iter(&self) -> impl Iterator<Item = (&Dim, &LifeTotals)> {
-        self.per_key.iter()
+    /// Every key's totals: dimension, name, totals; by dimension, then name.
+    pub fn iter(&self) -> impl Iterator<Item = (DimKind, &str, &LifeTotals)> {
+        KINDS.into_iter().flat_map(move |kind| {
+            self.per_key[kind_index(kind)]
+                .iter()
+                .map(move |(k, t)| (kind, &**k, t))
+        })
     }
 
     /// The totals of `dim`'s key `name` (already the engine's effective name), created if new;
     /// a new name beyond `limit` keys of its kind counts under `(other)`.
     fn entry(&mut self, kind: DimKind, name: &str, limit: usize) -> &mut LifeTotals {
-        let mut dim = Dim {
-            kind,
-            key: name.to_string(),
-        };
-        if !self.per_key.contains_key(&dim) {
-            let have = self.per_key.keys().filter(|d| d.kind == kind).count();
-            if have >= limit.max(1) && name != OVERFLOW_KEY {
-                dim.key = OVERFLOW_KEY.to_string();
-            }
-        }
         let (nw, nh) = (self.wait_bounds.len() + 1, self.handle_bounds.len() + 1);
-        self.per_key.entry(dim).or_insert_with(|| LifeTotals {
-            hist: (kind == DimKind::Queue).then(|| Histograms {
-                wait: [vec![0; nw], vec![0; nw], vec![0; nw]],
-                handle: vec![0; nh],
-            }),
-            ..LifeTotals::default()
-        })
+        let map = &mut self.per_key[kind_index(kind)];
+        let name = if map.contains_key(name) || map.len() < limit.max(1) {
+            name
+        } else {
+            OVERFLOW_KEY
+        };
+        if !map.contains_key(name) {
+            map.insert(
+                name.into(),
+                LifeTotals {
+                    hist: (kind == DimKind::Queue).then(|| Histograms {
+                        wait: [vec![0; nw], vec![0; nw], vec![0; nw]],
+                        handle: vec![0; nh],
+                    }),
+                    ..LifeTotals::default()
+                },
+            );
+        }
+        // Present: inserted just above if it was not.
+        map.get_mut(name).expect("the key was just inserted")
     }
 
     /// Counts one segment leaving the queue under one key, judged by its queue's parameters.
@@ -232,10 +252,9 @@ impl Lifetime {
     #[must_use]
     pub fn heap_bytes(&self) -> usize {
         let per_hist = (4 * self.wait_bounds.len() + self.handle_bounds.len() + 5) * 8;
-        self.per_key
-            .iter()
-            .map(|(d, t)| {
-                d.key.len()
+        self.iter()
+            .map(|(_, key, t)| {
+                key.len()
                     + 64
                     + std::mem::size_of::<LifeTotals>()
                     + t.hist.as_ref().map_or(0, |_| per_hist)
@@ -253,10 +272,10 @@ impl Lifetime {
         };
         put_list(out, &self.wait_bounds);
         put_list(out, &self.handle_bounds);
-        put_u64(out, self.per_key.len() as u64);
-        for (dim, t) in &self.per_key {
-            out.push(super::keys::kind_index(dim.kind) as u8);
-            put_bytes(out, dim.key.as_bytes());
+        put_u64(out, self.iter().count() as u64);
+        for (kind, key, t) in self.iter() {
+            out.push(kind_index(kind) as u8);
+            put_bytes(out, key.as_bytes());
             for (_, v) in t.agg.named_counters() {
                 put_u64(out, v);
             }
@@ -285,7 +304,7 @@ impl Lifetime {
         }
         let wait_bounds = list(r, None)?;
         let handle_bounds = list(r, None)?;
-        let mut per_key = BTreeMap::new();
+        let mut per_key: [BTreeMap<Box<str>, LifeTotals>; 4] = Default::default();
         for _ in 0..r.usize()? {
             let kind = match r.u8()? {
                 0 => DimKind::All,
@@ -328,8 +347,8 @@ impl Lifetime {
                 }
                 _ => return Err(DecodeError::Invalid("lifetime histogram flag")),
             };
-            per_key.insert(
-                Dim { kind, key },
+            per_key[kind_index(kind)].insert(
+                key.into(),
                 LifeTotals {
                     agg,
                     overflow_wait_sum_ms,
@@ -383,7 +402,7 @@ mod tests {
             &leave(20_001, Outcome::Answered),
             &p,
         );
-        let (_, t) = l.iter().next().expect("one key");
+        let (_, _, t) = l.iter().next().expect("one key");
         let h = t.hist.as_ref().expect("queues have histograms");
         let at = l
             .wait_bounds()
@@ -410,7 +429,7 @@ mod tests {
             .iter()
             .next()
             .expect("key")
-            .1
+            .2
             .hist
             .as_ref()
             .expect("hist")
@@ -418,7 +437,7 @@ mod tests {
             .iter()
             .sum();
         l.ensure_bounds(&[25_000]);
-        let (_, t) = l.iter().next().expect("key");
+        let (_, _, t) = l.iter().next().expect("key");
         let h = t.hist.as_ref().expect("hist");
         let at = l
             .wait_bounds()
@@ -443,9 +462,9 @@ mod tests {
         for a in ["a", "b", "c"] {
             l.add_handle(DimKind::Agent, a, 2, &h);
         }
-        let names: Vec<&str> = l.iter().map(|(d, _)| d.key.as_str()).collect();
+        let names: Vec<&str> = l.iter().map(|(_, k, _)| k).collect();
         assert_eq!(names, ["(other)", "a", "b"]);
-        assert!(l.iter().all(|(_, t)| t.hist.is_none()));
+        assert!(l.iter().all(|(_, _, t)| t.hist.is_none()));
     }
 
     #[test]

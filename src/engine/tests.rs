@@ -297,10 +297,10 @@ fn lifetime_totals_count_what_the_windows_count_and_survive_a_restore() {
     let life = |e: &Engine, kind: DimKind, key: &str| {
         e.lifetime()
             .iter()
-            .find(|(d, _)| d.kind == kind && d.key == key)
+            .find(|(k, name, _)| *k == kind && *name == key)
             .map_or_else(
                 || panic!("no lifetime totals for {key}"),
-                |(_, t)| t.clone(),
+                |(_, _, t)| t.clone(),
             )
     };
     let w = row(&a, DimKind::Queue, "1h", "q").counts;

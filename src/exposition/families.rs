@@ -4,7 +4,7 @@
 //! `status` reports. Names follow Prometheus conventions: `callmetrics_` prefix, seconds,
 //! `_total` counters, ratios 0–1; docs/metrics.md lists them.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 
 use super::text::{Exposition, Kind, Samples};
 use crate::control::protocol::StatusReport;
@@ -61,27 +61,24 @@ pub fn render(s: &Scrape<'_>) -> String {
 fn dimensions(e: &mut Exposition, s: &Scrape<'_>) {
     let zero = LifeTotals::default();
     for kind in [DimKind::Queue, DimKind::Agent, DimKind::Channel] {
-        let mut keys: BTreeSet<&str> = s
+        // One lookup table a dimension: a scrape stays linear in the keys.
+        let mut keys: BTreeMap<&str, &LifeTotals> = s
             .lifetime
             .iter()
-            .filter(|(d, _)| d.kind == kind)
-            .map(|(d, _)| d.key.as_str())
+            .filter(|(k, _, _)| *k == kind)
+            .map(|(_, key, t)| (key, t))
             .collect();
         if kind == DimKind::Queue {
-            keys.extend(s.queues_now.iter().map(|r| r.key.as_str()));
+            for r in s.queues_now {
+                keys.entry(r.key.as_str()).or_insert(&zero);
+            }
         }
-        let totals = |key: &str| {
-            s.lifetime
-                .iter()
-                .find(|(d, _)| d.kind == kind && d.key == key)
-                .map_or(&zero, |(_, t)| t)
-        };
         let label = kind.name();
         for (suffix, help, value) in COUNTERS {
             let name = format!("callmetrics_{label}_{suffix}");
             e.family(&name, Kind::Counter, help, |out| {
-                for key in &keys {
-                    out.value(&[(label, key)], value(&totals(key).agg));
+                for (key, totals) in &keys {
+                    out.value(&[(label, key)], value(&totals.agg));
                 }
             });
         }
@@ -102,8 +99,8 @@ fn histograms(e: &mut Exposition, l: &Lifetime) {
     let (wait_bounds, handle_bounds) = (to_secs(l.wait_bounds()), to_secs(l.handle_bounds()));
     let queues = || {
         l.iter()
-            .filter(|(d, _)| d.kind == DimKind::Queue)
-            .filter_map(|(d, t)| t.hist.as_ref().map(|h| (d.key.as_str(), t, h)))
+            .filter(|(k, _, _)| *k == DimKind::Queue)
+            .filter_map(|(_, key, t)| t.hist.as_ref().map(|h| (key, t, h)))
     };
     e.family(
         "callmetrics_queue_wait_seconds",
