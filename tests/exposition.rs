@@ -604,3 +604,40 @@ fn prometheus_computes_service_level_asa_abandon_rate_and_aht_as_the_cli() {
         }
     }
 }
+
+#[test]
+fn the_listener_is_bounded_silent_clients_are_cut_off_and_it_serves_again() {
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let _d = Daemon::start(&config(port));
+    // Four connections that never send a request take every slot…
+    let silent: Vec<TcpStream> = (0..4)
+        .map(|_| TcpStream::connect(&addr).expect("connect"))
+        .collect();
+    thread::sleep(Duration::from_millis(300));
+    // …so a fifth is closed at once, without an answer.
+    let mut fifth = TcpStream::connect(&addr).expect("connect");
+    fifth.set_read_timeout(Some(DEADLINE)).expect("timeout");
+    let mut buf = Vec::new();
+    let _ = fifth.read_to_end(&mut buf);
+    assert!(buf.is_empty(), "{}", String::from_utf8_lossy(&buf));
+    // The silent ones are cut off once the head's read time (5 s) has passed.
+    let started = Instant::now();
+    for mut s in silent {
+        s.set_read_timeout(Some(DEADLINE)).expect("timeout");
+        let _ = s.read_to_end(&mut Vec::new());
+    }
+    assert!(started.elapsed() < DEADLINE);
+    // An oversized request head is refused; then scrapes work again.
+    let mut big = TcpStream::connect(&addr).expect("connect");
+    big.set_read_timeout(Some(DEADLINE)).expect("timeout");
+    let huge = "x".repeat(64 * 1024);
+    let _ = write!(
+        big,
+        "GET /metrics HTTP/1.1\r\nHost: a\r\nX-Big: {huge}\r\n\r\n"
+    );
+    let mut answer = String::new();
+    let _ = big.read_to_string(&mut answer);
+    assert!(!answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(scrape(&addr).contains("callmetrics_build_info"));
+}
