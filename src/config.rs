@@ -58,6 +58,16 @@ impl Default for IngestConfig {
     }
 }
 
+/// The optional Prometheus `/metrics` listener (see `exposition`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExpositionConfig {
+    /// `address:port` of the HTTP listener; empty = off.
+    pub listen: String,
+    /// Allows a non-loopback `listen` address: the figures then reach whoever reaches the port.
+    pub allow_remote: bool,
+}
+
 /// Permission bits from an octal string such as "0660" (validated in `Config::validate`; an
 /// invalid string, which a loaded config never holds, gives the strict 0o600).
 fn mode_bits(mode: &str) -> u32 {
@@ -367,6 +377,7 @@ pub struct Config {
     pub defaults: QueueParams,
     pub queues: BTreeMap<String, QueueOverride>,
     pub upstream: UpstreamConfig,
+    pub exposition: ExpositionConfig,
 }
 
 impl Config {
@@ -595,6 +606,33 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("loopback"), "{err}");
+    }
+
+    #[test]
+    fn exposition_is_off_by_default_and_loopback_unless_allowed() {
+        assert_eq!(parse("").unwrap().exposition.listen, "");
+        let err = parse("[exposition]\nlisten = \"0.0.0.0:9464\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("exposition.listen")
+                && err.contains("line 2")
+                && err.contains("allow_remote"),
+            "{err}"
+        );
+        let err = parse("[exposition]\nlisten = \"localhost\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("exposition.listen") && err.contains("address:port"),
+            "{err}"
+        );
+        let ok = parse("[exposition]\nlisten = \"0.0.0.0:9464\"\nallow_remote = true\n").unwrap();
+        assert!(ok.exposition.allow_remote);
+        let err = parse("[exposition]\nport = 9464\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("port"), "{err}");
     }
 
     #[test]

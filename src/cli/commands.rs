@@ -78,6 +78,10 @@ pub enum Command {
         /// Print JSON rows with every counter and figure (times in ms, ratios 0..1)
         #[arg(long)]
         json: bool,
+        /// Print the JSON's columns as CSV for spreadsheets (each band and service-level formula
+        /// a column of its own; null is an empty field)
+        #[arg(long, conflicts_with = "json")]
+        csv: bool,
     },
     /// List open segments (waiting, talking, on hold, in after-call work) with their ages
     Calls {
@@ -329,6 +333,7 @@ fn client(cmd: Command, admin: Option<PathBuf>) -> ExitCode {
                 window,
                 by,
                 json,
+                csv,
             } => match control_socket(&target) {
                 Ok(s) => {
                     let query = MetricsQuery {
@@ -336,7 +341,12 @@ fn client(cmd: Command, admin: Option<PathBuf>) -> ExitCode {
                         by: by.into(),
                         key: queue,
                     };
-                    query::metrics(&s, query, json).await
+                    let format = match (json, csv) {
+                        (true, _) => query::MetricsFormat::Json,
+                        (_, true) => query::MetricsFormat::Csv,
+                        _ => query::MetricsFormat::Table,
+                    };
+                    query::metrics(&s, query, format).await
                 }
                 Err(code) => Ok(code),
             },
@@ -468,5 +478,9 @@ mod tests {
             }
             other => panic!("parsed as {other:?}"),
         }
+        let both = Cli::try_parse_from(["callmetrics", "metrics", "--json", "--csv"])
+            .unwrap_err()
+            .to_string();
+        assert!(both.contains("--csv") && both.contains("--json"), "{both}");
     }
 }

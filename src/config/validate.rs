@@ -66,6 +66,22 @@ impl Config {
                 ),
             }
         }
+        if !self.exposition.listen.is_empty() {
+            match self.exposition.listen.parse::<std::net::SocketAddr>() {
+                Ok(a) if a.ip().is_loopback() || self.exposition.allow_remote => {}
+                Ok(a) => bad(
+                    "exposition.listen",
+                    format!("{a} is not a loopback address; set exposition.allow_remote = true to serve /metrics beyond this host"),
+                ),
+                Err(_) => bad(
+                    "exposition.listen",
+                    format!(
+                        "`{}` is not an address:port such as \"127.0.0.1:9464\"",
+                        self.exposition.listen
+                    ),
+                ),
+            }
+        }
         let limits = [
             ("limits.max_line_bytes", self.limits.max_line_bytes),
             ("limits.max_frame_bytes", self.limits.max_frame_bytes),

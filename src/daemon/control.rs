@@ -100,6 +100,9 @@ pub(super) fn reload(shared: &Shared) -> Response {
     if new.upstream.sinks != cfg.upstream.sinks || new.upstream.host_id != cfg.upstream.host_id {
         notes.push("upstream sinks and host_id only change on restart".to_string());
     }
+    if new.exposition != cfg.exposition {
+        notes.push("the /metrics listener (exposition) only changes on restart".to_string());
+    }
     lock(&shared.engine).reconfigure(&new);
     shared.limits.send_replace(new.limits.clone());
     match shared.closer.try_lock() {
@@ -194,7 +197,7 @@ fn upstream_status(shared: &Shared) -> UpstreamStatus {
     }
 }
 
-fn status(shared: &Shared) -> StatusReport {
+pub(super) fn status(shared: &Shared) -> StatusReport {
     let cfg = lock(&shared.cfg).clone();
     let (engine_stats, windows) = {
         let engine = lock(&shared.engine);

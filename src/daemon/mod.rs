@@ -4,6 +4,7 @@
 
 mod commit;
 mod control;
+mod exposition;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -66,6 +67,8 @@ pub enum DaemonError {
     Group(#[from] crate::store::group::GroupError),
     #[error("the store failed a write: {0}; stopping so that a restart can reopen it")]
     StoreFailed(String),
+    #[error(transparent)]
+    Exposition(#[from] crate::exposition::ExpositionError),
 }
 
 /// Rebuilds the engine from the store as a start does (migrating a store of the first layout):
@@ -265,6 +268,12 @@ pub async fn run(
         )
     };
 
+    let metrics_listener = if cfg.exposition.listen.is_empty() {
+        None
+    } else {
+        Some(crate::exposition::bind(&cfg.exposition.listen).await?)
+    };
+
     let size = store.size_on_disk();
     let store = Arc::new(store);
     let host_id = closer::host_id(&cfg.upstream.host_id);
@@ -356,6 +365,13 @@ pub async fn run(
         shutdown_rx.clone(),
     ));
     let ticker = tokio::spawn(tick_loop(shared.clone(), shutdown_rx.clone()));
+    let metrics_http = metrics_listener.map(|l| {
+        tokio::spawn(crate::exposition::serve(
+            l,
+            exposition::renderer(shared.clone()),
+            shutdown_rx.clone(),
+        ))
+    });
     let outbox: Arc<dyn Outbox> = Arc::new(StoreOutbox::new(
         store.clone(),
         shared.sinks.iter().map(|s| s.cfg.name.clone()).collect(),
@@ -400,6 +416,9 @@ pub async fn run(
         let _ = ticker.await;
         let _ = control.await;
         let _ = admin.await;
+        if let Some(t) = metrics_http {
+            let _ = t.await;
+        }
         for t in sink_tasks {
             let _ = t.await;
         }

@@ -1,10 +1,13 @@
 //! The engine's durable form: the slices changed since the last checkpoint (one value per time
 //! slice, so a checkpoint writes what changed, not everything), and one value with the rest (keys,
-//! band lists, counters, pending and remembered calls). Running totals are rebuilt from the slices.
+//! band lists, counters, pending and remembered calls, lifetime totals). Running totals are rebuilt
+//! from the slices; lifetime totals cannot be (they outlive the buckets), so they are stored, and a
+//! state of layout 2, written before they existed, loads with none (see `lifetime.rs`).
 
 use thiserror::Error;
 
 use super::keys::{Dim, KeyId, Keys};
+use super::lifetime::Lifetime;
 use super::packed::BandSets;
 use super::pending::PendingCalls;
 use super::remembered::Remembered;
@@ -15,8 +18,10 @@ use super::window::Tier;
 use super::{Counters, Engine};
 use crate::config::Config;
 
-/// Version of the state value's layout.
-const STATE_VERSION: u64 = 2;
+/// Version of the state value's layout: 3 adds the lifetime totals after the remembered calls.
+const STATE_VERSION: u64 = 3;
+/// The layout before lifetime totals, still read.
+const STATE_VERSION_NO_LIFETIME: u64 = 2;
 
 #[derive(Debug, Error)]
 pub enum RestoreError {
@@ -37,6 +42,7 @@ pub enum StatePart {
     /// Pending calls from this index of the table on.
     Pending(usize),
     Remembered,
+    Lifetime,
 }
 
 /// What a checkpoint writes.
@@ -169,6 +175,10 @@ impl Engine {
             },
             StatePart::Remembered => {
                 self.remembered.encode(out);
+                Some(StatePart::Lifetime)
+            }
+            StatePart::Lifetime => {
+                self.lifetime.encode(out);
                 None
             }
         }
@@ -246,7 +256,7 @@ impl Engine {
     fn decode_state(&mut self, bytes: &[u8]) -> Result<(), RestoreError> {
         let mut r = Reader::new(bytes);
         let version = r.u64()?;
-        if version != STATE_VERSION {
+        if version != STATE_VERSION && version != STATE_VERSION_NO_LIFETIME {
             return Err(RestoreError::Decode(format!(
                 "state layout {version}, this build reads {STATE_VERSION}"
             )));
@@ -292,6 +302,12 @@ impl Engine {
         self.open_segments = r.usize()?;
         self.pending = PendingCalls::decode_all(&mut r)?;
         self.remembered = Remembered::decode(&mut r)?;
+        if version == STATE_VERSION {
+            let bounds = self.lifetime.wait_bounds().to_vec();
+            self.lifetime = Lifetime::decode(&mut r)?;
+            // The config may ask for bounds the stored totals lack (changed while stopped).
+            self.lifetime.ensure_bounds(&bounds);
+        }
         if !r.is_empty() {
             return Err(RestoreError::Decode("the state has trailing bytes".into()));
         }

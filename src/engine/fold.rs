@@ -246,6 +246,17 @@ impl Engine {
         for (kind, name) in dims_of(seg) {
             let limit = self.s.max_keys(kind);
             let (key, overflowed) = self.keys.resolve(kind, name, limit);
+            // Lifetime totals count every fact, also one dated before the buckets kept.
+            let effective = self.keys.dim(key).map_or(name, |d| d.key.as_str());
+            for (_, fact) in &facts {
+                match fact {
+                    Fact::Queue { facts, params, .. } => {
+                        self.lifetime
+                            .add_queue(kind, effective, limit, facts, params);
+                    }
+                    Fact::Handle(h) => self.lifetime.add_handle(kind, effective, limit, h),
+                }
+            }
             if overflowed {
                 *self
                     .counters

@@ -29,6 +29,7 @@ mod fold;
 mod intake;
 pub mod keys;
 mod legacy;
+pub mod lifetime;
 mod packed;
 mod packed_call;
 mod pending;
@@ -59,6 +60,7 @@ use thiserror::Error;
 
 use crate::config::Config;
 use keys::Keys;
+use lifetime::{wait_bounds_of, Lifetime};
 use packed::{BandSets, Work};
 use pending::PendingCalls;
 use remembered::Remembered;
@@ -107,6 +109,8 @@ pub struct Engine {
     fine: TierSlices,
     interval: TierSlices,
     totals: Totals,
+    /// Cumulative totals since the store was created, per key (`/metrics` counters).
+    lifetime: Lifetime,
     pending: PendingCalls,
     remembered: Remembered,
     open_segments: usize,
@@ -130,6 +134,7 @@ impl Engine {
             &BandSets::default(),
             0,
         );
+        let lifetime = Lifetime::new(&lifetime_bounds(&s));
         Engine {
             s,
             cal,
@@ -141,6 +146,7 @@ impl Engine {
             fine: TierSlices::default(),
             interval: TierSlices::default(),
             totals,
+            lifetime,
             pending: PendingCalls::default(),
             remembered: Remembered::default(),
             open_segments: 0,
@@ -155,6 +161,13 @@ impl Engine {
         self.s = Settings::from_config(cfg);
         self.cal = calendar(cfg);
         self.rebuild_totals();
+        self.lifetime.ensure_bounds(&lifetime_bounds(&self.s));
+    }
+
+    /// Cumulative totals per key since the store was created (see [`lifetime`]).
+    #[must_use]
+    pub fn lifetime(&self) -> &Lifetime {
+        &self.lifetime
     }
 
     fn rebuild_totals(&mut self) {
@@ -205,7 +218,7 @@ impl Engine {
         StateBytes {
             buckets: (self.fine.buckets() + self.interval.buckets()) as u64,
             bucket_bytes: (self.fine.bytes() + self.interval.bytes()) as u64,
-            total_bytes: self.totals.heap_bytes() as u64,
+            total_bytes: (self.totals.heap_bytes() + self.lifetime.heap_bytes()) as u64,
             pending_bytes: self.pending.heap_bytes() as u64,
             remembered_bytes: self.remembered.heap_bytes() as u64,
             key_bytes: self.keys.heap_bytes() as u64,
@@ -223,6 +236,14 @@ impl Engine {
     pub fn open_segment_count(&self) -> usize {
         self.open_segments
     }
+}
+
+/// The lifetime wait histogram's bounds the settings ask for: bands and every queue threshold.
+fn lifetime_bounds(s: &Settings) -> Vec<u64> {
+    wait_bounds_of(
+        &s.bands,
+        std::iter::once(s.defaults).chain(s.queues.values().copied()),
+    )
 }
 
 #[cfg(test)]

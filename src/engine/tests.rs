@@ -227,6 +227,17 @@ fn today_follows_local_midnight_across_dst() {
     assert_eq!(row(&e, DimKind::Queue, "24h", "q").counts.offered, 3);
 }
 
+/// A new engine restored from `a`'s checkpoint.
+fn restored(c: &Config, a: &mut Engine) -> Engine {
+    let cp = a.checkpoint();
+    Engine::restore(
+        c,
+        cp.slices.into_iter().filter_map(|(k, v)| v.map(|v| (k, v))),
+        Some(&cp.state),
+    )
+    .unwrap()
+}
+
 #[test]
 fn restore_from_checkpoint_gives_identical_metrics() {
     let c = cfg();
@@ -239,13 +250,7 @@ fn restore_from_checkpoint_gives_identical_metrics() {
             start("y", "q", T0 + 1000),
         ],
     );
-    let cp = a.checkpoint();
-    let mut b = Engine::restore(
-        &c,
-        cp.slices.into_iter().filter_map(|(k, v)| v.map(|v| (k, v))),
-        Some(&cp.state),
-    )
-    .unwrap();
+    let mut b = restored(&c, &mut a);
     let rest = [
         end("x", T0 + 90_000, None),
         end("y", T0 + 95_000, Some(EndReason::Timeout)),
@@ -271,6 +276,66 @@ fn restore_from_checkpoint_gives_identical_metrics() {
         }
     }
     assert_eq!(row(&b, DimKind::All, "15m", "all").counts.offered, 2);
+    assert_eq!(a.lifetime(), b.lifetime());
+}
+
+#[test]
+fn lifetime_totals_count_what_the_windows_count_and_survive_a_restore() {
+    let c = cfg();
+    let mut a = Engine::new(&c);
+    feed(
+        &mut a,
+        &[
+            start("x", "q", T0),
+            answer("x", "ann", T0 + 5_000),
+            start("y", "q", T0 + 1_000),
+            end("x", T0 + 90_000, None),
+            end("y", T0 + 25_000, Some(EndReason::Abandoned)),
+        ],
+    );
+    a.advance(T0 + 400_000);
+    let life = |e: &Engine, kind: DimKind, key: &str| {
+        e.lifetime()
+            .iter()
+            .find(|(k, name, _)| *k == kind && *name == key)
+            .map_or_else(
+                || panic!("no lifetime totals for {key}"),
+                |(_, _, t)| t.clone(),
+            )
+    };
+    let w = row(&a, DimKind::Queue, "1h", "q").counts;
+    let l = life(&a, DimKind::Queue, "q");
+    assert_eq!(l.agg.named_counters(), w.named_counters());
+    let h = l.hist.expect("queues keep histograms");
+    assert_eq!(h.wait[0].iter().sum::<u64>(), 1);
+    assert_eq!(h.wait[1].iter().sum::<u64>(), 1);
+    assert_eq!(h.handle.iter().sum::<u64>(), 1);
+    assert_eq!(life(&a, DimKind::Agent, "ann").agg.handled, 1);
+
+    // Restored from a checkpoint: the same totals, which go on counting.
+    let mut b = restored(&c, &mut a);
+    assert_eq!(a.lifetime(), b.lifetime());
+    feed(
+        &mut b,
+        &[
+            start("z", "q", T0 + 500_000),
+            end("z", T0 + 502_000, Some(EndReason::Timeout)),
+        ],
+    );
+    b.advance(T0 + 600_000);
+    assert_eq!(life(&b, DimKind::Queue, "q").agg.offered, 3);
+    assert_eq!(life(&b, DimKind::Queue, "q").overflow_wait_sum_ms, 2_000);
+
+    // A state of layout 2 (no lifetime part) loads with empty lifetime totals.
+    let mut old = Vec::new();
+    let mut part = Some(StatePart::Head);
+    while let Some(p) = part.filter(|p| *p != StatePart::Lifetime) {
+        part = a.encode_state_part(p, usize::MAX, &mut old);
+    }
+    assert_eq!(old[0], 3, "the layout number is the first byte");
+    old[0] = 2;
+    let c2 = Engine::restore(&c, std::iter::empty(), Some(&old)).unwrap();
+    assert_eq!(c2.lifetime().iter().count(), 0);
 }
 
 #[test]

@@ -8,6 +8,7 @@ mod calls_table;
 #[cfg(test)]
 mod fixtures;
 mod format;
+mod metrics_csv;
 mod metrics_table;
 mod outbox_table;
 mod status_text;
@@ -18,6 +19,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use calls_table::render_calls;
+use metrics_csv::render_csv;
 use metrics_table::render_metrics;
 use outbox_table::render_outbox;
 use status_text::render_status;
@@ -82,26 +84,44 @@ async fn status_to(socket: &Path, json: bool, out: &mut impl Write) -> Result<Ex
 }
 
 /// `callmetrics metrics`: one row per key of the asked dimension over the asked window.
-pub async fn metrics(socket: &Path, query: MetricsQuery, json: bool) -> Result<ExitCode, CliError> {
-    metrics_to(socket, query, json, &mut io::stdout()).await
+/// How `metrics` prints its rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricsFormat {
+    Table,
+    Json,
+    /// The JSON's columns as CSV (`metrics_csv.rs`).
+    Csv,
+}
+
+pub async fn metrics(
+    socket: &Path,
+    query: MetricsQuery,
+    format: MetricsFormat,
+) -> Result<ExitCode, CliError> {
+    metrics_to(socket, query, format, &mut io::stdout()).await
 }
 
 async fn metrics_to(
     socket: &Path,
     query: MetricsQuery,
-    json: bool,
+    format: MetricsFormat,
     out: &mut impl Write,
 ) -> Result<ExitCode, CliError> {
     let rows = match ask(socket, &Request::Metrics(query.clone())).await? {
         Response::Metrics(rows) => rows,
         other => return Err(unexpected("metrics", &other)),
     };
-    if json {
-        // The names of docs/metrics.md come from `to_json`, not from the Rust field layout.
-        let rows: Vec<_> = rows.iter().map(MetricsRow::json_view).collect();
-        write_json(out, &rows)?;
-    } else {
-        write_text(out, &render_metrics(&query, &rows))?;
+    match format {
+        MetricsFormat::Json => {
+            // The names of docs/metrics.md come from `to_json`, not from the Rust field layout.
+            let rows: Vec<_> = rows.iter().map(MetricsRow::json_view).collect();
+            write_json(out, &rows)?;
+        }
+        MetricsFormat::Csv => {
+            let rows: Vec<_> = rows.iter().map(MetricsRow::to_json).collect();
+            write_text(out, &render_csv(&rows))?;
+        }
+        MetricsFormat::Table => write_text(out, &render_metrics(&query, &rows))?,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -214,13 +234,26 @@ mod tests {
         let (stop, server) = daemon(&sock);
 
         let mut out = Vec::new();
-        metrics_to(&sock, query(DimKind::Queue), true, &mut out)
+        metrics_to(&sock, query(DimKind::Queue), MetricsFormat::Json, &mut out)
             .await
             .unwrap();
         let json: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(json[0]["queue"], "support");
         assert_eq!(json[0]["service_level"], 0.8);
         assert_eq!(json[0]["wait_p90_ms"], serde_json::Value::Null);
+
+        let mut csv = Vec::new();
+        metrics_to(&sock, query(DimKind::Queue), MetricsFormat::Csv, &mut csv)
+            .await
+            .unwrap();
+        let csv = String::from_utf8(csv).unwrap();
+        let lines: Vec<&str> = csv.lines().collect();
+        assert_eq!(lines.len(), 2, "{csv}");
+        assert!(
+            lines[0].starts_with("abandon_rate,abandon_wait_sum_ms,"),
+            "{csv}"
+        );
+        assert!(lines[1].contains(",support,"), "{csv}");
 
         let mut out = Vec::new();
         status_to(&sock, true, &mut out).await.unwrap();
@@ -252,7 +285,7 @@ mod tests {
 
         let mut q = query(DimKind::Queue);
         q.window = Some("7m".into());
-        let err = metrics_to(&sock, q, false, &mut Vec::new())
+        let err = metrics_to(&sock, q, MetricsFormat::Table, &mut Vec::new())
             .await
             .unwrap_err();
         assert_eq!(err.exit_code(), 1);
