@@ -20,6 +20,17 @@ use support::{connect_events, now_ms, ok, Daemon, JsonConn, PackConn, DEADLINE};
 const REPLY_LATENCY: Duration = Duration::from_secs(2);
 /// How long a connection must have been quiet before it can be asked to make room (1 s in the
 /// daemon), with a margin.
+/// These tests measure idle times and latencies on shared connection slots: one at a time, so on
+/// a 2-core machine one test's floods do not stretch another's idle clocks.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    // A failed test poisons the lock; the next test still runs alone.
+    SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 const IDLE_ENOUGH: Duration = Duration::from_millis(1300);
 /// How much more resident memory the daemon may hold once the connections of a flood are gone.
 const RSS_SLACK_KIB: u64 = 8 * 1024;
@@ -84,6 +95,7 @@ fn counter(status: &Value, name: &str) -> u64 {
 
 #[test]
 fn idle_event_connections_make_room_for_real_clients() {
+    let _alone = one_at_a_time();
     const MAX: usize = 8;
     let d = Daemon::start(&format!("[limits]\nmax_connections = {MAX}\n"));
     let rss_before = rss_kib(&d);
@@ -180,6 +192,7 @@ fn idle_event_connections_make_room_for_real_clients() {
 
 #[test]
 fn connections_busy_or_recently_active_are_not_evicted_and_newcomers_are_refused() {
+    let _alone = one_at_a_time();
     let d = Daemon::start("[limits]\nmax_connections = 2\n");
     let mut a = d.json_conn();
     let mut b = d.json_conn();
@@ -217,6 +230,7 @@ fn connections_busy_or_recently_active_are_not_evicted_and_newcomers_are_refused
 
 #[test]
 fn half_sent_lines_and_frames_time_out_with_an_error_naming_the_limit() {
+    let _alone = one_at_a_time();
     let d = Daemon::start("[limits]\npartial_input_timeout = \"1s\"\n");
 
     let mut line = d.json_conn();
@@ -268,6 +282,7 @@ fn half_sent_lines_and_frames_time_out_with_an_error_naming_the_limit() {
 
 #[test]
 fn idle_control_connections_do_not_lock_the_cli_out() {
+    let _alone = one_at_a_time();
     let d = Daemon::start("");
     let rss_before = rss_kib(&d);
     let control = || {
@@ -327,6 +342,7 @@ fn idle_control_connections_do_not_lock_the_cli_out() {
 
 #[test]
 fn a_refused_cli_says_why_not_broken_pipe() {
+    let _alone = one_at_a_time();
     let d = Daemon::start("");
     // Every control slot busy with half a request.
     let busy: Vec<UnixStream> = (0..40)
