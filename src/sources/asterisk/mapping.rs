@@ -253,7 +253,6 @@ impl Mapper {
         if let Some(prev) = st.open.take() {
             let mut e = Event::new(EventKind::End, prev.call_id, ts);
             e.reason = Some(EndReason::Transferred);
-            e.tags.push(("asterisk".into(), "reentered".into()));
             out.push(e);
         }
         st.visits += 1;
@@ -288,10 +287,9 @@ impl Mapper {
         };
         let mut e = Event::new(EventKind::End, open.call_id, ts);
         e.reason = Some(reason);
-        e.tags = tags
-            .iter()
-            .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
-            .collect();
+        // Protocol v1 allows tags on `start` events only, so how the call ended (who hung up,
+        // the transfer method, the key) is named here and in docs/sources.md but not sent.
+        let _ = tags;
         out.push(e);
     }
 

@@ -59,8 +59,6 @@ fn answered_and_completed_by_the_caller_or_the_agent() {
             ev(End, "asterisk:u2", 260, "completed"),
         ]
     );
-    assert_eq!(evs[2].tags, [("hangup".into(), "caller".into())]);
-    assert_eq!(evs[5].tags, [("hangup".into(), "agent".into())]);
     assert_eq!(evs[0].ts_ms, 100_000, "whole seconds become milliseconds");
     assert!(evs[0].tags.is_empty(), "no caller data is kept");
     assert!(m.skipped().is_empty());
@@ -77,8 +75,6 @@ fn unanswered_ends_by_verb() {
     let reasons: Vec<_> = ends.iter().map(|e| e.reason.unwrap()).collect();
     use EndReason::{Abandoned, Exit, Timeout};
     assert_eq!(reasons, [Abandoned, Timeout, Exit, Exit, Exit]);
-    assert_eq!(ends[2].tags, [("key".into(), "5".into())]);
-    assert_eq!(ends[4].tags, [("asterisk".into(), "withdraw".into())]);
     let (evs, _) = map_with(
         Options {
             withdraw: WithdrawAs::Callback,
@@ -102,11 +98,10 @@ fn transfers_in_every_layout_end_transferred() {
     assert!(ends
         .iter()
         .all(|e| e.reason == Some(EndReason::Transferred) && e.ts_ms == 9000));
-    let methods: Vec<_> = ends
-        .iter()
-        .map(|e| e.tags.last().unwrap().1.as_str())
-        .collect();
-    assert_eq!(methods, ["blind", "extension", "bridge", "app", "link"]);
+    assert!(
+        ends.iter().all(|e| e.tags.is_empty()),
+        "end events carry no tags"
+    );
     assert!(m.skipped().is_empty());
 }
 
@@ -166,7 +161,6 @@ fn abandon_after_an_agent_answered_stays_answered() {
     let (evs, _) =
         map("10|x|q|NONE|ENTERQUEUE||x|1\n14|x|q|SIP/a|CONNECT|4|z|1\n16|x|q|NONE|ABANDON|1|1|4");
     assert_eq!(evs[2].reason, Some(EndReason::Completed));
-    assert_eq!(evs[2].tags[0], ("hangup".into(), "caller".into()));
 }
 
 #[test]
@@ -176,8 +170,6 @@ fn agentdump_and_syscompat_exit_with_a_tag() {
          1|s|q|NONE|ENTERQUEUE||x|1\n3|s|q|SIP/a|SYSCOMPAT|",
     );
     assert_eq!(evs[2].reason, Some(EndReason::Exit));
-    assert_eq!(evs[2].tags, [("asterisk".into(), "agentdump".into())]);
-    assert_eq!(evs[4].tags, [("asterisk".into(), "syscompat".into())]);
 }
 
 #[test]
