@@ -34,6 +34,7 @@ pub mod log_throttle;
 pub mod printable;
 pub mod shutdown;
 pub mod slots;
+pub mod sources;
 pub mod store;
 pub mod systemd;
 pub mod units;

@@ -102,6 +102,30 @@ pub enum Command {
         #[arg(long, short = 'c', value_name = "FILE")]
         config: Option<PathBuf>,
     },
+    /// Import PBX logs (plain or .gz) through the daemon's event socket, in the order given; a
+    /// file imported before (see docs/sources.md) is not counted twice. Exits 1 if any event was refused
+    Import {
+        /// The log format
+        #[arg(long, value_enum)]
+        format: ImportFormat,
+        /// Source name, the prefix of the call ids (`NAME:uniqueid`)
+        #[arg(long, value_name = "NAME", default_value = "asterisk")]
+        source: String,
+        /// What WITHDRAW ends a segment as
+        #[arg(long, value_enum, default_value_t = Withdraw::Exit)]
+        withdraw: Withdraw,
+        /// The ledger of imported files (default: imports.ledger beside the store with --config,
+        /// else beside the event socket)
+        #[arg(long, value_name = "PATH")]
+        ledger: Option<PathBuf>,
+        /// Event socket (default: from --config, else ./callmetrics-data/events.sock, else /run/callmetrics/events.sock)
+        #[arg(long, value_name = "PATH")]
+        socket: Option<PathBuf>,
+        #[arg(long, short = 'c', value_name = "FILE")]
+        config: Option<PathBuf>,
+        #[arg(value_name = "FILE", required = true)]
+        files: Vec<PathBuf>,
+    },
     /// List the interval records waiting to be shipped upstream, and the sinks they wait for
     Outbox {
         #[command(flatten)]
@@ -126,6 +150,18 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
     },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ImportFormat {
+    /// Asterisk `app_queue`'s `queue_log`
+    AsteriskQueueLog,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Withdraw {
+    Exit,
+    Callback,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -182,6 +218,11 @@ fn resolve_socket(
         return Ok(local);
     }
     Ok(pick(&Config::default()))
+}
+
+/// `name` in the folder holding `path`.
+fn beside_named(path: &Path, name: &str) -> PathBuf {
+    path.parent().unwrap_or(Path::new(".")).join(name)
 }
 
 fn control_socket(t: &Target) -> Result<PathBuf, ExitCode> {
@@ -374,6 +415,43 @@ fn client(cmd: Command, admin: Option<PathBuf>) -> ExitCode {
                 c.ingest.socket.clone()
             }) {
                 Ok(s) => send::send(&s, file.as_deref()).await,
+                Err(code) => Ok(code),
+            },
+            Command::Import {
+                format: ImportFormat::AsteriskQueueLog,
+                source,
+                withdraw,
+                ledger,
+                socket,
+                config,
+                files,
+            } => match resolve_socket(socket.as_ref(), config.as_ref(), |c| {
+                c.ingest.socket.clone()
+            }) {
+                Ok(s) => {
+                    let ledger = match (ledger, &config) {
+                        (Some(l), _) => l,
+                        (None, Some(_)) => resolve_socket(None, config.as_ref(), |c| {
+                            beside_named(&c.store.path, "imports.ledger")
+                        })
+                        .unwrap_or_else(|_| beside_named(&s, "imports.ledger")),
+                        (None, None) => beside_named(&s, "imports.ledger"),
+                    };
+                    let options = crate::sources::asterisk::Options {
+                        source,
+                        withdraw: match withdraw {
+                            Withdraw::Exit => crate::sources::asterisk::WithdrawAs::Exit,
+                            Withdraw::Callback => crate::sources::asterisk::WithdrawAs::Callback,
+                        },
+                    };
+                    let job = super::import::ImportJob {
+                        event_socket: &s,
+                        ledger: &ledger,
+                        files: &files,
+                        options,
+                    };
+                    super::import::import(job).await
+                }
                 Err(code) => Ok(code),
             },
             Command::Run { .. } | Command::CheckConfig { .. } | Command::Generate { .. } => {

@@ -5,6 +5,7 @@
 
 mod commands;
 pub mod error;
+pub mod import;
 pub mod query;
 pub mod send;
 
