@@ -102,8 +102,8 @@ pub struct StatusReport {
     pub uptime_ms: u64,
     pub event_socket: String,
     pub control_socket: String,
-    /// The socket that also takes flush and reload. Absent from a daemon built before it (the
-    /// field is optional on the wire both ways, so version 1 holds).
+    /// The socket that also takes flush and reload. Defaulted when absent from a status read as
+    /// JSON; on the control socket every field is sent, in order (the body is positional).
     #[serde(default)]
     pub admin_socket: String,
     pub time_zone: String,

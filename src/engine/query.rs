@@ -86,9 +86,7 @@ impl Engine {
         if q.by == DimKind::All {
             names.insert("all".into());
         }
-        // A row's accumulator borrows a long window's total until something must change it. The
-        // accumulators sit in a vector found by name, not in the map itself: they are large, and a
-        // map moves its values as it grows and shrinks.
+        // A row's accumulator borrows a long window's total until something must change it.
         let mut rows = Rows::default();
 
         // Provisional facts and real-time figures of calls not yet folded.
