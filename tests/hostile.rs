@@ -398,7 +398,7 @@ fn away_from_a_scan(margin: Duration) {
 }
 
 #[test]
-fn a_start_dated_far_in_the_past_expires_at_the_next_scan_and_old_complete_calls_count() {
+fn a_start_dated_far_in_the_past_expires_at_a_scan_soon_after_and_old_complete_calls_count() {
     let d = Daemon::start("");
     let now = now_ms();
     // A whole call 5 h ago (older than max_call_duration, 4 h), backfilled: as one batch, and
@@ -437,9 +437,10 @@ fn a_start_dated_far_in_the_past_expires_at_the_next_scan_and_old_complete_calls
         serde_json::json!({"type":"start","call_id":"fresh","queue":"support","ts":now_ms()});
     assert_eq!(c.request(&fresh.to_string()), ok());
 
-    // The old start is closed as expired at the daemon's next scan (within a minute of
-    // receipt, not max_call_duration after it), and counted; the current call stays.
-    let deadline = received + Duration::from_secs(75);
+    // The old start is closed as expired at the first scan once its call has been quiet for
+    // 10 s (within 70 s of receipt, not max_call_duration after it), and counted; the current
+    // call stays.
+    let deadline = received + Duration::from_secs(80);
     loop {
         let status = d.status();
         if status["engine"]["expired_segments"].as_u64() == Some(1) {
@@ -497,7 +498,7 @@ fn the_rest_of_an_old_call_sent_after_the_scan_is_counted_as_expired() {
     let mut c = d.json_conn();
     let start = serde_json::json!({"type":"start","call_id":"s1","queue":"split","ts":at});
     assert_eq!(c.request(&start.to_string()), ok());
-    let deadline = Instant::now() + Duration::from_secs(75);
+    let deadline = Instant::now() + Duration::from_secs(80);
     while d.status()["engine"]["expired_segments"].as_u64() != Some(1) {
         assert!(Instant::now() < deadline, "status: {}", d.status());
         std::thread::sleep(Duration::from_millis(250));

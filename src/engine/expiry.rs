@@ -9,11 +9,19 @@ use crate::event::EventKind;
 /// How often (engine time) open calls are scanned for expiry and old buckets are dropped.
 pub(super) const SCAN_EVERY_MS: i64 = 60_000;
 
+/// How long nothing of a call must have arrived before a scan may expire it. A backfill (an import,
+/// a source catching up) sends a call's events moments apart, however old their timestamps: a
+/// scan that falls between an old call's `start` and its `end` must not take the call for one
+/// that never ended. Far above any pause between the events of one call in a backfill, far below
+/// `max_call_duration`.
+pub(super) const EXPIRY_QUIET_MS: i64 = 10_000;
+
 impl Engine {
-    /// Expires segments and orphan events older than `max_call_duration` in the source's clock;
-    /// drops old buckets.
+    /// Expires segments and orphan events older than `max_call_duration` in the source's clock,
+    /// of calls quiet for [`EXPIRY_QUIET_MS`]; drops old buckets.
     pub(super) fn scan(&mut self, at: i64) {
         let limit = at - self.s.max_call_ms;
+        let quiet_since = at - EXPIRY_QUIET_MS;
         let candidates: Vec<String> = self
             .pending
             .iter()
@@ -25,6 +33,7 @@ impl Engine {
                         .first()
                         .is_some_and(|ev| ev.kind != EventKind::Start))
                     && expiry_clock(&e.call) <= limit
+                    && last_receipt(&e.call) <= quiet_since
             })
             .map(|(id, _)| id.to_string())
             .collect();
@@ -99,6 +108,15 @@ impl Engine {
         }
         self.keys.drop_unused();
     }
+}
+
+/// When the latest event of a call arrived.
+fn last_receipt(call: &Call) -> i64 {
+    call.events
+        .iter()
+        .map(|e| e.rx_ms)
+        .max()
+        .unwrap_or(call.first_rx_ms)
 }
 
 /// The time a call's expiry counts from: its earliest event in the source's clock, or its first

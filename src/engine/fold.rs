@@ -79,6 +79,15 @@ impl Engine {
         }
     }
 
+    /// Whether an answered, ended segment without a wrap-up has completed its handling at `now`
+    /// as far as a query is concerned: its wrap-up timeout has passed since its end in the
+    /// source's clock. A backfilled call is complete the moment its end arrives, as it would have
+    /// been in real time; only its folding waits for the reorder grace ([`Self::handle_due`]).
+    pub(super) fn wrapup_timed_out(&self, seg: &Segment, now: i64) -> bool {
+        seg.end
+            .is_some_and(|(end_ms, _)| end_ms.saturating_add(self.s.wrapup_timeout_ms) <= now)
+    }
+
     /// Moves engine time to `now_ms`, folding, expiring and forgetting whatever fell due, in time order.
     pub fn advance(&mut self, now_ms: i64) {
         if self.next_scan_ms == 0 {

@@ -117,8 +117,8 @@ impl Engine {
                             }
                         }
                     }
-                    let handle_due = self.handle_due(seg);
-                    if folded.handle.is_none() && (seg.wrapup_ms.is_some() || handle_due <= now) {
+                    let timed_out = self.wrapup_timed_out(seg, now);
+                    if folded.handle.is_none() && (seg.wrapup_ms.is_some() || timed_out) {
                         if let Some(h) = seg.handle_facts() {
                             let b = self.cal.bucket(tier, h.completion_ms);
                             if (first..=last).contains(&b) {
@@ -137,7 +137,7 @@ impl Engine {
                                 Some(rt.longest_wait_now_ms.map_or(w, |m| m.max(w)));
                         }
                         Phase::Talking | Phase::OnHold => rt.talking_now += 1,
-                        Phase::InAcw if seg.wrapup_ms.is_none() && now < handle_due => {
+                        Phase::InAcw if seg.wrapup_ms.is_none() && !timed_out => {
                             rt.in_acw_now += 1;
                         }
                         _ => {}
@@ -318,7 +318,7 @@ impl Engine {
                     continue;
                 }
                 let phase = seg.phase();
-                if phase == Phase::InAcw && self.handle_due(seg) <= now {
+                if phase == Phase::InAcw && self.wrapup_timed_out(seg, now) {
                     // Its wrap-up timeout has passed in the source's clock: handling is complete.
                     continue;
                 }

@@ -179,6 +179,41 @@ fn segments_without_end_expire_and_are_counted() {
 }
 
 #[test]
+fn a_backfilled_old_call_split_by_a_scan_is_not_expired_but_a_lone_old_start_is() {
+    let mut e = Engine::new(&cfg());
+    // Engine time a second before a scan; calls five hours old (max_call_duration is 4 h).
+    let now = T0 + 59_000;
+    let old = T0 - 5 * 3_600_000;
+    e.advance(now);
+    for ev in [start("b", "q", old), start("lone", "q", old)] {
+        assert_eq!(e.admit(&ev, 0), Ok(()));
+        assert_eq!(e.apply(&ev, now), Applied::Accepted);
+    }
+    // The scan falls between the backfilled call's start and the rest of it.
+    e.advance(now + 1_500);
+    assert_eq!(e.stats().expired_segments, 0);
+    for ev in [
+        answer("b", "ann", old + 10_000),
+        end("b", old + 70_000, None),
+    ] {
+        assert_eq!(e.apply(&ev, now + 1_500), Applied::Accepted);
+    }
+    let r = row(&e, DimKind::Queue, "24h", "q");
+    // Counted at once, handling complete too: its wrap-up timeout passed hours ago in its clock.
+    assert_eq!(
+        (r.counts.answered, r.counts.handled, r.realtime.in_acw_now),
+        (1, 1, 0)
+    );
+    assert_eq!(r.realtime.waiting_now, 1, "the lone start still waits");
+    // The lone start, quiet since, expires at the first scan at least 10 s after it came.
+    e.advance(now + 61_000);
+    let s = e.stats();
+    assert_eq!((s.expired_segments, s.open_segments), (1, 0));
+    let r = row(&e, DimKind::Queue, "24h", "q");
+    assert_eq!((r.counts.offered, r.counts.handled), (1, 1));
+}
+
+#[test]
 fn keys_past_the_limit_count_under_other() {
     let mut c = cfg();
     c.metrics.max_queues = 2;

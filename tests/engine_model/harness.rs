@@ -159,7 +159,7 @@ impl<'a> Harness<'a> {
                 }
             }
         }
-        if ambiguous(self.truth, &self.first_rx) {
+        if ambiguous(self.truth, &self.first_rx, now) {
             self.skipped += 1;
             return Ok(());
         }

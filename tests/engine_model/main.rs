@@ -1,18 +1,22 @@
 //! Model-based test of the metrics engine against docs/metrics.md.
 //!
 //! Ground truth is a list of call segments with known timestamps. Their events are delivered to the
-//! engine out of order (each event is received up to 1.5 s after its timestamp, below the 2 s
-//! reorder grace), some are re-delivered later as exact duplicates, and at random moments every
-//! window × dimension is queried and compared with a brute-force recomputation from the ground-truth
-//! segments (the "model"). The model never uses the engine's own helpers (Agg, Sketch, Calendar,
-//! Segment, Figures): it recomputes counters, sums, quantiles, ratios and real-time figures itself.
-//! A second engine restored from a checkpoint taken at a random moment must answer identically.
+//! engine out of order: in real time (each event received up to 1.5 s after its timestamp, below the
+//! 2 s reorder grace), or as a backfill (in the same order, all of them 1 ms apart, 10 minutes or
+//! 5 hours after the last timestamp: an import); some are re-delivered later as exact duplicates,
+//! and at random moments every window × dimension is queried and compared with a brute-force
+//! recomputation from the ground-truth segments (the "model"). The model never uses the engine's own
+//! helpers (Agg, Sketch, Calendar, Segment, Figures): it recomputes counters, sums, quantiles, ratios
+//! and real-time figures itself. A second engine restored from a checkpoint taken at a random moment
+//! must answer identically. The same model serves both schedules, so a backfill is checked to give
+//! at once the figures the same calls give in real time.
 //!
 //! What the model treats as visible at engine time `now`:
 //! - a segment's queue part once its start and its leave event (answer, or end if unanswered) arrived;
-//! - its handle part once all its events arrived when it has a wrap-up, otherwise once
-//!   `wrapup_timeout` has passed since its end in the source's clock, and the reorder grace since
-//!   its end arrived: `now ≥ max(ts(end) + wrapup_timeout, rx(end) + grace)`.
+//! - its handle part once all its events arrived when its wrap-up arrived; otherwise once its answer
+//!   and end arrived and `wrapup_timeout` has passed since its end in the source's clock,
+//!   `now ≥ ts(end) + wrapup_timeout` (then with no after-call work): in a backfill, at once;
+//! - `in_acw_now` for an answered, ended segment with no wrap-up arrived, only before that moment.
 //!
 //! Moments where the events received so far are transiently misleading are not compared with the
 //! model (the two engines are still compared with each other): an answered segment whose `end`
@@ -20,7 +24,9 @@
 //! of its segment, and, in a transferred call, events of one segment that arrived before its `start`
 //! while another segment's `start` is there (they attach to that other segment), or the zero-wait
 //! `end` of a next segment while the previous segment's own `end` has not arrived (it is taken for a
-//! same-instant transfer and closes the previous segment). An engine can only
+//! //! same-instant transfer and closes the previous segment), or, past a segment's wrap-up timeout, an
+//! event of it other than the wrap-up that has not arrived while its end has (a backfill's
+//! reordering: it looks complete without it). An engine can only
 //! see what has arrived; these states last less than the reorder grace and are never folded in.
 //!
 //! Ground truth also avoids what the protocol cannot express without segment ids: two events of one

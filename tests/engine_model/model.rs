@@ -7,7 +7,7 @@ use callmetrics::config::Formula;
 use callmetrics::engine::DimKind;
 
 use crate::truth::{Model, Out, Params, Seg, Truth};
-use crate::{BANDS_MS, DAY, GRACE_MS, WRAPUP_TIMEOUT_MS};
+use crate::{BANDS_MS, DAY, WRAPUP_TIMEOUT_MS};
 
 const MINUTE: i64 = 60_000;
 const INTERVAL: i64 = 900_000;
@@ -174,16 +174,25 @@ pub fn oracle(
                 o.rows.entry(k.clone()).or_default().add_queue(seg, &p);
             }
         }
-        // Handle part: counted at completion.
+        // Handle part: counted at completion: at its wrap-up once every event of the segment
+        // arrived, or, while no wrap-up arrived, once the wrap-up timeout has passed since its end
+        // in the source's clock (then without after-call work, ending at the end).
         let end_rx = first_rx[ev.end];
+        let wrapup_in = ev.wrapup.is_some_and(dl);
+        let timed_out = now >= seg.end + WRAPUP_TIMEOUT_MS;
         if seg.answer.is_some() {
-            let complete = match ev.wrapup {
-                Some(_) => ev.all.iter().all(|&e| dl(e)),
-                None => answer_in && end_rx.is_some_and(|rx| now >= handle_due(seg, rx)),
+            let without_wrapup = Seg {
+                wrapup: None,
+                ..seg.clone()
             };
-            if complete && in_window(window, now, seg.completion()) {
+            let handled = if wrapup_in {
+                ev.all.iter().all(|&e| dl(e)).then_some(seg)
+            } else {
+                (answer_in && end_rx.is_some() && timed_out).then_some(&without_wrapup)
+            };
+            if let Some(h) = handled.filter(|h| in_window(window, now, h.completion())) {
                 for k in &keys {
-                    o.rows.entry(k.clone()).or_default().add_handle(seg);
+                    o.rows.entry(k.clone()).or_default().add_handle(h);
                 }
             }
         }
@@ -197,9 +206,7 @@ pub fn oracle(
                     r.longest_wait_now_ms = Some(r.longest_wait_now_ms.map_or(w, |m| m.max(w)));
                 }
                 (true, None) => r.talking_now += 1,
-                (true, Some(rx)) if !ev.wrapup.is_some_and(dl) && now < handle_due(seg, rx) => {
-                    r.in_acw_now += 1;
-                }
+                (true, Some(_)) if !wrapup_in && !timed_out => r.in_acw_now += 1,
                 _ => {}
             }
         }
@@ -207,14 +214,8 @@ pub fn oracle(
     o
 }
 
-/// When a segment without wrap-up completes: its timeout runs in the source's clock, from its end,
-/// but never before the grace since the end arrived.
-fn handle_due(seg: &Seg, end_rx: i64) -> i64 {
-    (seg.end + WRAPUP_TIMEOUT_MS).max(end_rx + GRACE_MS)
-}
-
 /// True when the events received so far are transiently misleading (see the module docs).
-pub fn ambiguous(truth: &Truth, first_rx: &[Option<i64>]) -> bool {
+pub fn ambiguous(truth: &Truth, first_rx: &[Option<i64>], now: i64) -> bool {
     let dl = |e: usize| first_rx[e].is_some();
     truth.call_segs.iter().any(|segs| {
         let any_start = segs.iter().any(|&s| dl(truth.seg_ev[s].start));
@@ -233,6 +234,9 @@ pub fn ambiguous(truth: &Truth, first_rx: &[Option<i64>]) -> bool {
                 (segs.len() > 1 && !started && any_start && ev.all.iter().any(|&e| dl(e)))
                     || (started && ev.answer.is_some_and(|a| !dl(a)) && dl(ev.end))
                     || (ev.wrapup.is_some_and(dl) && !ev.all.iter().all(|&e| dl(e)))
+                    || (dl(ev.end)
+                        && now >= truth.segs[s].end + WRAPUP_TIMEOUT_MS
+                        && ev.all.iter().any(|&e| !dl(e) && Some(e) != ev.wrapup))
             })
     })
 }

@@ -12,6 +12,9 @@ use crate::truth::{Delivery, Model, Override, Params, Seg, Truth};
 use crate::{BASE_MS, FORMULAS};
 
 const MAX_DELAY_MS: i64 = 1_500;
+/// Time between two deliveries of a backfill: a whole scenario arrives well within the reorder
+/// grace, as from an import.
+const BACKFILL_STEP_MS: i64 = 1;
 /// Queues q0..q2 are configured; qx takes the defaults.
 const QUEUES: [&str; 4] = ["q0", "q1", "q2", "qx"];
 const AGENTS: [&str; 3] = ["alice", "bob", "carol"];
@@ -72,6 +75,9 @@ pub struct Scenario {
     /// (after how many deliveries, where between that delivery and the next, per mille).
     moments: Vec<(Index, i64)>,
     restart: Option<Index>,
+    /// A backfill: every event arrives this long after the latest timestamp of the scenario, in
+    /// the same order as in real time, [`BACKFILL_STEP_MS`] apart.
+    backfill: Option<i64>,
 }
 
 fn layout_seg(spec: &SegSpec, call_id: &str, start: i64) -> Seg {
@@ -208,6 +214,12 @@ pub fn build(s: &Scenario) -> Built {
         tagged.push((rx_of[e] + extra, true, e));
     }
     tagged.sort_unstable();
+    if let Some(lag) = s.backfill {
+        let t0 = truth.events.iter().map(|e| e.ts_ms).max().unwrap_or(base) + lag;
+        for (i, t) in tagged.iter_mut().enumerate() {
+            t.0 = t0 + i as i64 * BACKFILL_STEP_MS;
+        }
+    }
     let deliveries: Vec<Delivery> = tagged
         .iter()
         .map(|&(rx, _, ev)| Delivery { rx, ev })
@@ -341,9 +353,22 @@ pub fn scenario_strategy() -> impl Strategy<Value = Scenario> {
         prop::collection::vec((any::<Index>(), extra), 0..=12),
         prop::collection::vec((any::<Index>(), 0i64..=1000), 1..=8),
         prop::option::of(any::<Index>()),
+        // Mostly real time; else a backfill of calls that are 10 minutes old (in every window
+        // but the shortest), or 5 hours old (older than `max_call_duration`).
+        prop_oneof![3 => Just(None), 1 => Just(Some(600_000i64)), 1 => Just(Some(5 * 3_600_000i64))],
     )
         .prop_map(
-            |(base_offset_ms, spread_ms, defaults, overrides, calls, dups, moments, restart)| {
+            |(
+                base_offset_ms,
+                spread_ms,
+                defaults,
+                overrides,
+                calls,
+                dups,
+                moments,
+                restart,
+                backfill,
+            )| {
                 Scenario {
                     base_offset_ms,
                     spread_ms,
@@ -353,6 +378,7 @@ pub fn scenario_strategy() -> impl Strategy<Value = Scenario> {
                     dups,
                     moments,
                     restart,
+                    backfill,
                 }
             },
         )
