@@ -185,6 +185,8 @@ impl Tail {
             self.open(&mut chunk)?;
             chunk.more = true;
             chunk.position = self.position();
+            // Resuming: the position stays the stored one until the replay has reached it.
+            chunk.replay = self.replay_to > 0;
             return Ok(chunk);
         }
         let Some(cur) = self.current.as_mut() else {
