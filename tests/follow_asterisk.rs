@@ -42,6 +42,15 @@ fn append(path: &Path, text: &str) {
         .expect("append to the queue_log");
 }
 
+/// Empties the file in place (same inode), as `: > queue_log` or `copytruncate` do.
+fn truncate(path: &Path) {
+    OpenOptions::new()
+        .write(true)
+        .open(path)
+        .and_then(|f| f.set_len(0))
+        .expect("truncate the queue_log");
+}
+
 /// The source's entry in `status --json`.
 fn source(d: &Daemon) -> Value {
     let st = d.status();
@@ -217,12 +226,7 @@ fn rotation_drains_the_renamed_file_then_truncation_and_copytruncate_count_each_
     let (d, log) = follower("");
     append(&log, &a.concat());
     wait_position(&d, a.concat().len());
-    OpenOptions::new()
-        .write(true)
-        .open(&log)
-        .unwrap()
-        .set_len(0)
-        .unwrap();
+    truncate(&log);
     wait_source(&d, "the truncation", |s| s["truncations"] == 1);
     append(&log, &format!("{}{}", b.concat(), c.concat()));
     assert_counted_once(&d);
@@ -238,12 +242,7 @@ fn rotation_drains_the_renamed_file_then_truncation_and_copytruncate_count_each_
     d.signal("STOP");
     append(&log, &b.concat());
     std::fs::copy(&log, log.with_file_name("queue_log.1")).unwrap();
-    OpenOptions::new()
-        .write(true)
-        .open(&log)
-        .unwrap()
-        .set_len(0)
-        .unwrap();
+    truncate(&log);
     append(&log, &c.concat());
     d.signal("CONT");
     assert_counted_once(&d);

@@ -309,10 +309,9 @@ impl Tail {
                 };
                 self.replay_to = stored.offset;
             } else {
+                // A copy beside (copytruncate while the daemon was down) may hold the rest.
                 chunk.notes.push(Note::Replaced);
-                if stored.file != id {
-                    read_from_copy(&self.path, id, stored.offset, stored.first_line, chunk)?;
-                }
+                read_from_copy(&self.path, id, stored.offset, stored.first_line, chunk)?;
             }
         }
         self.current = Some(cur);
