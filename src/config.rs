@@ -355,6 +355,36 @@ fn default_backoff_cap() -> Millis {
     Millis::secs(300)
 }
 
+/// What an in-daemon source reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceKind {
+    /// An Asterisk `queue_log` file, followed as it grows and across rotations.
+    AsteriskQueueLog,
+}
+
+/// One `[[sources]]` entry: a PBX source the daemon reads itself (see docs/sources.md).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    /// Unique name; prefixes the source's call ids (`<name>:<uniqueid>`) and keys its stored
+    /// position.
+    pub name: String,
+    pub kind: SourceKind,
+    /// The file followed, e.g. `/var/log/asterisk/queue_log`.
+    pub path: PathBuf,
+    /// What a `WITHDRAW` line ends a segment as: `exit` or `callback`.
+    #[serde(default)]
+    pub withdraw: crate::sources::asterisk::WithdrawAs,
+    /// How often the file is looked at for new lines.
+    #[serde(default = "default_poll_interval")]
+    pub poll_interval: Millis,
+}
+
+fn default_poll_interval() -> Millis {
+    Millis(250)
+}
+
 /// Per-queue overrides: any key left out takes the `[defaults]` value.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -378,6 +408,8 @@ pub struct Config {
     pub queues: BTreeMap<String, QueueOverride>,
     pub upstream: UpstreamConfig,
     pub exposition: ExpositionConfig,
+    /// PBX sources read inside the daemon (`[[sources]]`).
+    pub sources: Vec<SourceConfig>,
 }
 
 impl Config {
@@ -685,6 +717,45 @@ mod tests {
         assert_eq!(p.threshold, Millis::secs(30));
         assert_eq!(p.formula, Formula::Answered);
         assert_eq!(cfg.queue_params("other").formula, Formula::Offered);
+    }
+
+    #[test]
+    fn sources_are_strict_and_their_names_unique_and_plain() {
+        let ok = parse(
+            "[[sources]]\nname = \"pbx1\"\nkind = \"asterisk_queue_log\"\npath = \"/var/log/asterisk/queue_log\"\n",
+        )
+        .unwrap();
+        assert_eq!(ok.sources.len(), 1);
+        assert_eq!(ok.sources[0].poll_interval, Millis(250));
+        assert_eq!(
+            ok.sources[0].withdraw,
+            crate::sources::asterisk::WithdrawAs::Exit
+        );
+        let unknown = parse(
+            "[[sources]]\nname = \"a\"\nkind = \"asterisk_queue_log\"\npath = \"/q\"\nfollow = true\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(unknown.contains("follow"), "{unknown}");
+        let kind = parse("[[sources]]\nname = \"a\"\nkind = \"asterisk\"\npath = \"/q\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(kind.contains("asterisk_queue_log"), "{kind}");
+        let text = "[[sources]]\nname = \"a:b\"\nkind = \"asterisk_queue_log\"\npath = \"/q\"\n\n[[sources]]\nname = \"c\"\nkind = \"asterisk_queue_log\"\npath = \"\"\npoll_interval = \"1ms\"\n\n[[sources]]\nname = \"c\"\nkind = \"asterisk_queue_log\"\npath = \"/r\"\n";
+        let Err(ConfigError::Invalid { problems, .. }) = parse(text) else {
+            panic!("accepted")
+        };
+        let keys: Vec<(&str, Option<usize>)> =
+            problems.iter().map(|p| (p.key.as_str(), p.line)).collect();
+        assert_eq!(
+            keys,
+            [
+                ("sources.0.name", Some(2)),
+                ("sources.1.path", Some(9)),
+                ("sources.1.poll_interval", Some(10)),
+                ("sources.2.name", Some(13)),
+            ]
+        );
     }
 
     #[test]

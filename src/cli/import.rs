@@ -197,7 +197,7 @@ fn read_file(
             break;
         }
         if out.fingerprint.is_none() {
-            let fp = fingerprint(&line);
+            let fp = crate::sources::fingerprint(&line);
             out.fingerprint = Some(fp);
             done_before = ledger.imported(fp);
         }
@@ -269,14 +269,6 @@ impl Batch {
         let n = std::mem::take(&mut self.n);
         (std::mem::take(&mut self.bytes), n)
     }
-}
-
-/// FNV-1a, 64 bits, of a file's first complete line: its epoch and uniqueid (or the queue's
-/// start line's epoch) name the file whatever later grows, gets rotated or compressed.
-fn fingerprint(first_line: &[u8]) -> u64 {
-    first_line.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
-    })
 }
 
 /// Files imported before: fingerprint → bytes of complete lines acknowledged.

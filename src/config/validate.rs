@@ -211,6 +211,44 @@ impl Config {
                 );
             }
         }
+        let mut names = std::collections::BTreeSet::new();
+        for (i, s) in self.sources.iter().enumerate() {
+            let key = |k: &str| format!("sources.{i}.{k}");
+            let plain = s
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.');
+            if s.name.is_empty() || s.name.len() > 32 || !plain {
+                bad(
+                    &key("name"),
+                    format!("source name `{}` must be 1 to 32 letters, digits, `_`, `-` or `.` (it prefixes the source's call ids as `name:id`)", s.name),
+                );
+            } else if !names.insert(s.name.as_str()) {
+                bad(
+                    &key("name"),
+                    format!("source name `{}` is used twice; each source needs its own, so their call ids never collide", s.name),
+                );
+            }
+            if s.path.file_name().is_none() {
+                bad(
+                    &key("path"),
+                    format!(
+                        "source `{}`: `{}` is not a file path",
+                        s.name,
+                        s.path.display()
+                    ),
+                );
+            }
+            if s.poll_interval.0 < 50 || s.poll_interval.0 > 10_000 {
+                bad(
+                    &key("poll_interval"),
+                    format!(
+                        "source `{}`: {} must be from 50ms to 10s",
+                        s.name, s.poll_interval
+                    ),
+                );
+            }
+        }
         for (prefix, p) in std::iter::once(("defaults".to_string(), self.defaults)).chain(
             self.queues
                 .keys()

@@ -22,6 +22,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use crate::config::LimitsConfig;
 use crate::engine::{DimKind, EngineStats, MetricsQuery, MetricsRow, OpenSegment};
 use crate::ingest::IngestCounters;
+use crate::sources::follow::SourceStatus;
 use crate::upstream::{RecordKind, SinkStatus};
 
 /// 1: body as a named map; 2: body as a compact blob.
@@ -114,6 +115,9 @@ pub struct StatusReport {
     pub limits: LimitsConfig,
     #[serde(default)]
     pub upstream: UpstreamStatus,
+    /// The in-daemon sources (`[[sources]]`), in config order.
+    #[serde(default)]
+    pub sources: Vec<SourceStatus>,
 }
 
 /// Upstream shipping as `status` shows it.

@@ -301,6 +301,7 @@ mod tests {
             },
             limits: LimitsConfig::default(),
             upstream: Default::default(),
+            sources: Vec::new(),
         }
     }
 

@@ -4,6 +4,7 @@
 //! only, so a replay sees the same sequence of events and times), the checkpoints that fold the
 //! log into the store's slices, and recovery from them.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,6 +17,7 @@ use crate::config::Config;
 use crate::engine::{Engine, Rejection, StatePart};
 use crate::event::{Event, EventKind};
 use crate::ingest::{ItemResult, Refusal, Submission};
+use crate::store::group::SourceMark;
 use crate::store::{group, Store, StoreError};
 
 /// Most events grouped into one store write and flush.
@@ -33,17 +35,35 @@ pub(super) struct CheckpointState {
     pub(super) events_since: u64,
 }
 
+/// What a start rebuilds from the store.
+pub(super) struct Recovery {
+    pub(super) engine: Engine,
+    /// Events replayed from the log.
+    pub(super) replayed: u64,
+    /// The last log group applied.
+    pub(super) last: u64,
+    /// Each in-daemon source's position as of that group (source name → position).
+    pub(super) marks: SourceMarks,
+}
+
+/// Source name → its position as stored with the last of its events.
+pub(super) type SourceMarks = BTreeMap<String, Vec<u8>>;
+
 /// Rebuilds the engine from the last checkpoint and replays the logged groups after it; migrates
-/// a store of the first layout. Returns the engine, the events replayed and the last group
-/// applied.
-pub(super) async fn recover_engine(
-    cfg: &Config,
-    store: &Store,
-) -> Result<(Engine, u64, u64), DaemonError> {
+/// a store of the first layout. The sources' positions are the checkpoint's, then each replayed
+/// group's.
+pub(super) async fn recover_engine(cfg: &Config, store: &Store) -> Result<Recovery, DaemonError> {
     if store.needs_migration()? {
-        return migrate(cfg, store).await;
+        let (engine, replayed, last) = migrate(cfg, store).await?;
+        return Ok(Recovery {
+            engine,
+            replayed,
+            last,
+            marks: SourceMarks::new(),
+        });
     }
     let r = store.recover()?;
+    let mut marks = store.source_marks()?;
     let mut engine = Engine::restore(cfg, r.slices, r.state.as_deref())?;
     let mut replayed = 0u64;
     let mut last = r.checkpoint_seq;
@@ -54,8 +74,16 @@ pub(super) async fn recover_engine(
         engine.apply_group(&events, g.rx_ms);
         replayed += g.events.len() as u64;
         last = seq;
+        for m in g.marks {
+            marks.insert(m.source, m.position);
+        }
     }
-    Ok((engine, replayed, last))
+    Ok(Recovery {
+        engine,
+        replayed,
+        last,
+        marks,
+    })
 }
 
 /// Rebuilds the engine from a store of the first layout and rewrites it in this layout.
@@ -227,19 +255,38 @@ async fn commit_group(shared: &Shared, subs: Vec<Submission>) {
         }
         rx_ms
     };
-    if !admitted.is_empty() {
+    // A source's position goes into the group with its events, even when it has none left (its
+    // lines were skipped or its events refused one by one): the lines are done with either way.
+    let marks: Vec<SourceMark> = if room.is_ok() {
+        subs.iter()
+            .filter_map(|s| s.mark.as_ref().map(|m| m.mark.clone()))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let mut stored: Result<(), Refusal> = room.as_ref().copied().map_err(refusal);
+    if !admitted.is_empty() || !marks.is_empty() {
         let events = admitted.iter().map(|&(si, ei)| &subs[si].events[ei]);
-        match persist(shared, rx_ms, events.clone()).await {
+        match persist(shared, rx_ms, events.clone(), &marks).await {
             Ok(seq) => {
                 let events: Vec<&Event> = events.collect();
                 let mut engine = lock(&shared.engine);
                 engine.apply_group(&events, rx_ms);
-                // Under the engine lock, so a checkpoint never sees the events without their seq.
+                // Under the engine lock, so a checkpoint never sees the events without their seq,
+                // nor a source's position without the events it covers.
                 shared.applied_seq.store(seq, Ordering::SeqCst);
+                {
+                    let mut held = lock(&shared.source_marks);
+                    for m in marks {
+                        held.insert(m.source, m.position);
+                    }
+                }
                 drop(engine);
-                lock(&shared.checkpoint).events_since += admitted.len() as u64;
+                // A group of marks alone counts as one, so that a checkpoint folds it in time.
+                lock(&shared.checkpoint).events_since += admitted.len().max(1) as u64;
             }
             Err(e) => {
+                stored = Err(refusal(&e));
                 error!(
                     "storing {} events failed: {e}; they were refused",
                     admitted.len()
@@ -258,6 +305,9 @@ async fn commit_group(shared: &Shared, subs: Vec<Submission>) {
     for (sub, r) in subs.into_iter().zip(results) {
         // The connection may be gone; its events are stored all the same.
         let _ = sub.reply.send(r);
+        if let Some(m) = sub.mark {
+            let _ = m.stored.send(stored.clone());
+        }
     }
     shared.ingest.update(|c| c.events_accepted += accepted);
 }
@@ -282,13 +332,14 @@ fn refusal(e: &StoreError) -> Refusal {
     }
 }
 
-/// Writes one group and flushes it; returns its sequence number.
+/// Writes one group (events and source marks) and flushes it; returns its sequence number.
 async fn persist<'a>(
     shared: &Shared,
     rx_ms: i64,
     events: impl IntoIterator<Item = &'a Event> + Clone,
+    marks: &[SourceMark],
 ) -> Result<u64, StoreError> {
-    let bytes = group::encode(rx_ms, events);
+    let bytes = group::encode_with_marks(rx_ms, events, marks);
     let seq = shared.store.append(&bytes)?;
     shared.store.flush().await?;
     Ok(seq)
@@ -323,16 +374,18 @@ pub(super) async fn checkpoint(shared: &Shared) -> Result<(), StoreError> {
     // what frees the log): intake stops early enough to leave it room (`Store::reserve_bytes`).
     *lock(&shared.store_size) = shared.store.size_on_disk();
     maybe_compact(shared, true);
-    let (seq, dirty, rest_estimate) = {
+    let (seq, marks, dirty, rest_estimate) = {
         let mut engine = lock(&shared.engine);
-        // Taken under the engine lock, between groups: it includes every applied group.
+        // Taken under the engine lock, between groups: it includes every applied group, and the
+        // sources' positions as of the last of them.
         (
             shared.applied_seq.load(Ordering::SeqCst),
+            lock(&shared.source_marks).clone(),
             engine.take_dirty(),
             engine.state_bytes().pending_bytes + engine.state_bytes().remembered_bytes,
         )
     };
-    let result = write_streamed(shared, seq, &dirty, rest_estimate).await;
+    let result = write_streamed(shared, seq, &marks, &dirty, rest_estimate).await;
     match &result {
         Ok(()) => {
             let mut c = lock(&shared.checkpoint);
@@ -350,6 +403,7 @@ pub(super) async fn checkpoint(shared: &Shared) -> Result<(), StoreError> {
 async fn write_streamed(
     shared: &Shared,
     seq: u64,
+    marks: &SourceMarks,
     dirty: &[(crate::engine::Tier, i64)],
     rest_estimate: u64,
 ) -> Result<(), StoreError> {
@@ -367,5 +421,5 @@ async fn write_streamed(
         part = lock(&shared.engine).encode_state_part(p, 1 << 20, &mut piece);
         w.state_piece(&piece).await?;
     }
-    w.commit(seq).await
+    w.commit_with_marks(seq, marks).await
 }

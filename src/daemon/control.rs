@@ -100,6 +100,9 @@ pub(super) fn reload(shared: &Shared) -> Response {
     if new.upstream.sinks != cfg.upstream.sinks || new.upstream.host_id != cfg.upstream.host_id {
         notes.push("upstream sinks and host_id only change on restart".to_string());
     }
+    if new.sources != cfg.sources {
+        notes.push("sources only change on restart".to_string());
+    }
     if new.exposition != cfg.exposition {
         notes.push("the /metrics listener (exposition) only changes on restart".to_string());
     }
@@ -223,5 +226,6 @@ pub(super) fn status(shared: &Shared) -> StatusReport {
         },
         limits: cfg.limits.clone(),
         upstream: upstream_status(shared),
+        sources: super::sources::statuses(shared),
     }
 }

@@ -5,6 +5,7 @@
 mod commit;
 mod control;
 mod exposition;
+mod sources;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -74,7 +75,8 @@ pub enum DaemonError {
 /// Rebuilds the engine from the store as a start does (migrating a store of the first layout):
 /// the engine, the events replayed from the log, and the last log group applied.
 pub async fn recover(cfg: &Config, store: &Store) -> Result<(Engine, u64, u64), DaemonError> {
-    recover_engine(cfg, store).await
+    let r = recover_engine(cfg, store).await?;
+    Ok((r.engine, r.replayed, r.last))
 }
 
 /// Wall-clock time in epoch milliseconds: the only clock the daemon reads.
@@ -92,6 +94,8 @@ struct Shared {
     closer: tokio::sync::Mutex<Closer>,
     host_id: String,
     sinks: Vec<SinkHandle>,
+    /// The in-daemon sources (`[[sources]]`).
+    sources: Vec<sources::SourceHandle>,
     ingest: Arc<IngestStats>,
     /// The event, control and admin sockets as `status` names them (a path, or "passed by
     /// systemd").
@@ -105,6 +109,8 @@ struct Shared {
     checkpoint_gate: tokio::sync::Mutex<()>,
     /// The last log group applied to the engine: what a checkpoint includes.
     applied_seq: AtomicU64,
+    /// Each in-daemon source's position as of that group (changed under the engine lock).
+    source_marks: Mutex<commit::SourceMarks>,
     /// Rung when a store write fails: sled takes no more writes until reopened.
     store_failed: Notify,
     /// Asks the committer for a checkpoint now (only it may write one while it runs).
@@ -222,7 +228,12 @@ pub async fn run(
     }
     create_parent(&cfg.store.path.join("x"))?;
     let store = Store::open(&cfg.store.path, cfg.store.cache_bytes, cfg.store.max_bytes)?;
-    let (mut engine, replayed, applied_seq) = recover_engine(&cfg, &store).await?;
+    let commit::Recovery {
+        mut engine,
+        replayed,
+        last: applied_seq,
+        marks,
+    } = recover_engine(&cfg, &store).await?;
     engine.advance(wall_ms().max(engine.now_ms()));
     let stats = engine.stats();
     info!(
@@ -301,6 +312,7 @@ pub async fn run(
         closer: tokio::sync::Mutex::new(closer),
         host_id,
         sinks,
+        sources: cfg.sources.iter().map(sources::SourceHandle::new).collect(),
         ingest: Arc::new(IngestStats::default()),
         sockets: (
             socket_label(&cfg.ingest.socket, own_events),
@@ -316,6 +328,7 @@ pub async fn run(
         }),
         checkpoint_gate: tokio::sync::Mutex::new(()),
         applied_seq: AtomicU64::new(applied_seq),
+        source_marks: Mutex::new(marks),
         store_failed: Notify::new(),
         checkpoint_now: checkpoint_tx,
         rate: Mutex::new(RateMark {
@@ -349,6 +362,8 @@ pub async fn run(
     if let Some(l) = tcp_listener {
         ingest_tasks.push(tokio::spawn(serve_tcp(l, ctx.clone(), shutdown_rx.clone())));
     }
+    // Sources hand events to the committer like connections, and stop before it.
+    ingest_tasks.extend(sources::spawn(&shared, &ctx, &shutdown_rx));
     drop(ctx);
     let control = tokio::spawn(server::serve(
         control_listener,

@@ -375,4 +375,23 @@ fn health(e: &mut Exposition, st: &StatusReport) {
                 .map(|s| (vec![("sink", s.name.as_str())], f(s) as f64)),
         );
     }
+    simple(
+        e,
+        "callmetrics_source_lines_total",
+        Counter,
+        "Lines an in-daemon source read since the daemon started.",
+        st.sources
+            .iter()
+            .map(|s| (vec![("source", s.name.as_str())], s.lines_read as f64)),
+    );
+    simple(
+        e,
+        "callmetrics_source_lag_seconds",
+        Gauge,
+        "Now minus the time of the last line an in-daemon source read (absent before its first line).",
+        st.sources.iter().filter_map(|s| {
+            s.lag_seconds
+                .map(|lag| (vec![("source", s.name.as_str())], lag))
+        }),
+    );
 }

@@ -91,6 +91,17 @@ pub struct Submission {
     pub reply: oneshot::Sender<Vec<ItemResult>>,
     /// This submission's share of the events allowed in flight; released when it is dropped.
     pub in_flight: tokio::sync::OwnedSemaphorePermit,
+    /// From an in-daemon source: its new position, stored in the same write as the events.
+    pub mark: Option<MarkSubmission>,
+}
+
+/// A source's position submitted with its events: the committer writes it in the group that
+/// holds them (even when every event was refused on its own, or there were none), and says
+/// whether that group is durable.
+pub struct MarkSubmission {
+    pub mark: crate::store::group::SourceMark,
+    /// `Ok` once the group holding the mark is durable; the refusal of the whole group otherwise.
+    pub stored: oneshot::Sender<Result<(), Refusal>>,
 }
 
 /// Most events decoded and waiting for the committer at once, over all connections: two full

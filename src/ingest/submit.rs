@@ -82,6 +82,7 @@ pub(super) async fn submit_decoded(
         events,
         reply: reply_tx,
         in_flight,
+        mark: None,
     };
     // `send` waits while the committer is busy: that is the back-pressure on fast clients.
     match or_stop(ctx.submit.send(submission), shutdown, pending).await {

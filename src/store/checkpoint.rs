@@ -9,7 +9,8 @@
 //! manifest names are removed at the next open.
 //!
 //! Keys: `M`+chunk (manifest), `S`+slice key+generation+chunk (slices), `V`+generation+chunk
-//! (state), `m:checkpoint_seq`.
+//! (state), `m:checkpoint_seq`, `p:`+source name (the position of an in-daemon source as of the
+//! checkpoint's last group, written in the committing batch: see `group::SourceMark`).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -19,6 +20,8 @@ use super::trees::{apply_batch, seq_of, split_chunks, LOG_TREE};
 use super::{Store, StoreError, CHUNK, META_SEQ, SEGMENT_BYTES};
 
 const MANIFEST: u8 = b'M';
+/// Prefix of a source's position.
+const SOURCE_MARK: &[u8] = b"p:";
 const SLICE: u8 = b'S';
 const STATE: u8 = b'V';
 /// Most bytes handed to sled in one batch while a checkpoint is written.
@@ -167,6 +170,12 @@ fn state_chunk_key(gen: u64, i: u32) -> Vec<u8> {
     k
 }
 
+fn source_mark_key(name: &str) -> Vec<u8> {
+    let mut k = SOURCE_MARK.to_vec();
+    k.extend_from_slice(name.as_bytes());
+    k
+}
+
 fn manifest_key(i: u16) -> [u8; 3] {
     let b = i.to_be_bytes();
     [MANIFEST, b[0], b[1]]
@@ -278,6 +287,21 @@ impl CheckpointWriter<'_> {
     /// supersedes and those groups.
     pub async fn commit(self, seq: u64) -> Result<(), StoreError> {
         self.commit_with(seq, |_| {}).await
+    }
+
+    /// [`CheckpointWriter::commit`], with the sources' positions as of group `seq` (source name
+    /// → position) in the committing batch: the log groups that carried them are deleted after.
+    pub async fn commit_with_marks(
+        self,
+        seq: u64,
+        marks: &BTreeMap<String, Vec<u8>>,
+    ) -> Result<(), StoreError> {
+        self.commit_with(seq, |batch| {
+            for (name, position) in marks {
+                batch.insert(source_mark_key(name), &position[..]);
+            }
+        })
+        .await
     }
 
     async fn commit_with(
@@ -427,6 +451,18 @@ impl Store {
         })
     }
 
+    /// The sources' positions as of the last checkpoint (source name → position); the log
+    /// groups after it may carry newer ones.
+    pub fn source_marks(&self) -> Result<BTreeMap<String, Vec<u8>>, StoreError> {
+        let mut out = BTreeMap::new();
+        for kv in self.t()?.state.scan_prefix(SOURCE_MARK) {
+            let (k, v) = kv?;
+            let name = String::from_utf8_lossy(&k[SOURCE_MARK.len()..]).into_owned();
+            out.insert(name, v.to_vec());
+        }
+        Ok(out)
+    }
+
     pub(super) fn checkpoint_seq(&self) -> Result<u64, StoreError> {
         match self.t()?.state.get(META_SEQ)? {
             None => Ok(0),
@@ -562,6 +598,22 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn source_marks_are_committed_with_the_checkpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("s"), 1 << 20, 1 << 30).unwrap();
+        assert!(s.source_marks().unwrap().is_empty());
+        s.append(b"g1").unwrap();
+        let mut marks = BTreeMap::new();
+        marks.insert("pbx1".to_string(), vec![1, 2, 3]);
+        let w = s.begin_checkpoint(0).unwrap();
+        w.commit_with_marks(1, &marks).await.unwrap();
+        drop(s);
+        let s = Store::open(&dir.path().join("s"), 1 << 20, 1 << 30).unwrap();
+        assert_eq!(s.source_marks().unwrap(), marks);
+        assert_eq!(s.logged_groups(), 0);
+    }
 
     #[test]
     fn the_manifest_round_trips() {

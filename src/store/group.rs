@@ -2,6 +2,12 @@
 //! a table of the distinct strings (call ids, queue, agent and channel names, tags), then each
 //! event as a header byte, string numbers and a timestamp delta. A complete call (four events)
 //! takes about fifty bytes, most of it its call id, written once.
+//!
+//! Version 2 adds, after the events, the *source marks* of the group: for each in-daemon source
+//! whose lines produced events of the group, its name and its new file position (opaque bytes,
+//! see `sources::follow::Position`). Being in the same value as the events, a mark is durable in
+//! the same write, so a restart resumes exactly after the lines whose events are stored. A group
+//! without marks is written as version 1.
 
 use std::collections::HashMap;
 
@@ -10,16 +16,28 @@ use thiserror::Error;
 use crate::event::{ByteCode, EndReason, Event, EventKind};
 
 const VERSION: u8 = 1;
+/// A group followed by source marks.
+const VERSION_MARKS: u8 = 2;
 
 #[derive(Debug, Error)]
 #[error("a logged event group cannot be decoded: {0}")]
 pub struct GroupError(&'static str);
 
-/// A decoded group: when the engine took it, and its events in order.
+/// A decoded group: when the engine took it, its events in order, and the source marks
+/// written with them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Group {
     pub rx_ms: i64,
     pub events: Vec<Event>,
+    pub marks: Vec<SourceMark>,
+}
+
+/// A source's position, stored with the events its lines produced: the source's name and its
+/// position as the source encodes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceMark {
+    pub source: String,
+    pub position: Vec<u8>,
 }
 
 fn put_u64(out: &mut Vec<u8>, mut v: u64) {
@@ -42,6 +60,15 @@ const HAS_REASON: u8 = 1 << 7;
 
 /// Encodes the events of one group, received at `rx_ms`.
 pub fn encode<'a>(rx_ms: i64, events: impl IntoIterator<Item = &'a Event> + Clone) -> Vec<u8> {
+    encode_with_marks(rx_ms, events, &[])
+}
+
+/// Encodes the events of one group, received at `rx_ms`, followed by source marks.
+pub fn encode_with_marks<'a>(
+    rx_ms: i64,
+    events: impl IntoIterator<Item = &'a Event> + Clone,
+    marks: &[SourceMark],
+) -> Vec<u8> {
     let mut strings: HashMap<&'a str, u64> = HashMap::new();
     let mut table: Vec<&'a str> = Vec::new();
     let mut intern = |s: &'a str, strings: &mut HashMap<&'a str, u64>| -> u64 {
@@ -96,7 +123,11 @@ pub fn encode<'a>(rx_ms: i64, events: impl IntoIterator<Item = &'a Event> + Clon
     }
     let mut out =
         Vec::with_capacity(body.len() + table.iter().map(|s| s.len() + 1).sum::<usize>() + 16);
-    out.push(VERSION);
+    out.push(if marks.is_empty() {
+        VERSION
+    } else {
+        VERSION_MARKS
+    });
     put_i64(&mut out, rx_ms);
     put_u64(&mut out, table.len() as u64);
     for s in &table {
@@ -105,6 +136,15 @@ pub fn encode<'a>(rx_ms: i64, events: impl IntoIterator<Item = &'a Event> + Clon
     }
     put_u64(&mut out, n);
     out.extend_from_slice(&body);
+    if !marks.is_empty() {
+        put_u64(&mut out, marks.len() as u64);
+        for m in marks {
+            put_u64(&mut out, m.source.len() as u64);
+            out.extend_from_slice(m.source.as_bytes());
+            put_u64(&mut out, m.position.len() as u64);
+            out.extend_from_slice(&m.position);
+        }
+    }
     out
 }
 
@@ -138,21 +178,26 @@ impl<'a> Reader<'a> {
         usize::try_from(self.u64()?).map_err(|_| GroupError("length out of range"))
     }
 
-    fn str(&mut self) -> Result<&'a str, GroupError> {
+    fn bytes(&mut self) -> Result<&'a [u8], GroupError> {
         let n = self.usize()?;
         if n > self.0.len() {
             return Err(GroupError("truncated string"));
         }
         let (s, rest) = self.0.split_at(n);
         self.0 = rest;
-        std::str::from_utf8(s).map_err(|_| GroupError("a string is not UTF-8"))
+        Ok(s)
+    }
+
+    fn str(&mut self) -> Result<&'a str, GroupError> {
+        std::str::from_utf8(self.bytes()?).map_err(|_| GroupError("a string is not UTF-8"))
     }
 }
 
 /// Decodes one group.
 pub fn decode(bytes: &[u8]) -> Result<Group, GroupError> {
     let mut r = Reader(bytes);
-    if r.u8()? != VERSION {
+    let version = r.u8()?;
+    if version != VERSION && version != VERSION_MARKS {
         return Err(GroupError("unknown group version"));
     }
     let rx_ms = r.i64()?;
@@ -213,10 +258,26 @@ pub fn decode(bytes: &[u8]) -> Result<Group, GroupError> {
         }
         events.push(e);
     }
+    let mut marks = Vec::new();
+    if version == VERSION_MARKS {
+        let nm = r.usize()?;
+        if nm > bytes.len() {
+            return Err(GroupError("mark count beyond the data"));
+        }
+        for _ in 0..nm {
+            let source = r.str()?.to_string();
+            let position = r.bytes()?.to_vec();
+            marks.push(SourceMark { source, position });
+        }
+    }
     if !r.0.is_empty() {
         return Err(GroupError("trailing bytes"));
     }
-    Ok(Group { rx_ms, events })
+    Ok(Group {
+        rx_ms,
+        events,
+        marks,
+    })
 }
 
 #[cfg(test)]
@@ -252,7 +313,22 @@ mod tests {
         #[test]
         fn groups_round_trip(rx in any::<i64>(), events in prop::collection::vec(event(), 0..40)) {
             let bytes = encode(rx, &events);
-            prop_assert_eq!(decode(&bytes).unwrap(), Group { rx_ms: rx, events });
+            prop_assert_eq!(decode(&bytes).unwrap(), Group { rx_ms: rx, events, marks: Vec::new() });
+        }
+
+        #[test]
+        fn groups_with_marks_round_trip(
+            rx in any::<i64>(),
+            events in prop::collection::vec(event(), 0..10),
+            marks in prop::collection::vec(("[a-z]{1,8}", prop::collection::vec(any::<u8>(), 0..40)), 1..3),
+        ) {
+            let marks: Vec<SourceMark> = marks
+                .into_iter()
+                .map(|(source, position)| SourceMark { source, position })
+                .collect();
+            let bytes = encode_with_marks(rx, &events, &marks);
+            prop_assert_eq!(bytes[0], VERSION_MARKS);
+            prop_assert_eq!(decode(&bytes).unwrap(), Group { rx_ms: rx, events, marks });
         }
 
         #[test]

@@ -10,6 +10,7 @@
 //! - [`cli`] runs a client subcommand and returns its output; [`run_to_exit`] runs any command
 //!   with a time limit.
 //! - [`http`] is a real HTTP receiver with scripted faults, for the upstream tests and bench.
+//! - [`asterisk`] is the `queue_log` fixture and its calls counted by hand.
 //!
 //! [`Daemon`] is in `daemon.rs`, the socket clients in `conn.rs`; both are re-exported here.
 //!
@@ -18,6 +19,7 @@
 // Each test binary uses a different subset of these helpers.
 #![allow(dead_code)]
 
+pub mod asterisk;
 mod conn;
 mod daemon;
 pub mod http;

@@ -104,5 +104,26 @@ pub(super) fn report() -> StatusReport {
         },
         limits: LimitsConfig::default(),
         upstream: Default::default(),
+        sources: vec![crate::sources::follow::SourceStatus {
+            name: "pbx1".into(),
+            kind: "asterisk_queue_log".into(),
+            path: "/var/log/asterisk/queue_log".into(),
+            state: crate::sources::follow::SourceState::Following,
+            inode: 77,
+            position: 4096,
+            backlog_bytes: 120,
+            lines_read: 40,
+            events_mapped: 30,
+            events_stored: 28,
+            events_refused: BTreeMap::from([("clock_ahead".into(), 2)]),
+            skipped: BTreeMap::from([(
+                "member_or_config".into(),
+                BTreeMap::from([("ADDMEMBER".into(), 1), ("PAUSE".into(), 2)]),
+            )]),
+            rotations: 1,
+            truncations: 1,
+            lag_seconds: Some(3.2),
+            ..Default::default()
+        }],
     }
 }

@@ -151,6 +151,9 @@ pub(super) fn render_status(r: &StatusReport) -> String {
             ));
         }
     }
+    for src in &r.sources {
+        lines.push(("source", source_line(src)));
+    }
     let width = lines.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
     let mut out = format!(
         "callmetrics {}, up {}\n",
@@ -162,6 +165,60 @@ pub(super) fn render_status(r: &StatusReport) -> String {
         let _ = writeln!(out, "{k:<width$}  {v}");
     }
     out
+}
+
+/// One in-daemon source: what it reads, where it is, how far behind, what it made of the lines.
+fn source_line(s: &crate::sources::follow::SourceStatus) -> String {
+    use crate::sources::follow::SourceState;
+    let state = match s.state {
+        SourceState::Following => "following",
+        SourceState::WaitingForFile => "waiting for the file",
+        SourceState::Error => "error",
+    };
+    let lag = s.lag_seconds.map_or_else(
+        || "no line read yet".to_string(),
+        |l| format!("lag {}", duration((l * 1000.0) as i64)),
+    );
+    let refused: u64 = s.events_refused.values().sum();
+    let refused = if refused == 0 {
+        String::new()
+    } else {
+        format!(", {refused} refused ({})", counts(&s.events_refused))
+    };
+    let skipped: Vec<String> = s
+        .skipped
+        .iter()
+        .map(|(reason, verbs)| {
+            let n: u64 = verbs.values().sum();
+            format!("{reason} {n} ({})", counts(verbs))
+        })
+        .collect();
+    let skipped = if skipped.is_empty() {
+        "none skipped".to_string()
+    } else {
+        format!("skipped {}", skipped.join(", "))
+    };
+    let error = s.last_error.as_ref().map_or_else(String::new, |e| {
+        let ago = s.last_error_ms.map_or_else(String::new, |ms| {
+            format!(" {} ago", duration(crate::daemon::wall_ms() - ms))
+        });
+        format!("; last error{ago}: {}", crate::printable::for_terminal(e))
+    });
+    format!(
+        "{} ({} {}): {state}, byte {} of inode {}, {} not yet read, {lag}; {} lines, {} events ({} stored{refused}); {skipped}; {} rotations, {} truncations, {} replaced{error}",
+        s.name,
+        s.kind,
+        crate::printable::for_terminal(&s.path),
+        s.position,
+        s.inode,
+        bytes(s.backlog_bytes),
+        s.lines_read,
+        s.events_mapped,
+        s.events_stored,
+        s.rotations,
+        s.truncations,
+        s.replaced,
+    )
 }
 
 #[cfg(test)]
@@ -188,6 +245,7 @@ mod tests {
             "last checkpoint 12s ago",
             "line 64.0 KiB",
             "100000 open segments, half-sent input closed after 30s",
+            "pbx1 (asterisk_queue_log /var/log/asterisk/queue_log): following, byte 4096 of inode 77, 120 B not yet read, lag 3s; 40 lines, 30 events (28 stored, 2 refused (clock_ahead 2)); skipped member_or_config 3 (ADDMEMBER 1, PAUSE 2); 1 rotations, 1 truncations, 0 replaced",
         ] {
             assert!(text.contains(want), "missing {want:?} in\n{text}");
         }

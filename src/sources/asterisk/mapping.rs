@@ -51,7 +51,8 @@ const SWEEP_EVERY: u64 = 1 << 16;
 
 /// What WITHDRAW (a caller leaving through the AMI `QueueWithdrawCaller`, e.g. for a callback)
 /// ends a segment as.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum WithdrawAs {
     #[default]
     Exit,
