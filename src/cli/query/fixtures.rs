@@ -10,7 +10,7 @@ use crate::engine::{
 };
 use crate::ingest::IngestCounters;
 
-pub(super) fn query(by: DimKind) -> MetricsQuery {
+pub(in crate::cli) fn query(by: DimKind) -> MetricsQuery {
     MetricsQuery {
         window: Some("15m".into()),
         by,
@@ -18,7 +18,7 @@ pub(super) fn query(by: DimKind) -> MetricsQuery {
     }
 }
 
-pub(super) fn row(key: &str, counts: Agg, realtime: Realtime) -> MetricsRow {
+pub(in crate::cli) fn row(key: &str, counts: Agg, realtime: Realtime) -> MetricsRow {
     MetricsRow {
         window: "15m".into(),
         dimension: DimKind::Queue,
@@ -36,7 +36,7 @@ pub(super) fn row(key: &str, counts: Agg, realtime: Realtime) -> MetricsRow {
 }
 
 /// 10 offered: 8 answered (all within T, 12 s wait each on average), 2 abandoned (not short).
-pub(super) fn busy() -> Agg {
+pub(in crate::cli) fn busy() -> Agg {
     Agg {
         offered: 10,
         answered: 8,

@@ -5,7 +5,7 @@ use super::table::{render_table, truncate, Align};
 use crate::engine::{MetricsQuery, MetricsRow};
 
 /// Keys longer than this are cut so one long agent name cannot push the figures off screen.
-const MAX_KEY_CHARS: usize = 24;
+pub(in crate::cli) const MAX_KEY_CHARS: usize = 24;
 
 pub(super) fn render_metrics(query: &MetricsQuery, rows: &[MetricsRow]) -> String {
     let window = rows
