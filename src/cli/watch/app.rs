@@ -201,7 +201,7 @@ impl App {
             }
             KeyCode::Char('d') => self.select(self.window, (self.dimension + 1) % dimensions),
             KeyCode::Char('D') => {
-                self.select(self.window, (self.dimension + dimensions - 1) % dimensions)
+                self.select(self.window, (self.dimension + dimensions - 1) % dimensions);
             }
             KeyCode::Down | KeyCode::Char('j') => self.scroll_by(true, 1),
             KeyCode::Up | KeyCode::Char('k') => self.scroll_by(false, 1),
@@ -289,13 +289,12 @@ impl App {
         let shown = self.window_name().to_string();
         let window = windows.iter().position(|w| *w == shown);
         self.windows = windows;
-        match window {
-            Some(i) => self.window = i,
-            None => {
-                self.window = 0;
-                self.answer = Answer::Waiting;
-                self.scroll = 0;
-            }
+        if let Some(i) = window {
+            self.window = i;
+        } else {
+            self.window = 0;
+            self.answer = Answer::Waiting;
+            self.scroll = 0;
         }
     }
 

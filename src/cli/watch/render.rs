@@ -7,7 +7,7 @@ use std::time::Instant;
 use ratatui::layout::{Alignment, Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Cell, Paragraph, Row, Table};
+use ratatui::widgets::{Cell, Paragraph, Row, Table, Wrap};
 use ratatui::Frame;
 
 use super::app::{Answer, App, Link, DIMENSIONS};
@@ -20,8 +20,10 @@ use crate::printable::for_terminal;
 
 /// Header lines above the notice: the title, the window and dimension choices.
 const HEADER_LINES: u16 = 2;
-/// Lines of the daemon's state: a headline and its reason.
-const NOTICE_LINES: u16 = 2;
+/// Lines of the daemon's state: a headline and its reason (which may take two lines).
+const NOTICE_LINES: u16 = 3;
+/// Blanks between two columns.
+const COLUMN_SPACING: usize = 2;
 const FOOTER_LINES: u16 = 1;
 /// The table's column titles line.
 const TABLE_HEADER_LINES: u16 = 1;
@@ -97,7 +99,10 @@ pub(super) fn draw(frame: &mut Frame, app: &App, now: Instant) {
     .areas(frame.area());
     frame.render_widget(Paragraph::new(title_line(app)), title);
     frame.render_widget(Paragraph::new(choices_line(app)), choices);
-    frame.render_widget(Paragraph::new(notice_lines(app, now)), notice);
+    frame.render_widget(
+        Paragraph::new(notice_lines(app, now)).wrap(Wrap { trim: false }),
+        notice,
+    );
     draw_table(frame, app, table);
     frame.render_widget(
         Paragraph::new(footer_line(app, table)).style(Style::new().add_modifier(Modifier::DIM)),
@@ -228,10 +233,15 @@ fn draw_table(frame: &mut Frame, app: &App, area: Rect) {
             *w = (*w).max(cell.chars().count());
         }
     }
+    // Columns that do not fit are left out whole, from the right, rather than squeezed until
+    // their titles and figures are cut.
+    let fit = fitting_columns(&widths, usize::from(area.width));
+    widths.truncate(fit);
     let right = |s: String| Cell::from(Line::from(s).alignment(Alignment::Right));
     let header = Row::new(
         std::iter::once(Cell::from(app.dimension().name()))
-            .chain(FIGURES.into_iter().map(|h| right(h.to_string()))),
+            .chain(FIGURES.into_iter().map(|h| right(h.to_string())))
+            .take(fit),
     )
     .style(Style::new().add_modifier(Modifier::BOLD | Modifier::UNDERLINED));
     let shown = rows
@@ -248,7 +258,7 @@ fn draw_table(frame: &mut Frame, app: &App, area: Rect) {
         let mut cells = cells.into_iter();
         let key = cells.next().map(Cell::from);
         let sl = cells.next().map(|s| right(s).style(sl_style));
-        Row::new(key.into_iter().chain(sl).chain(cells.map(right)))
+        Row::new(key.into_iter().chain(sl).chain(cells.map(right)).take(fit))
     });
     let constraints = widths
         .iter()
@@ -256,9 +266,24 @@ fn draw_table(frame: &mut Frame, app: &App, area: Rect) {
     frame.render_widget(
         Table::new(body, constraints)
             .header(header)
-            .column_spacing(2),
+            .column_spacing(COLUMN_SPACING as u16),
         area,
     );
+}
+
+/// How many of the columns `widths` wide fit side by side in `room` cells, the key and the
+/// service level always (a terminal narrower than those cuts them).
+pub(super) fn fitting_columns(widths: &[usize], room: usize) -> usize {
+    let mut used = 0;
+    let mut fit = 0;
+    for (i, w) in widths.iter().enumerate() {
+        used += w + if i == 0 { 0 } else { COLUMN_SPACING };
+        if used > room && i >= 2 {
+            break;
+        }
+        fit = i + 1;
+    }
+    fit
 }
 
 /// The keys, and which rows are shown when they do not all fit.
@@ -407,22 +432,17 @@ mod tests {
     fn the_daemon_away_and_back_is_said_on_screen() {
         let mut app = App::new("/tmp/c.sock".into());
         let t = Instant::now();
-        app.on_fetch(
-            Fetched::Unreachable("cannot reach the callmetrics daemon at /tmp/c.sock".into()),
-            t,
-            "10:00:00",
-        );
-        let (lines, buffer) = rendered(&app, t, 120, 10);
+        let reason = "cannot reach the callmetrics daemon at /tmp/c.sock: Connection refused (the socket file exists but nothing listens)";
+        app.on_fetch(Fetched::Unreachable(reason.into()), t, "10:00:00");
+        let (lines, buffer) = rendered(&app, t, 80, 10);
         assert!(
             lines[2].contains("daemon not reachable since 10:00:00: retrying every 1s (1 try)"),
             "{lines:#?}"
         );
         assert_eq!(buffer[(1, 2)].bg, Color::Red);
-        assert_eq!(
-            lines[3],
-            "cannot reach the callmetrics daemon at /tmp/c.sock"
-        );
-        assert_eq!(lines[4], "no figures while the daemon is not reachable");
+        // The reason is wrapped onto the next line rather than cut.
+        assert_eq!(format!("{} {}", lines[3], lines[4]), reason, "{lines:#?}");
+        assert_eq!(lines[5], "no figures while the daemon is not reachable");
 
         let back = t + Duration::from_secs(65);
         app.on_fetch(
@@ -438,9 +458,45 @@ mod tests {
             lines[2].contains("daemon back at 10:01:05, after 1m05s away"),
             "{lines:#?}"
         );
-        assert_eq!(lines[4], "no traffic in this window");
+        assert_eq!(lines[5], "no traffic in this window");
         let (lines, _) = rendered(&app, back + Duration::from_secs(60), 120, 10);
         assert_eq!(lines[2], "", "{lines:#?}");
+    }
+
+    #[test]
+    fn columns_that_do_not_fit_are_left_out_whole() {
+        // 5 + 2 + 4 + 2 + 8 = 21 for three columns.
+        let widths = [5, 4, 8, 7];
+        assert_eq!(fitting_columns(&widths, 100), 4);
+        assert_eq!(fitting_columns(&widths, 30), 4);
+        assert_eq!(fitting_columns(&widths, 29), 3);
+        assert_eq!(fitting_columns(&widths, 21), 3);
+        assert_eq!(fitting_columns(&widths, 20), 2);
+        // The key and the service level stay, however narrow.
+        assert_eq!(fitting_columns(&widths, 3), 2);
+
+        let mut app = App::new("s".into());
+        let t = Instant::now();
+        app.on_fetch(
+            Fetched::Rows {
+                query: app.query(),
+                rows: vec![support()],
+            },
+            t,
+            "10:00:00",
+        );
+        let (lines, _) = rendered(&app, t, 60, 10);
+        let header = lines.iter().position(|l| l.starts_with("queue")).unwrap();
+        // queue 7, SL % 4, target % 8, offered 7, waiting now 11, longest wait now (s) 20:
+        // 7 + 6 + 10 + 9 + 13 = 45, and the next column would reach 67.
+        assert_eq!(
+            lines[header], "queue    SL %  target %  offered  waiting now",
+            "{lines:#?}"
+        );
+        assert_eq!(
+            lines[header + 1].split_whitespace().collect::<Vec<_>>(),
+            ["support", "80.0", "80.0", "10", "3"]
+        );
     }
 
     #[test]
@@ -460,22 +516,19 @@ mod tests {
         );
         let height = 12;
         app.set_page(visible_rows(height));
-        assert_eq!(visible_rows(height), 6);
+        // Title, choices, three notice lines, the table's titles, the footer.
+        assert_eq!(visible_rows(height), 5);
         app.on_key(ratatui::crossterm::event::KeyEvent::from(
             ratatui::crossterm::event::KeyCode::End,
         ));
         let (lines, _) = rendered(&app, t, 160, height);
-        let keys: Vec<&str> = lines[5..11]
+        let keys: Vec<&str> = lines[6..11]
             .iter()
             .map(|l| l.split_whitespace().next().unwrap_or(""))
             .collect();
-        assert_eq!(
-            keys,
-            ["q14", "q15", "q16", "q17", "q18", "q19"],
-            "{lines:#?}"
-        );
+        assert_eq!(keys, ["q15", "q16", "q17", "q18", "q19"], "{lines:#?}");
         assert!(
-            lines[11].starts_with("rows 15-20 of 20  keys:"),
+            lines[11].starts_with("rows 16-20 of 20  keys:"),
             "{lines:#?}"
         );
     }
