@@ -27,6 +27,8 @@ use crate::engine::MetricsQuery;
 pub(super) const REFRESH: Duration = Duration::from_secs(1);
 /// How long the key reader waits for input before looking whether the loop has ended.
 const INPUT_POLL: Duration = Duration::from_millis(100);
+/// How long the end of the loop waits for the key reader to leave.
+const READER_EXIT: Duration = Duration::from_millis(300);
 
 enum Msg {
     Fetched(Fetched),
@@ -48,9 +50,16 @@ pub(super) async fn run(
     let result = show(&mut app, terminal, &query_tx, &mut rx).await;
     stop.store(true, Ordering::Relaxed);
     poller.abort();
-    // The reader leaves within INPUT_POLL; it must be gone before the terminal is restored, or
-    // it could swallow the shell's first keystrokes.
-    let _ = reader.join();
+    // A reader waiting for room in the channel fails at once instead.
+    drop(rx);
+    // The reader leaves within INPUT_POLL, before the terminal is restored, so it cannot
+    // swallow the shell's first keystrokes. It is not waited for longer: on a terminal that
+    // hung up (a dropped SSH session) crossterm's read spins on end-of-file and never returns,
+    // and the process must still exit, which ends it.
+    let deadline = Instant::now() + READER_EXIT;
+    while !reader.is_finished() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     result
 }
 
