@@ -321,8 +321,9 @@ fn row_of<'a>(screen: &'a str, key: &str) -> Option<Vec<&'a str>> {
 }
 
 /// Whether `screen` shows `queue`'s row with the expected figures; the longest wait now must be
-/// at least the wait at sending and at most that plus the seconds since.
-fn shows(screen: &str, queue: &str, want: &Expected, sent: Instant) -> bool {
+/// at least the wait at `base` (the calls' second 0 plus [`BACK_S`]) and at most that plus the
+/// seconds since (and one for rounding).
+fn shows(screen: &str, queue: &str, want: &Expected, base: Instant) -> bool {
     let Some(cells) = row_of(screen, queue) else {
         return false;
     };
@@ -332,7 +333,7 @@ fn shows(screen: &str, queue: &str, want: &Expected, sent: Instant) -> bool {
     let longest_ok = match want.longest_at_least {
         None => cells[5] == "-",
         Some(least) => cells[5].parse::<f64>().is_ok_and(|s| {
-            s >= least as f64 && s <= (least as f64) + sent.elapsed().as_secs_f64() + 1.0
+            s >= least as f64 && s <= (least as f64) + base.elapsed().as_secs_f64() + 1.0
         }),
     };
     longest_ok
@@ -390,6 +391,7 @@ fn the_wallboard_shows_the_queues_follows_keys_and_outlives_the_daemon() {
     let mut d = daemon();
     let calls = calls();
     let base = now_ms() - BACK_S * 1000;
+    let base_at = Instant::now();
     let mut conn = d.json_conn();
     for call in &calls {
         for line in events(call, base) {
@@ -397,7 +399,6 @@ fn the_wallboard_shows_the_queues_follows_keys_and_outlives_the_daemon() {
             assert_eq!(reply, json!({"ok": true}), "{line}");
         }
     }
-    let sent = Instant::now();
     drop(conn);
 
     let sales = expected("sales", &calls);
@@ -428,7 +429,8 @@ fn the_wallboard_shows_the_queues_follows_keys_and_outlives_the_daemon() {
             status.to_str().expect("a UTF-8 path"),
         ],
     );
-    let both = |s: &str| shows(s, "sales", &sales, sent) && shows(s, "support", &support, sent);
+    let both =
+        |s: &str| shows(s, "sales", &sales, base_at) && shows(s, "support", &support, base_at);
     let screen = tmux.wait_for("queue rows with the figures sent", DEADLINE, both);
     assert!(
         screen.contains("window 5m") && screen.contains("by queue"),

@@ -49,6 +49,20 @@ pub(in crate::cli) fn busy() -> Agg {
     }
 }
 
+/// [`busy`] at `support`, with 3 waiting (the longest 61.5 s), 4 talking and 1 in after-call work.
+pub(in crate::cli) fn busy_support() -> MetricsRow {
+    row(
+        "support",
+        busy(),
+        Realtime {
+            waiting_now: 3,
+            longest_wait_now_ms: Some(61_500),
+            talking_now: 4,
+            in_acw_now: 1,
+        },
+    )
+}
+
 /// The cells of a rendered table line, split on runs of 2+ spaces.
 pub(super) fn cells(line: &str) -> Vec<&str> {
     line.split("  ")

@@ -309,7 +309,7 @@ mod tests {
     use ratatui::buffer::Buffer;
     use ratatui::Terminal;
 
-    use super::super::super::query::fixtures::{busy, row};
+    use super::super::super::query::fixtures::{busy, busy_support, row};
     use super::super::app::Fetched;
     use super::*;
     use crate::engine::{Agg, Realtime};
@@ -339,25 +339,12 @@ mod tests {
         buffer[(x as u16, y as u16)].fg
     }
 
-    fn support() -> MetricsRow {
-        row(
-            "support",
-            busy(),
-            Realtime {
-                waiting_now: 3,
-                longest_wait_now_ms: Some(61_500),
-                talking_now: 4,
-                in_acw_now: 1,
-            },
-        )
-    }
-
     #[test]
     fn cells_are_the_metrics_tables_formats_with_dashes_for_nulls() {
         // busy(): SL (offered) = 8 / (8 + 2 - 0) = 0.8; ASA = 96 s / 8; abandon = 2 / 10;
         // AHT = 8 × 90 s / 8.
         assert_eq!(
-            cells(&support()),
+            cells(&busy_support()),
             ["support", "80.0", "80.0", "10", "3", "61.5", "12.0", "20.0", "90.0", "4", "1"]
         );
         assert_eq!(
@@ -376,7 +363,7 @@ mod tests {
 
     #[test]
     fn the_service_level_stands_against_its_target() {
-        let mut r = support();
+        let mut r = busy_support();
         assert_eq!(standing(&r), Standing::Met, "0.8 against 0.8 is met");
         r.params.target = 0.81;
         assert_eq!(standing(&r), Standing::Missed);
@@ -393,7 +380,7 @@ mod tests {
         app.on_fetch(
             Fetched::Rows {
                 query: app.query(),
-                rows: vec![missed, support()],
+                rows: vec![missed, busy_support()],
             },
             t,
             "10:00:00",
@@ -480,7 +467,7 @@ mod tests {
         app.on_fetch(
             Fetched::Rows {
                 query: app.query(),
-                rows: vec![support()],
+                rows: vec![busy_support()],
             },
             t,
             "10:00:00",
