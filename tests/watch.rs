@@ -1,9 +1,9 @@
 //! `callmetrics watch` in a real terminal: tmux (Debian's `tmux`) runs it against the real daemon
 //! in a detached session of a fixed size, keys are typed with `send-keys` and the screen is read
 //! with `capture-pane`. The queue rows must show the figures computed here from the calls sent;
-//! a key switches the window, another the dimension; the daemon killed is said on screen, and
-//! restarted on the same state its rows come back; `q` ends it with status 0. Without a terminal
-//! it refuses.
+//! a key switches the window, another the dimension; a narrower terminal leaves columns out;
+//! the daemon killed is said on screen, and restarted on the same state its rows come back; `q`
+//! ends it with status 0. A terminal that hangs up ends it; without a terminal it refuses.
 
 mod support;
 
@@ -89,6 +89,18 @@ impl Tmux {
         assert!(
             out.status.success(),
             "tmux send-keys {keys} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Resizes the terminal to `width` columns (of [`HEIGHT`] lines), as a user dragging the
+    /// window would.
+    fn resize(&self, width: u16) {
+        let (w, h) = (width.to_string(), HEIGHT.to_string());
+        let out = self.run(&["resize-window", "-t", "watch", "-x", &w, "-y", &h]);
+        assert!(
+            out.status.success(),
+            "tmux resize-window failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
     }
@@ -474,6 +486,18 @@ fn the_wallboard_shows_the_queues_follows_keys_and_outlives_the_daemon() {
     tmux.wait_for("queue rows again", DEADLINE, |s| {
         s.contains("by queue") && both(s)
     });
+
+    // A narrower terminal: the columns that do not fit are left out whole, from the right
+    // (queue 7 wide, then 2 + 4, 2 + 8, 2 + 7, 2 + 11, 2 + 20, 2 + 7, 2 + 9: 87 of 90 columns).
+    tmux.resize(90);
+    let screen = tmux.wait_for("the table cut to 90 columns", DEADLINE, |s| {
+        s.lines()
+            .any(|l| l.starts_with("queue") && l.ends_with("ASA (s)  abandon %"))
+            && row_of(s, "sales").is_some_and(|cells| cells.len() == 8)
+    });
+    assert!(!screen.contains("AHT (s)"), "{screen}");
+    tmux.resize(WIDTH);
+    tmux.wait_for("every column again", DEADLINE, both);
 
     d.kill();
     let screen = tmux.wait_for("the daemon-not-reachable notice", DEADLINE, |s| {
