@@ -83,6 +83,22 @@ pub enum Command {
         #[arg(long, conflicts_with = "json")]
         csv: bool,
     },
+    /// Show a live wallboard in the terminal: one row per queue with SL against target, waiting
+    /// now, longest wait, ASA, abandon %, AHT, talking and in ACW now, refreshed every second
+    #[command(
+        long_about = "Show a live wallboard in the terminal: one row per queue (or agent, or channel) with \
+its service level against target (green at or above, red below), waiting now, longest wait now, ASA, \
+abandon %, AHT, talking now and in ACW now, asked from the control socket every second. Keys: 1-9 pick \
+a window (the daemon's trailing windows, then today), w and W cycle the windows, d and D cycle the \
+dimension (queue, agent, channel), Up, Down, PgUp, PgDn, Home and End scroll, r asks at once, q, Esc or \
+Ctrl-C quit. When the daemon stops answering the screen says so and keeps asking every second until it \
+is back. Needs a terminal (plain escape codes, works over SSH); with standard output not a terminal it \
+exits 1 and points at `metrics --json`."
+    )]
+    Watch {
+        #[command(flatten)]
+        target: Target,
+    },
     /// List open segments (waiting, talking, on hold, in after-call work) with their ages
     Calls {
         #[command(flatten)]
@@ -389,6 +405,10 @@ fn client(cmd: Command, admin: Option<PathBuf>) -> ExitCode {
                     };
                     query::metrics(&s, query, format).await
                 }
+                Err(code) => Ok(code),
+            },
+            Command::Watch { target } => match control_socket(&target) {
+                Ok(s) => super::watch::watch(&s).await,
                 Err(code) => Ok(code),
             },
             Command::Calls { target, json } => match control_socket(&target) {

@@ -26,14 +26,21 @@ pub enum CliError {
     EventSocket(String),
     #[error("cannot write the output: {0}")]
     Output(#[from] io::Error),
+    /// `watch` draws a live screen: without a terminal there is nothing to draw on.
+    #[error("callmetrics watch needs a terminal, and its standard output is not one; for figures a script can read, use `callmetrics metrics --json`")]
+    NotATerminal,
+    /// The terminal refused to be set up, drawn on or read from (for `watch`).
+    #[error("the terminal failed: {0}")]
+    Terminal(io::Error),
 }
 
 impl CliError {
-    /// 1 when the daemon answered with an error; 2 when it could not be asked or the exchange failed.
+    /// 1 when the daemon answered with an error or the subcommand cannot run here (no terminal
+    /// for `watch`); 2 when the daemon could not be asked or the exchange failed.
     #[must_use]
     pub fn exit_code(&self) -> u8 {
         match self {
-            CliError::Daemon(_) => 1,
+            CliError::Daemon(_) | CliError::NotATerminal | CliError::Terminal(_) => 1,
             _ => 2,
         }
     }
@@ -57,6 +64,13 @@ mod tests {
             }
             .exit_code(),
             2
+        );
+        let no_tty = CliError::NotATerminal;
+        assert_eq!(no_tty.exit_code(), 1);
+        let msg = no_tty.to_string();
+        assert!(
+            !msg.contains('\n') && msg.contains("metrics --json"),
+            "{msg}"
         );
     }
 }

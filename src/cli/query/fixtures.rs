@@ -10,7 +10,7 @@ use crate::engine::{
 };
 use crate::ingest::IngestCounters;
 
-pub(super) fn query(by: DimKind) -> MetricsQuery {
+pub(in crate::cli) fn query(by: DimKind) -> MetricsQuery {
     MetricsQuery {
         window: Some("15m".into()),
         by,
@@ -18,7 +18,7 @@ pub(super) fn query(by: DimKind) -> MetricsQuery {
     }
 }
 
-pub(super) fn row(key: &str, counts: Agg, realtime: Realtime) -> MetricsRow {
+pub(in crate::cli) fn row(key: &str, counts: Agg, realtime: Realtime) -> MetricsRow {
     MetricsRow {
         window: "15m".into(),
         dimension: DimKind::Queue,
@@ -36,7 +36,7 @@ pub(super) fn row(key: &str, counts: Agg, realtime: Realtime) -> MetricsRow {
 }
 
 /// 10 offered: 8 answered (all within T, 12 s wait each on average), 2 abandoned (not short).
-pub(super) fn busy() -> Agg {
+pub(in crate::cli) fn busy() -> Agg {
     Agg {
         offered: 10,
         answered: 8,
@@ -47,6 +47,20 @@ pub(super) fn busy() -> Agg {
         talk_sum_ms: 8 * 90_000,
         ..Default::default()
     }
+}
+
+/// [`busy`] at `support`, with 3 waiting (the longest 61.5 s), 4 talking and 1 in after-call work.
+pub(in crate::cli) fn busy_support() -> MetricsRow {
+    row(
+        "support",
+        busy(),
+        Realtime {
+            waiting_now: 3,
+            longest_wait_now_ms: Some(61_500),
+            talking_now: 4,
+            in_acw_now: 1,
+        },
+    )
 }
 
 /// The cells of a rendered table line, split on runs of 2+ spaces.

@@ -1,17 +1,17 @@
 //! How a figure reads in a table cell: seconds, percentages, durations, byte sizes, counts.
 
 /// A duration in milliseconds as seconds with one decimal, `-` when there is none.
-pub(super) fn secs(ms: Option<f64>) -> String {
+pub(in crate::cli) fn secs(ms: Option<f64>) -> String {
     ms.map_or_else(|| "-".into(), |ms| format!("{:.1}", ms / 1000.0))
 }
 
 /// A fraction 0..1 as a percentage with one decimal, `-` when there is none.
-pub(super) fn pct(frac: Option<f64>) -> String {
+pub(in crate::cli) fn pct(frac: Option<f64>) -> String {
     frac.map_or_else(|| "-".into(), |f| format!("{:.1}", f * 100.0))
 }
 
 /// `45s`, `1m05s`, `2h03m09s`, `3d04h05m`: compact and sortable by eye.
-pub(super) fn duration(ms: i64) -> String {
+pub(in crate::cli) fn duration(ms: i64) -> String {
     if ms < 0 {
         // Possible when the source clock runs ahead of the daemon's.
         return format!("-{}", duration(ms.saturating_neg()));

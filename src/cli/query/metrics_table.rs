@@ -5,7 +5,7 @@ use super::table::{render_table, truncate, Align};
 use crate::engine::{MetricsQuery, MetricsRow};
 
 /// Keys longer than this are cut so one long agent name cannot push the figures off screen.
-const MAX_KEY_CHARS: usize = 24;
+pub(in crate::cli) const MAX_KEY_CHARS: usize = 24;
 
 pub(super) fn render_metrics(query: &MetricsQuery, rows: &[MetricsRow]) -> String {
     let window = rows
@@ -63,23 +63,14 @@ pub(super) fn render_metrics(query: &MetricsQuery, rows: &[MetricsRow]) -> Strin
 
 #[cfg(test)]
 mod tests {
-    use super::super::fixtures::{busy, cell_ends, cells, query, row};
+    use super::super::fixtures::{busy, busy_support, cell_ends, cells, query, row};
     use super::*;
     use crate::engine::{Agg, DimKind, Realtime};
 
     #[test]
     fn metrics_table_shows_fractions_as_percent_and_nulls_as_dashes() {
         let rows = [
-            row(
-                "support",
-                busy(),
-                Realtime {
-                    waiting_now: 3,
-                    longest_wait_now_ms: Some(61_500),
-                    talking_now: 4,
-                    in_acw_now: 1,
-                },
-            ),
+            busy_support(),
             row("idle", Agg::default(), Realtime::default()),
         ];
         // Independent arithmetic: SL (offered) = 8 / (8 + 2 - 0) = 0.8; abandon rate = 2 / 10.

@@ -6,13 +6,13 @@
 
 mod calls_table;
 #[cfg(test)]
-mod fixtures;
-mod format;
+pub(super) mod fixtures;
+pub(super) mod format;
 mod metrics_csv;
-mod metrics_table;
+pub(super) mod metrics_table;
 mod outbox_table;
 mod status_text;
-mod table;
+pub(super) mod table;
 
 use std::io::{self, Write};
 use std::path::Path;
@@ -37,7 +37,7 @@ async fn ask(socket: &Path, req: &Request) -> Result<Response, CliError> {
     }
 }
 
-fn unexpected(request: &'static str, resp: &Response) -> CliError {
+pub(super) fn unexpected(request: &'static str, resp: &Response) -> CliError {
     let got = match resp {
         Response::Status(_) => "status",
         Response::Metrics(_) => "metrics",

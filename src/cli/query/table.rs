@@ -48,7 +48,7 @@ pub(super) fn render_table(columns: &[(&str, Align)], rows: &[Vec<String>]) -> S
 }
 
 /// `s` cut to `max` chars, the last one an ellipsis when anything was cut.
-pub(super) fn truncate(s: &str, max: usize) -> String {
+pub(in crate::cli) fn truncate(s: &str, max: usize) -> String {
     if s.chars().count() <= max {
         s.to_string()
     } else {
