@@ -353,6 +353,27 @@ fn scrape_counts_equal_the_calls_promtool_accepts_it_and_restarts_continue() {
         &agents.into_iter().filter(|(k, _)| !k.is_empty()).collect(),
     );
 
+    // Overflows by reason, per queue, against the calls' own reasons.
+    for queue in ["support", VIP, "sales"] {
+        for reason in ["timeout", "exit", "transferred", "callback"] {
+            let hand = CALLS
+                .iter()
+                .filter(|(q, _, _, l)| {
+                    *q == queue && matches!(l, Leave::Overflow(r) if *r == reason)
+                })
+                .count() as f64;
+            assert_eq!(
+                sample(
+                    &text,
+                    "callmetrics_queue_overflow_by_reason_total",
+                    &[("queue", queue), ("reason", reason)]
+                ),
+                Some(hand),
+                "overflow of {queue:?} by {reason}"
+            );
+        }
+    }
+
     // `metrics --csv`: the JSON's columns; a name with a comma and a quote is quoted.
     let out = d.query(&["metrics", "--csv", "--window", "1h", "--by", "queue"]);
     assert!(out.status.success(), "{out:?}");

@@ -18,8 +18,11 @@ use super::window::Tier;
 use super::{Counters, Engine};
 use crate::config::Config;
 
-/// Version of the state value's layout: 3 adds the lifetime totals after the remembered calls.
-const STATE_VERSION: u64 = 3;
+/// Version of the state value's layout: 3 adds the lifetime totals after the remembered calls,
+/// 4 their overflows by reason.
+const STATE_VERSION: u64 = 4;
+/// The layout before overflow reasons, still read.
+const STATE_VERSION_NO_REASONS: u64 = 3;
 /// The layout before lifetime totals, still read.
 const STATE_VERSION_NO_LIFETIME: u64 = 2;
 
@@ -256,7 +259,13 @@ impl Engine {
     fn decode_state(&mut self, bytes: &[u8]) -> Result<(), RestoreError> {
         let mut r = Reader::new(bytes);
         let version = r.u64()?;
-        if version != STATE_VERSION && version != STATE_VERSION_NO_LIFETIME {
+        if ![
+            STATE_VERSION,
+            STATE_VERSION_NO_REASONS,
+            STATE_VERSION_NO_LIFETIME,
+        ]
+        .contains(&version)
+        {
             return Err(RestoreError::Decode(format!(
                 "state layout {version}, this build reads {STATE_VERSION}"
             )));
@@ -302,9 +311,9 @@ impl Engine {
         self.open_segments = r.usize()?;
         self.pending = PendingCalls::decode_all(&mut r)?;
         self.remembered = Remembered::decode(&mut r)?;
-        if version == STATE_VERSION {
+        if version != STATE_VERSION_NO_LIFETIME {
             let bounds = self.lifetime.wait_bounds().to_vec();
-            self.lifetime = Lifetime::decode(&mut r)?;
+            self.lifetime = Lifetime::decode(&mut r, version == STATE_VERSION)?;
             // The config may ask for bounds the stored totals lack (changed while stopped).
             self.lifetime.ensure_bounds(&bounds);
         }

@@ -262,6 +262,12 @@ impl Engine {
                     Fact::Queue { facts, params, .. } => {
                         self.lifetime
                             .add_queue(kind, effective, limit, facts, params);
+                        if facts.outcome == Outcome::Overflow {
+                            if let Some((_, Some(reason))) = seg.end {
+                                self.lifetime
+                                    .add_overflow_reason(kind, effective, limit, reason);
+                            }
+                        }
                     }
                     Fact::Handle(h) => self.lifetime.add_handle(kind, effective, limit, h),
                 }

@@ -24,6 +24,7 @@ use super::aggregate::{Agg, HandleFacts, Outcome, QueueFacts};
 use super::keys::kind_index;
 use super::report::{DimKind, OVERFLOW_KEY};
 use super::varint::{put_bytes, put_u64, DecodeError, Reader};
+use crate::event::EndReason;
 use crate::units::QueueParams;
 
 /// Handle-time bounds (ms) always present: 30 s to an hour.
@@ -44,6 +45,15 @@ const KINDS: [DimKind; 4] = [
     DimKind::Queue,
     DimKind::Agent,
     DimKind::Channel,
+];
+
+/// The reasons an unanswered segment overflows (leaves the queue neither answered nor
+/// abandoned), in the order of [`LifeTotals::overflow_by_reason`].
+pub const OVERFLOW_REASONS: [EndReason; 4] = [
+    EndReason::Timeout,
+    EndReason::Exit,
+    EndReason::Transferred,
+    EndReason::Callback,
 ];
 
 /// Outcomes in histogram order (`outcome` label of the wait histogram).
@@ -75,6 +85,9 @@ pub struct LifeTotals {
     pub agg: Agg,
     /// Sum of the waits of segments that overflowed (the wait histogram's overflow `_sum`).
     pub overflow_wait_sum_ms: u64,
+    /// Overflows by reason (see [`OVERFLOW_REASONS`]), counted since totals of layout 4 were
+    /// kept: totals restored from an older store counted their overflows without a reason.
+    pub overflow_by_reason: [u64; 4],
     /// For queues only.
     pub hist: Option<Histograms>,
 }
@@ -238,6 +251,20 @@ impl Lifetime {
         }
     }
 
+    /// Counts the reason of one overflow already counted by [`Lifetime::add_queue`]; a reason
+    /// that is not an overflow's changes nothing.
+    pub fn add_overflow_reason(
+        &mut self,
+        kind: DimKind,
+        name: &str,
+        limit: usize,
+        reason: EndReason,
+    ) {
+        if let Some(i) = OVERFLOW_REASONS.iter().position(|r| *r == reason) {
+            self.entry(kind, name, limit).overflow_by_reason[i] += 1;
+        }
+    }
+
     /// Counts one completed answered segment under one key.
     pub fn add_handle(&mut self, kind: DimKind, name: &str, limit: usize, h: &HandleFacts) {
         let i = bucket_of(&self.handle_bounds, h.handle_ms());
@@ -280,6 +307,9 @@ impl Lifetime {
                 put_u64(out, v);
             }
             put_u64(out, t.overflow_wait_sum_ms);
+            for v in t.overflow_by_reason {
+                put_u64(out, v);
+            }
             match &t.hist {
                 None => out.push(0),
                 Some(h) => {
@@ -293,8 +323,9 @@ impl Lifetime {
         }
     }
 
-    /// Reads what [`Lifetime::encode`] wrote.
-    pub fn decode(r: &mut Reader<'_>) -> Result<Lifetime, DecodeError> {
+    /// Reads what [`Lifetime::encode`] wrote; `with_reasons: false` reads the form before the
+    /// overflow reasons were kept (state layout 3).
+    pub fn decode(r: &mut Reader<'_>, with_reasons: bool) -> Result<Lifetime, DecodeError> {
         fn list(r: &mut Reader<'_>, len: Option<usize>) -> Result<Vec<u64>, DecodeError> {
             let n = r.usize()?;
             if n > r.rest().len() || len.is_some_and(|l| l != n) {
@@ -336,6 +367,12 @@ impl Lifetime {
                 ..Agg::default()
             };
             let overflow_wait_sum_ms = r.u64()?;
+            let mut overflow_by_reason = [0u64; 4];
+            if with_reasons {
+                for v in &mut overflow_by_reason {
+                    *v = r.u64()?;
+                }
+            }
             let hist = match r.u8()? {
                 0 => None,
                 1 => {
@@ -352,6 +389,7 @@ impl Lifetime {
                 LifeTotals {
                     agg,
                     overflow_wait_sum_ms,
+                    overflow_by_reason,
                     hist,
                 },
             );
@@ -468,6 +506,30 @@ mod tests {
     }
 
     #[test]
+    fn the_form_before_overflow_reasons_reads_with_none() {
+        let mut l = Lifetime::new(&[]);
+        l.add_queue(
+            DimKind::Channel,
+            "voice",
+            10,
+            &leave(9_000, Outcome::Overflow),
+            &params(20_000),
+        );
+        let mut out = Vec::new();
+        l.encode(&mut out);
+        // One key without histograms: its four reason counts (zero, a byte each) come right
+        // before its last byte, the histogram flag; the older form has none.
+        let flag = out.len() - 1;
+        assert_eq!(&out[flag - 4..], [0, 0, 0, 0, 0]);
+        out.drain(flag - 4..flag);
+        let mut r = Reader::new(&out);
+        let old = Lifetime::decode(&mut r, false).expect("decodes");
+        assert!(r.is_empty());
+        assert_eq!(old, l);
+        assert_eq!(old.iter().next().expect("one key").2.agg.overflow, 1);
+    }
+
+    #[test]
     fn the_durable_form_reads_back_equal() {
         let mut l = Lifetime::new(&[7_000]);
         let p = params(7_000);
@@ -496,10 +558,14 @@ mod tests {
                 acw_ms: 5_000,
             },
         );
+        l.add_overflow_reason(DimKind::Channel, "voice", 10, EndReason::Transferred);
+        l.add_overflow_reason(DimKind::Channel, "voice", 10, EndReason::Completed);
+        let voice = l.iter().find(|(_, k, _)| *k == "voice").expect("voice").2;
+        assert_eq!(voice.overflow_by_reason, [0, 0, 1, 0]);
         let mut out = Vec::new();
         l.encode(&mut out);
         let mut r = Reader::new(&out);
-        assert_eq!(Lifetime::decode(&mut r).expect("decodes"), l);
+        assert_eq!(Lifetime::decode(&mut r, true).expect("decodes"), l);
         assert!(r.is_empty());
     }
 }

@@ -360,6 +360,10 @@ fn lifetime_totals_count_what_the_windows_count_and_survive_a_restore() {
     b.advance(T0 + 600_000);
     assert_eq!(life(&b, DimKind::Queue, "q").agg.offered, 3);
     assert_eq!(life(&b, DimKind::Queue, "q").overflow_wait_sum_ms, 2_000);
+    assert_eq!(
+        life(&b, DimKind::Queue, "q").overflow_by_reason,
+        [1, 0, 0, 0]
+    );
 
     // A state of layout 2 (no lifetime part) loads with empty lifetime totals.
     let mut old = Vec::new();
@@ -367,7 +371,7 @@ fn lifetime_totals_count_what_the_windows_count_and_survive_a_restore() {
     while let Some(p) = part.filter(|p| *p != StatePart::Lifetime) {
         part = a.encode_state_part(p, usize::MAX, &mut old);
     }
-    assert_eq!(old[0], 3, "the layout number is the first byte");
+    assert_eq!(old[0], 4, "the layout number is the first byte");
     old[0] = 2;
     let c2 = Engine::restore(&c, std::iter::empty(), Some(&old)).unwrap();
     assert_eq!(c2.lifetime().iter().count(), 0);

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use super::text::{Exposition, Kind, Samples};
 use crate::control::protocol::StatusReport;
 use crate::engine::aggregate::Agg;
-use crate::engine::lifetime::{LifeTotals, Lifetime, OUTCOMES};
+use crate::engine::lifetime::{LifeTotals, Lifetime, OUTCOMES, OVERFLOW_REASONS};
 use crate::engine::{DimKind, MetricsRow, Outcome};
 use crate::upstream::SinkStatus;
 
@@ -81,6 +81,20 @@ fn dimensions(e: &mut Exposition, s: &Scrape<'_>) {
                     out.value(&[(label, key)], value(&totals.agg));
                 }
             });
+        }
+        if kind == DimKind::Queue {
+            e.family(
+                "callmetrics_queue_overflow_by_reason_total",
+                Kind::Counter,
+                "Overflows by the reason the segment left the queue; counted since this daemon kept reasons, so their sum may be below callmetrics_queue_overflow_total after an upgrade.",
+                |out| {
+                    for (key, totals) in &keys {
+                        for (reason, n) in OVERFLOW_REASONS.iter().zip(totals.overflow_by_reason) {
+                            out.value(&[(label, key), ("reason", reason.name())], n as f64);
+                        }
+                    }
+                },
+            );
         }
     }
 }
