@@ -1,5 +1,6 @@
 //! A real `VictoriaMetrics` behind the influx sink: what it stores, per queue and interval, equals
-//! the calls sent and the agent's own figures.
+//! the calls sent and the agent's own figures. [`Victoria`] runs it as docs/upstream.md asks
+//! (deduplication on) and answers queries, for this test and the dashboard's.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
@@ -23,10 +24,14 @@ use crate::{HOST, POLL, SHIP_DEADLINE, VICTORIA_METRICS};
 /// What `VictoriaMetrics` holds: (queue, interval start) → field → value.
 type Stored = BTreeMap<(String, i64), BTreeMap<String, u64>>;
 
+/// The `-dedup.minScrapeInterval` docs/upstream.md requires: any duration up to the interval
+/// works; 1m, not 1ms, so a test would notice an encoding that relies on distinct milliseconds.
+const DEDUP: &str = "1m";
+
 /// A `VictoriaMetrics` process on a free port with its own storage; killed on drop.
-struct Victoria {
+pub struct Victoria {
     child: Child,
-    addr: SocketAddr,
+    pub addr: SocketAddr,
     dir: tempfile::TempDir,
 }
 
@@ -38,14 +43,14 @@ impl Drop for Victoria {
 }
 
 impl Victoria {
-    fn log_tail(&self) -> String {
+    pub fn log_tail(&self) -> String {
         let text = std::fs::read_to_string(self.dir.path().join("vm.log")).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
         lines[lines.len().saturating_sub(30)..].join("\n")
     }
 
     /// Starts it and waits until `/health` answers; a few tries in case the port was taken.
-    fn start() -> Victoria {
+    pub fn start() -> Victoria {
         assert!(
             Path::new(VICTORIA_METRICS).exists(),
             "{VICTORIA_METRICS} is missing: this test needs VictoriaMetrics. `.ci/run` installs Debian's \
@@ -67,6 +72,7 @@ impl Victoria {
                 ))
                 .arg(format!("-httpListenAddr={addr}"))
                 .arg("-retentionPeriod=100y")
+                .arg(format!("-dedup.minScrapeInterval={DEDUP}"))
                 .stdin(Stdio::null())
                 .stdout(log.try_clone().expect("clone the log handle"))
                 .stderr(log)
@@ -93,21 +99,44 @@ impl Victoria {
         panic!("victoria-metrics did not start: {last}");
     }
 
-    /// Every `callmetrics_*` sample: (queue, timestamp) → field → the largest value stored.
-    fn export(&self) -> Result<Stored, String> {
+    /// Every series matching `selector` over the last two days, as `/api/v1/export` gives them:
+    /// one JSON object a series (`metric`, `values`, `timestamps`).
+    pub fn export_series(&self, selector: &str) -> Result<Vec<Value>, String> {
         let start = now_ms() / 1000 - 2 * 86_400;
-        let body = format!(
-            "match[]={}&start={start}",
-            percent_encode(r#"{__name__=~"callmetrics_.*"}"#)
-        );
+        let body = format!("match[]={}&start={start}", percent_encode(selector));
         let (status, text) = http(self.addr, "POST", "/api/v1/export", &body)?;
         if status != 200 {
             return Err(format!("export answered {status}: {text}"));
         }
+        text.lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|line| serde_json::from_str(line).map_err(|e| format!("export line {line}: {e}")))
+            .collect()
+    }
+
+    /// `GET`-style API call with form `params`; returns `data` of a `"status": "success"` answer.
+    pub fn api(&self, path: &str, params: &[(&str, &str)]) -> Result<Value, String> {
+        let body: Vec<String> = params
+            .iter()
+            .map(|(k, v)| format!("{k}={}", percent_encode(v)))
+            .collect();
+        let (status, text) = http(self.addr, "POST", path, &body.join("&"))?;
+        let v: Value = serde_json::from_str(&text)
+            .map_err(|e| format!("{path} answered {status} with {text}: {e}"))?;
+        if status != 200 || v["status"] != "success" {
+            return Err(format!("{path} {params:?} answered {status}: {text}"));
+        }
+        Ok(v["data"].clone())
+    }
+
+    /// Every `callmetrics_*` sample of the influx sink's `callmetrics` point: (queue, timestamp)
+    /// → field → the sum over the series of that queue (an interval's record and its
+    /// corrections are series of their own), the maximum for `wait_max_ms`. Fails if a series
+    /// holds two different values at one timestamp.
+    fn export(&self) -> Result<Stored, String> {
         let mut out = Stored::new();
-        for line in text.lines().filter(|l| !l.trim().is_empty()) {
-            let v: Value =
-                serde_json::from_str(line).map_err(|e| format!("export line {line}: {e}"))?;
+        for v in self.export_series(r#"{__name__=~"callmetrics_.*"}"#)? {
+            let line = &v;
             let m = &v["metric"];
             let name = m["__name__"].as_str().unwrap_or_default();
             let field = name
@@ -124,19 +153,30 @@ impl Victoria {
             if values.len() != stamps.len() {
                 return Err(format!("values and timestamps differ in length: {line}"));
             }
+            let mut seen: BTreeMap<i64, f64> = BTreeMap::new();
             for (value, ts) in values.iter().zip(stamps) {
                 let ts = ts.as_i64().ok_or_else(|| format!("timestamp {ts}"))?;
                 let value = value.as_f64().ok_or_else(|| format!("value {value}"))?;
                 if value < 0.0 || value.fract() != 0.0 {
                     return Err(format!("{name} at {ts} is {value}, not a count"));
                 }
-                // Several samples may share a timestamp after a correction: totals only grow.
+                if let Some(prev) = seen.insert(ts, value) {
+                    assert_eq!(
+                        prev, value,
+                        "two different values at one timestamp in one series: {line}"
+                    );
+                    continue;
+                }
                 let e = out
                     .entry((queue.clone(), ts))
                     .or_default()
                     .entry(field.to_string())
                     .or_default();
-                *e = (*e).max(value as u64);
+                if field == "wait_max_ms" {
+                    *e = (*e).max(value as u64);
+                } else {
+                    *e += value as u64;
+                }
             }
         }
         Ok(out)
@@ -157,7 +197,12 @@ fn percent_encode(s: &str) -> String {
 }
 
 /// A minimal blocking HTTP/1.0 exchange; returns the status and the body.
-fn http(addr: SocketAddr, method: &str, path: &str, body: &str) -> Result<(u16, String), String> {
+pub fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> Result<(u16, String), String> {
     let mut s =
         TcpStream::connect_timeout(&addr, Duration::from_secs(2)).map_err(|e| e.to_string())?;
     s.set_read_timeout(Some(Duration::from_secs(10)))
@@ -270,6 +315,14 @@ fn victoria_metrics_end_to_end() {
     };
     // The sum over intervals per queue equals the agent's own 24h figures.
     assert_eq!(per_queue(&stored), agent);
+    // The late calls arrived as corrections, in series of their own.
+    let corrections = vm
+        .export_series(r#"{__name__="callmetrics_offered",correction!=""}"#)
+        .expect("export the corrections");
+    assert!(
+        !corrections.is_empty(),
+        "no correction series in VictoriaMetrics"
+    );
     let stored_intervals: BTreeSet<i64> = stored.keys().map(|k| k.1).collect();
     let stored_queues: BTreeSet<&str> = stored.keys().map(|k| k.0.as_str()).collect();
     assert!(
