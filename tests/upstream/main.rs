@@ -8,13 +8,14 @@
 //!
 //! The calls and their expected figures are in `calls`, driving the daemon and reading what the
 //! receiver got in `drive`; one module a scenario: `faults`, `corrections`, `restart`,
-//! `victoria`.
+//! `victoria`, and `dashboard` (the Grafana board's queries against `VictoriaMetrics`).
 
 #[path = "../support/mod.rs"]
 mod support;
 
 mod calls;
 mod corrections;
+mod dashboard;
 mod drive;
 mod faults;
 mod restart;
