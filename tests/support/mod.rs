@@ -10,6 +10,8 @@
 //! - [`cli`] runs a client subcommand and returns its output; [`run_to_exit`] runs any command
 //!   with a time limit.
 //! - [`http`] is a real HTTP receiver with scripted faults, for the upstream tests and bench.
+//! - [`victoria::Victoria`] is a real `VictoriaMetrics` on loopback, for the upstream and
+//!   dashboard tests.
 //!
 //! [`Daemon`] is in `daemon.rs`, the socket clients in `conn.rs`; both are re-exported here.
 //!
@@ -21,6 +23,7 @@
 mod conn;
 mod daemon;
 pub mod http;
+pub mod victoria;
 
 use std::fs;
 use std::path::Path;

@@ -17,8 +17,8 @@ use serde_json::Value;
 
 use crate::calls::{interval_of, make_calls, past_interval, Call, Outcome};
 use crate::drive::{config_as, flush, send_calls, u64_field, wait_delivered, wait_settled};
+use crate::support::victoria::Victoria;
 use crate::support::Daemon;
-use crate::victoria::Victoria;
 use crate::{INTERVAL_MS, SHIP_DEADLINE};
 
 const BOARD: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/dashboards/callmetrics.json");
