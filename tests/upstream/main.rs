@@ -8,14 +8,13 @@
 //!
 //! The calls and their expected figures are in `calls`, driving the daemon and reading what the
 //! receiver got in `drive`; one module a scenario: `faults`, `corrections`, `restart`,
-//! `victoria`, and `dashboard` (the Grafana board's queries against `VictoriaMetrics`).
+//! `victoria`.
 
 #[path = "../support/mod.rs"]
 mod support;
 
 mod calls;
 mod corrections;
-mod dashboard;
 mod drive;
 mod faults;
 mod restart;
