@@ -249,6 +249,8 @@ fn prometheus_board_queries_answer_the_calls_figures() {
     let vm = Victoria::start_with(&[
         format!("-promscrape.config={}", scrape_config.display()),
         "-search.latencyOffset=1s".into(),
+        // At most the scrape interval, or it thins the scrapes out (docs/upstream.md).
+        "-dedup.minScrapeInterval=1ms".into(),
     ]);
     wait_scraped(&vm, warm_offered);
     // The window starts a second after a scrape that held the whole warm-up (its sample may be

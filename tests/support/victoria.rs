@@ -18,7 +18,8 @@ const VICTORIA_METRICS: &str = "/usr/bin/victoria-metrics";
 
 /// The `-dedup.minScrapeInterval` docs/upstream.md requires: any duration up to the interval
 /// works; 1m, not 1ms, so a test would notice an encoding that relies on distinct milliseconds.
-const DEDUP: &str = "1m";
+/// A server that also scrapes gives its own, at most its scrape interval.
+const DEDUP: &str = "-dedup.minScrapeInterval=1m";
 
 /// A `VictoriaMetrics` process on a free port with its own storage; killed on drop.
 pub struct Victoria {
@@ -46,8 +47,11 @@ impl Victoria {
         Victoria::start_with(&[])
     }
 
-    /// [`Victoria::start`] with more command-line flags (e.g. `-promscrape.config=…`).
+    /// [`Victoria::start`] with more command-line flags (e.g. `-promscrape.config=…`); a
+    /// `-dedup.minScrapeInterval` among them replaces the default one.
     pub fn start_with(flags: &[String]) -> Victoria {
+        let dedup = (!flags.iter().any(|f| f.starts_with("-dedup.minScrapeInterval=")))
+            .then_some(DEDUP);
         assert!(
             Path::new(VICTORIA_METRICS).exists(),
             "{VICTORIA_METRICS} is missing: this test needs VictoriaMetrics. `.ci/run` installs Debian's \
@@ -69,7 +73,7 @@ impl Victoria {
                 ))
                 .arg(format!("-httpListenAddr={addr}"))
                 .arg("-retentionPeriod=100y")
-                .arg(format!("-dedup.minScrapeInterval={DEDUP}"))
+                .args(dedup)
                 .args(flags)
                 .stdin(Stdio::null())
                 .stdout(log.try_clone().expect("clone the log handle"))
