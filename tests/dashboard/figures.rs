@@ -127,6 +127,104 @@ pub enum Measure {
 /// What each panel's targets must answer: (panel title, refId, grouping, measure).
 pub type FigureTable = [(&'static str, &'static str, By, Measure)];
 
+/// The panels both boards have, and what their targets must answer.
+pub const COMMON: &FigureTable = &[
+    ("Calls in range", "A", By::All, Measure::Offered),
+    ("Calls in range", "B", By::All, Measure::Answered),
+    ("Calls in range", "C", By::All, Measure::Abandoned),
+    ("Calls in range", "D", By::All, Measure::Overflow),
+    (
+        "Service level and abandon rate",
+        "A",
+        By::All,
+        Measure::ServiceLevel,
+    ),
+    (
+        "Service level and abandon rate",
+        "B",
+        By::All,
+        Measure::AbandonRate,
+    ),
+    ("Handle time", "A", By::All, Measure::Aht),
+    ("Handle time", "B", By::All, Measure::Talk),
+    ("Handle time", "C", By::All, Measure::Hold),
+    ("Handle time", "D", By::All, Measure::Acw),
+    (
+        "Offered, answered, abandoned",
+        "A",
+        By::All,
+        Measure::Offered,
+    ),
+    (
+        "Offered, answered, abandoned",
+        "B",
+        By::All,
+        Measure::Answered,
+    ),
+    (
+        "Offered, answered, abandoned",
+        "C",
+        By::All,
+        Measure::Abandoned,
+    ),
+    ("ASA per queue", "A", By::Queue, Measure::Asa),
+    (
+        "Abandon rate per queue",
+        "A",
+        By::Queue,
+        Measure::AbandonRate,
+    ),
+    (
+        "AHT: talk, hold, after-call work",
+        "A",
+        By::All,
+        Measure::Talk,
+    ),
+    (
+        "AHT: talk, hold, after-call work",
+        "B",
+        By::All,
+        Measure::Hold,
+    ),
+    (
+        "AHT: talk, hold, after-call work",
+        "C",
+        By::All,
+        Measure::Acw,
+    ),
+    ("Wait percentiles", "A", By::All, Measure::WaitQuantile(0.5)),
+    ("Wait percentiles", "B", By::All, Measure::WaitQuantile(0.9)),
+    (
+        "Wait percentiles",
+        "C",
+        By::All,
+        Measure::WaitQuantile(0.95),
+    ),
+    (
+        "Wait percentiles",
+        "D",
+        By::All,
+        Measure::WaitQuantile(0.99),
+    ),
+    ("Per host", "A", By::Host, Measure::Offered),
+    ("Per host", "B", By::Host, Measure::Answered),
+    ("Per host", "C", By::Host, Measure::Abandoned),
+    ("Per host", "D", By::Host, Measure::ServiceLevel),
+    ("Per host", "E", By::Host, Measure::Asa),
+    ("Per host", "F", By::Host, Measure::AbandonRate),
+    ("Per host", "G", By::Host, Measure::Aht),
+    ("Per host", "H", By::Host, Measure::WaitQuantile(0.9)),
+];
+
+/// The row of `table` or [`COMMON`] for a panel's target.
+fn figure(table: &FigureTable, title: &str, r: &str) -> Option<(By, Measure)> {
+    COMMON
+        .iter()
+        .chain(table)
+        .find(|(pt, rt, ..)| *pt == title && *rt == r)
+        .map(|&(_, _, by, m)| (by, m))
+}
+
 /// How a board's database holds durations and the wait histogram.
 pub struct Flavor {
     /// Milliseconds per unit of the board's durations (1 for ms, 1000 for seconds).
@@ -383,10 +481,7 @@ impl Run<'_> {
             let title = p["title"].as_str().unwrap_or_default();
             for t in p["targets"].as_array().into_iter().flatten() {
                 let r = t["refId"].as_str().unwrap_or_default();
-                let &(_, _, by, m) = table
-                    .iter()
-                    .find(|(pt, rt, ..)| *pt == title && *rt == r)
-                    .expect("check_board covered every target");
+                let (by, m) = figure(table, title, r).expect("read_board covered every target");
                 let over_time = t["range"] == true;
                 for sel in selections {
                     let expr = sel.substitute(
@@ -519,7 +614,7 @@ fn check_datasources(v: &Value, path: &str, problems: &mut Vec<String>) {
 /// `queue` variables, `${datasource}` everywhere, unique panel ids and refIds, a grid inside 24
 /// columns without overlaps, windows that match the query type (`$__range` for instant queries,
 /// `$__interval` with the panel's minimum `min_interval` for range queries), and every target
-/// covered by `table`, and only those.
+/// covered by [`COMMON`] and `table`, and only those.
 pub fn read_board(file: &str, table: &FigureTable, min_interval: &str) -> Value {
     let text = std::fs::read_to_string(file).unwrap_or_else(|e| panic!("read {file}: {e}"));
     let board: Value =
@@ -602,8 +697,9 @@ pub fn read_board(file: &str, table: &FigureTable, min_interval: &str) -> Value 
             }
         }
     }
-    let covered: BTreeSet<(String, String)> = table
+    let covered: BTreeSet<(String, String)> = COMMON
         .iter()
+        .chain(table)
         .map(|(p, r, ..)| ((*p).to_string(), (*r).to_string()))
         .collect();
     assert_eq!(

@@ -50,8 +50,10 @@ impl Victoria {
     /// [`Victoria::start`] with more command-line flags (e.g. `-promscrape.config=…`); a
     /// `-dedup.minScrapeInterval` among them replaces the default one.
     pub fn start_with(flags: &[String]) -> Victoria {
-        let dedup = (!flags.iter().any(|f| f.starts_with("-dedup.minScrapeInterval=")))
-            .then_some(DEDUP);
+        let dedup = (!flags
+            .iter()
+            .any(|f| f.starts_with("-dedup.minScrapeInterval=")))
+        .then_some(DEDUP);
         assert!(
             Path::new(VICTORIA_METRICS).exists(),
             "{VICTORIA_METRICS} is missing: this test needs VictoriaMetrics. `.ci/run` installs Debian's \
