@@ -26,7 +26,7 @@ pub fn body(
 ) -> (Vec<u8>, &'static str) {
     match kind {
         SinkKind::Influx => {
-            let lines: Vec<String> = batch.iter().map(IntervalRecord::influx_line).collect();
+            let lines: Vec<String> = batch.iter().map(IntervalRecord::influx_lines).collect();
             (lines.join("\n").into_bytes(), CONTENT_TYPE_INFLUX)
         }
         SinkKind::Http => {

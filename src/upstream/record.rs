@@ -28,7 +28,8 @@ pub struct IntervalRecord {
     pub key: String,
     /// What this record adds: the whole interval, or for a correction what changed since.
     pub delta: Agg,
-    /// The interval's totals after this record (for sinks that overwrite rather than add).
+    /// The interval's totals after this record (kept in the outbox for receivers that would
+    /// rather overwrite than add; no sink sends them today).
     pub total: Agg,
 }
 
@@ -66,34 +67,69 @@ impl IntervalRecord {
         v
     }
 
-    /// One Influx line-protocol point with the interval's totals: a point overwrites the fields
-    /// of an earlier point with the same tags and time, so a correction carries totals, not a delta.
+    /// The record in Influx line protocol: one `callmetrics` point with what the record adds
+    /// (its counters, sums and maximum), then one `callmetrics_wait_ms` point per non-empty bin
+    /// of the wait sketch, tagged with the bin's `vmrange`. Every line carries this record's
+    /// delta, never the interval's totals, and a correction's lines carry a `correction` tag
+    /// holding its `seq`: each correction lands in series of its own, so no series ever holds
+    /// two different values at one timestamp, summing every series adds corrections to what
+    /// they correct, and a batch sent again (at-least-once) rewrites identical samples, which
+    /// `VictoriaMetrics`' deduplication or `InfluxDB`'s overwrite reduces to one whichever copy
+    /// it keeps. Lines are joined by `\n`.
     #[must_use]
-    pub fn influx_line(&self) -> String {
-        let t = &self.total;
-        let mut line = String::from("callmetrics");
-        line.push_str(",host=");
-        line.push_str(&escape_tag(&self.host_id));
-        line.push_str(",dimension=");
-        line.push_str(self.dimension.name());
+    pub fn influx_lines(&self) -> String {
+        let d = &self.delta;
+        let mut tags = String::new();
+        tags.push_str(",host=");
+        tags.push_str(&escape_tag(&self.host_id));
+        tags.push_str(",dimension=");
+        tags.push_str(self.dimension.name());
         if self.dimension != DimKind::All {
-            line.push(',');
-            line.push_str(self.dimension.name());
-            line.push('=');
-            line.push_str(&escape_tag(&self.key));
+            tags.push(',');
+            tags.push_str(self.dimension.name());
+            tags.push('=');
+            tags.push_str(&escape_tag(&self.key));
         }
-        let fields = t.named_counters();
-        for (i, (name, value)) in fields.iter().enumerate() {
-            line.push(if i == 0 { ' ' } else { ',' });
-            line.push_str(name);
-            line.push('=');
-            line.push_str(&value.to_string());
-            line.push('i');
+        if self.kind == RecordKind::Correction {
+            tags.push_str(",correction=");
+            tags.push_str(&self.seq.to_string());
         }
-        line.push(' ');
-        line.push_str(&self.interval_start_ms.to_string());
-        line
+        let stamp = self.interval_start_ms.to_string();
+        let mut out = String::from("callmetrics");
+        out.push_str(&tags);
+        for (i, (name, value)) in d.named_counters().iter().enumerate() {
+            out.push(if i == 0 { ' ' } else { ',' });
+            out.push_str(name);
+            out.push('=');
+            out.push_str(&value.to_string());
+            out.push('i');
+        }
+        out.push(' ');
+        out.push_str(&stamp);
+        for (bin, n) in d.wait_hist.bins() {
+            out.push_str("\ncallmetrics_wait_ms");
+            out.push_str(&tags);
+            out.push_str(",vmrange=");
+            out.push_str(&vmrange(bin));
+            out.push_str(" bucket=");
+            out.push_str(&n.to_string());
+            out.push_str("i ");
+            out.push_str(&stamp);
+        }
+        out
     }
+}
+
+/// The `VictoriaMetrics` histogram bucket label of a sketch bin, `lower...upper` in ms: bin `i`
+/// holds (γ^(i−1), γ^i]; the zero bin (`i32::MIN`, values below 1 ms) holds [0, γ^−1]. The same
+/// bin always gives the same text (seven significant digits, enough to tell neighbours apart
+/// since γ − 1 ≈ 2 %), so the buckets of every host and interval fall in the same series.
+fn vmrange(bin: i32) -> String {
+    let g = Sketch::gamma();
+    if bin == i32::MIN {
+        return format!("0...{:.6e}", g.powi(-1));
+    }
+    format!("{:.6e}...{:.6e}", g.powi(bin - 1), g.powi(bin))
 }
 
 /// Counters, sums, maxima, bands and sketches of an aggregate under the names of docs/metrics.md.
@@ -179,13 +215,69 @@ mod tests {
 
     #[test]
     fn influx_lines_escape_tags_and_type_integers() {
-        let line = record().influx_line();
+        let text = record().influx_lines();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2, "{text}");
         assert!(
-            line.starts_with(
+            lines[0].starts_with(
                 "callmetrics,host=pbx\\ 1,dimension=queue,queue=sales\\,eu offered=3i,answered=2i,"
             ),
-            "{line}"
+            "{text}"
         );
-        assert!(line.ends_with(" 1795300200000"), "{line}");
+        assert!(lines[0].ends_with(" 1795300200000"), "{text}");
+        // 1500 ms is in bin ceil(ln 1500 / ln γ) = 370: (γ^369, γ^370] = (1489.86…, 1519.65…].
+        assert_eq!(
+            lines[1],
+            "callmetrics_wait_ms,host=pbx\\ 1,dimension=queue,queue=sales\\,eu,\
+             vmrange=1.489862e3...1.519656e3 bucket=1i 1795300200000"
+        );
+    }
+
+    #[test]
+    fn a_correction_sends_its_delta_in_series_of_its_own() {
+        let mut r = record();
+        r.kind = RecordKind::Correction;
+        r.seq = 9;
+        r.total.offered = 10;
+        r.delta.wait_hist = Sketch::default();
+        r.delta.wait_hist.add(0);
+        let text = r.influx_lines();
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(
+            lines[0].starts_with(
+                "callmetrics,host=pbx\\ 1,dimension=queue,queue=sales\\,eu,correction=9 offered=3i,"
+            ),
+            "the delta, not the total of 10: {text}"
+        );
+        assert_eq!(
+            lines[1],
+            "callmetrics_wait_ms,host=pbx\\ 1,dimension=queue,queue=sales\\,eu,correction=9,\
+             vmrange=0...9.803941e-1 bucket=1i 1795300200000"
+        );
+    }
+
+    #[test]
+    fn vmranges_of_neighbouring_bins_touch_and_differ() {
+        for bin in [0, 1, 372, 373, 501, 900] {
+            let (lo, hi) = vmrange(bin)
+                .split_once("...")
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .unwrap();
+            let (_, next_hi) = vmrange(bin + 1)
+                .split_once("...")
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .unwrap();
+            assert_eq!(vmrange(bin + 1).split("...").next(), Some(hi.as_str()));
+            assert_ne!(hi, next_hi);
+            let (lo, hi): (f64, f64) = (lo.parse().unwrap(), hi.parse().unwrap());
+            assert!(
+                lo < hi && (hi / lo - Sketch::gamma()).abs() < 1e-5,
+                "{bin}: {lo} {hi}"
+            );
+        }
+        assert_eq!(
+            vmrange(i32::MIN).split("...").nth(1),
+            vmrange(0).split("...").next()
+        );
     }
 }

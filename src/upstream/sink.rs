@@ -508,7 +508,7 @@ mod tests {
         assert_eq!(influx.header("content-type"), Some(CONTENT_TYPE_INFLUX));
         assert_eq!(influx.header("authorization"), Some("Bearer s3cret-token"));
         let text = String::from_utf8(influx.body.clone()).unwrap();
-        let want: Vec<String> = records.iter().map(IntervalRecord::influx_line).collect();
-        assert_eq!(text.lines().collect::<Vec<_>>(), want);
+        let want: Vec<String> = records.iter().map(IntervalRecord::influx_lines).collect();
+        assert_eq!(text, want.join("\n"));
     }
 }

@@ -11,6 +11,8 @@
 //!   with a time limit.
 //! - [`http`] is a real HTTP receiver with scripted faults, for the upstream tests and bench.
 //! - [`asterisk`] is the `queue_log` fixture and its calls counted by hand.
+//! - [`victoria::Victoria`] is a real `VictoriaMetrics` on loopback, for the upstream and
+//!   dashboard tests.
 //!
 //! [`Daemon`] is in `daemon.rs`, the socket clients in `conn.rs`; both are re-exported here.
 //!
@@ -23,6 +25,7 @@ pub mod asterisk;
 mod conn;
 mod daemon;
 pub mod http;
+pub mod victoria;
 
 use std::fs;
 use std::path::Path;

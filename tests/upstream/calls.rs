@@ -10,7 +10,7 @@ use crate::support::now_ms;
 use crate::INTERVAL_MS;
 
 #[derive(Debug, Clone)]
-enum Outcome {
+pub enum Outcome {
     Answered {
         /// Talk time (excluding hold).
         talk: i64,
@@ -26,16 +26,16 @@ enum Outcome {
 
 #[derive(Debug, Clone)]
 pub struct Call {
-    id: String,
-    queue: String,
-    start: i64,
-    wait: i64,
-    outcome: Outcome,
+    pub id: String,
+    pub queue: String,
+    pub start: i64,
+    pub wait: i64,
+    pub outcome: Outcome,
 }
 
 impl Call {
     /// When the call left the queue (answer, abandon or overflow): where its queue figures count.
-    fn leave(&self) -> i64 {
+    pub fn leave(&self) -> i64 {
         self.start + self.wait
     }
 
@@ -49,7 +49,7 @@ impl Call {
     }
 
     /// When an answered call completed (wrap-up, else end): where its handle figures count.
-    fn completion(&self) -> Option<i64> {
+    pub fn completion(&self) -> Option<i64> {
         match &self.outcome {
             Outcome::Answered { acw, .. } => Some(self.end() + acw.unwrap_or(0)),
             _ => None,
@@ -89,7 +89,7 @@ impl Call {
 }
 
 /// Start of the interval holding `ts` (UTC, the default time zone).
-fn interval_of(ts: i64) -> i64 {
+pub fn interval_of(ts: i64) -> i64 {
     ts - ts.rem_euclid(INTERVAL_MS)
 }
 

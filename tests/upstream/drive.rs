@@ -15,13 +15,18 @@ use crate::{HOST, POLL, SHIP_DEADLINE, SINK};
 /// The daemon config (appended after `[store]`): an interval closes a minute after it ends, one
 /// sink with short timeouts and small batches.
 pub fn config(url: &str, kind: &str, format: &str, gzip: bool) -> String {
+    config_as(HOST, url, kind, format, gzip)
+}
+
+/// [`config`] for a daemon whose `upstream.host_id` is `host`.
+pub fn config_as(host: &str, url: &str, kind: &str, format: &str, gzip: bool) -> String {
     format!(
         r#"
 [metrics]
 wrapup_timeout = "3s"
 
 [upstream]
-host_id = "{HOST}"
+host_id = "{host}"
 close_after = "1m"
 
 [[upstream.sinks]]

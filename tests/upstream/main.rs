@@ -32,5 +32,3 @@ const INTERVAL_MS: i64 = 900_000;
 const SHIP_DEADLINE: Duration = Duration::from_secs(30);
 /// Poll period of every wait.
 const POLL: Duration = Duration::from_millis(50);
-/// Where the Debian package installs `VictoriaMetrics`.
-const VICTORIA_METRICS: &str = "/usr/bin/victoria-metrics";

@@ -2,14 +2,8 @@
 //! the calls sent and the agent's own figures.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
-
-use serde_json::Value;
 
 use crate::calls::{
     expected, make_calls, past_interval, per_queue, ByInterval, Call, Totals, FIELDS,
@@ -17,185 +11,64 @@ use crate::calls::{
 use crate::drive::{
     agent_by_queue, config, flush, send_calls, u64_field, wait_delivered, wait_settled,
 };
-use crate::support::{now_ms, Daemon};
-use crate::{HOST, POLL, SHIP_DEADLINE, VICTORIA_METRICS};
+use crate::support::victoria::Victoria;
+use crate::support::Daemon;
+use crate::{HOST, SHIP_DEADLINE};
 
 /// What `VictoriaMetrics` holds: (queue, interval start) → field → value.
 type Stored = BTreeMap<(String, i64), BTreeMap<String, u64>>;
 
-/// A `VictoriaMetrics` process on a free port with its own storage; killed on drop.
-struct Victoria {
-    child: Child,
-    addr: SocketAddr,
-    dir: tempfile::TempDir,
-}
-
-impl Drop for Victoria {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Victoria {
-    fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(self.dir.path().join("vm.log")).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(30)..].join("\n")
-    }
-
-    /// Starts it and waits until `/health` answers; a few tries in case the port was taken.
-    fn start() -> Victoria {
-        assert!(
-            Path::new(VICTORIA_METRICS).exists(),
-            "{VICTORIA_METRICS} is missing: this test needs VictoriaMetrics. `.ci/run` installs Debian's \
-             `victoria-metrics` package (apt-get install -y victoria-metrics); install it and run again"
-        );
-        let mut last = String::new();
-        for _ in 0..3 {
-            let port = std::net::TcpListener::bind("127.0.0.1:0")
-                .and_then(|l| l.local_addr())
-                .expect("find a free port")
-                .port();
-            let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-            let dir = tempfile::tempdir().expect("a folder for VictoriaMetrics");
-            let log = std::fs::File::create(dir.path().join("vm.log")).expect("create the log");
-            let child = Command::new(VICTORIA_METRICS)
-                .arg(format!(
-                    "-storageDataPath={}",
-                    dir.path().join("data").display()
-                ))
-                .arg(format!("-httpListenAddr={addr}"))
-                .arg("-retentionPeriod=100y")
-                .stdin(Stdio::null())
-                .stdout(log.try_clone().expect("clone the log handle"))
-                .stderr(log)
-                .spawn()
-                .expect("start victoria-metrics");
-            let mut vm = Victoria { child, addr, dir };
-            let deadline = Instant::now() + Duration::from_secs(30);
-            loop {
-                if let Some(status) = vm.child.try_wait().expect("poll victoria-metrics") {
-                    last = format!("it exited with {status}; its log:\n{}", vm.log_tail());
-                    break;
-                }
-                if let Ok((200, _)) = http(addr, "GET", "/health", "") {
-                    return vm;
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "victoria-metrics did not answer /health within 30s; its log:\n{}",
-                    vm.log_tail()
+/// Every `callmetrics_*` sample of the influx sink's `callmetrics` point: (queue, timestamp)
+/// → field → the sum over the series of that queue (an interval's record and its
+/// corrections are series of their own), the maximum for `wait_max_ms`. Fails if a series
+/// holds two different values at one timestamp.
+fn export(vm: &Victoria) -> Result<Stored, String> {
+    let mut out = Stored::new();
+    for v in vm.export_series(r#"{__name__=~"callmetrics_.*"}"#)? {
+        let line = &v;
+        let m = &v["metric"];
+        let name = m["__name__"].as_str().unwrap_or_default();
+        let field = name
+            .strip_prefix("callmetrics_")
+            .ok_or_else(|| format!("unexpected metric {m}"))?;
+        assert_eq!(m["host"], HOST, "{m}");
+        assert_eq!(m["dimension"], "queue", "{m}");
+        let queue = m["queue"]
+            .as_str()
+            .ok_or_else(|| format!("no queue label: {m}"))?
+            .to_string();
+        let values = v["values"].as_array().ok_or("no values")?;
+        let stamps = v["timestamps"].as_array().ok_or("no timestamps")?;
+        if values.len() != stamps.len() {
+            return Err(format!("values and timestamps differ in length: {line}"));
+        }
+        let mut seen: BTreeMap<i64, f64> = BTreeMap::new();
+        for (value, ts) in values.iter().zip(stamps) {
+            let ts = ts.as_i64().ok_or_else(|| format!("timestamp {ts}"))?;
+            let value = value.as_f64().ok_or_else(|| format!("value {value}"))?;
+            if value < 0.0 || value.fract() != 0.0 {
+                return Err(format!("{name} at {ts} is {value}, not a count"));
+            }
+            if let Some(prev) = seen.insert(ts, value) {
+                assert_eq!(
+                    prev, value,
+                    "two different values at one timestamp in one series: {line}"
                 );
-                thread::sleep(POLL);
+                continue;
             }
-        }
-        panic!("victoria-metrics did not start: {last}");
-    }
-
-    /// Every `callmetrics_*` sample: (queue, timestamp) → field → the largest value stored.
-    fn export(&self) -> Result<Stored, String> {
-        let start = now_ms() / 1000 - 2 * 86_400;
-        let body = format!(
-            "match[]={}&start={start}",
-            percent_encode(r#"{__name__=~"callmetrics_.*"}"#)
-        );
-        let (status, text) = http(self.addr, "POST", "/api/v1/export", &body)?;
-        if status != 200 {
-            return Err(format!("export answered {status}: {text}"));
-        }
-        let mut out = Stored::new();
-        for line in text.lines().filter(|l| !l.trim().is_empty()) {
-            let v: Value =
-                serde_json::from_str(line).map_err(|e| format!("export line {line}: {e}"))?;
-            let m = &v["metric"];
-            let name = m["__name__"].as_str().unwrap_or_default();
-            let field = name
-                .strip_prefix("callmetrics_")
-                .ok_or_else(|| format!("unexpected metric {m}"))?;
-            assert_eq!(m["host"], HOST, "{m}");
-            assert_eq!(m["dimension"], "queue", "{m}");
-            let queue = m["queue"]
-                .as_str()
-                .ok_or_else(|| format!("no queue label: {m}"))?
-                .to_string();
-            let values = v["values"].as_array().ok_or("no values")?;
-            let stamps = v["timestamps"].as_array().ok_or("no timestamps")?;
-            if values.len() != stamps.len() {
-                return Err(format!("values and timestamps differ in length: {line}"));
-            }
-            for (value, ts) in values.iter().zip(stamps) {
-                let ts = ts.as_i64().ok_or_else(|| format!("timestamp {ts}"))?;
-                let value = value.as_f64().ok_or_else(|| format!("value {value}"))?;
-                if value < 0.0 || value.fract() != 0.0 {
-                    return Err(format!("{name} at {ts} is {value}, not a count"));
-                }
-                // Several samples may share a timestamp after a correction: totals only grow.
-                let e = out
-                    .entry((queue.clone(), ts))
-                    .or_default()
-                    .entry(field.to_string())
-                    .or_default();
+            let e = out
+                .entry((queue.clone(), ts))
+                .or_default()
+                .entry(field.to_string())
+                .or_default();
+            if field == "wait_max_ms" {
                 *e = (*e).max(value as u64);
-            }
-        }
-        Ok(out)
-    }
-}
-
-/// Percent-encodes everything but unreserved characters (for a form body).
-fn percent_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                (b as char).to_string()
             } else {
-                format!("%{b:02X}")
+                *e += value as u64;
             }
-        })
-        .collect()
-}
-
-/// A minimal blocking HTTP/1.0 exchange; returns the status and the body.
-fn http(addr: SocketAddr, method: &str, path: &str, body: &str) -> Result<(u16, String), String> {
-    let mut s =
-        TcpStream::connect_timeout(&addr, Duration::from_secs(2)).map_err(|e| e.to_string())?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))
-        .map_err(|e| e.to_string())?;
-    let req = format!(
-        "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).map_err(|e| e.to_string())?;
-    let text = String::from_utf8_lossy(&raw);
-    let (head, rest) = text
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| format!("no end of head in {text:?}"))?;
-    let status: u16 = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| format!("no status in {head:?}"))?;
-    let chunked = head.lines().any(|l| {
-        l.to_ascii_lowercase().starts_with("transfer-encoding:")
-            && l.to_ascii_lowercase().contains("chunked")
-    });
-    if !chunked {
-        return Ok((status, rest.to_string()));
-    }
-    let mut out = String::new();
-    let mut rest = rest;
-    loop {
-        let (size, after) = rest.split_once("\r\n").ok_or("a truncated chunked body")?;
-        let size = usize::from_str_radix(size.trim(), 16).map_err(|e| e.to_string())?;
-        if size == 0 {
-            return Ok((status, out));
         }
-        out.push_str(after.get(..size).ok_or("a truncated chunk")?);
-        rest = after.get(size + 2..).ok_or("a truncated chunk")?;
     }
+    Ok(out)
 }
 
 #[test]
@@ -243,7 +116,7 @@ fn victoria_metrics_end_to_end() {
     };
     let deadline = Instant::now() + SHIP_DEADLINE;
     let stored = loop {
-        let got = vm.export();
+        let got = export(&vm);
         if let Ok(m) = &got {
             if to_totals(m).as_ref() == Some(&want) {
                 break to_totals(m).expect("complete");
@@ -270,6 +143,14 @@ fn victoria_metrics_end_to_end() {
     };
     // The sum over intervals per queue equals the agent's own 24h figures.
     assert_eq!(per_queue(&stored), agent);
+    // The late calls arrived as corrections, in series of their own.
+    let corrections = vm
+        .export_series(r#"{__name__="callmetrics_offered",correction!=""}"#)
+        .expect("export the corrections");
+    assert!(
+        !corrections.is_empty(),
+        "no correction series in VictoriaMetrics"
+    );
     let stored_intervals: BTreeSet<i64> = stored.keys().map(|k| k.1).collect();
     let stored_queues: BTreeSet<&str> = stored.keys().map(|k| k.0.as_str()).collect();
     assert!(
