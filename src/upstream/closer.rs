@@ -21,6 +21,17 @@ pub struct Closer {
     kinds: Vec<DimKind>,
     /// Encoded bucket id → revision of the aggregate last shipped.
     shipped: HashMap<Vec<u8>, u64>,
+    /// Interval slice start → the slice's version when every bucket of it was last found shipped:
+    /// a slice with that version still is, and is not decoded again (a day of intervals holds
+    /// thousands of buckets, and candidates are taken under the engine's lock).
+    looked: HashMap<i64, u64>,
+}
+
+/// The buckets to ship, and the slices they were looked for in.
+pub struct Candidates {
+    buckets: Vec<Candidate>,
+    /// (slice start, version) of every slice decoded; all shipped once these buckets are.
+    looked: Vec<(i64, u64)>,
 }
 
 /// What one round of closing did.
@@ -52,6 +63,7 @@ impl Closer {
             max_outbox_bytes: 0,
             kinds: Vec::new(),
             shipped,
+            looked: HashMap::new(),
         };
         c.reconfigure(cfg);
         Ok(c)
@@ -74,37 +86,51 @@ impl Closer {
     }
 
     /// Buckets whose interval has closed (ended `close_after` ago, or simply ended with `now_all`)
-    /// and that changed since they were last shipped. Cheap: run it under the engine lock.
+    /// and that changed since they were last shipped. Cheap: run it under the engine lock; only
+    /// slices that changed since they were last looked at are decoded.
     #[must_use]
-    pub fn candidates(&self, engine: &Engine, now_ms: i64, now_all: bool) -> Vec<Candidate> {
+    pub fn candidates(&self, engine: &Engine, now_ms: i64, now_all: bool) -> Candidates {
         let cal = engine.calendar();
         let wait = if now_all { 0 } else { self.close_after_ms };
         // The last interval that has ended at least `wait` ago.
         let until = cal.interval_bucket(now_ms - wait) - cal.interval_ms;
         let from = now_ms - engine.interval_retention_ms();
-        engine
-            .interval_buckets(&self.kinds, from, until)
-            .into_iter()
-            .filter_map(|(id, agg)| {
+        let mut out = Candidates {
+            buckets: Vec::new(),
+            looked: Vec::new(),
+        };
+        for start in engine.interval_starts(from, until) {
+            let Some(version) = engine.interval_slice_version(start) else {
+                continue;
+            };
+            if self.looked.get(&start) == Some(&version) {
+                continue;
+            }
+            out.looked.push((start, version));
+            for (id, agg) in engine.interval_buckets_at(&self.kinds, start) {
                 let key = id.encode();
-                (self.shipped.get(&key) != Some(&agg.revision)).then(|| Candidate {
-                    id,
-                    key,
-                    agg: agg.clone(),
-                })
-            })
-            .collect()
+                if self.shipped.get(&key) != Some(&agg.revision) {
+                    out.buckets.push(Candidate { id, key, agg });
+                }
+            }
+        }
+        out
     }
 
     /// Writes the candidates as records (and what was shipped) in one atomic batch, flushed.
     pub async fn ship(
         &mut self,
         store: &Arc<Store>,
-        candidates: Vec<Candidate>,
+        candidates: Candidates,
         interval_ms: i64,
     ) -> Result<Closed, StoreError> {
         let mut closed = Closed::default();
+        let Candidates {
+            buckets: candidates,
+            looked,
+        } = candidates;
         if candidates.is_empty() {
+            self.looked.extend(looked);
             return Ok(closed);
         }
         let first_seq = store.next_record_seq()?;
@@ -144,6 +170,7 @@ impl Closer {
         for c in candidates {
             self.shipped.insert(c.key, c.agg.revision);
         }
+        self.looked.extend(looked);
         Ok(closed)
     }
 }
@@ -151,6 +178,7 @@ impl Closer {
 impl Closer {
     /// Forgets shipped copies of intervals older than `from` (the engine dropped them too).
     pub fn prune(&mut self, store: &Store, from: i64) -> Result<(), StoreError> {
+        self.looked.retain(|start, _| *start >= from);
         let old: Vec<Vec<u8>> = self
             .shipped
             .keys()
@@ -190,4 +218,53 @@ pub fn host_id(configured: &str) -> String {
     }
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map_or_else(|_| "unknown-host".into(), |h| h.trim().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{Event, EventKind};
+
+    /// 2026-11-22T08:00:00Z, an interval start in UTC.
+    const T0: i64 = 1_795_334_400_000;
+
+    fn call(e: &mut Engine, id: &str, queue: &str, at: i64) {
+        let mut s = Event::new(EventKind::Start, id, at);
+        s.queue = Some(queue.into());
+        let end = Event::new(EventKind::End, id, at + 5_000);
+        for ev in [&s, &end] {
+            e.apply(ev, at + 5_000);
+        }
+    }
+
+    #[tokio::test]
+    async fn slices_unchanged_since_they_were_shipped_are_not_decoded_again() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Arc::new(Store::open(&dir.path().join("s"), 1 << 20, 1 << 30).expect("store"));
+        let cfg = Config::default();
+        let mut engine = Engine::new(&cfg);
+        let mut closer = Closer::new(&cfg, "h".into(), &store).expect("closer");
+        call(&mut engine, "a", "q1", T0 + 60_000);
+        call(&mut engine, "b", "q2", T0 + 16 * 60_000);
+        let now = T0 + 3_600_000;
+        engine.advance(now);
+
+        // Both intervals closed: each queue's bucket is shipped, both slices looked at.
+        let c = closer.candidates(&engine, now, true);
+        assert_eq!((c.buckets.len(), c.looked.len()), (2, 2));
+        assert_eq!(closer.ship(&store, c, 900_000).await.expect("ship").intervals, 2);
+
+        // Nothing changed: no slice is decoded again.
+        let c = closer.candidates(&engine, now, true);
+        assert_eq!((c.buckets.len(), c.looked.len()), (0, 0));
+        closer.ship(&store, c, 900_000).await.expect("ship");
+
+        // A late call in the first interval: that slice alone is read again, one correction.
+        call(&mut engine, "c", "q1", T0 + 120_000);
+        engine.advance(now + 10_000);
+        let c = closer.candidates(&engine, now + 10_000, true);
+        assert_eq!((c.buckets.len(), c.looked.len()), (1, 1));
+        let closed = closer.ship(&store, c, 900_000).await.expect("ship");
+        assert_eq!((closed.intervals, closed.corrections), (0, 1));
+    }
 }
