@@ -44,6 +44,13 @@ struct Screen {
 
 impl Screen {
     fn enter() -> io::Result<Screen> {
+        // A panic's message is printed before the stack unwinds to `Drop`: on the alternate
+        // screen it would vanish with it. Leave the screen first, then report as before.
+        let report = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            leave(&mut io::stdout());
+            report(info);
+        }));
         enable_raw_mode()?;
         let mut out = io::stdout();
         let entered = execute!(out, EnterAlternateScreen, Hide)
