@@ -3,3 +3,4 @@
 //! the stored history.
 
 pub mod calendar;
+pub mod erlang;
