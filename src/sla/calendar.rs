@@ -260,36 +260,39 @@ impl ServiceHours {
         ranges
             .iter()
             .filter_map(|r| {
-                let open = self.first_reach(date, r.start)?;
-                let close = self.first_reach(date, r.end)?;
+                let open = first_reach(&self.tz, date, r.start)?;
+                let close = first_reach(&self.tz, date, r.end)?;
                 (close > open).then_some((date, open, close))
             })
             .collect()
     }
+}
 
-    /// The first instant at which the local clock reads `minute` (0..=1440) on `date` or later.
-    fn first_reach(&self, date: Date, minute: u16) -> Option<i64> {
-        let (date, minute) = if minute >= DAY_MINUTES {
-            (date.tomorrow().ok()?, 0)
-        } else {
-            (date, minute)
-        };
-        let wall: DateTime = date.at((minute / 60) as i8, (minute % 60) as i8, 0, 0);
-        let wall_ms = wall_as_utc_ms(wall)?;
-        let at = |offset: jiff::tz::Offset| wall_ms - i64::from(offset.seconds()) * 1000;
-        match self.tz.to_ambiguous_timestamp(wall).offset() {
-            AmbiguousOffset::Unambiguous { offset } => Some(at(offset)),
-            // Shown twice: the first pass reaches it first.
-            AmbiguousOffset::Fold { before, after } => Some(at(before).min(at(after))),
-            // Skipped: first reached at the jump, the transition just after the instant that
-            // reads this time with the later (larger) offset.
-            AmbiguousOffset::Gap { before, after } => {
-                let earlier = Timestamp::from_millisecond(at(before).min(at(after))).ok()?;
-                let jump = self.tz.following(earlier).next();
-                Some(jump.map_or(at(before).max(at(after)), |t| {
-                    t.timestamp().as_millisecond()
-                }))
-            }
+/// The first instant at which the local clock of `tz` reads `minute` (0..=1440) on `date`, or
+/// later if that reading is skipped: the opening rule of the module doc, also the first instant
+/// of a day (`minute` 0) for period bounds.
+#[must_use]
+pub fn first_reach(tz: &TimeZone, date: Date, minute: u16) -> Option<i64> {
+    let (date, minute) = if minute >= DAY_MINUTES {
+        (date.tomorrow().ok()?, 0)
+    } else {
+        (date, minute)
+    };
+    let wall: DateTime = date.at((minute / 60) as i8, (minute % 60) as i8, 0, 0);
+    let wall_ms = wall_as_utc_ms(wall)?;
+    let at = |offset: jiff::tz::Offset| wall_ms - i64::from(offset.seconds()) * 1000;
+    match tz.to_ambiguous_timestamp(wall).offset() {
+        AmbiguousOffset::Unambiguous { offset } => Some(at(offset)),
+        // Shown twice: the first pass reaches it first.
+        AmbiguousOffset::Fold { before, after } => Some(at(before).min(at(after))),
+        // Skipped: first reached at the jump, the transition just after the instant that reads
+        // this time with the later (larger) offset.
+        AmbiguousOffset::Gap { before, after } => {
+            let earlier = Timestamp::from_millisecond(at(before).min(at(after))).ok()?;
+            let jump = tz.following(earlier).next();
+            Some(jump.map_or(at(before).max(at(after)), |t| {
+                t.timestamp().as_millisecond()
+            }))
         }
     }
 }
