@@ -418,3 +418,229 @@ impl HistoryConfig {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::super::{Config, ConfigError};
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("agent.toml"))
+    }
+
+    /// The (key, line) of every problem of a refused config.
+    fn problems(text: &str) -> Vec<(String, Option<usize>, String)> {
+        match parse(text) {
+            Err(ConfigError::Invalid { problems, .. }) => problems
+                .into_iter()
+                .map(|p| (p.key, p.line, p.message))
+                .collect(),
+            other => panic!("expected problems, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_full_objective_and_history_parse() {
+        let cfg = parse(
+            r#"
+[[sla]]
+name = "gold"
+scope = { queues = ["support"], channels = ["voice", "chat"], tags = { tier = "gold" } }
+measure = "service_level"
+threshold = "20s"
+formula = "abandon_ignored"
+short_abandon = "3s"
+target = 0.9
+at_risk_margin = 0.02
+period = "week"
+time_zone = "America/New_York"
+hours = { mon = ["08:00-12:00", "13:00-24:00"], sat = ["10:00-14:00"] }
+holidays = ["2026-12-25", "2027-01-01"]
+
+[[sla]]
+name = "asa"
+measure = "asa_max"
+target = "30s"
+period = "day"
+
+[history]
+intervals_days = 40
+"#,
+        )
+        .unwrap();
+        let s = &cfg.sla[0];
+        assert_eq!(s.scope.tags.get("tier").map(String::as_str), Some("gold"));
+        assert_eq!(s.formula, Some(Formula::AbandonIgnored));
+        assert_eq!(s.target, Target::Fraction(0.9));
+        assert_eq!(s.period, Period::Week);
+        assert_eq!(s.clock, WaitClock::Wall);
+        let hours = s.service_hours(&cfg.general.time_zone).unwrap();
+        // 4 + 11 h Monday, 4 h Saturday.
+        assert_eq!(hours.weekly_minutes(), (15 + 4) * 60);
+        assert_eq!(cfg.sla[1].target, Target::Duration(Millis::secs(30)));
+        assert!(cfg.sla[1].scope.queues.is_empty() && cfg.sla[1].hours.is_none());
+        assert_eq!(
+            cfg.history,
+            HistoryConfig {
+                intervals_days: 40,
+                ..HistoryConfig::default()
+            }
+        );
+        let none = parse("").unwrap();
+        assert!(none.sla.is_empty());
+        assert_eq!(none.history.intervals_days, 35);
+        assert_eq!(none.history.daily_days, 400);
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_by_name() {
+        for (text, key) in [
+            ("[[sla]]\nname = \"a\"\nmeasure = \"aht_max\"\ntarget = \"5m\"\nperiod = \"day\"\nwindow = \"1h\"\n", "window"),
+            ("[[sla]]\nname = \"a\"\nmeasure = \"aht_max\"\ntarget = \"5m\"\nperiod = \"day\"\nscope = { queue = [\"q\"] }\n", "queue"),
+            ("[[sla]]\nname = \"a\"\nmeasure = \"aht_max\"\ntarget = \"5m\"\nperiod = \"day\"\nhours = { monday = [\"08:00-18:00\"] }\n", "monday"),
+            ("[history]\nintervals = 3\n", "intervals"),
+            ("[[sla]]\nname = \"a\"\nmeasure = \"uptime\"\ntarget = 0.9\nperiod = \"day\"\n", "uptime"),
+            ("[[sla]]\nname = \"a\"\nmeasure = \"aht_max\"\ntarget = \"5m\"\nperiod = \"year\"\n", "year"),
+        ] {
+            let err = parse(text).unwrap_err().to_string();
+            assert!(err.contains(key), "{key}: {err}");
+        }
+        // A missing required key is named.
+        let err = parse("[[sla]]\nname = \"a\"\nmeasure = \"aht_max\"\nperiod = \"day\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("target"), "{err}");
+    }
+
+    #[test]
+    fn invalid_values_name_sla_n_field_and_line() {
+        let text = r#"[[sla]]
+name = "a"
+measure = "service_level"
+target = 80
+period = "month"
+hours = { mon = ["08:00-12:00", "11:00-13:00"], tue = ["9-17"] }
+holidays = ["2026-12-25", "25/12/2026"]
+
+[[sla]]
+name = "a"
+measure = "asa_max"
+threshold = "20s"
+target = 0.5
+formula = "answered"
+period = "day"
+
+[[sla]]
+name = "c"
+measure = "abandon_rate_max"
+target = "5s"
+at_risk_margin = 0.01
+period = "day"
+clock = "business_hours"
+scope = { queues = ["ok", ""], tags = { tier = "" } }
+
+[[sla]]
+name = "d"
+measure = "aht_max"
+target = "6m"
+clock = "business_hours"
+short_abandon = "5s"
+period = "day"
+hours = {}
+
+[history]
+intervals_days = 0
+max_bytes = 10
+"#;
+        let found = problems(text);
+        let keys: Vec<(&str, Option<usize>)> =
+            found.iter().map(|(k, l, _)| (k.as_str(), *l)).collect();
+        assert_eq!(
+            keys,
+            [
+                ("sla.0.threshold", None),
+                ("sla.0.target", Some(4)),
+                ("sla.0.holidays.1", Some(7)),
+                ("sla.0.hours.mon.1", Some(6)),
+                ("sla.0.hours.tue.0", Some(6)),
+                ("sla.1.name", Some(10)),
+                ("sla.1.threshold", Some(12)),
+                ("sla.1.formula", Some(14)),
+                ("sla.1.target", Some(13)),
+                ("sla.2.target", Some(20)),
+                ("sla.2.scope.queues.1", Some(24)),
+                ("sla.2.scope.tags", Some(24)),
+                ("sla.3.short_abandon", Some(31)),
+                ("sla.3.clock", Some(30)),
+                ("sla.3.hours", Some(33)),
+                ("history.intervals_days", Some(36)),
+                ("history.max_bytes", Some(37)),
+            ],
+            "{found:#?}"
+        );
+        let message = |key: &str| {
+            found
+                .iter()
+                .find(|(k, _, _)| k == key)
+                .map(|(_, _, m)| m.clone())
+                .unwrap()
+        };
+        assert!(message("sla.0.threshold").contains("needs a threshold"));
+        assert!(message("sla.0.target").contains("0.8 = 80 %"));
+        assert!(message("sla.0.hours.mon.1").contains("overlaps 08:00-12:00"));
+        assert!(message("sla.0.hours.tue.0").contains("`9-17`"));
+        assert!(message("sla.0.holidays.1").contains("25/12/2026"));
+        assert!(message("sla.1.name").contains("used twice"));
+        assert!(message("sla.1.target").contains("takes a duration"));
+        assert!(message("sla.2.target").contains("takes a fraction"));
+        assert!(message("sla.3.hours").contains("open on no day"));
+        // The whole text names each key as the file writes it.
+        let text = parse(text).unwrap_err().to_string();
+        assert!(text.contains("line 6: `sla.0.hours.mon.1`"), "{text}");
+    }
+
+    #[test]
+    fn business_hours_thresholds_for_slow_channels() {
+        let cfg = parse(
+            "[[sla]]\nname = \"email\"\nscope = { channels = [\"email\"] }\nmeasure = \"answered_within\"\nthreshold = \"48h\"\nclock = \"business_hours\"\ntarget = 0.95\nperiod = \"month\"\nhours = { mon = [\"09:00-17:00\"] }\n",
+        )
+        .unwrap();
+        assert_eq!(cfg.sla[0].threshold, Some(Millis::secs(48 * 3600)));
+        assert_eq!(cfg.sla[0].clock, WaitClock::BusinessHours);
+    }
+
+    /// The commented `[history]` and `[[sla]]` examples of config/agent.toml, uncommented, are a
+    /// valid config that says what their comments say.
+    #[test]
+    fn the_shipped_commented_examples_are_valid() {
+        let shipped = include_str!("../../config/agent.toml");
+        let from = shipped.find("# [history]").unwrap();
+        let mut text = String::new();
+        for line in shipped[from..].lines() {
+            let Some(body) = line.strip_prefix("# ") else {
+                continue;
+            };
+            let is_setting = body.starts_with('[')
+                || body
+                    .split_once(" = ")
+                    .is_some_and(|(k, _)| k.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'));
+            if is_setting {
+                text.push_str(body.split("  #").next().unwrap_or(body));
+                text.push('\n');
+            }
+        }
+        let cfg = parse(&text).unwrap();
+        assert_eq!(cfg.history, HistoryConfig::default());
+        assert_eq!(cfg.sla.len(), 2);
+        let email = &cfg.sla[1];
+        let hours = email.service_hours(&cfg.general.time_zone).unwrap();
+        // "Friday 17:00 + 4 h is Monday 11:00": Friday 4 December 2026 in UTC (the default zone).
+        let friday_17 = 1_796_403_600_000; // 2026-12-04T17:00Z
+        assert_eq!(
+            hours.add_business_ms(friday_17, 4 * 3_600_000),
+            Some(friday_17 + (3 * 24 - 6) * 3_600_000) // Monday 7 December 11:00Z
+        );
+    }
+}
