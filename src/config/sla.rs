@@ -15,7 +15,7 @@ use crate::sla::calendar::{self, ServiceHours, Week};
 pub enum Measure {
     /// The service level by `formula`, at least `target`.
     ServiceLevel,
-    /// ASA (wait_sum / answered), at most `target`.
+    /// ASA (`wait_sum` / answered), at most `target`.
     AsaMax,
     /// Abandon rate ((Ab − S) / (Q − S)), at most `target`.
     AbandonRateMax,
@@ -264,7 +264,9 @@ impl SlaConfig {
         } else if self.threshold.is_some() {
             bad(
                 "threshold",
-                format!("measure `{name}` has no threshold (only service_level and answered_within do)"),
+                format!(
+                    "measure `{name}` has no threshold (only service_level and answered_within do)"
+                ),
             );
         }
         if self.formula.is_some() && m != Measure::ServiceLevel {
@@ -285,7 +287,10 @@ impl SlaConfig {
                 "`business_hours` applies to waits; aht_max measures handling".into(),
             );
         }
-        for (key, value) in [("target", Some(self.target)), ("at_risk_margin", self.at_risk_margin)] {
+        for (key, value) in [
+            ("target", Some(self.target)),
+            ("at_risk_margin", self.at_risk_margin),
+        ] {
             let Some(value) = value else { continue };
             match (m.takes_duration(), value, key) {
                 (true, Target::Duration(d), "target") if d.0 == 0 => {
@@ -309,7 +314,14 @@ impl SlaConfig {
                     if !ok {
                         bad(
                             key,
-                            format!("{x} must be a fraction above 0 up to 1 (0.8 = 80 %){}", if m == Measure::AbandonRateMax { ", from 0 up to but not 1 for abandon_rate_max" } else { "" }),
+                            format!(
+                                "{x} must be a fraction above 0 up to 1 (0.8 = 80 %){}",
+                                if m == Measure::AbandonRateMax {
+                                    ", from 0 up to but not 1 for abandon_rate_max"
+                                } else {
+                                    ""
+                                }
+                            ),
                         );
                     }
                 }
@@ -320,7 +332,10 @@ impl SlaConfig {
                 }
             }
         }
-        for (list, what) in [(&self.scope.queues, "queues"), (&self.scope.channels, "channels")] {
+        for (list, what) in [
+            (&self.scope.queues, "queues"),
+            (&self.scope.channels, "channels"),
+        ] {
             for (i, v) in list.iter().enumerate() {
                 if v.is_empty() || crate::printable::first_refused(v).is_some() {
                     bad(
@@ -355,12 +370,18 @@ pub(super) fn problems(entries: &[SlaConfig], general: &ZoneName) -> Vec<(String
         if s.name.is_empty() || s.name.len() > 64 || !printable {
             out.push((
                 format!("sla.{i}.name"),
-                format!("objective name {:?} must be 1 to 64 bytes without control characters", s.name),
+                format!(
+                    "objective name {:?} must be 1 to 64 bytes without control characters",
+                    s.name
+                ),
             ));
         } else if !names.insert(s.name.as_str()) {
             out.push((
                 format!("sla.{i}.name"),
-                format!("objective name `{}` is used twice; each objective needs its own", s.name),
+                format!(
+                    "objective name `{}` is used twice; each objective needs its own",
+                    s.name
+                ),
             ));
         }
         out.extend(

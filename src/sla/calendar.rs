@@ -322,7 +322,10 @@ mod tests {
     /// The instant the local clock of `tz` reads `text` (unambiguous times only).
     fn at(tz: &TimeZone, text: &str) -> i64 {
         let dt: DateTime = text.parse().unwrap();
-        dt.to_zoned(tz.clone()).unwrap().timestamp().as_millisecond()
+        dt.to_zoned(tz.clone())
+            .unwrap()
+            .timestamp()
+            .as_millisecond()
     }
 
     fn day(ranges: &[&str]) -> Vec<Range> {
@@ -353,7 +356,10 @@ mod tests {
                 end: 1440
             }
         );
-        assert_eq!(Range::parse("08:00-18:30").unwrap().to_string(), "08:00-18:30");
+        assert_eq!(
+            Range::parse("08:00-18:30").unwrap().to_string(),
+            "08:00-18:30"
+        );
         for bad in [
             "8:00-18:00",
             "08:00",
@@ -475,7 +481,10 @@ mod tests {
         );
         // Received Monday at 12:30 (lunch): still Monday's day; next opening 13:00.
         let lunch = at(&tz, "2026-03-09T12:30");
-        assert_eq!(cal.business_day_end(lunch), Some(at(&tz, "2026-03-09T18:00")));
+        assert_eq!(
+            cal.business_day_end(lunch),
+            Some(at(&tz, "2026-03-09T18:00"))
+        );
         assert_eq!(cal.next_open(lunch), Some(at(&tz, "2026-03-09T13:00")));
         assert_eq!(cal.next_open(answered), Some(answered));
         assert_eq!(cal.add_business_ms(received, 0), Some(received));
@@ -509,8 +518,8 @@ mod tests {
         let from_gap = every_day(&["02:30-04:00"]);
         assert_eq!(from_gap.business_ms_between(spring, spring_next), H);
         assert_eq!(from_gap.next_open(spring), Some(1_774_746_000_000)); // 2026-03-29T01:00Z
-        // Autumn: 02:00 CEST comes, then at 03:00 CEST the clock goes back to 02:00 CET.
-        // 00:00–03:00 covers both passes: 00:00 CEST to 03:00 CET = 4 h.
+                                                                         // Autumn: 02:00 CEST comes, then at 03:00 CEST the clock goes back to 02:00 CET.
+                                                                         // 00:00–03:00 covers both passes: 00:00 CEST to 03:00 CET = 4 h.
         let to_fold = every_day(&["00:00-03:00"]);
         assert_eq!(to_fold.business_ms_between(autumn, autumn_next), 4 * H);
         // 02:30–04:00: from the first 02:30 (CEST) to 04:00 CET = 2 h 30, open the whole way.
@@ -564,10 +573,13 @@ mod tests {
         const ZONES: [(&str, [i64; 2]); 6] = [
             ("Europe/Paris", [1_774_746_000_000, 1_792_890_000_000]), // 03-29T01:00Z, 10-25T01:00Z
             ("America/New_York", [1_772_953_200_000, 1_793_512_800_000]), // 03-08T07:00Z, 11-01T06:00Z
-            ("Australia/Lord_Howe", [1_775_314_800_000, 1_791_041_400_000]), // 04-04T15:00Z, 10-03T15:30Z
+            (
+                "Australia/Lord_Howe",
+                [1_775_314_800_000, 1_791_041_400_000],
+            ), // 04-04T15:00Z, 10-03T15:30Z
             ("Pacific/Chatham", [1_775_311_200_000, 1_790_431_200_000]), // 04-04T14:00Z, 09-26T14:00Z
             ("America/Santiago", [1_775_358_000_000, 1_788_667_200_000]), // 04-05T03:00Z, 09-06T04:00Z
-            ("Asia/Kolkata", [1_780_272_000_000, 1_774_746_000_000]), // 06-01, 03-29
+            ("Asia/Kolkata", [1_780_272_000_000, 1_774_746_000_000]),     // 06-01, 03-29
         ];
 
         fn arb_day() -> impl Strategy<Value = Vec<Range>> {
@@ -608,7 +620,9 @@ mod tests {
                             .date();
                         let holidays: Vec<Date> = holiday_offsets
                             .iter()
-                            .filter_map(|&d| anchor_date.checked_add(jiff::Span::new().days(d)).ok())
+                            .filter_map(|&d| {
+                                anchor_date.checked_add(jiff::Span::new().days(d)).ok()
+                            })
                             .collect();
                         let cal = if always {
                             ServiceHours::always(tz).with_holidays(holidays)
@@ -644,9 +658,7 @@ mod tests {
             let mut minutes = Vec::new();
             let mut m = (a - 86_400_000).div_euclid(M) * M;
             while m < b {
-                let wall = cal
-                    .tz
-                    .to_datetime(Timestamp::from_millisecond(m).unwrap());
+                let wall = cal.tz.to_datetime(Timestamp::from_millisecond(m).unwrap());
                 let h = high.map_or(wall, |h| h.max(wall));
                 high = Some(h);
                 let open = open_by_definition(cal, h);

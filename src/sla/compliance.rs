@@ -144,9 +144,8 @@ pub fn expected_by_rate(so_far: u64, elapsed_open_ms: i64, remaining_open_ms: i6
     if elapsed_open_ms <= 0 {
         return Remaining::Unknown;
     }
-    let scaled =
-        (u128::from(so_far) * remaining_open_ms as u128 * 2 + elapsed_open_ms as u128)
-            / (elapsed_open_ms as u128 * 2);
+    let scaled = (u128::from(so_far) * remaining_open_ms as u128 * 2 + elapsed_open_ms as u128)
+        / (elapsed_open_ms as u128 * 2);
     Remaining::Expected(u64::try_from(scaled).unwrap_or(u64::MAX))
 }
 
@@ -401,10 +400,16 @@ mod tests {
     #[test]
     fn targets_compare_exactly_not_in_floating_point() {
         // 0.07 × 100 = 7.000000000000001 in f64; 7 of 100 meets a 0.07 target.
-        assert!(0.07 * 100.0 > 7.0);
+        assert!(std::hint::black_box(0.07) * 100.0 > 7.0);
         let g = sl_goal(0.07);
-        assert_eq!(assess(&g, &agg(100, 7, 0), Remaining::Ended).status, Status::Met);
-        assert_eq!(assess(&g, &agg(100, 6, 0), Remaining::Ended).status, Status::Missed);
+        assert_eq!(
+            assess(&g, &agg(100, 7, 0), Remaining::Ended).status,
+            Status::Met
+        );
+        assert_eq!(
+            assess(&g, &agg(100, 6, 0), Remaining::Ended).status,
+            Status::Missed
+        );
         // 0.07 × 200 = 14: of 100 more, 7 needed.
         assert_eq!(
             assess(&g, &agg(100, 7, 0), Remaining::Expected(100)).margin,
@@ -529,7 +534,10 @@ mod tests {
             ..a.clone()
         };
         let c = assess(&asa, &lost, Remaining::Expected(10));
-        assert_eq!((c.status, c.margin), (Status::Missed, Some(Margin::Unreachable)));
+        assert_eq!(
+            (c.status, c.margin),
+            (Status::Missed, Some(Margin::Unreachable))
+        );
         let aht = Goal {
             measure: Measure::AhtMax,
             target: Target::Duration(Millis::secs(300)),
@@ -560,7 +568,13 @@ mod tests {
         let c = assess(&g, &Agg::default(), Remaining::Expected(120));
         assert_eq!(c.value, None);
         assert_eq!(c.status, Status::NoData);
-        assert_eq!(c.margin, Some(Margin::AtLeast { next: 120, good: 96 }));
+        assert_eq!(
+            c.margin,
+            Some(Margin::AtLeast {
+                next: 120,
+                good: 96
+            })
+        );
         assert_eq!(
             assess(&g, &Agg::default(), Remaining::Ended).status,
             Status::NoData
@@ -585,11 +599,7 @@ mod tests {
             let mut g = sl_goal(0.8);
             g.formula = f;
             let (good, den) = ratio_parts(&g, &a).unwrap();
-            assert_eq!(
-                Some(good as f64 / den as f64),
-                a.service_level(f),
-                "{f:?}"
-            );
+            assert_eq!(Some(good as f64 / den as f64), a.service_level(f), "{f:?}");
             assert_eq!(assess(&g, &a, Remaining::Ended).value, a.service_level(f));
             assert_eq!(units(&g, &a), den);
         }
@@ -607,7 +617,10 @@ mod tests {
     fn expected_volume_from_the_rate_so_far() {
         // 300 calls in 10 open hours, 5 open hours left: 150 more.
         let h = 3_600_000;
-        assert_eq!(expected_by_rate(300, 10 * h, 5 * h), Remaining::Expected(150));
+        assert_eq!(
+            expected_by_rate(300, 10 * h, 5 * h),
+            Remaining::Expected(150)
+        );
         // Rounded to the nearest: 1 call in 3 h, 1 h left → 0.33 → 0; 2 h left → 0.67 → 1.
         assert_eq!(expected_by_rate(1, 3 * h, h), Remaining::Expected(0));
         assert_eq!(expected_by_rate(1, 3 * h, 2 * h), Remaining::Expected(1));

@@ -44,10 +44,7 @@ impl Objective {
             goal: Goal {
                 measure: entry.measure,
                 formula: params.formula,
-                threshold: entry
-                    .measure
-                    .takes_threshold()
-                    .then_some(params.threshold),
+                threshold: entry.measure.takes_threshold().then_some(params.threshold),
                 target: entry.target,
                 at_risk_margin: entry.at_risk_margin,
             },
@@ -66,8 +63,7 @@ impl Objective {
         let listed = |list: &[String], v: &str| list.is_empty() || list.iter().any(|x| x == v);
         listed(&s.queues, queue)
             && listed(&s.channels, channel)
-            && s
-                .tags
+            && s.tags
                 .iter()
                 .all(|(k, v)| tags.iter().any(|(tk, tv)| tk == k && tv == v))
     }
@@ -86,7 +82,10 @@ impl Objective {
         match self.clock {
             WaitClock::Wall => f.clone(),
             WaitClock::BusinessHours => {
-                let wait = self.hours.business_ms_between(f.start_ms, f.leave_ms).max(0);
+                let wait = self
+                    .hours
+                    .business_ms_between(f.start_ms, f.leave_ms)
+                    .max(0);
                 QueueFacts {
                     start_ms: f.leave_ms - wait,
                     ..f.clone()
@@ -118,7 +117,9 @@ impl Objective {
 /// hours is one day).
 #[must_use]
 pub fn period_bounds(period: Period, tz: &TimeZone, ts_ms: i64) -> Option<(i64, i64)> {
-    let date = tz.to_datetime(Timestamp::from_millisecond(ts_ms).ok()?).date();
+    let date = tz
+        .to_datetime(Timestamp::from_millisecond(ts_ms).ok()?)
+        .date();
     let (first, next): (Date, Date) = match period {
         Period::Day => (date, date.tomorrow().ok()?),
         Period::Week => {
@@ -277,7 +278,7 @@ holidays = ["2026-03-13"]
     fn periods_in_the_zone() {
         let o = objectives_of(TEXT);
         let ts = at("2026-03-29T12:00"); // Sunday of the spring change
-        // Month: 1 March 00:00 CET to 1 April 00:00 CEST, 743 h.
+                                         // Month: 1 March 00:00 CET to 1 April 00:00 CEST, 743 h.
         let (s, e) = o[0].period_bounds(ts).unwrap();
         assert_eq!((s, e), (at("2026-03-01T00:00"), at("2026-04-01T00:00")));
         assert_eq!(e - s, 743 * H);
