@@ -165,6 +165,9 @@ impl HoursConfig {
     }
 }
 
+/// Longest threshold: 366 days.
+const MAX_THRESHOLD_MS: i64 = 366 * 86_400_000;
+
 /// One `[[sla]]` objective: a target on a measure over a scope, per period, within service
 /// hours (docs/sla.md).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -259,6 +262,10 @@ impl SlaConfig {
                     format!("measure `{name}` needs a threshold such as \"20s\" or \"48h\""),
                 ),
                 Some(t) if t.0 == 0 => bad("threshold", "must be more than 0s".into()),
+                // A deadline is searched day by day through the calendar: bounded work.
+                Some(t) if t.0 > MAX_THRESHOLD_MS => {
+                    bad("threshold", format!("{t} is longer than a year (8784h)"));
+                }
                 Some(_) => {}
             }
         } else if self.threshold.is_some() {
@@ -624,6 +631,11 @@ max_bytes = 10
 
     #[test]
     fn business_hours_thresholds_for_slow_channels() {
+        let long = problems(
+            "[[sla]]\nname = \"a\"\nmeasure = \"answered_within\"\nthreshold = \"8785h\"\ntarget = 0.9\nperiod = \"day\"\n",
+        );
+        assert_eq!(long[0].0, "sla.0.threshold");
+        assert!(long[0].2.contains("longer than a year"), "{long:?}");
         let cfg = parse(
             "[[sla]]\nname = \"email\"\nscope = { channels = [\"email\"] }\nmeasure = \"answered_within\"\nthreshold = \"48h\"\nclock = \"business_hours\"\ntarget = 0.95\nperiod = \"month\"\nhours = { mon = [\"09:00-17:00\"] }\n",
         )
