@@ -5,6 +5,7 @@
 //! and their line numbers in `config/problems.rs`.
 
 mod problems;
+mod sla;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -16,6 +17,9 @@ use crate::event::EventLimits;
 pub use crate::units::{Formula, Millis, QueueParams, ZoneName};
 use problems::ValueLines;
 pub use problems::{ConfigError, Problem};
+pub use sla::{
+    HistoryConfig, HoursConfig, Measure, Period, ScopeConfig, SlaConfig, Target, WaitClock,
+};
 
 /// The folder the daemon uses when started without `--config`: no root needed.
 pub const LOCAL_DIR: &str = "callmetrics-data";
@@ -410,6 +414,10 @@ pub struct Config {
     pub exposition: ExpositionConfig,
     /// PBX sources read inside the daemon (`[[sources]]`).
     pub sources: Vec<SourceConfig>,
+    /// Service-level objectives (`[[sla]]`, docs/sla.md).
+    pub sla: Vec<SlaConfig>,
+    /// How long interval history is kept.
+    pub history: HistoryConfig,
 }
 
 impl Config {

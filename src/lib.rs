@@ -33,6 +33,7 @@ pub mod ingest;
 pub mod log_throttle;
 pub mod printable;
 pub mod shutdown;
+pub mod sla;
 pub mod slots;
 pub mod sources;
 pub mod store;

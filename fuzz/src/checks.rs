@@ -170,6 +170,10 @@ pub fn config_text(text: &str) -> Option<Config> {
                 let params = cfg.queue_params(queue);
                 assert!((0.0..=1.0).contains(&params.target), "{queue}: {params:?}");
             }
+            // Every objective the validation accepts can be built (its calendar included).
+            if let Err(problems) = callmetrics::sla::objective::objectives(&cfg) {
+                panic!("an accepted [[sla]] entry cannot be built: {problems:?}");
+            }
             Some(cfg)
         }
         Err(ConfigError::Invalid { problems, .. }) => {

@@ -261,6 +261,8 @@ impl Config {
                 );
             }
         }
+        problems.extend(super::sla::problems(&self.sla, &self.general.time_zone));
+        problems.extend(self.history.problems());
         problems
     }
 }
