@@ -252,7 +252,14 @@ mod tests {
         // Both intervals closed: each queue's bucket is shipped, both slices looked at.
         let c = closer.candidates(&engine, now, true);
         assert_eq!((c.buckets.len(), c.looked.len()), (2, 2));
-        assert_eq!(closer.ship(&store, c, 900_000).await.expect("ship").intervals, 2);
+        assert_eq!(
+            closer
+                .ship(&store, c, 900_000)
+                .await
+                .expect("ship")
+                .intervals,
+            2
+        );
 
         // Nothing changed: no slice is decoded again.
         let c = closer.candidates(&engine, now, true);
