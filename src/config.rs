@@ -365,7 +365,24 @@ fn default_backoff_cap() -> Millis {
 pub enum SourceKind {
     /// An Asterisk `queue_log` file, followed as it grows and across rotations.
     AsteriskQueueLog,
+    /// FreeSWITCH `mod_callcenter` events, read from its inbound event socket.
+    Freeswitch,
 }
+
+impl SourceKind {
+    /// The name the config and `status` use.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            SourceKind::AsteriskQueueLog => "asterisk_queue_log",
+            SourceKind::Freeswitch => "freeswitch",
+        }
+    }
+}
+
+/// Where a `freeswitch` source connects when `address` is not given: `mod_event_socket`'s
+/// default listener.
+pub const DEFAULT_EVENT_SOCKET: &str = "127.0.0.1:8021";
 
 /// One `[[sources]]` entry: a PBX source the daemon reads itself (see docs/sources.md).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -375,8 +392,16 @@ pub struct SourceConfig {
     /// position.
     pub name: String,
     pub kind: SourceKind,
-    /// The file followed, e.g. `/var/log/asterisk/queue_log`.
+    /// `asterisk_queue_log`: the file followed, e.g. `/var/log/asterisk/queue_log`.
+    #[serde(default)]
     pub path: PathBuf,
+    /// `freeswitch`: the event socket's `host:port` ([`DEFAULT_EVENT_SOCKET`] when absent).
+    #[serde(default)]
+    pub address: Option<String>,
+    /// `freeswitch`: a file holding the event socket's password (surrounding whitespace
+    /// trimmed); it must not be readable by every user.
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
     /// What a `WITHDRAW` line ends a segment as: `exit` or `callback`.
     #[serde(default)]
     pub withdraw: crate::sources::asterisk::WithdrawAs,
@@ -387,6 +412,23 @@ pub struct SourceConfig {
 
 fn default_poll_interval() -> Millis {
     Millis(250)
+}
+
+impl SourceConfig {
+    /// Where a `freeswitch` source connects.
+    #[must_use]
+    pub fn address(&self) -> &str {
+        self.address.as_deref().unwrap_or(DEFAULT_EVENT_SOCKET)
+    }
+
+    /// What `status` shows the source reads: the file, or the event socket's address.
+    #[must_use]
+    pub fn target(&self) -> String {
+        match self.kind {
+            SourceKind::AsteriskQueueLog => self.path.display().to_string(),
+            SourceKind::Freeswitch => self.address().to_string(),
+        }
+    }
 }
 
 /// Per-queue overrides: any key left out takes the `[defaults]` value.

@@ -11,6 +11,7 @@ use crate::control::protocol::StatusReport;
 use crate::engine::aggregate::Agg;
 use crate::engine::lifetime::{LifeTotals, Lifetime, OUTCOMES, OVERFLOW_REASONS};
 use crate::engine::{DimKind, MetricsRow, Outcome};
+use crate::sources::follow::SourceState;
 use crate::upstream::SinkStatus;
 
 /// What one scrape shows.
@@ -406,6 +407,45 @@ fn health(e: &mut Exposition, st: &StatusReport) {
         st.sources.iter().filter_map(|s| {
             s.lag_seconds
                 .map(|lag| (vec![("source", s.name.as_str())], lag))
+        }),
+    );
+    let event_socket = || {
+        st.sources.iter().filter(|s| {
+            matches!(
+                s.state,
+                SourceState::Connecting | SourceState::Connected | SourceState::Disconnected
+            )
+        })
+    };
+    simple(
+        e,
+        "callmetrics_source_connected",
+        Gauge,
+        "1 while an event-socket source is connected and subscribed, else 0.",
+        event_socket().map(|s| {
+            (
+                vec![("source", s.name.as_str())],
+                f64::from(u8::from(s.state == SourceState::Connected)),
+            )
+        }),
+    );
+    simple(
+        e,
+        "callmetrics_source_reconnects_total",
+        Counter,
+        "Connections an event-socket source made after its first since the daemon started.",
+        event_socket().map(|s| (vec![("source", s.name.as_str())], s.reconnects as f64)),
+    );
+    simple(
+        e,
+        "callmetrics_source_expired_after_disconnect_total",
+        Counter,
+        "Segments of an event-socket source open when its connection was lost, never continued, and expired after max_call_duration.",
+        event_socket().map(|s| {
+            (
+                vec![("source", s.name.as_str())],
+                s.expired_after_disconnect as f64,
+            )
         }),
     );
 }
