@@ -809,6 +809,35 @@ mod tests {
     }
 
     #[test]
+    fn freeswitch_sources_need_a_password_file_and_no_path() {
+        let ok = parse(
+            "[[sources]]\nname = \"fs1\"\nkind = \"freeswitch\"\npassword_file = \"/etc/callmetrics/esl.pass\"\n",
+        )
+        .unwrap();
+        assert_eq!(ok.sources[0].address(), DEFAULT_EVENT_SOCKET);
+        assert_eq!(ok.sources[0].target(), "127.0.0.1:8021");
+        let text = "[[sources]]\nname = \"a\"\nkind = \"freeswitch\"\npath = \"/q\"\naddress = \"nohost\"\n\n[[sources]]\nname = \"b\"\nkind = \"asterisk_queue_log\"\npath = \"/q\"\npassword_file = \"/p\"\n";
+        let Err(ConfigError::Invalid { problems, .. }) = parse(text) else {
+            panic!("accepted")
+        };
+        let keys: Vec<(&str, Option<usize>)> =
+            problems.iter().map(|p| (p.key.as_str(), p.line)).collect();
+        assert_eq!(
+            keys,
+            [
+                ("sources.0.path", Some(4)),
+                ("sources.0.address", Some(5)),
+                ("sources.0.password_file", None),
+                ("sources.1.password_file", Some(11)),
+            ]
+        );
+        assert!(
+            problems[2].message.contains("needs password_file"),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
     fn durations_display_as_written() {
         for s in ["5m", "1h", "20s", "250ms"] {
             assert_eq!(s.parse::<Millis>().unwrap().to_string(), s);

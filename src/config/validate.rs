@@ -259,7 +259,10 @@ impl Config {
                     if !matches!(port, Some((h, Ok(p))) if !h.is_empty() && p > 0) {
                         bad(&key("address"), format!("source `{}`: `{address}` is not host:port (e.g. {DEFAULT_EVENT_SOCKET})", s.name));
                     }
-                    if s.password_file.as_ref().is_none_or(|p| p.file_name().is_none()) {
+                    if s.password_file
+                        .as_ref()
+                        .is_none_or(|p| p.file_name().is_none())
+                    {
                         bad(&key("password_file"), format!("source `{}`: a freeswitch source needs password_file, a file holding the event socket's password", s.name));
                     }
                 }

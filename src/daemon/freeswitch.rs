@@ -155,8 +155,8 @@ impl Orphans {
 /// Reads the password: the file's text, trimmed. A file every user may read is refused: the
 /// password gives control of FreeSWITCH (`api` commands), not only its events.
 fn read_password(path: &Path) -> Result<String, String> {
-    let meta = std::fs::metadata(path)
-        .map_err(|e| format!("password_file {}: {e}", path.display()))?;
+    let meta =
+        std::fs::metadata(path).map_err(|e| format!("password_file {}: {e}", path.display()))?;
     let mode = meta.permissions().mode();
     if mode & 0o004 != 0 {
         return Err(format!(

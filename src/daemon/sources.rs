@@ -313,7 +313,10 @@ pub(super) fn fits(e: &Event, limits: &crate::event::EventLimits) -> bool {
 }
 
 /// Skip counts of `now` minus those of `before`, by reason then verb.
-pub(super) fn skipped_since(now: &Skipped, before: &Skipped) -> BTreeMap<String, BTreeMap<String, u64>> {
+pub(super) fn skipped_since(
+    now: &Skipped,
+    before: &Skipped,
+) -> BTreeMap<String, BTreeMap<String, u64>> {
     let mut out: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
     for ((reason, verb), n) in now {
         let n = n - before.get(&(*reason, verb.clone())).copied().unwrap_or(0);

@@ -19,6 +19,9 @@ pub const PROBE_AFTER: Duration = Duration::from_secs(30);
 /// The probe's answer must come within this.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// Bytes asked of the socket by one read.
+const READ_CHUNK: usize = 16 << 10;
+
 /// The subscription command: plain format, `mod_callcenter`'s events only.
 pub const SUBSCRIBE: &str = "event plain CUSTOM callcenter::info";
 
@@ -40,10 +43,7 @@ pub enum ClientError {
         reply: String,
     },
     #[error("expected {expected} from FreeSWITCH, got a frame of Content-Type `{got}`")]
-    Unexpected {
-        expected: &'static str,
-        got: String,
-    },
+    Unexpected { expected: &'static str, got: String },
     #[error("the event socket connection failed: {0}")]
     Io(#[from] std::io::Error),
     #[error("FreeSWITCH closed the connection")]
@@ -64,6 +64,8 @@ pub struct Client {
     /// Why the connection ended, once a disconnect notice was read after events still to be
     /// handed out.
     ended: Option<String>,
+    /// What one read fills, on the heap (the futures stay small).
+    scratch: Vec<u8>,
     /// When bytes last came.
     last_rx: Instant,
     /// When the probe was sent, until anything comes.
@@ -82,28 +84,28 @@ pub struct Batch {
 impl Client {
     /// Connects, authenticates and subscribes.
     pub async fn connect(address: &str, password: &str) -> Result<Client, ClientError> {
-        let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, TcpStream::connect(address))
-            .await
-        {
-            Ok(Ok(s)) => s,
-            Ok(Err(source)) => {
-                return Err(ClientError::Connect {
-                    address: address.to_string(),
-                    source,
-                })
-            }
-            Err(_) => {
-                return Err(ClientError::HandshakeTimeout {
-                    address: address.to_string(),
-                    step: "connecting",
-                })
-            }
-        };
+        let stream =
+            match tokio::time::timeout(HANDSHAKE_TIMEOUT, TcpStream::connect(address)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(source)) => {
+                    return Err(ClientError::Connect {
+                        address: address.to_string(),
+                        source,
+                    })
+                }
+                Err(_) => {
+                    return Err(ClientError::HandshakeTimeout {
+                        address: address.to_string(),
+                        step: "connecting",
+                    })
+                }
+            };
         stream.set_nodelay(true)?;
         let mut c = Client {
             stream,
             buf: FrameBuffer::default(),
             ended: None,
+            scratch: vec![0; READ_CHUNK],
             last_rx: Instant::now(),
             probe_sent: None,
         };
@@ -111,7 +113,10 @@ impl Client {
             address: address.to_string(),
             step,
         };
-        let hello = c.frame_within(HANDSHAKE_TIMEOUT).await?.ok_or_else(|| timeout("auth/request"))?;
+        let hello = c
+            .frame_within(HANDSHAKE_TIMEOUT)
+            .await?
+            .ok_or_else(|| timeout("auth/request"))?;
         if hello.content_type() != "auth/request" {
             return Err(ClientError::Unexpected {
                 expected: "auth/request",
@@ -203,12 +208,11 @@ impl Client {
 
     /// Reads once into the buffer, waiting until `deadline`; `false` if nothing came by then.
     async fn fill_until(&mut self, deadline: Instant) -> Result<bool, ClientError> {
-        let mut chunk = [0u8; 16 << 10];
-        match tokio::time::timeout_at(deadline, self.stream.read(&mut chunk)).await {
+        match tokio::time::timeout_at(deadline, self.stream.read(&mut self.scratch)).await {
             Err(_) => Ok(false),
             Ok(Ok(0)) => Err(ClientError::Closed),
             Ok(Ok(n)) => {
-                self.buf.extend(&chunk[..n]);
+                self.buf.extend(&self.scratch[..n]);
                 self.last_rx = Instant::now();
                 Ok(true)
             }
@@ -230,12 +234,12 @@ impl Client {
     }
 
     /// The `Reply-Text` of the next `command/reply` (a disconnect notice instead is an error).
-    async fn reply(
-        &mut self,
-        timeout: impl Fn() -> ClientError,
-    ) -> Result<String, ClientError> {
+    async fn reply(&mut self, timeout: impl Fn() -> ClientError) -> Result<String, ClientError> {
         loop {
-            let f = self.frame_within(HANDSHAKE_TIMEOUT).await?.ok_or_else(&timeout)?;
+            let f = self
+                .frame_within(HANDSHAKE_TIMEOUT)
+                .await?
+                .ok_or_else(&timeout)?;
             match f.content_type() {
                 "command/reply" => return Ok(f.header("Reply-Text").unwrap_or("").to_string()),
                 "text/disconnect-notice" => {

@@ -130,12 +130,18 @@ impl Mapper {
     /// the intake's limits).
     pub fn count_skipped(&mut self, reason: &'static str, action: &str, n: u64) {
         if n > 0 {
-            *self.skipped.entry((reason, action.to_string())).or_default() += n;
+            *self
+                .skipped
+                .entry((reason, action.to_string()))
+                .or_default() += n;
         }
     }
 
     fn skip(&mut self, reason: &'static str, action: &str) {
-        *self.skipped.entry((reason, action.to_string())).or_default() += 1;
+        *self
+            .skipped
+            .entry((reason, action.to_string()))
+            .or_default() += 1;
     }
 
     fn unknown(&mut self, action: &str) {
@@ -154,7 +160,10 @@ impl Mapper {
 /// `Event-Date-Timestamp` (epoch microseconds) in epoch ms, within the accepted range.
 #[must_use]
 pub fn event_time(headers: &[(String, String)]) -> Option<i64> {
-    let us: i64 = header(headers, "Event-Date-Timestamp")?.trim().parse().ok()?;
+    let us: i64 = header(headers, "Event-Date-Timestamp")?
+        .trim()
+        .parse()
+        .ok()?;
     let ms = us / 1000;
     (MIN_TS_MS..=MAX_TS_MS).contains(&ms).then_some(ms)
 }

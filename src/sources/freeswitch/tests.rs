@@ -4,10 +4,10 @@ use crate::event::{EndReason, EventKind};
 
 /// A plain event body as `switch_event_serialize` writes it.
 fn body(headers: &[(&str, &str)]) -> String {
-    let mut s: String = headers
-        .iter()
-        .map(|(n, v)| format!("{n}: {}\n", url_encode(v)))
-        .collect();
+    let mut s = String::new();
+    for (n, v) in headers {
+        s.push_str(&format!("{n}: {}\n", url_encode(v)));
+    }
     s.push('\n');
     s
 }
@@ -49,7 +49,10 @@ fn frames_split_on_content_length_whatever_the_reads() {
             frames.push(f);
         }
     }
-    let types: Vec<&str> = frames.iter().map(|f| f.content_type()).collect();
+    let types: Vec<&str> = frames
+        .iter()
+        .map(super::wire::Frame::content_type)
+        .collect();
     assert_eq!(
         types,
         [
@@ -108,7 +111,10 @@ fn caller_actions_map_to_start_answer_and_end() {
     );
     let cases: [(&[(&str, &str)], EndReason); 7] = [
         (
-            &[("CC-Cause", "Terminated"), ("CC-Hangup-Cause", "NORMAL_CLEARING")],
+            &[
+                ("CC-Cause", "Terminated"),
+                ("CC-Hangup-Cause", "NORMAL_CLEARING"),
+            ],
             EndReason::Completed,
         ),
         (
@@ -116,11 +122,17 @@ fn caller_actions_map_to_start_answer_and_end() {
             EndReason::Timeout,
         ),
         (
-            &[("CC-Cause", "Cancel"), ("CC-Cancel-Reason", "NO_AGENT_TIMEOUT")],
+            &[
+                ("CC-Cause", "Cancel"),
+                ("CC-Cancel-Reason", "NO_AGENT_TIMEOUT"),
+            ],
             EndReason::Timeout,
         ),
         (
-            &[("CC-Cause", "Cancel"), ("CC-Cancel-Reason", "EXIT_WITH_KEY")],
+            &[
+                ("CC-Cause", "Cancel"),
+                ("CC-Cancel-Reason", "EXIT_WITH_KEY"),
+            ],
             EndReason::Exit,
         ),
         // The caller hung up: the channel is going down.
@@ -151,7 +163,11 @@ fn caller_actions_map_to_start_answer_and_end() {
     for (extra, want) in cases {
         let (e, m) = map(&cc("member-queue-end", extra));
         assert_eq!(e.len(), 1, "{extra:?}: {:?}", m.skipped());
-        assert_eq!((e[0].kind, e[0].reason), (EventKind::End, Some(want)), "{extra:?}");
+        assert_eq!(
+            (e[0].kind, e[0].reason),
+            (EventKind::End, Some(want)),
+            "{extra:?}"
+        );
     }
 }
 
@@ -166,7 +182,10 @@ fn other_actions_and_broken_events_are_skipped_and_counted() {
         cc("bridge-agent-fail", &[]),
         cc("agent-uuid-get", &[]),
         cc("member-queue-frobnicate", &[]),
-        cc("member-queue-end", &[("CC-Cause", "Cancel"), ("CC-Cancel-Reason", "NONE")]),
+        cc(
+            "member-queue-end",
+            &[("CC-Cause", "Cancel"), ("CC-Cancel-Reason", "NONE")],
+        ),
         cc("member-queue-end", &[("CC-Cause", "Whatever")]),
     ] {
         m.event(&h, &mut out);
