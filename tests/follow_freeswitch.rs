@@ -275,10 +275,10 @@ fn plain(ms: i64, headers: &[(&str, &str)]) -> String {
             .iter()
             .map(|(n, v)| ((*n).to_string(), (*v).to_string())),
     );
-    let mut out: String = h
-        .iter()
-        .map(|(n, v)| format!("{n}: {}\n", url_encode(v)))
-        .collect();
+    let mut out = String::new();
+    for (n, v) in &h {
+        out.push_str(&format!("{n}: {}\n", url_encode(v)));
+    }
     out.push('\n');
     out
 }
@@ -595,7 +595,10 @@ fn calls() -> Vec<Call> {
 }
 
 /// The events of every call as (time, plain body), split at the drop.
-fn scenario(base: i64) -> (Vec<(i64, String)>, Vec<(i64, String)>) {
+/// Plain event bodies with their times (ms after the base).
+type Timed = Vec<(i64, String)>;
+
+fn scenario(base: i64) -> (Timed, Timed) {
     let (mut first, mut second) = (Vec::new(), Vec::new());
     for c in calls() {
         let mut evs = vec![(
@@ -811,7 +814,7 @@ fn a_wrong_password_or_a_readable_password_file_is_an_error_in_status() {
             s.auths.iter().all(|a| a == "not-the-password"),
             "{:?}",
             s.auths
-        )
+        );
     });
     assert!(d.is_running());
     let out = d.query(&["status"]);
