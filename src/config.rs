@@ -769,6 +769,17 @@ mod tests {
         assert_eq!(cfg.queue_params("other").formula, Formula::Offered);
     }
 
+    /// The (key, line) of each problem of an invalid config, and their messages.
+    fn problem_keys(text: &str) -> (Vec<(String, Option<usize>)>, Vec<String>) {
+        let Err(ConfigError::Invalid { problems, .. }) = parse(text) else {
+            panic!("accepted: {text}")
+        };
+        problems
+            .into_iter()
+            .map(|p| ((p.key, p.line), p.message))
+            .unzip()
+    }
+
     #[test]
     fn sources_are_strict_and_their_names_unique_and_plain() {
         let ok = parse(
@@ -792,18 +803,13 @@ mod tests {
             .to_string();
         assert!(kind.contains("asterisk_queue_log"), "{kind}");
         let text = "[[sources]]\nname = \"a:b\"\nkind = \"asterisk_queue_log\"\npath = \"/q\"\n\n[[sources]]\nname = \"c\"\nkind = \"asterisk_queue_log\"\npath = \"\"\npoll_interval = \"1ms\"\n\n[[sources]]\nname = \"c\"\nkind = \"asterisk_queue_log\"\npath = \"/r\"\n";
-        let Err(ConfigError::Invalid { problems, .. }) = parse(text) else {
-            panic!("accepted")
-        };
-        let keys: Vec<(&str, Option<usize>)> =
-            problems.iter().map(|p| (p.key.as_str(), p.line)).collect();
         assert_eq!(
-            keys,
+            problem_keys(text).0,
             [
-                ("sources.0.name", Some(2)),
-                ("sources.1.path", Some(9)),
-                ("sources.1.poll_interval", Some(10)),
-                ("sources.2.name", Some(13)),
+                ("sources.0.name".to_string(), Some(2)),
+                ("sources.1.path".to_string(), Some(9)),
+                ("sources.1.poll_interval".to_string(), Some(10)),
+                ("sources.2.name".to_string(), Some(13)),
             ]
         );
     }
@@ -817,24 +823,17 @@ mod tests {
         assert_eq!(ok.sources[0].address(), DEFAULT_EVENT_SOCKET);
         assert_eq!(ok.sources[0].target(), "127.0.0.1:8021");
         let text = "[[sources]]\nname = \"a\"\nkind = \"freeswitch\"\npath = \"/q\"\naddress = \"nohost\"\n\n[[sources]]\nname = \"b\"\nkind = \"asterisk_queue_log\"\npath = \"/q\"\npassword_file = \"/p\"\n";
-        let Err(ConfigError::Invalid { problems, .. }) = parse(text) else {
-            panic!("accepted")
-        };
-        let keys: Vec<(&str, Option<usize>)> =
-            problems.iter().map(|p| (p.key.as_str(), p.line)).collect();
+        let (keys, messages) = problem_keys(text);
         assert_eq!(
             keys,
             [
-                ("sources.0.path", Some(4)),
-                ("sources.0.address", Some(5)),
-                ("sources.0.password_file", None),
-                ("sources.1.password_file", Some(11)),
+                ("sources.0.path".to_string(), Some(4)),
+                ("sources.0.address".to_string(), Some(5)),
+                ("sources.0.password_file".to_string(), None),
+                ("sources.1.password_file".to_string(), Some(11)),
             ]
         );
-        assert!(
-            problems[2].message.contains("needs password_file"),
-            "{problems:?}"
-        );
+        assert!(messages[2].contains("needs password_file"), "{messages:?}");
     }
 
     #[test]

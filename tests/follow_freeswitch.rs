@@ -11,15 +11,13 @@
 mod support;
 
 use std::collections::VecDeque;
-use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-use support::{now_ms, Daemon};
+use support::{free_port, now_ms, scrape_metrics, Daemon};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpListener;
@@ -335,41 +333,6 @@ fn daemon(extra: impl Fn(&Path) -> String) -> Daemon {
     d
 }
 
-/// The source named `name` in `status --json`.
-fn source(d: &Daemon, name: &str) -> Value {
-    let st = d.status();
-    st["sources"]
-        .as_array()
-        .expect("status lists sources")
-        .iter()
-        .find(|s| s["name"] == name)
-        .unwrap_or_else(|| panic!("no source {name} in {st}"))
-        .clone()
-}
-
-/// Waits up to `limit` until `done` holds for the source's status.
-fn wait_source(
-    d: &Daemon,
-    name: &str,
-    limit: Duration,
-    what: &str,
-    done: impl Fn(&Value) -> bool,
-) -> Value {
-    let deadline = Instant::now() + limit;
-    loop {
-        let s = source(d, name);
-        if done(&s) {
-            return s;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "waiting for {what}: {s}\n{}",
-            d.log_tail()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 const KEYS: [&str; 10] = [
     "offered",
     "answered",
@@ -405,25 +368,6 @@ fn wait_figures(d: &Daemon, queue: &str, want: [i64; 10]) {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free loopback port")
-        .port()
-}
-
-fn scrape(port: u16) -> String {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect to /metrics");
-    write!(
-        s,
-        "GET /metrics HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    text
 }
 
 #[test]
@@ -468,13 +412,9 @@ fn the_fixture_read_from_the_event_socket_gives_its_calls_figures() {
             ("1002@default".to_string(), 1)
         ]
     );
-    let s = wait_source(
-        &d,
-        "fs1",
-        Duration::from_secs(10),
-        "every event stored",
-        |s| s["events_stored"] == 14,
-    );
+    let s = d.wait_source("fs1", Duration::from_secs(10), "every event stored", |s| {
+        s["events_stored"] == 14
+    });
     assert_eq!(s["state"], "connected", "{s}");
     assert_eq!(s["kind"], "freeswitch", "{s}");
     assert_eq!(s["path"], server.addr.to_string(), "{s}");
@@ -498,7 +438,7 @@ fn the_fixture_read_from_the_event_socket_gives_its_calls_figures() {
     });
     let st = d.status();
     assert_eq!(st["engine"]["duplicates"], 0, "{st}");
-    let text = scrape(port);
+    let text = scrape_metrics(port);
     for line in [
         "callmetrics_source_lines_total{source=\"fs1\"} 28",
         "callmetrics_source_connected{source=\"fs1\"} 1",
@@ -729,7 +669,7 @@ fn a_dropped_connection_is_made_again_and_what_it_left_open_expires() {
     });
 
     // Dropped mid-stream, then ended by a notice: two reconnects, the third connection stays.
-    let s = wait_source(&d, "fs1", Duration::from_secs(30), "two reconnects", |s| {
+    let s = d.wait_source("fs1", Duration::from_secs(30), "two reconnects", |s| {
         s["reconnects"] == 2 && s["state"] == "connected" && s["continued_after_reconnect"] == 1
     });
     assert_eq!(server.seen(|s| (s.connections, s.scripts_done)), (3, 2));
@@ -754,13 +694,13 @@ fn a_dropped_connection_is_made_again_and_what_it_left_open_expires() {
     assert_eq!(s["lines_read"], events as u64 + 1, "{s}");
 
     // The two left open expire at the engine's scan (every minute) and are counted as such.
-    let s = wait_source(&d, "fs1", Duration::from_secs(90), "two expired", |s| {
+    let s = d.wait_source("fs1", Duration::from_secs(90), "two expired", |s| {
         s["expired_after_disconnect"] == 2
     });
     assert_eq!(s["awaiting_after_disconnect"], 0, "{s}");
     assert_eq!(d.status()["engine"]["expired_segments"], 2);
     wait_figures(&d, "sales@default", expected(&calls));
-    let text = scrape(port);
+    let text = scrape_metrics(port);
     for line in [
         "callmetrics_source_reconnects_total{source=\"fs1\"} 2",
         "callmetrics_source_expired_after_disconnect_total{source=\"fs1\"} 2",
@@ -791,24 +731,20 @@ fn a_wrong_password_or_a_readable_password_file_is_an_error_in_status() {
             source_config("fsopen", server.addr, &open)
         )
     });
-    let s = wait_source(&d, "fsbad", Duration::from_secs(15), "the refusal", |s| {
+    let s = d.wait_source("fsbad", Duration::from_secs(15), "the refusal", |s| {
         s["last_error"]
             .as_str()
             .is_some_and(|e| e.contains("refused the password"))
     });
     assert_eq!(s["state"], "connecting", "never connected: {s}");
     assert!(s["next_attempt_ms"].as_i64().is_some(), "{s}");
-    let s = source(&d, "fsopen");
+    let s = d.source("fsopen");
     let e = s["last_error"].as_str().unwrap_or("");
     assert!(e.contains("readable by every user (mode 644)"), "{s}");
     // Tried again with backoff, the daemon alive; the readable file's password never sent.
-    wait_source(
-        &d,
-        "fsbad",
-        Duration::from_secs(15),
-        "a second attempt",
-        |_| server.seen(|s| s.auths.len() >= 2),
-    );
+    d.wait_source("fsbad", Duration::from_secs(15), "a second attempt", |_| {
+        server.seen(|s| s.auths.len() >= 2)
+    });
     server.seen(|s| {
         assert!(
             s.auths.iter().all(|a| a == "not-the-password"),
@@ -830,7 +766,7 @@ fn a_wrong_password_or_a_readable_password_file_is_an_error_in_status() {
         std::fs::Permissions::from_mode(0o600),
     )
     .unwrap();
-    let s = wait_source(&d, "fsopen", Duration::from_secs(40), "connected", |s| {
+    let s = d.wait_source("fsopen", Duration::from_secs(40), "connected", |s| {
         s["state"] == "connected"
     });
     assert_eq!(s["reconnects"], 0, "{s}");

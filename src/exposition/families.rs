@@ -11,7 +11,7 @@ use crate::control::protocol::StatusReport;
 use crate::engine::aggregate::Agg;
 use crate::engine::lifetime::{LifeTotals, Lifetime, OUTCOMES, OVERFLOW_REASONS};
 use crate::engine::{DimKind, MetricsRow, Outcome};
-use crate::sources::follow::SourceState;
+use crate::sources::follow::{SourceState, SourceStatus};
 use crate::upstream::SinkStatus;
 
 /// What one scrape shows.
@@ -429,23 +429,26 @@ fn health(e: &mut Exposition, st: &StatusReport) {
             )
         }),
     );
-    simple(
-        e,
-        "callmetrics_source_reconnects_total",
-        Counter,
-        "Connections an event-socket source made after its first since the daemon started.",
-        event_socket().map(|s| (vec![("source", s.name.as_str())], s.reconnects as f64)),
-    );
-    simple(
-        e,
-        "callmetrics_source_expired_after_disconnect_total",
-        Counter,
-        "Segments of an event-socket source open when its connection was lost, never continued, and expired after max_call_duration.",
-        event_socket().map(|s| {
-            (
-                vec![("source", s.name.as_str())],
-                s.expired_after_disconnect as f64,
-            )
-        }),
-    );
+    type PerSource = (&'static str, &'static str, fn(&SourceStatus) -> u64);
+    let per_source: [PerSource; 2] = [
+        (
+            "callmetrics_source_reconnects_total",
+            "Connections an event-socket source made after its first since the daemon started.",
+            |s| s.reconnects,
+        ),
+        (
+            "callmetrics_source_expired_after_disconnect_total",
+            "Segments of an event-socket source open when its connection was lost, never continued, and expired after max_call_duration.",
+            |s| s.expired_after_disconnect,
+        ),
+    ];
+    for (name, help, f) in per_source {
+        simple(
+            e,
+            name,
+            Counter,
+            help,
+            event_socket().map(|s| (vec![("source", s.name.as_str())], f(s) as f64)),
+        );
+    }
 }
