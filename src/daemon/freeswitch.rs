@@ -325,6 +325,12 @@ async fn read(
                 st.last_line_ms = Some(*last_event_ms);
             }
         }
+        if events.is_empty() {
+            // Agent and count events only: nothing to store; the time of the last event goes
+            // with the next call events (a write and a flush for each agent's state change
+            // would be most of the disk writes of a busy box).
+            continue;
+        }
         let mark = Mark {
             last_event_ms: *last_event_ms,
         };
@@ -358,5 +364,56 @@ async fn read(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_with_jitter_up_to_the_cap_and_resets() {
+        let mut b = Backoff::new();
+        let steps = [1u64, 2, 4, 8, 16, 30, 30];
+        for step in steps {
+            let w = b.next();
+            let step = Duration::from_secs(step);
+            assert!(w >= step / 2 && w <= step, "{w:?} for a step of {step:?}");
+        }
+        b.reset();
+        assert!(b.next() <= BACKOFF_FIRST);
+    }
+
+    #[test]
+    fn marks_round_trip_and_file_positions_are_not_marks() {
+        let m = Mark {
+            last_event_ms: 1_796_119_200_123,
+        };
+        assert_eq!(Mark::decode(&m.encode()), Some(m));
+        let position = crate::sources::follow::Position::default().encode();
+        assert_eq!(Mark::decode(&position), None);
+        assert_eq!(Mark::decode(b"FS1"), None);
+    }
+
+    #[test]
+    fn the_password_is_trimmed_and_a_file_all_may_read_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("pw");
+        std::fs::write(&p, "  ClueCon \n").unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o640)).unwrap();
+        assert_eq!(read_password(&p).unwrap(), "ClueCon");
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let e = read_password(&p).unwrap_err();
+        assert!(e.contains("readable by every user (mode 644)"), "{e}");
+        std::fs::write(dir.path().join("empty"), "\n").unwrap();
+        std::fs::set_permissions(
+            dir.path().join("empty"),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .unwrap();
+        let e = read_password(&dir.path().join("empty")).unwrap_err();
+        assert!(e.contains("is empty"), "{e}");
+        let e = read_password(&dir.path().join("missing")).unwrap_err();
+        assert!(e.contains("password_file"), "{e}");
     }
 }

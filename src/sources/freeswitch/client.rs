@@ -42,6 +42,8 @@ pub enum ClientError {
         command: &'static str,
         reply: String,
     },
+    #[error("FreeSWITCH turned this connection away ({0}); its event_socket.conf.xml apply-inbound-acl must allow this host")]
+    RudeRejection(String),
     #[error("expected {expected} from FreeSWITCH, got a frame of Content-Type `{got}`")]
     Unexpected { expected: &'static str, got: String },
     #[error("the event socket connection failed: {0}")]
@@ -117,6 +119,12 @@ impl Client {
             .frame_within(HANDSHAKE_TIMEOUT)
             .await?
             .ok_or_else(|| timeout("auth/request"))?;
+        if hello.content_type() == "text/rude-rejection" {
+            let why = String::from_utf8_lossy(&hello.body);
+            return Err(ClientError::RudeRejection(
+                why.lines().next().unwrap_or("").trim().to_string(),
+            ));
+        }
         if hello.content_type() != "auth/request" {
             return Err(ClientError::Unexpected {
                 expected: "auth/request",
@@ -257,5 +265,52 @@ impl Client {
             .write_all(format!("{command}\n\n").as_bytes())
             .await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::net::TcpListener;
+
+    /// A server that writes `bytes` to the first connection, reads what comes, and closes.
+    async fn server(bytes: &'static [u8]) -> String {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.unwrap();
+            s.write_all(bytes).await.unwrap();
+            let mut sink = Vec::new();
+            let _ =
+                tokio::time::timeout(Duration::from_millis(200), s.read_to_end(&mut sink)).await;
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn an_acl_rejection_and_a_refused_subscription_are_said_as_such() {
+        let addr = server(
+            b"Content-Type: text/rude-rejection\nContent-Length: 24\n\nAccess Denied, go away.\n",
+        )
+        .await;
+        let e = Client::connect(&addr, "pw").await.unwrap_err().to_string();
+        assert!(
+            e.contains("turned this connection away (Access Denied, go away.)"),
+            "{e}"
+        );
+        let addr = server(
+            b"Content-Type: auth/request\n\nContent-Type: command/reply\nReply-Text: +OK accepted\n\nContent-Type: command/reply\nReply-Text: -ERR permission denied\n\n",
+        )
+        .await;
+        let e = Client::connect(&addr, "pw").await.unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "FreeSWITCH refused `event plain CUSTOM callcenter::info`: -ERR permission denied"
+        );
+        let e = Client::connect("127.0.0.1:1", "pw")
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("cannot connect to 127.0.0.1:1"), "{e}");
     }
 }
