@@ -54,8 +54,9 @@ struct Seen {
     scripts_done: usize,
 }
 
-/// A scripted event-socket server: each authenticated connection plays the next queued script;
-/// with none left, it stays open and answers probes.
+/// A scripted event-socket server: an authenticated connection plays the queued scripts in turn
+/// (a script may close it; the next connection plays the next), waits for more while none is
+/// queued, and answers probes.
 struct EslServer {
     addr: SocketAddr,
     seen: Arc<Mutex<Seen>>,
@@ -207,37 +208,38 @@ async fn serve(
             }
         }
     });
-    let script = scripts.lock().unwrap().pop_front();
-    let Some(script) = script else {
-        // Idle: stay open until the daemon goes.
-        let _ = reader.await;
-        return;
-    };
-    for step in script {
-        let mut w = w.lock().await;
-        let written = match step {
-            Step::Event(body) => {
-                let frame = format!(
-                    "Content-Length: {}\nContent-Type: text/event-plain\n\n{body}",
-                    body.len()
-                );
-                write_split(&mut w, frame.as_bytes()).await
-            }
-            Step::Raw(bytes) => write_split(&mut w, bytes.as_bytes()).await,
-            Step::Notice => write_split(&mut w, &notice()).await,
-            Step::Close => {
-                let _ = w.shutdown().await;
-                reader.abort();
-                seen.lock().unwrap().scripts_done += 1;
+    // Scripts queued now or later are played in turn; the connection stays open between them.
+    while !reader.is_finished() {
+        let script = scripts.lock().unwrap().pop_front();
+        let Some(script) = script else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        for step in script {
+            let mut w = w.lock().await;
+            let written = match step {
+                Step::Event(body) => {
+                    let frame = format!(
+                        "Content-Length: {}\nContent-Type: text/event-plain\n\n{body}",
+                        body.len()
+                    );
+                    write_split(&mut w, frame.as_bytes()).await
+                }
+                Step::Raw(bytes) => write_split(&mut w, bytes.as_bytes()).await,
+                Step::Notice => write_split(&mut w, &notice()).await,
+                Step::Close => {
+                    let _ = w.shutdown().await;
+                    reader.abort();
+                    seen.lock().unwrap().scripts_done += 1;
+                    return;
+                }
+            };
+            if written.is_err() {
                 return;
             }
-        };
-        if written.is_err() {
-            return;
         }
+        seen.lock().unwrap().scripts_done += 1;
     }
-    seen.lock().unwrap().scripts_done += 1;
-    let _ = reader.await;
 }
 
 /// `switch_url_encode`: what `mod_event_socket` does to each header value of a plain event.
@@ -770,4 +772,87 @@ fn a_wrong_password_or_a_readable_password_file_is_an_error_in_status() {
         s["state"] == "connected"
     });
     assert_eq!(s["reconnects"], 0, "{s}");
+}
+
+#[test]
+fn after_a_restart_the_lag_is_known_and_a_call_left_open_is_continued() {
+    let server = EslServer::start(PASSWORD);
+    let base = now_ms() - 60_000;
+    let q = ("CC-Queue", "support@default");
+    let start = |ms: i64, member: &str| {
+        Step::Event(plain(
+            base + ms,
+            &[
+                q,
+                ("CC-Action", "member-queue-start"),
+                ("CC-Member-UUID", member),
+            ],
+        ))
+    };
+    let answer = |ms: i64, member: &str| {
+        Step::Event(plain(
+            base + ms,
+            &[
+                q,
+                ("CC-Action", "bridge-agent-start"),
+                ("CC-Agent", "a1@default"),
+                ("CC-Member-UUID", member),
+            ],
+        ))
+    };
+    let ended = |ms: i64, member: &str| {
+        let mut h = vec![
+            q,
+            ("CC-Action", "member-queue-end"),
+            ("CC-Member-UUID", member),
+        ];
+        h.extend_from_slice(TERMINATED);
+        Step::Event(plain(base + ms, &h))
+    };
+    // Call y whole (wait 2 s, talk 10 s), call x answered (wait 3 s) and still talking.
+    server.queue(vec![
+        start(0, "y"),
+        start(1_000, "x"),
+        answer(2_000, "y"),
+        answer(4_000, "x"),
+        ended(12_000, "y"),
+    ]);
+    let mut d = daemon(|dir| {
+        let pw = password_file(dir, "esl.pass", PASSWORD, 0o600);
+        source_config("fs1", server.addr, &pw)
+    });
+    d.wait_source("fs1", Duration::from_secs(30), "five events stored", |s| {
+        s["events_stored"] == 5
+    });
+    d.terminate();
+    d.restart();
+    // Connected again, nothing read yet: x is tracked, the lag counts from y's end.
+    let s = d.wait_source("fs1", Duration::from_secs(30), "connected", |s| {
+        s["state"] == "connected"
+    });
+    assert_eq!(s["lines_read"], 0, "{s}");
+    assert_eq!(s["open_at_disconnect"], 1, "{s}");
+    assert_eq!(s["awaiting_after_disconnect"], 1, "{s}");
+    let lag = s["lag_seconds"]
+        .as_f64()
+        .expect("the lag from the stored time");
+    let want = (now_ms() - (base + 12_000)) as f64 / 1000.0;
+    assert!(
+        (want - 5.0..=want + 1.0).contains(&lag),
+        "lag {lag}, about {want}: {s}"
+    );
+    // x ends now: continued, and counted with y.
+    server.queue(vec![ended(20_000, "x")]);
+    let s = d.wait_source("fs1", Duration::from_secs(30), "x continued", |s| {
+        s["continued_after_reconnect"] == 1
+    });
+    assert_eq!(s["awaiting_after_disconnect"], 0, "{s}");
+    assert_eq!(s["reconnects"], 0, "a new daemon's first connection: {s}");
+    // offered, answered, within, abandoned, short, overflow, wait sum, max, handled, talk.
+    wait_figures(
+        &d,
+        "support@default",
+        [2, 2, 2, 0, 0, 0, 5_000, 3_000, 2, 26_000],
+    );
+    assert_eq!(d.status()["engine"]["duplicates"], 0);
 }
