@@ -365,7 +365,24 @@ fn default_backoff_cap() -> Millis {
 pub enum SourceKind {
     /// An Asterisk `queue_log` file, followed as it grows and across rotations.
     AsteriskQueueLog,
+    /// FreeSWITCH `mod_callcenter` events, read from its inbound event socket.
+    Freeswitch,
 }
+
+impl SourceKind {
+    /// The name the config and `status` use.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            SourceKind::AsteriskQueueLog => "asterisk_queue_log",
+            SourceKind::Freeswitch => "freeswitch",
+        }
+    }
+}
+
+/// Where a `freeswitch` source connects when `address` is not given: `mod_event_socket`'s
+/// default listener.
+pub const DEFAULT_EVENT_SOCKET: &str = "127.0.0.1:8021";
 
 /// One `[[sources]]` entry: a PBX source the daemon reads itself (see docs/sources.md).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -375,8 +392,16 @@ pub struct SourceConfig {
     /// position.
     pub name: String,
     pub kind: SourceKind,
-    /// The file followed, e.g. `/var/log/asterisk/queue_log`.
+    /// `asterisk_queue_log`: the file followed, e.g. `/var/log/asterisk/queue_log`.
+    #[serde(default)]
     pub path: PathBuf,
+    /// `freeswitch`: the event socket's `host:port` ([`DEFAULT_EVENT_SOCKET`] when absent).
+    #[serde(default)]
+    pub address: Option<String>,
+    /// `freeswitch`: a file holding the event socket's password (surrounding whitespace
+    /// trimmed); it must not be readable by every user.
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
     /// What a `WITHDRAW` line ends a segment as: `exit` or `callback`.
     #[serde(default)]
     pub withdraw: crate::sources::asterisk::WithdrawAs,
@@ -387,6 +412,23 @@ pub struct SourceConfig {
 
 fn default_poll_interval() -> Millis {
     Millis(250)
+}
+
+impl SourceConfig {
+    /// Where a `freeswitch` source connects.
+    #[must_use]
+    pub fn address(&self) -> &str {
+        self.address.as_deref().unwrap_or(DEFAULT_EVENT_SOCKET)
+    }
+
+    /// What `status` shows the source reads: the file, or the event socket's address.
+    #[must_use]
+    pub fn target(&self) -> String {
+        match self.kind {
+            SourceKind::AsteriskQueueLog => self.path.display().to_string(),
+            SourceKind::Freeswitch => self.address().to_string(),
+        }
+    }
 }
 
 /// Per-queue overrides: any key left out takes the `[defaults]` value.
@@ -727,6 +769,17 @@ mod tests {
         assert_eq!(cfg.queue_params("other").formula, Formula::Offered);
     }
 
+    /// The (key, line) of each problem of an invalid config, and their messages.
+    fn problem_keys(text: &str) -> (Vec<(String, Option<usize>)>, Vec<String>) {
+        let Err(ConfigError::Invalid { problems, .. }) = parse(text) else {
+            panic!("accepted: {text}")
+        };
+        problems
+            .into_iter()
+            .map(|p| ((p.key, p.line), p.message))
+            .unzip()
+    }
+
     #[test]
     fn sources_are_strict_and_their_names_unique_and_plain() {
         let ok = parse(
@@ -750,20 +803,37 @@ mod tests {
             .to_string();
         assert!(kind.contains("asterisk_queue_log"), "{kind}");
         let text = "[[sources]]\nname = \"a:b\"\nkind = \"asterisk_queue_log\"\npath = \"/q\"\n\n[[sources]]\nname = \"c\"\nkind = \"asterisk_queue_log\"\npath = \"\"\npoll_interval = \"1ms\"\n\n[[sources]]\nname = \"c\"\nkind = \"asterisk_queue_log\"\npath = \"/r\"\n";
-        let Err(ConfigError::Invalid { problems, .. }) = parse(text) else {
-            panic!("accepted")
-        };
-        let keys: Vec<(&str, Option<usize>)> =
-            problems.iter().map(|p| (p.key.as_str(), p.line)).collect();
+        assert_eq!(
+            problem_keys(text).0,
+            [
+                ("sources.0.name".to_string(), Some(2)),
+                ("sources.1.path".to_string(), Some(9)),
+                ("sources.1.poll_interval".to_string(), Some(10)),
+                ("sources.2.name".to_string(), Some(13)),
+            ]
+        );
+    }
+
+    #[test]
+    fn freeswitch_sources_need_a_password_file_and_no_path() {
+        let ok = parse(
+            "[[sources]]\nname = \"fs1\"\nkind = \"freeswitch\"\npassword_file = \"/etc/callmetrics/esl.pass\"\n",
+        )
+        .unwrap();
+        assert_eq!(ok.sources[0].address(), DEFAULT_EVENT_SOCKET);
+        assert_eq!(ok.sources[0].target(), "127.0.0.1:8021");
+        let text = "[[sources]]\nname = \"a\"\nkind = \"freeswitch\"\npath = \"/q\"\naddress = \"nohost\"\n\n[[sources]]\nname = \"b\"\nkind = \"asterisk_queue_log\"\npath = \"/q\"\npassword_file = \"/p\"\n";
+        let (keys, messages) = problem_keys(text);
         assert_eq!(
             keys,
             [
-                ("sources.0.name", Some(2)),
-                ("sources.1.path", Some(9)),
-                ("sources.1.poll_interval", Some(10)),
-                ("sources.2.name", Some(13)),
+                ("sources.0.path".to_string(), Some(4)),
+                ("sources.0.address".to_string(), Some(5)),
+                ("sources.0.password_file".to_string(), None),
+                ("sources.1.password_file".to_string(), Some(11)),
             ]
         );
+        assert!(messages[2].contains("needs password_file"), "{messages:?}");
     }
 
     #[test]

@@ -7,13 +7,13 @@
 mod support;
 
 use std::fs::OpenOptions;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use support::asterisk::{figures, recent_lines, want};
-use support::Daemon;
+use support::{free_port, scrape_metrics, Daemon};
 
 /// Complete lines of the fixture (its comment line included): what the follower reads.
 const COMPLETE_LINES: u64 = 43;
@@ -61,19 +61,7 @@ fn source(d: &Daemon) -> Value {
 
 /// Waits until `done` holds for the source's status.
 fn wait_source(d: &Daemon, what: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let s = source(d);
-        if done(&s) {
-            return s;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "waiting for {what}: {s}\n{}",
-            d.log_tail()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    d.wait_source("pbx1", Duration::from_secs(30), what, done)
 }
 
 /// Waits until the source has stored everything up to byte `offset` of its current file.
@@ -102,25 +90,6 @@ fn assert_counted_once(d: &Daemon) {
         "an event was sent twice: {st}"
     );
     assert_eq!(st["engine"]["late"], 0, "{st}");
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free loopback port")
-        .port()
-}
-
-fn scrape(port: u16) -> String {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect to /metrics");
-    write!(
-        s,
-        "GET /metrics HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    text
 }
 
 #[test]
@@ -175,7 +144,7 @@ fn appended_lines_are_followed_a_half_written_line_waits_for_its_newline() {
         "{lag} vs {lag_now}: {s}"
     );
 
-    let text = scrape(port);
+    let text = scrape_metrics(port);
     assert!(
         text.contains(&format!(
             "callmetrics_source_lines_total{{source=\"pbx1\"}} {COMPLETE_LINES}"

@@ -1,7 +1,7 @@
 //! Validation: the checks serde cannot make (ranges, formats, cross-field rules), each naming
 //! the dotted key it is about.
 
-use super::Config;
+use super::{Config, SourceKind, DEFAULT_EVENT_SOCKET};
 
 impl Config {
     /// Cross-field checks: every (dotted key, message) found, none when the config is valid.
@@ -229,15 +229,43 @@ impl Config {
                     format!("source name `{}` is used twice; each source needs its own, so their call ids never collide", s.name),
                 );
             }
-            if s.path.file_name().is_none() {
-                bad(
-                    &key("path"),
-                    format!(
-                        "source `{}`: `{}` is not a file path",
-                        s.name,
-                        s.path.display()
-                    ),
-                );
+            match s.kind {
+                SourceKind::AsteriskQueueLog => {
+                    if s.path.file_name().is_none() {
+                        bad(
+                            &key("path"),
+                            format!(
+                                "source `{}`: `{}` is not a file path",
+                                s.name,
+                                s.path.display()
+                            ),
+                        );
+                    }
+                    for (k, set) in [
+                        ("address", s.address.is_some()),
+                        ("password_file", s.password_file.is_some()),
+                    ] {
+                        if set {
+                            bad(&key(k), format!("source `{}`: {k} is for kind `freeswitch`; an asterisk_queue_log source reads `path`", s.name));
+                        }
+                    }
+                }
+                SourceKind::Freeswitch => {
+                    if !s.path.as_os_str().is_empty() {
+                        bad(&key("path"), format!("source `{}`: a freeswitch source reads no file; give `address` (default {DEFAULT_EVENT_SOCKET}) and `password_file`", s.name));
+                    }
+                    let address = s.address();
+                    let port = address.rsplit_once(':').map(|(h, p)| (h, p.parse::<u16>()));
+                    if !matches!(port, Some((h, Ok(p))) if !h.is_empty() && p > 0) {
+                        bad(&key("address"), format!("source `{}`: `{address}` is not host:port (e.g. {DEFAULT_EVENT_SOCKET})", s.name));
+                    }
+                    if s.password_file
+                        .as_ref()
+                        .is_none_or(|p| p.file_name().is_none())
+                    {
+                        bad(&key("password_file"), format!("source `{}`: a freeswitch source needs password_file, a file holding the event socket's password", s.name));
+                    }
+                }
             }
             if s.poll_interval.0 < 50 || s.poll_interval.0 > 10_000 {
                 bad(

@@ -25,8 +25,9 @@ use crate::ingest::IngestCounters;
 use crate::sources::follow::SourceStatus;
 use crate::upstream::{RecordKind, SinkStatus};
 
-/// 1: body as a named map; 2: body as a compact blob; 3: the status report lists the sources.
-pub const PROTOCOL_VERSION: u16 = 3;
+/// 1: body as a named map; 2: body as a compact blob; 3: the status report lists the sources;
+/// 4: a source's status has the event-socket states and counters.
+pub const PROTOCOL_VERSION: u16 = 4;
 /// Largest control message either side accepts (answers with many rows are the large ones).
 pub const MAX_MESSAGE_BYTES: usize = 16 << 20;
 /// Largest request the daemon accepts: every request is a few dozen bytes, so this bounds what one

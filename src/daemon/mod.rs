@@ -5,6 +5,7 @@
 mod commit;
 mod control;
 mod exposition;
+mod freeswitch;
 mod sources;
 
 use std::collections::HashMap;

@@ -38,10 +38,12 @@ impl SourceHandle {
         SourceHandle {
             status: Arc::new(Mutex::new(SourceStatus {
                 name: cfg.name.clone(),
-                kind: match cfg.kind {
-                    SourceKind::AsteriskQueueLog => "asterisk_queue_log".into(),
+                kind: cfg.kind.name().into(),
+                path: cfg.target(),
+                state: match cfg.kind {
+                    SourceKind::AsteriskQueueLog => SourceState::WaitingForFile,
+                    SourceKind::Freeswitch => SourceState::Connecting,
                 },
-                path: cfg.path.display().to_string(),
                 ..SourceStatus::default()
             })),
             cfg: cfg.clone(),
@@ -73,9 +75,18 @@ pub(super) fn spawn(
         .sources
         .iter()
         .map(|s| {
-            let resume = lock(&shared.source_marks)
-                .get(&s.cfg.name)
-                .and_then(|b| Position::decode(b));
+            let mark = lock(&shared.source_marks).get(&s.cfg.name).cloned();
+            if s.cfg.kind == SourceKind::Freeswitch {
+                return tokio::spawn(super::freeswitch::run(
+                    s.cfg.clone(),
+                    mark.as_deref().and_then(super::freeswitch::Mark::decode),
+                    s.status.clone(),
+                    shared.clone(),
+                    ctx.clone(),
+                    shutdown.clone(),
+                ));
+            }
+            let resume = mark.as_deref().and_then(Position::decode);
             tokio::spawn(follow(
                 s.cfg.clone(),
                 resume,
@@ -218,7 +229,7 @@ async fn follow(
         // Stored with its position, whatever it takes: the lines are already mapped, so the
         // same events must go, or the mapping's state would no longer match the position.
         loop {
-            match submit(&ctx, &events, &name, &position, &mut shutdown).await {
+            match submit(&ctx, &events, &name, position.encode(), &mut shutdown).await {
                 Ok(results) => {
                     let mut st = lock(&status);
                     for r in &results {
@@ -250,11 +261,11 @@ async fn follow(
 
 /// Hands events and the position after them to the committer; the per-event results once the
 /// group holding both is durable, or why that group was refused.
-async fn submit(
+pub(super) async fn submit(
     ctx: &IngestCtx,
     events: &[Event],
     name: &str,
-    position: &Position,
+    position: Vec<u8>,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<Vec<ItemResult>, Refusal> {
     let want = events.len().clamp(1, MAX_IN_FLIGHT_EVENTS) as u32;
@@ -271,7 +282,7 @@ async fn submit(
         mark: Some(MarkSubmission {
             mark: SourceMark {
                 source: name.to_string(),
-                position: position.encode(),
+                position,
             },
             stored: stored_tx,
         }),
@@ -292,7 +303,7 @@ fn lines(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
 
 /// Whether an event keeps to the intake's string and tag limits (a long uniqueid or queue name
 /// would be refused on the event socket too).
-fn fits(e: &Event, limits: &crate::event::EventLimits) -> bool {
+pub(super) fn fits(e: &Event, limits: &crate::event::EventLimits) -> bool {
     let max = limits.max_string_bytes;
     e.call_id.len() <= max
         && e.queue.as_ref().is_none_or(|q| q.len() <= max)
@@ -302,7 +313,10 @@ fn fits(e: &Event, limits: &crate::event::EventLimits) -> bool {
 }
 
 /// Skip counts of `now` minus those of `before`, by reason then verb.
-fn skipped_since(now: &Skipped, before: &Skipped) -> BTreeMap<String, BTreeMap<String, u64>> {
+pub(super) fn skipped_since(
+    now: &Skipped,
+    before: &Skipped,
+) -> BTreeMap<String, BTreeMap<String, u64>> {
     let mut out: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
     for ((reason, verb), n) in now {
         let n = n - before.get(&(*reason, verb.clone())).copied().unwrap_or(0);
@@ -323,7 +337,7 @@ fn following(status: &Mutex<SourceStatus>, position: &Position) {
     st.inode = position.file.ino;
 }
 
-fn fail(status: &Mutex<SourceStatus>, msg: String) {
+pub(super) fn fail(status: &Mutex<SourceStatus>, msg: String) {
     let mut st = lock(status);
     st.state = SourceState::Error;
     st.last_error = Some(msg);

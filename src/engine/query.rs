@@ -296,6 +296,23 @@ impl Engine {
         Ok(out)
     }
 
+    /// Ids beginning with `prefix` of the calls with a segment open (started, neither ended nor
+    /// expired): what a source that lost its connection may never hear the end of.
+    #[must_use]
+    pub fn open_call_ids(&self, prefix: &str) -> Vec<String> {
+        self.pending
+            .iter()
+            .filter(|(id, e)| e.open > 0 && id.starts_with(prefix))
+            .map(|(id, _)| id.to_string())
+            .collect()
+    }
+
+    /// Whether call `id` has a segment open (started, neither ended nor expired).
+    #[must_use]
+    pub fn has_open_segment(&self, id: &str) -> bool {
+        self.pending.get(id).is_some_and(|e| e.open > 0)
+    }
+
     /// Open segments (waiting, talking, on hold, in ACW) with their ages, at engine time.
     #[must_use]
     pub fn open_calls(&self) -> Vec<OpenSegment> {

@@ -11,6 +11,7 @@ use crate::control::protocol::StatusReport;
 use crate::engine::aggregate::Agg;
 use crate::engine::lifetime::{LifeTotals, Lifetime, OUTCOMES, OVERFLOW_REASONS};
 use crate::engine::{DimKind, MetricsRow, Outcome};
+use crate::sources::follow::{SourceState, SourceStatus};
 use crate::upstream::SinkStatus;
 
 /// What one scrape shows.
@@ -408,4 +409,46 @@ fn health(e: &mut Exposition, st: &StatusReport) {
                 .map(|lag| (vec![("source", s.name.as_str())], lag))
         }),
     );
+    let event_socket = || {
+        st.sources.iter().filter(|s| {
+            matches!(
+                s.state,
+                SourceState::Connecting | SourceState::Connected | SourceState::Disconnected
+            )
+        })
+    };
+    simple(
+        e,
+        "callmetrics_source_connected",
+        Gauge,
+        "1 while an event-socket source is connected and subscribed, else 0.",
+        event_socket().map(|s| {
+            (
+                vec![("source", s.name.as_str())],
+                f64::from(u8::from(s.state == SourceState::Connected)),
+            )
+        }),
+    );
+    type PerSource = (&'static str, &'static str, fn(&SourceStatus) -> u64);
+    let per_source: [PerSource; 2] = [
+        (
+            "callmetrics_source_reconnects_total",
+            "Connections an event-socket source made after its first since the daemon started.",
+            |s| s.reconnects,
+        ),
+        (
+            "callmetrics_source_expired_after_disconnect_total",
+            "Segments of an event-socket source open when its connection was lost, never continued, and expired after max_call_duration.",
+            |s| s.expired_after_disconnect,
+        ),
+    ];
+    for (name, help, f) in per_source {
+        simple(
+            e,
+            name,
+            Counter,
+            help,
+            event_socket().map(|s| (vec![("source", s.name.as_str())], f(s) as f64)),
+        );
+    }
 }

@@ -448,6 +448,13 @@ pub enum SourceState {
     WaitingForFile,
     /// The last attempt failed (reading the file, or storing its events); retried.
     Error,
+    /// An event-socket source before its first connection is made.
+    Connecting,
+    /// An event-socket source connected, authenticated and subscribed.
+    Connected,
+    /// An event-socket source without a connection (the last error says why); it reconnects
+    /// after a backoff.
+    Disconnected,
 }
 
 /// One source as `status` (and `/metrics`) shows it.
@@ -481,6 +488,27 @@ pub struct SourceStatus {
     pub lag_seconds: Option<f64>,
     pub last_error: Option<String>,
     pub last_error_ms: Option<i64>,
+    /// Event-socket sources: connections made after the first one.
+    #[serde(default)]
+    pub reconnects: u64,
+    /// Since when the current connection is up (epoch ms); none while disconnected.
+    #[serde(default)]
+    pub connected_since_ms: Option<i64>,
+    /// When the next connection attempt is due (epoch ms), while disconnected.
+    #[serde(default)]
+    pub next_attempt_ms: Option<i64>,
+    /// Segments of this source open when its connection was lost (or the daemon stopped): the
+    /// event socket does not replay what happened meanwhile. Each is then either continued (an
+    /// event of it came after the reconnect), expired by the engine after `max_call_duration`,
+    /// or still awaited.
+    #[serde(default)]
+    pub open_at_disconnect: u64,
+    #[serde(default)]
+    pub continued_after_reconnect: u64,
+    #[serde(default)]
+    pub expired_after_disconnect: u64,
+    #[serde(default)]
+    pub awaiting_after_disconnect: u64,
 }
 
 #[cfg(test)]

@@ -206,6 +206,42 @@ impl Daemon {
         json_of("status --json", &self.query(&["status", "--json"]))
     }
 
+    /// The in-daemon source named `name` in `status --json`.
+    pub fn source(&self, name: &str) -> Value {
+        let st = self.status();
+        st["sources"]
+            .as_array()
+            .expect("status lists sources")
+            .iter()
+            .find(|s| s["name"] == name)
+            .unwrap_or_else(|| panic!("no source {name} in {st}"))
+            .clone()
+    }
+
+    /// Polls the source named `name` until `done` holds for its status, at most `limit`; fails
+    /// saying `what` it waited for.
+    pub fn wait_source(
+        &self,
+        name: &str,
+        limit: std::time::Duration,
+        what: &str,
+        done: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = Instant::now() + limit;
+        loop {
+            let s = self.source(name);
+            if done(&s) {
+                return s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "waiting for {what}: {s}\n{}",
+                self.log_tail()
+            );
+            thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
     pub fn json_conn(&self) -> JsonConn {
         JsonConn::connect(&self.events)
     }

@@ -129,6 +129,28 @@ pub fn run_to_exit(cmd: &mut Command, limit: Duration) -> Output {
     child.wait_with_output().expect("collect the output")
 }
 
+/// A loopback port free now (for a listener the daemon opens, e.g. `[exposition] listen`).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port")
+        .port()
+}
+
+/// The body of `GET /metrics` on the daemon's exposition listener at `port` (with its head).
+pub fn scrape_metrics(port: u16) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect to /metrics");
+    write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send the scrape");
+    let mut text = String::new();
+    s.read_to_string(&mut text).expect("read the scrape");
+    text
+}
+
 /// The reply of an accepted single event.
 pub fn ok() -> Value {
     serde_json::json!({"ok": true})

@@ -174,11 +174,35 @@ fn source_line(s: &crate::sources::follow::SourceStatus) -> String {
         SourceState::Following => "following",
         SourceState::WaitingForFile => "waiting for the file",
         SourceState::Error => "error",
+        SourceState::Connecting | SourceState::Connected | SourceState::Disconnected => {
+            return event_socket_line(s);
+        }
     };
     let lag = s.lag_seconds.map_or_else(
         || "no line read yet".to_string(),
         |l| format!("lag {}", duration((l * 1000.0) as i64)),
     );
+    let (refused, skipped) = refused_and_skipped(s);
+    let error = last_error(s);
+    format!(
+        "{} ({} {}): {state}, byte {} of inode {}, {} not yet read, {lag}; {} lines, {} events ({} stored{refused}); {skipped}; {} rotations, {} truncations, {} replaced{error}",
+        s.name,
+        s.kind,
+        crate::printable::for_terminal(&s.path),
+        s.position,
+        s.inode,
+        bytes(s.backlog_bytes),
+        s.lines_read,
+        s.events_mapped,
+        s.events_stored,
+        s.rotations,
+        s.truncations,
+        s.replaced,
+    )
+}
+
+/// What a source made of its input: events (lines) mapped, stored, refused, skipped.
+fn refused_and_skipped(s: &crate::sources::follow::SourceStatus) -> (String, String) {
     let refused: u64 = s.events_refused.values().sum();
     let refused = if refused == 0 {
         String::new()
@@ -198,26 +222,60 @@ fn source_line(s: &crate::sources::follow::SourceStatus) -> String {
     } else {
         format!("skipped {}", skipped.join(", "))
     };
-    let error = s.last_error.as_ref().map_or_else(String::new, |e| {
+    (refused, skipped)
+}
+
+/// `; last error 5s ago: …`, or nothing.
+fn last_error(s: &crate::sources::follow::SourceStatus) -> String {
+    s.last_error.as_ref().map_or_else(String::new, |e| {
         let ago = s.last_error_ms.map_or_else(String::new, |ms| {
             format!(" {} ago", duration(crate::daemon::wall_ms() - ms))
         });
         format!("; last error{ago}: {}", crate::printable::for_terminal(e))
-    });
+    })
+}
+
+/// An event-socket source: its connection, how far behind, what it made of the events, and
+/// what became of the segments open when a connection was lost.
+fn event_socket_line(s: &crate::sources::follow::SourceStatus) -> String {
+    use crate::sources::follow::SourceState;
+    let now = crate::daemon::wall_ms();
+    let state = match (s.state, s.connected_since_ms, s.next_attempt_ms) {
+        (SourceState::Connected, Some(since), _) => {
+            format!("connected for {}", duration(now - since))
+        }
+        (SourceState::Connected, None, _) => "connected".to_string(),
+        (state, _, next) => {
+            let what = if state == SourceState::Connecting {
+                "not connected yet"
+            } else {
+                "disconnected"
+            };
+            next.map_or_else(
+                || what.to_string(),
+                |at| format!("{what}, next attempt in {}", duration((at - now).max(0))),
+            )
+        }
+    };
+    let lag = s.lag_seconds.map_or_else(
+        || "no event read yet".to_string(),
+        |l| format!("lag {}", duration((l * 1000.0) as i64)),
+    );
+    let (refused, skipped) = refused_and_skipped(s);
     format!(
-        "{} ({} {}): {state}, byte {} of inode {}, {} not yet read, {lag}; {} lines, {} events ({} stored{refused}); {skipped}; {} rotations, {} truncations, {} replaced{error}",
+        "{} ({} {}): {state}, {lag}; {} events read, {} mapped ({} stored{refused}); {skipped}; {} reconnects; open at a disconnect {}: {} continued, {} expired, {} awaited{}",
         s.name,
         s.kind,
         crate::printable::for_terminal(&s.path),
-        s.position,
-        s.inode,
-        bytes(s.backlog_bytes),
         s.lines_read,
         s.events_mapped,
         s.events_stored,
-        s.rotations,
-        s.truncations,
-        s.replaced,
+        s.reconnects,
+        s.open_at_disconnect,
+        s.continued_after_reconnect,
+        s.expired_after_disconnect,
+        s.awaiting_after_disconnect,
+        last_error(s),
     )
 }
 
