@@ -25,7 +25,7 @@ impl Engine {
     pub fn interval_slice_version(&self, start_ms: i64) -> Option<u64> {
         self.interval
             .get(start_ms)
-            .map(super::slices::Slice::version)
+            .map(super::slices::SliceRef::version)
     }
 
     /// Starts of the interval slices within `from..=until`.

@@ -12,7 +12,7 @@ use super::packed::BandSets;
 use super::pending::PendingCalls;
 use super::remembered::Remembered;
 use super::report::DimKind;
-use super::slices::{Slice, TierSlices};
+use super::slices::Slice;
 use super::varint::{put_bytes, put_i64, put_u64, DecodeError, Reader};
 use super::window::Tier;
 use super::{Counters, Engine};
@@ -234,6 +234,7 @@ impl Engine {
         if let Some(bytes) = state {
             e.decode_state(bytes)?;
         }
+        let frozen_before = e.freeze_cutoff(e.now_ms);
         for (k, v) in slices {
             let (tier, start) = parse_slice_key(&k)
                 .ok_or_else(|| RestoreError::Decode("a slice key is damaged".into()))?;
@@ -246,11 +247,14 @@ impl Engine {
                 }
                 e.keys.bucket_added(key);
             }
-            let tier_slices: &mut TierSlices = match tier {
-                Tier::Fine => &mut e.fine,
-                Tier::Interval => &mut e.interval,
-            };
-            tier_slices.insert(start, slice);
+            match tier {
+                Tier::Fine => e.fine.insert(start, slice),
+                // An old interval slice is kept in the form just read and checked.
+                Tier::Interval if start < frozen_before => {
+                    e.interval.insert_frozen(start, v, slice.len());
+                }
+                Tier::Interval => e.interval.insert(start, slice),
+            }
         }
         e.rebuild_totals();
         Ok(e)

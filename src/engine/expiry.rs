@@ -99,14 +99,25 @@ impl Engine {
                 Tier::Fine => &mut self.fine,
                 Tier::Interval => &mut self.interval,
             };
-            for (start, slice) in slices.split_off_before(from) {
-                for (key, _) in slice.cells() {
+            for (start, keys) in slices.split_off_before(from) {
+                for key in keys {
                     self.keys.bucket_dropped(key);
                 }
                 self.dirty.insert((tier, start));
             }
         }
         self.keys.drop_unused();
+        let before = self.freeze_cutoff(at);
+        self.interval.freeze_before(before, &mut self.sets);
+    }
+}
+
+impl Engine {
+    /// Interval slices starting before this, at engine time `at`, are frozen: nothing folds into
+    /// them any more but the rare late fact (which thaws one). The current and the previous
+    /// interval stay live: handling completes up to `wrapup_timeout` after the call left.
+    pub(super) fn freeze_cutoff(&self, at: i64) -> i64 {
+        self.cal.interval_bucket(at) - self.cal.interval_ms
     }
 }
 

@@ -285,7 +285,7 @@ impl Engine {
                     Tier::Interval => &mut self.interval,
                 };
                 if slices
-                    .entry(*start)
+                    .entry(*start, &self.sets)
                     .fold(key, &mut self.sets, here, &mut self.work)
                 {
                     self.keys.bucket_added(key);

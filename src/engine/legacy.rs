@@ -97,7 +97,10 @@ impl Engine {
                 Tier::Fine => &mut e.fine,
                 Tier::Interval => &mut e.interval,
             };
-            if slices.entry(id.start_ms).put(key, &mut e.sets, agg) {
+            if slices
+                .entry(id.start_ms, &e.sets)
+                .put(key, &mut e.sets, agg)
+            {
                 e.keys.bucket_added(key);
             }
         }

@@ -5,6 +5,12 @@
 //! Most buckets are kept packed ([`super::packed`], a few dozen bytes); a bucket whose packed form
 //! grows past [`WIDE_BYTES`] (the `all` and channel keys of a busy host) is kept decoded instead,
 //! so folding into it stays cheap.
+//!
+//! A slice nothing folds into any more is *frozen*: kept as its stored form, one allocation for
+//! all its buckets, about half the memory of the live form (measured with 1 M calls over 20 h:
+//! 5.6 MB for a day of interval slices against about 10 MB). Reading a frozen slice walks that
+//! form in place; a fold into one thaws it first. The engine freezes old interval slices at each
+//! scan (see `expiry.rs`).
 
 use std::collections::BTreeMap;
 
@@ -23,7 +29,57 @@ pub enum Cell {
     Wide(Box<Agg>),
 }
 
+/// A bucket as read: packed bytes (a live packed cell, or one inside a frozen slice) or decoded.
+#[derive(Debug, Clone, Copy)]
+pub enum CellRef<'a> {
+    Packed(&'a [u8]),
+    Wide(&'a Agg),
+}
+
+impl CellRef<'_> {
+    pub fn wait_max(self) -> u64 {
+        match self {
+            CellRef::Packed(b) => packed::wait_max(b),
+            CellRef::Wide(a) => a.wait_max_ms,
+        }
+    }
+
+    pub fn decode(self, sets: &BandSets) -> Result<Agg, DecodeError> {
+        match self {
+            CellRef::Packed(b) => packed::decode(b, sets),
+            CellRef::Wide(a) => Ok(a.clone()),
+        }
+    }
+
+    pub fn add_into(self, sets: &BandSets, acc: &mut Running) -> Result<(), DecodeError> {
+        match self {
+            CellRef::Packed(b) => packed::add_into(b, sets, acc),
+            CellRef::Wide(a) => {
+                acc.add(a);
+                Ok(())
+            }
+        }
+    }
+
+    pub fn subtract_from(self, sets: &BandSets, acc: &mut Running) -> Result<(), DecodeError> {
+        match self {
+            CellRef::Packed(b) => packed::subtract_from(b, sets, acc),
+            CellRef::Wide(a) => {
+                acc.subtract(a);
+                Ok(())
+            }
+        }
+    }
+}
+
 impl Cell {
+    fn as_ref(&self) -> CellRef<'_> {
+        match self {
+            Cell::Packed(b) => CellRef::Packed(b),
+            Cell::Wide(a) => CellRef::Wide(a),
+        }
+    }
+
     fn bytes(&self) -> usize {
         match self {
             Cell::Packed(b) => b.len() + 16,
@@ -31,40 +87,6 @@ impl Cell {
                 std::mem::size_of::<Agg>()
                     + a.bands.len() * 48
                     + (a.wait_hist.parts().1.len() + a.handle_hist.parts().1.len()) * 16
-            }
-        }
-    }
-
-    pub fn wait_max(&self) -> u64 {
-        match self {
-            Cell::Packed(b) => packed::wait_max(b),
-            Cell::Wide(a) => a.wait_max_ms,
-        }
-    }
-
-    pub fn decode(&self, sets: &BandSets) -> Result<Agg, DecodeError> {
-        match self {
-            Cell::Packed(b) => packed::decode(b, sets),
-            Cell::Wide(a) => Ok((**a).clone()),
-        }
-    }
-
-    pub fn add_into(&self, sets: &BandSets, acc: &mut Running) -> Result<(), DecodeError> {
-        match self {
-            Cell::Packed(b) => packed::add_into(b, sets, acc),
-            Cell::Wide(a) => {
-                acc.add(a);
-                Ok(())
-            }
-        }
-    }
-
-    pub fn subtract_from(&self, sets: &BandSets, acc: &mut Running) -> Result<(), DecodeError> {
-        match self {
-            Cell::Packed(b) => packed::subtract_from(b, sets, acc),
-            Cell::Wide(a) => {
-                acc.subtract(a);
-                Ok(())
             }
         }
     }
@@ -79,23 +101,12 @@ pub struct Slice {
 }
 
 impl Slice {
-    pub fn cells(&self) -> impl Iterator<Item = (KeyId, &Cell)> {
-        self.cells.iter().map(|(k, c)| (*k, c))
-    }
-
-    pub fn get(&self, key: KeyId) -> Option<&Cell> {
-        self.cells
-            .binary_search_by_key(&key, |(k, _)| *k)
-            .ok()
-            .map(|i| &self.cells[i].1)
+    pub fn cells(&self) -> impl Iterator<Item = (KeyId, CellRef<'_>)> {
+        self.cells.iter().map(|(k, c)| (*k, c.as_ref()))
     }
 
     pub fn len(&self) -> usize {
         self.cells.len()
-    }
-
-    pub fn version(&self) -> u64 {
-        self.version
     }
 
     pub fn is_empty(&self) -> bool {
@@ -193,6 +204,7 @@ impl Slice {
         out
     }
 
+    /// Reads a slice's stored form, checking every bucket decodes.
     pub fn decode(bytes: &[u8], sets: &BandSets) -> Result<Slice, DecodeError> {
         let mut r = Reader::new(bytes);
         let n = r.usize()?;
@@ -224,51 +236,197 @@ impl Slice {
     }
 }
 
+/// A slice in its stored form, read in place (see the module documentation).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Frozen {
+    bytes: Box<[u8]>,
+    cells: usize,
+    version: u64,
+}
+
+impl Frozen {
+    /// The buckets, in key order, straight from the stored form. The form was written by
+    /// [`Slice::encode`] or checked by [`Slice::decode`]; should it not parse (memory damage),
+    /// the walk stops there.
+    fn cells(&self) -> impl Iterator<Item = (KeyId, CellRef<'_>)> {
+        let mut r = Reader::new(&self.bytes);
+        let n = r.usize().unwrap_or(0);
+        (0..n).map_while(move |_| {
+            let k = r.u32().ok()?;
+            let b = r.bytes().ok()?;
+            Some((k, CellRef::Packed(b)))
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Kept {
+    Live(Slice),
+    Frozen(Frozen),
+}
+
+/// One slice as read, live or frozen.
+#[derive(Debug, Clone, Copy)]
+pub enum SliceRef<'a> {
+    Live(&'a Slice),
+    Frozen(&'a Frozen),
+}
+
+impl<'a> SliceRef<'a> {
+    pub fn cells(self) -> Box<dyn Iterator<Item = (KeyId, CellRef<'a>)> + 'a> {
+        match self {
+            SliceRef::Live(s) => Box::new(s.cells()),
+            SliceRef::Frozen(f) => Box::new(f.cells()),
+        }
+    }
+
+    pub fn get(self, key: KeyId) -> Option<CellRef<'a>> {
+        match self {
+            SliceRef::Live(s) => s
+                .cells
+                .binary_search_by_key(&key, |(k, _)| *k)
+                .ok()
+                .map(|i| s.cells[i].1.as_ref()),
+            SliceRef::Frozen(f) => f.cells().find(|(k, _)| *k == key).map(|(_, c)| c),
+        }
+    }
+
+    pub fn version(self) -> u64 {
+        match self {
+            SliceRef::Live(s) => s.version,
+            SliceRef::Frozen(f) => f.version,
+        }
+    }
+
+    pub fn is_empty(self) -> bool {
+        match self {
+            SliceRef::Live(s) => s.is_empty(),
+            SliceRef::Frozen(f) => f.cells == 0,
+        }
+    }
+
+    /// The stored form.
+    pub fn encode(self, sets: &mut BandSets) -> Vec<u8> {
+        match self {
+            SliceRef::Live(s) => s.encode(sets),
+            SliceRef::Frozen(f) => f.bytes.to_vec(),
+        }
+    }
+}
+
+impl Kept {
+    fn as_ref(&self) -> SliceRef<'_> {
+        match self {
+            Kept::Live(s) => SliceRef::Live(s),
+            Kept::Frozen(f) => SliceRef::Frozen(f),
+        }
+    }
+}
+
 /// The slices of one tier, by bucket start.
 #[derive(Debug, Clone, Default)]
 pub struct TierSlices {
-    slices: BTreeMap<i64, Slice>,
+    slices: BTreeMap<i64, Kept>,
 }
 
 impl TierSlices {
-    pub fn get(&self, start: i64) -> Option<&Slice> {
-        self.slices.get(&start)
+    pub fn get(&self, start: i64) -> Option<SliceRef<'_>> {
+        self.slices.get(&start).map(Kept::as_ref)
     }
 
-    pub fn entry(&mut self, start: i64) -> &mut Slice {
-        self.slices.entry(start).or_default()
+    /// The live slice at `start`, created, or thawed if frozen.
+    pub fn entry(&mut self, start: i64, sets: &BandSets) -> &mut Slice {
+        let kept = self
+            .slices
+            .entry(start)
+            .or_insert_with(|| Kept::Live(Slice::default()));
+        if let Kept::Frozen(f) = kept {
+            // The frozen form was checked when it was made; should it not decode (memory
+            // damage), the slice starts again empty rather than stopping the engine.
+            let mut slice = Slice::decode(&f.bytes, sets).unwrap_or_default();
+            slice.version = f.version;
+            *kept = Kept::Live(slice);
+        }
+        match kept {
+            Kept::Live(s) => s,
+            // Thawed just above.
+            Kept::Frozen(_) => unreachable!("a frozen slice was thawed above"),
+        }
     }
 
-    pub fn range(&self, first: i64, last: i64) -> impl Iterator<Item = (i64, &Slice)> {
+    pub fn range(&self, first: i64, last: i64) -> impl Iterator<Item = (i64, SliceRef<'_>)> {
         let r = if first <= last {
             self.slices.range(first..=last)
         } else {
             self.slices.range(0..0)
         };
-        r.map(|(s, sl)| (*s, sl))
+        r.map(|(s, k)| (*s, k.as_ref()))
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = (i64, &Slice)> {
-        self.slices.iter().map(|(s, sl)| (*s, sl))
+    pub fn iter(&self) -> impl Iterator<Item = (i64, SliceRef<'_>)> {
+        self.slices.iter().map(|(s, k)| (*s, k.as_ref()))
     }
 
     pub fn insert(&mut self, start: i64, slice: Slice) {
-        self.slices.insert(start, slice);
+        self.slices.insert(start, Kept::Live(slice));
     }
 
-    /// Removes and returns the slices starting before `from`.
-    pub fn split_off_before(&mut self, from: i64) -> Vec<(i64, Slice)> {
+    /// Keeps `bytes`, a stored form [`Slice::decode`] accepted holding `cells` buckets, frozen.
+    pub fn insert_frozen(&mut self, start: i64, bytes: Vec<u8>, cells: usize) {
+        self.slices.insert(
+            start,
+            Kept::Frozen(Frozen {
+                bytes: bytes.into_boxed_slice(),
+                cells,
+                version: 0,
+            }),
+        );
+    }
+
+    /// Freezes the live slices starting before `before`; returns how many.
+    pub fn freeze_before(&mut self, before: i64, sets: &mut BandSets) -> usize {
+        let mut n = 0;
+        for (_, kept) in self.slices.range_mut(..before) {
+            if let Kept::Live(s) = kept {
+                *kept = Kept::Frozen(Frozen {
+                    bytes: s.encode(sets).into_boxed_slice(),
+                    cells: s.len(),
+                    version: s.version,
+                });
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// Removes the slices starting before `from`; returns the keys of their buckets.
+    pub fn split_off_before(&mut self, from: i64) -> Vec<(i64, Vec<KeyId>)> {
         let keep = self.slices.split_off(&from);
         std::mem::replace(&mut self.slices, keep)
             .into_iter()
+            .map(|(start, kept)| (start, kept.as_ref().cells().map(|(k, _)| k).collect()))
             .collect()
     }
 
     pub fn bytes(&self) -> usize {
-        self.slices.values().map(|s| s.bytes() + 48).sum()
+        self.slices
+            .values()
+            .map(|k| {
+                48 + match k {
+                    Kept::Live(s) => s.bytes(),
+                    Kept::Frozen(f) => f.bytes.len() + 40,
+                }
+            })
+            .sum()
     }
 
     pub fn buckets(&self) -> usize {
-        self.slices.values().map(Slice::len).sum()
+        self.slices
+            .values()
+            .map(|k| match k {
+                Kept::Live(s) => s.len(),
+                Kept::Frozen(f) => f.cells,
+            })
+            .sum()
     }
 }
