@@ -71,7 +71,7 @@ impl EventKind {
         match self {
             EventKind::Start => &["queue", "channel", "priority", "tags"],
             EventKind::Answer => &["agent"],
-            EventKind::End => &["reason"],
+            EventKind::End => &["reason", "tags"],
             EventKind::Hold | EventKind::Resume | EventKind::Wrapup => &[],
         }
     }

@@ -97,6 +97,10 @@ fn errors_name_the_field() {
             "unknown field `colour`",
         ),
         (
+            json!({"type":"answer","call_id":"c","ts":1_700_000_000_000i64,"tags":{"a":"b"}}),
+            "`tags` is not allowed on `answer`",
+        ),
+        (
             json!({"type":"end","call_id":"c","ts":1_700_000_000_000i64,"reason":"bored"}),
             "field `reason`",
         ),
@@ -313,4 +317,12 @@ fn control_and_bidi_characters_are_refused_naming_the_field() {
     }
     // Printable names in any script still pass.
     parse(json!({"type":"start","call_id":"c1","queue":"support-日本","channel":"chat","ts":1_700_000_000_000_i64})).unwrap();
+}
+
+#[test]
+fn an_end_may_say_how_it_ended_in_tags() {
+    let e = parse(json!({"type":"end","call_id":"c","ts":1_700_000_000_000i64,
+        "reason":"completed","tags":{"hangup":"caller"}}))
+    .expect("tags on end are accepted");
+    assert_eq!(e.tags, [("hangup".to_string(), "caller".to_string())]);
 }

@@ -169,7 +169,8 @@ impl<'a> RawEvent<'a> {
                 ev.reason = match string_field("reason", self.reason, limits)? {
                     None => None,
                     Some(s) => Some(EndReason::parse(&s).ok_or(EventError::UnknownReason(s))?),
-                }
+                };
+                ev.tags = parse_tags(self.tags, limits)?;
             }
             EventKind::Hold | EventKind::Resume | EventKind::Wrapup => {}
         }

@@ -30,7 +30,7 @@ fn optional_fields(kind: EventKind) -> &'static [&'static str] {
     match kind {
         EventKind::Start => &["queue", "channel", "priority", "tags"],
         EventKind::Answer => &["agent"],
-        EventKind::End => &["reason"],
+        EventKind::End => &["reason", "tags"],
         EventKind::Hold | EventKind::Resume | EventKind::Wrapup => &[],
     }
 }
@@ -291,7 +291,8 @@ pub fn event_from_value(v: &Value, limits: &EventLimits) -> Result<Event, EventE
             ev.reason = match string_field(m, "reason", limits)? {
                 None => None,
                 Some(s) => Some(reason_of(&s).ok_or(EventError::UnknownReason(s))?),
-            }
+            };
+            ev.tags = parse_tags(m.get("tags"), limits)?;
         }
         EventKind::Hold | EventKind::Resume | EventKind::Wrapup => {}
     }

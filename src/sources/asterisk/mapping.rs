@@ -193,11 +193,13 @@ impl Mapper {
                 }
             }
             "EXITWITHTIMEOUT" => self.end(&l, ts, EndReason::Timeout, &[], out),
-            // EXITWITHKEY|key|position|origposition|waittime: the digit is no caller data.
+            // EXITWITHKEY|key|position|origposition|waittime: the digit is no caller data. A
+            // field longer than a few keys is no key: left out rather than have the daemon refuse
+            // the whole `end` for an over-long tag.
             "EXITWITHKEY" => {
                 let key = l.data(0).to_string();
                 let tags = [("key", key.as_str())];
-                let tags = if key.is_empty() {
+                let tags = if key.is_empty() || key.len() > 8 {
                     &tags[..0]
                 } else {
                     &tags[..]
@@ -288,9 +290,11 @@ impl Mapper {
         };
         let mut e = Event::new(EventKind::End, open.call_id, ts);
         e.reason = Some(reason);
-        // Protocol v1 allows tags on `start` events only, so how the call ended (who hung up,
-        // the transfer method, the key) is named here and in docs/sources.md but not sent.
-        let _ = tags;
+        // How the call ended: who hung up, the transfer method, the key.
+        e.tags = tags
+            .iter()
+            .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+            .collect();
         out.push(e);
     }
 

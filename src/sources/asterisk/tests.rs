@@ -98,9 +98,22 @@ fn transfers_in_every_layout_end_transferred() {
     assert!(ends
         .iter()
         .all(|e| e.reason == Some(EndReason::Transferred) && e.ts_ms == 9000));
-    assert!(
-        ends.iter().all(|e| e.tags.is_empty()),
-        "end events carry no tags"
+    let method = |e: &Event| {
+        e.tags
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    assert_eq!(
+        ends.iter().map(|e| method(e)).collect::<Vec<_>>(),
+        [
+            "transfer=blind",
+            "transfer=attended,transfer_method=extension",
+            "transfer=attended,transfer_method=bridge",
+            "transfer=attended,transfer_method=app",
+            "transfer=attended,transfer_method=link",
+        ]
     );
     assert!(m.skipped().is_empty());
 }
