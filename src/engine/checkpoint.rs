@@ -234,7 +234,7 @@ impl Engine {
         if let Some(bytes) = state {
             e.decode_state(bytes)?;
         }
-        let frozen_before = e.freeze_cutoff(e.now_ms);
+        let (fine_frozen_before, frozen_before) = e.freeze_cutoffs(e.now_ms);
         for (k, v) in slices {
             let (tier, start) = parse_slice_key(&k)
                 .ok_or_else(|| RestoreError::Decode("a slice key is damaged".into()))?;
@@ -247,9 +247,12 @@ impl Engine {
                 }
                 e.keys.bucket_added(key);
             }
+            // An old slice is kept in the form just read and checked.
             match tier {
+                Tier::Fine if start < fine_frozen_before => {
+                    e.fine.insert_frozen(start, v, slice.len());
+                }
                 Tier::Fine => e.fine.insert(start, slice),
-                // An old interval slice is kept in the form just read and checked.
                 Tier::Interval if start < frozen_before => {
                     e.interval.insert_frozen(start, v, slice.len());
                 }

@@ -2,7 +2,7 @@
 //! `max_call_duration`, and drops buckets past their tier's retention.
 
 use super::segment::{open_segments, Call, Folded};
-use super::window::{Tier, FINE_SPAN_MS};
+use super::window::{Tier, FINE_BUCKET_MS, FINE_SPAN_MS};
 use super::Engine;
 use crate::event::EventKind;
 
@@ -107,17 +107,22 @@ impl Engine {
             }
         }
         self.keys.drop_unused();
-        let before = self.freeze_cutoff(at);
-        self.interval.freeze_before(before, &mut self.sets);
+        let (fine_before, interval_before) = self.freeze_cutoffs(at);
+        self.fine.freeze_before(fine_before, &mut self.sets);
+        self.interval.freeze_before(interval_before, &mut self.sets);
     }
 }
 
 impl Engine {
-    /// Interval slices starting before this, at engine time `at`, are frozen: nothing folds into
-    /// them any more but the rare late fact (which thaws one). The current and the previous
-    /// interval stay live: handling completes up to `wrapup_timeout` after the call left.
-    pub(super) fn freeze_cutoff(&self, at: i64) -> i64 {
-        self.cal.interval_bucket(at) - self.cal.interval_ms
+    /// Minute and interval slices starting before these, at engine time `at`, are frozen:
+    /// nothing folds into them any more but the rare late fact (which thaws one). The current and
+    /// the previous few minutes, and the current and the previous interval, stay live: a fact
+    /// folds after the reorder grace, handling up to `wrapup_timeout` after the call left.
+    pub(super) fn freeze_cutoffs(&self, at: i64) -> (i64, i64) {
+        (
+            self.cal.fine_bucket(at) - 3 * FINE_BUCKET_MS,
+            self.cal.interval_bucket(at) - self.cal.interval_ms,
+        )
     }
 }
 

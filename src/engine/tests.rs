@@ -214,7 +214,7 @@ fn a_backfilled_old_call_split_by_a_scan_is_not_expired_but_a_lone_old_start_is(
 }
 
 #[test]
-fn old_interval_slices_freeze_read_the_same_and_thaw_for_a_late_fact() {
+fn old_slices_freeze_read_the_same_and_thaw_for_a_late_fact() {
     let c = Config::default();
     let mut e = Engine::new(&c);
     // Forty calls over the last three hours, backfilled at once.
@@ -236,18 +236,25 @@ fn old_interval_slices_freeze_read_the_same_and_thaw_for_a_late_fact() {
     // Folded after the reorder grace, before the first scan (T0 is 40 s past a minute).
     e.advance(T0 + 10_000);
     assert_eq!(e.stats().open_calls, 0);
-    let day = |e: &Engine| {
-        ["24h", "today"]
-            .map(|w| row(e, DimKind::Queue, w, "q"))
-            .map(|r| (r.counts, r.figures))
+    // Every window's row for queue q, as at `now`.
+    let day = |e: &Engine, now: i64| {
+        ["15m", "1h", "24h", "today"].map(|w| {
+            let q = MetricsQuery {
+                window: Some(w.into()),
+                by: DimKind::Queue,
+                key: Some("q".into()),
+            };
+            let r = e.metrics_at(&q, now).unwrap().remove(0);
+            (r.counts, r.figures)
+        })
     };
     let live = e.state_bytes();
-    let before = (day(&e), live.buckets);
-    // The next scans freeze every interval slice but the current and the previous one: the
-    // same buckets and answers, in less memory.
+    let before = (day(&e, T0 + 121_000), live.buckets);
+    // The next scans freeze every slice but the last few minutes and the current and previous
+    // interval: the same buckets and answers, in less memory.
     e.advance(T0 + 121_000);
     let frozen = e.state_bytes();
-    assert_eq!((day(&e), frozen.buckets), before);
+    assert_eq!((day(&e, T0 + 121_000), frozen.buckets), before);
     assert!(
         frozen.bucket_bytes < live.bucket_bytes,
         "{frozen:?} against {live:?}"
@@ -263,7 +270,7 @@ fn old_interval_slices_freeze_read_the_same_and_thaw_for_a_late_fact() {
     assert_eq!((r.counts.offered, r.counts.abandoned), (41, 1));
     // Restored (old slices read back frozen) and folded the same way: the same answers.
     let b = restored(&c, &mut e);
-    assert_eq!(day(&b), day(&e));
+    assert_eq!(day(&b, T0 + 125_000), day(&e, T0 + 125_000));
     assert_eq!(
         b.bucket(
             Tier::Interval,
