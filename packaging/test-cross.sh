@@ -79,7 +79,9 @@ for a in "${archs[@]}"; do
   start=$(date +%s)
   out="$(packaging/build-deb.sh "${args[@]}")" || fail "packaging/build-deb.sh ${args[*]} failed"
   echo "test-cross: $a package built in $(($(date +%s) - start)) s (profile ${prof[$a]})"
-  deb[$a]="$root/$(printf '%s\n' "$out" | awk 'NF { last = $0 } END { print last }')"
+  # cargo deb prints the path last: relative to the crate, or absolute under a CARGO_TARGET_DIR.
+  deb[$a]="$(printf '%s\n' "$out" | awk 'NF { last = $0 } END { print last }')"
+  case "${deb[$a]}" in /*) ;; *) deb[$a]="$root/${deb[$a]}" ;; esac
   test -f "${deb[$a]}" || fail "build-deb.sh ${args[*]} printed no package path last: $out"
 done
 
