@@ -34,23 +34,26 @@ awk -v n="$calls" -v now="$now" 'BEGIN {
   for (i = 0; i < n; i++) {
     s = now - 3000000 + int(i * 2400000 / n); a = s + 1000 + (i * 7919) % 60000
     e = a + 30000 + (i * 104729) % 240000; w = e + (i * 31) % 30000
-    printf "{\"type\":\"start\",\"call_id\":\"b%d\",\"queue\":\"q%d\",\"ts\":%d}\n", i, i % 8, s
-    printf "{\"type\":\"answer\",\"call_id\":\"b%d\",\"agent\":\"a%d\",\"ts\":%d}\n", i, i % 40, a
-    printf "{\"type\":\"end\",\"call_id\":\"b%d\",\"ts\":%d}\n", i, e
-    printf "{\"type\":\"wrapup\",\"call_id\":\"b%d\",\"ts\":%d}\n", i, w
+    printf "{\"type\":\"start\",\"call_id\":\"b%d\",\"queue\":\"q%d\",\"ts\":%.0f}\n", i, i % 8, s
+    printf "{\"type\":\"answer\",\"call_id\":\"b%d\",\"agent\":\"a%d\",\"ts\":%.0f}\n", i, i % 40, a
+    printf "{\"type\":\"end\",\"call_id\":\"b%d\",\"ts\":%.0f}\n", i, e
+    printf "{\"type\":\"wrapup\",\"call_id\":\"b%d\",\"ts\":%.0f}\n", i, w
   }
 }' >"$work/events.jsonl"
 events=$((calls * 4))
 
 bench() { # label, binary, emulator…
-  local label=$1 bin=$2
+  local label=$1 bin="$PWD/$2"
   shift 2
   test -x "$bin" || { echo "$label: no binary at $bin (build it first)" >&2; return 0; }
   local dir="$work/$label"
   mkdir "$dir"
   (cd "$dir" && exec "$@" "$bin" run >"$dir/log" 2>&1) &
   pid=$!
-  until (cd "$dir" && "$@" "$bin" status >/dev/null 2>&1); do sleep 0.2; done
+  until (cd "$dir" && "$@" "$bin" status >/dev/null 2>&1); do
+    kill -0 "$pid" 2>/dev/null || { cat "$dir/log" >&2; echo "$label: the daemon exited" >&2; exit 1; }
+    sleep 0.2
+  done
   local t0 t1 t2
   t0=$(date +%s%N)
   (cd "$dir" && "$@" "$bin" send "$work/events.jsonl" >/dev/null)
