@@ -206,6 +206,16 @@ impl Slice {
 
     /// Reads a slice's stored form, checking every bucket decodes.
     pub fn decode(bytes: &[u8], sets: &BandSets) -> Result<Slice, DecodeError> {
+        Slice::read(bytes, sets, true)
+    }
+
+    /// Reads a stored form this engine made or already checked (a frozen slice, thawed):
+    /// only the wide buckets, kept decoded, are decoded.
+    fn thaw(bytes: &[u8], sets: &BandSets) -> Result<Slice, DecodeError> {
+        Slice::read(bytes, sets, false)
+    }
+
+    fn read(bytes: &[u8], sets: &BandSets, check: bool) -> Result<Slice, DecodeError> {
         let mut r = Reader::new(bytes);
         let n = r.usize()?;
         if n > bytes.len() {
@@ -220,11 +230,13 @@ impl Slice {
             }
             prev = Some(k);
             let b = r.bytes()?;
-            // Check it decodes now, so a damaged store is found at start-up, not at query time.
-            let agg = packed::decode(b, sets)?;
             let cell = if b.len() > WIDE_BYTES {
-                Cell::Wide(Box::new(agg))
+                Cell::Wide(Box::new(packed::decode(b, sets)?))
             } else {
+                // Check it decodes now, so a damaged store is found at start-up, not at query time.
+                if check {
+                    packed::decode(b, sets)?;
+                }
                 Cell::Packed(b.into())
             };
             cells.push((k, cell));
@@ -343,7 +355,7 @@ impl TierSlices {
         if let Kept::Frozen(f) = kept {
             // The frozen form was checked when it was made; should it not decode (memory
             // damage), the slice starts again empty rather than stopping the engine.
-            let mut slice = Slice::decode(&f.bytes, sets).unwrap_or_default();
+            let mut slice = Slice::thaw(&f.bytes, sets).unwrap_or_default();
             slice.version = f.version;
             *kept = Kept::Live(slice);
         }
