@@ -684,6 +684,15 @@ mod tests {
             err.contains("queues.vip.target") && err.contains("line 2"),
             "{err}"
         );
+        let err = parse("[limits]\nmax_connections = 5000000000\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("limits.max_connections")
+                && err.contains("line 2")
+                && err.contains("65536"),
+            "{err}"
+        );
         let err = parse("[ingest]\ntcp = \"0.0.0.0:7000\"\n")
             .unwrap_err()
             .to_string();

@@ -82,20 +82,49 @@ impl Config {
                 ),
             }
         }
+        // (key, value, most allowed). The ceilings are far above any real use, and keep a typo
+        // (an extra digit or three) from sizing buffers and tables beyond the machine, the same
+        // on 32- and 64-bit targets.
         let limits = [
-            ("limits.max_line_bytes", self.limits.max_line_bytes),
-            ("limits.max_frame_bytes", self.limits.max_frame_bytes),
-            ("limits.max_string_bytes", self.limits.max_string_bytes),
-            ("limits.max_batch_events", self.limits.max_batch_events),
-            ("limits.max_connections", self.limits.max_connections),
-            ("limits.max_open_segments", self.limits.max_open_segments),
-            ("metrics.max_queues", self.metrics.max_queues),
-            ("metrics.max_agents", self.metrics.max_agents),
-            ("metrics.max_channels", self.metrics.max_channels),
+            (
+                "limits.max_line_bytes",
+                self.limits.max_line_bytes,
+                64 << 20,
+            ),
+            (
+                "limits.max_frame_bytes",
+                self.limits.max_frame_bytes,
+                64 << 20,
+            ),
+            (
+                "limits.max_string_bytes",
+                self.limits.max_string_bytes,
+                65_536,
+            ),
+            (
+                "limits.max_batch_events",
+                self.limits.max_batch_events,
+                1_000_000,
+            ),
+            (
+                "limits.max_connections",
+                self.limits.max_connections,
+                65_536,
+            ),
+            (
+                "limits.max_open_segments",
+                self.limits.max_open_segments,
+                10_000_000,
+            ),
+            ("metrics.max_queues", self.metrics.max_queues, 1_000_000),
+            ("metrics.max_agents", self.metrics.max_agents, 1_000_000),
+            ("metrics.max_channels", self.metrics.max_channels, 1_000_000),
         ];
-        for (key, v) in limits {
+        for (key, v, most) in limits {
             if v == 0 {
                 bad(key, "must be at least 1".into());
+            } else if v > most {
+                bad(key, format!("{v} is more than the most allowed, {most}"));
             }
         }
         if self.limits.max_clock_ahead.0 < 1000 {
