@@ -216,20 +216,15 @@ impl Slice {
     }
 
     fn read(bytes: &[u8], sets: &BandSets, check: bool) -> Result<Slice, DecodeError> {
-        let mut r = Reader::new(bytes);
-        let n = r.usize()?;
-        if n > bytes.len() {
-            return Err(DecodeError::Truncated);
-        }
-        let mut cells = Vec::with_capacity(n);
+        let mut walk = StoredCells::new(bytes)?;
+        let mut cells = Vec::with_capacity(walk.left);
         let mut prev: Option<KeyId> = None;
-        for _ in 0..n {
-            let k = r.u32()?;
+        for cell in &mut walk {
+            let (k, b) = cell?;
             if prev.is_some_and(|p| p >= k) {
                 return Err(DecodeError::Invalid("slice keys out of order"));
             }
             prev = Some(k);
-            let b = r.bytes()?;
             let cell = if b.len() > WIDE_BYTES {
                 Cell::Wide(Box::new(packed::decode(b, sets)?))
             } else {
@@ -241,10 +236,40 @@ impl Slice {
             };
             cells.push((k, cell));
         }
-        if !r.is_empty() {
+        if !walk.r.is_empty() {
             return Err(DecodeError::Invalid("a slice has trailing bytes"));
         }
         Ok(Slice { cells, version: 0 })
+    }
+}
+
+/// The buckets of a slice's stored form, in the order written: its count, then each key with
+/// its packed bucket. The one reader of that form, for decoding and for frozen slices.
+struct StoredCells<'a> {
+    r: Reader<'a>,
+    left: usize,
+}
+
+impl<'a> StoredCells<'a> {
+    fn new(bytes: &'a [u8]) -> Result<StoredCells<'a>, DecodeError> {
+        let mut r = Reader::new(bytes);
+        let left = r.usize()?;
+        if left > bytes.len() {
+            return Err(DecodeError::Truncated);
+        }
+        Ok(StoredCells { r, left })
+    }
+}
+
+impl<'a> Iterator for StoredCells<'a> {
+    type Item = Result<(KeyId, &'a [u8]), DecodeError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.left == 0 {
+            return None;
+        }
+        self.left -= 1;
+        Some(self.r.u32().and_then(|k| Ok((k, self.r.bytes()?))))
     }
 }
 
@@ -261,13 +286,11 @@ impl Frozen {
     /// [`Slice::encode`] or checked by [`Slice::decode`]; should it not parse (memory damage),
     /// the walk stops there.
     fn cells(&self) -> impl Iterator<Item = (KeyId, CellRef<'_>)> {
-        let mut r = Reader::new(&self.bytes);
-        let n = r.usize().unwrap_or(0);
-        (0..n).map_while(move |_| {
-            let k = r.u32().ok()?;
-            let b = r.bytes().ok()?;
-            Some((k, CellRef::Packed(b)))
-        })
+        StoredCells::new(&self.bytes)
+            .into_iter()
+            .flatten()
+            .map_while(Result::ok)
+            .map(|(k, b)| (k, CellRef::Packed(b)))
     }
 }
 
