@@ -260,14 +260,9 @@ impl Engine {
             for (_, fact) in &facts {
                 match fact {
                     Fact::Queue { facts, params, .. } => {
+                        let reason = seg.end.and_then(|(_, r)| r);
                         self.lifetime
-                            .add_queue(kind, effective, limit, facts, params);
-                        if facts.outcome == Outcome::Overflow {
-                            if let Some((_, Some(reason))) = seg.end {
-                                self.lifetime
-                                    .add_overflow_reason(kind, effective, limit, reason);
-                            }
-                        }
+                            .add_queue(kind, effective, limit, facts, params, reason);
                     }
                     Fact::Handle(h) => self.lifetime.add_handle(kind, effective, limit, h),
                 }

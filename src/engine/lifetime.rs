@@ -237,6 +237,7 @@ impl Lifetime {
         limit: usize,
         f: &QueueFacts,
         p: &QueueParams,
+        reason: Option<EndReason>,
     ) {
         let i = bucket_of(&self.wait_bounds, f.wait_ms());
         let t = self.entry(kind, name, limit);
@@ -245,23 +246,12 @@ impl Lifetime {
         t.agg.revision = 0;
         if f.outcome == Outcome::Overflow {
             t.overflow_wait_sum_ms += f.wait_ms();
+            if let Some(r) = reason.and_then(|r| OVERFLOW_REASONS.iter().position(|o| *o == r)) {
+                t.overflow_by_reason[r] += 1;
+            }
         }
         if let Some(h) = &mut t.hist {
             h.wait[outcome_index(f.outcome)][i] += 1;
-        }
-    }
-
-    /// Counts the reason of one overflow already counted by [`Lifetime::add_queue`]; a reason
-    /// that is not an overflow's changes nothing.
-    pub fn add_overflow_reason(
-        &mut self,
-        kind: DimKind,
-        name: &str,
-        limit: usize,
-        reason: EndReason,
-    ) {
-        if let Some(i) = OVERFLOW_REASONS.iter().position(|r| *r == reason) {
-            self.entry(kind, name, limit).overflow_by_reason[i] += 1;
         }
     }
 
@@ -432,6 +422,7 @@ mod tests {
             10,
             &leave(20_000, Outcome::Answered),
             &p,
+            None,
         );
         l.add_queue(
             DimKind::Queue,
@@ -439,6 +430,7 @@ mod tests {
             10,
             &leave(20_001, Outcome::Answered),
             &p,
+            None,
         );
         let (_, _, t) = l.iter().next().expect("one key");
         let h = t.hist.as_ref().expect("queues have histograms");
@@ -462,6 +454,7 @@ mod tests {
             10,
             &leave(25_000, Outcome::Answered),
             &p,
+            None,
         );
         let before: u64 = l
             .iter()
@@ -514,6 +507,7 @@ mod tests {
             10,
             &leave(9_000, Outcome::Overflow),
             &params(20_000),
+            None,
         );
         let mut out = Vec::new();
         l.encode(&mut out);
@@ -539,6 +533,7 @@ mod tests {
             10,
             &leave(3_000, Outcome::Abandoned),
             &p,
+            None,
         );
         l.add_queue(
             DimKind::Channel,
@@ -546,6 +541,7 @@ mod tests {
             10,
             &leave(9_000, Outcome::Overflow),
             &p,
+            None,
         );
         l.add_handle(
             DimKind::Queue,
@@ -558,8 +554,23 @@ mod tests {
                 acw_ms: 5_000,
             },
         );
-        l.add_overflow_reason(DimKind::Channel, "voice", 10, EndReason::Transferred);
-        l.add_overflow_reason(DimKind::Channel, "voice", 10, EndReason::Completed);
+        // Only an overflow's own reasons count: an answer's reason changes nothing.
+        l.add_queue(
+            DimKind::Channel,
+            "voice",
+            10,
+            &leave(9_000, Outcome::Overflow),
+            &p,
+            Some(EndReason::Transferred),
+        );
+        l.add_queue(
+            DimKind::Channel,
+            "voice",
+            10,
+            &leave(9_000, Outcome::Answered),
+            &p,
+            Some(EndReason::Transferred),
+        );
         let voice = l.iter().find(|(_, k, _)| *k == "voice").expect("voice").2;
         assert_eq!(voice.overflow_by_reason, [0, 0, 1, 0]);
         let mut out = Vec::new();
