@@ -9,6 +9,7 @@
 //! - [`control`]: the control protocol shared by daemon and CLI, its server and client.
 //! - [`upstream`]: closed intervals into records, the durable outbox, sinks and delivery.
 //! - [`exposition`]: the optional Prometheus `/metrics` listener and its text format.
+//! - [`alerts`]: breach alert rules, their durable state, and delivery to Alertmanager and webhooks.
 //! - [`cli`]: the command line: the daemon entry and every client subcommand.
 //!
 //! Beside them: [`config`] (TOML configuration, defaults and validation), [`units`] (durations,
@@ -22,6 +23,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod alerts;
 pub mod cli;
 pub mod config;
 pub mod control;

@@ -48,6 +48,8 @@ pub enum Request {
     Flush,
     /// Mutating: re-read the config file.
     Reload,
+    /// Read-only: open alerts and the last resolved ones.
+    Alerts,
 }
 
 impl Request {
@@ -67,6 +69,7 @@ impl Request {
             Request::Outbox { .. } => "outbox",
             Request::Flush => "flush",
             Request::Reload => "reload",
+            Request::Alerts => "alerts",
         }
     }
 }
@@ -87,6 +90,8 @@ pub enum Response {
     /// variant), while every CLI of this version prints an `Error`'s text. So a new refusal needs
     /// no new [`PROTOCOL_VERSION`]; no client parses the text back.
     Error(String),
+    /// Open and recently resolved alerts.
+    Alerts(crate::alerts::AlertsReport),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

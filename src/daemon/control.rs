@@ -68,6 +68,7 @@ pub(super) fn handler(shared: Arc<Shared>) -> Handler {
             }
         }
         Request::Reload => reload(&shared),
+        Request::Alerts => shared.alerts.report(&shared.store),
     })
 }
 
@@ -165,7 +166,7 @@ fn outbox_entries(shared: &Shared, limit: usize) -> Response {
 fn upstream_status(shared: &Shared) -> UpstreamStatus {
     let (records, bytes) = shared.store.outbox_size();
     let now = wall_ms();
-    let sinks = shared
+    let mut sinks: Vec<_> = shared
         .sinks
         .iter()
         .map(|s| {
@@ -191,6 +192,7 @@ fn upstream_status(shared: &Shared) -> UpstreamStatus {
             st
         })
         .collect();
+    sinks.extend(shared.alerts.statuses(&shared.store));
     UpstreamStatus {
         host_id: shared.host_id.clone(),
         outbox_records: records,

@@ -23,10 +23,13 @@ pub(super) fn renderer(shared: Arc<Shared>) -> Renderer {
         let rows = engine
             .metrics_with(&q, wall_ms(), false)
             .unwrap_or_default();
-        render(&Scrape {
+        let mut text = render(&Scrape {
             lifetime: engine.lifetime(),
             queues_now: &rows,
             status: &report,
-        })
+        });
+        drop(engine);
+        text.push_str(&shared.alerts.exposition());
+        text
     })
 }
