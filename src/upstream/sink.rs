@@ -62,8 +62,6 @@ impl Sink {
     /// precision), reads and trims the token file, and builds a client with the configured
     /// connect and request timeouts. Does no network I/O.
     pub fn new(cfg: &SinkConfig) -> Result<Sink, SinkError> {
-        // Installing twice is refused harmlessly; any provider already installed is as good.
-        let _ = rustls::crypto::ring::default_provider().install_default();
         let bad_url = |problem: String| SinkError::BadUrl {
             sink: cfg.name.clone(),
             url: redact_url(&cfg.url),
@@ -166,6 +164,8 @@ pub fn http_client(
     connect_timeout_ms: i64,
     request_timeout_ms: i64,
 ) -> Result<reqwest::Client, SinkError> {
+    // Installing twice is refused harmlessly; any provider already installed is as good.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let mut headers = HeaderMap::new();
     headers.insert(
         USER_AGENT,
