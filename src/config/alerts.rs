@@ -637,4 +637,44 @@ levels = []
             ]
         );
     }
+
+    /// The commented `[alerting]` and `[[alerts]]` examples of config/agent.toml, uncommented
+    /// (with the `[[sla]]` examples before them), are a valid config meaning what they say.
+    #[test]
+    fn the_shipped_commented_examples_are_valid() {
+        let shipped = include_str!("../../config/agent.toml");
+        let from = shipped.find("# [[sla]]").unwrap();
+        let mut text = String::new();
+        for line in shipped[from..].lines() {
+            let Some(body) = line.strip_prefix("# ") else {
+                continue;
+            };
+            let is_setting = body.starts_with('[')
+                || body
+                    .split_once(" = ")
+                    .is_some_and(|(k, _)| k.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'));
+            if is_setting {
+                text.push_str(body.split("  #").next().unwrap_or(body));
+                text.push('\n');
+            }
+        }
+        let cfg = Config::parse(&text, Path::new("agent.toml")).unwrap();
+        assert_eq!(
+            AlertingConfig {
+                receivers: Vec::new(),
+                ..cfg.alerting.clone()
+            },
+            AlertingConfig::default()
+        );
+        let sl = rule(&cfg, 0);
+        assert_eq!(sl.queues, ["support", "sales"]);
+        assert_eq!(
+            (sl.direction, sl.threshold, sl.hysteresis, sl.for_ms),
+            (Direction::Below, 0.85, 0.03, 300_000)
+        );
+        assert_eq!(sl.levels[1].after_ms, 900_000);
+        assert_eq!(sl.levels[0].severity, "warning");
+        let wait = rule(&cfg, 1);
+        assert_eq!((wait.threshold, wait.hysteresis), (120_000.0, 30_000.0));
+    }
 }
