@@ -107,6 +107,9 @@ pub(super) fn reload(shared: &Shared) -> Response {
     if new.exposition != cfg.exposition {
         notes.push("the /metrics listener (exposition) only changes on restart".to_string());
     }
+    if new.alerts != cfg.alerts || new.alerting != cfg.alerting {
+        notes.push("alert rules and receivers only change on restart".to_string());
+    }
     lock(&shared.engine).reconfigure(&new);
     shared.limits.send_replace(new.limits.clone());
     match shared.closer.try_lock() {
