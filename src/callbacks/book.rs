@@ -103,6 +103,16 @@ impl Book {
             .collect()
     }
 
+    /// Forgets the closed requests made before `before_ms` (once their period is reported), so
+    /// the book holds the open requests and the current periods' closed ones, not every
+    /// callback ever made. Returns how many were dropped.
+    pub fn prune(&mut self, before_ms: i64) -> usize {
+        let n = self.requests.len();
+        self.requests
+            .retain(|_, r| r.fulfilled_ms.is_none() || r.requested_ms >= before_ms);
+        n - self.requests.len()
+    }
+
     /// Requests made in `[from_ms, to_ms)`, as they stand at `now_ms`.
     #[must_use]
     pub fn tally(&self, from_ms: i64, to_ms: i64, now_ms: i64) -> Tally {
@@ -203,5 +213,10 @@ mod tests {
         assert_eq!(open, ["d", "e"]);
         // A call may ask again once its callback was made.
         assert!(b.request("a", "support", now, now + 1));
+
+        // Tuesday's period reported: Monday's closed requests go, the open ones stay.
+        assert_eq!(b.prune(at("2026-12-08T00:00:00Z")), 2, "b and c");
+        let left: Vec<&str> = b.requests.keys().map(String::as_str).collect();
+        assert_eq!(left, ["a", "d", "e"]);
     }
 }
