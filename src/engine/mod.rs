@@ -38,6 +38,7 @@ mod remembered;
 pub mod report;
 mod running;
 pub mod segment;
+pub mod service_levels;
 mod settings;
 pub mod sketch;
 mod slices;

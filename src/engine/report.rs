@@ -9,6 +9,7 @@ use thiserror::Error;
 
 use super::aggregate::{Agg, Figures};
 use super::segment::Phase;
+use super::service_levels::ServiceLevels;
 use crate::units::Formula;
 
 /// Why a query cannot be answered.
@@ -125,7 +126,7 @@ impl MetricsRow {
             avg_acw_ms: f.avg_acw_ms,
             avg_hold_ms: f.avg_hold_ms,
             avg_talk_ms: f.avg_talk_ms,
-            bands: c.named_bands(),
+            bands: &c.bands,
             channel: key(DimKind::Channel),
             dimension: self.dimension.name(),
             formula: p.formula.name(),
@@ -179,7 +180,8 @@ pub struct RowJson<'a> {
     avg_acw_ms: Option<f64>,
     avg_hold_ms: Option<f64>,
     avg_talk_ms: Option<f64>,
-    bands: BTreeMap<String, u64>,
+    /// Threshold (ms) → answered within it; `serde_json` writes the integer keys as strings.
+    bands: &'a BTreeMap<u64, u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     channel: Option<&'a str>,
     dimension: &'static str,
@@ -197,7 +199,7 @@ pub struct RowJson<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     queue: Option<&'a str>,
     service_level: Option<f64>,
-    service_levels: &'a BTreeMap<String, Option<f64>>,
+    service_levels: &'a ServiceLevels,
     short_abandon_ms: i64,
     short_abandoned: u64,
     talk_sum_ms: u64,

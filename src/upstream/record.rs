@@ -140,7 +140,7 @@ pub fn counters_json(a: &Agg) -> Value {
         .iter()
         .map(|(name, value)| (name.to_string(), Value::from(*value)))
         .collect();
-    m.insert("bands".into(), json!(a.named_bands()));
+    m.insert("bands".into(), json!(a.bands));
     m.insert("wait_hist".into(), sketch_json(&a.wait_hist));
     m.insert("handle_hist".into(), sketch_json(&a.handle_hist));
     Value::Object(m)
