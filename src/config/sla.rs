@@ -207,7 +207,16 @@ pub struct SlaConfig {
     /// Closed dates, `"YYYY-MM-DD"`, in the objective's zone.
     #[serde(default)]
     pub holidays: Vec<String>,
+    /// How many past periods' final figures `sla` shows (and the daemon keeps), 1 to
+    /// [`MAX_KEEP_PERIODS`]; [`DEFAULT_KEEP_PERIODS`] when left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_periods: Option<u32>,
 }
+
+/// Past periods kept per objective when `keep_periods` is left out: a year of months.
+pub const DEFAULT_KEEP_PERIODS: u32 = 12;
+/// Most past periods kept per objective: ten years of months, or a year and a half of days.
+pub const MAX_KEEP_PERIODS: u32 = 120;
 
 impl SlaConfig {
     /// The objective's time zone: its own, else `general`.
@@ -357,6 +366,14 @@ impl SlaConfig {
                 bad(
                     "scope.tags",
                     format!("tag {k:?} = {v:?}: neither a tag nor its value may be empty"),
+                );
+            }
+        }
+        if let Some(n) = self.keep_periods {
+            if !(1..=MAX_KEEP_PERIODS).contains(&n) {
+                bad(
+                    "keep_periods",
+                    format!("{n} must be from 1 to {MAX_KEEP_PERIODS} past periods"),
                 );
             }
         }

@@ -40,7 +40,10 @@ mod running;
 pub mod segment;
 mod settings;
 pub mod sketch;
+mod sla;
+pub mod sla_report;
 mod slices;
+mod staffing;
 mod totals;
 mod varint;
 pub mod window;
@@ -54,6 +57,8 @@ pub use report::{
     DimKind, EngineStats, MetricsQuery, MetricsRow, OpenSegment, QueryError, Realtime, RowParams,
     StateBytes,
 };
+pub use sla_report::{SlaCounts, SlaObjective, SlaPastPeriod};
+pub use staffing::{agents_for, STAFFING_WINDOW_MS};
 pub use window::{Calendar, Tier, Window, FINE_BUCKET_MS, FINE_SPAN_MS};
 
 use thiserror::Error;
@@ -120,6 +125,8 @@ pub struct Engine {
     work: Work,
     /// Something changed since the last checkpoint (events, folds, expiries, forgotten calls).
     changed: bool,
+    /// The `[[sla]]` objectives and their counters per period.
+    sla: sla::SlaBook,
 }
 
 impl Engine {
@@ -153,6 +160,7 @@ impl Engine {
             dirty: BTreeSet::new(),
             work: Work::default(),
             changed: false,
+            sla: sla::SlaBook::new(cfg),
         }
     }
 
@@ -162,6 +170,8 @@ impl Engine {
         self.cal = calendar(cfg);
         self.rebuild_totals();
         self.lifetime.ensure_bounds(&lifetime_bounds(&self.s));
+        self.sla.reconfigure(cfg, self.now_ms);
+        self.changed = true;
     }
 
     /// Cumulative totals per key since the store was created (see [`lifetime`]).
@@ -218,7 +228,9 @@ impl Engine {
         StateBytes {
             buckets: (self.fine.buckets() + self.interval.buckets()) as u64,
             bucket_bytes: (self.fine.bytes() + self.interval.bytes()) as u64,
-            total_bytes: (self.totals.heap_bytes() + self.lifetime.heap_bytes()) as u64,
+            total_bytes: (self.totals.heap_bytes()
+                + self.lifetime.heap_bytes()
+                + self.sla.heap_bytes()) as u64,
             pending_bytes: self.pending.heap_bytes() as u64,
             remembered_bytes: self.remembered.heap_bytes() as u64,
             key_bytes: self.keys.heap_bytes() as u64,
