@@ -259,4 +259,6 @@ fn lifetime_bounds(s: &Settings) -> Vec<u64> {
 }
 
 #[cfg(test)]
+mod sla_tests;
+#[cfg(test)]
 mod tests;
