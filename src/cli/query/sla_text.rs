@@ -8,6 +8,7 @@ use super::format::{pct, secs};
 use super::table::{render_table, Align};
 use crate::engine::{SlaCounts, SlaObjective};
 use crate::sla::compliance::Status;
+use crate::units::Millis;
 
 fn status_word(s: Status) -> &'static str {
     match s {
@@ -24,7 +25,9 @@ fn is_average(o: &SlaObjective) -> bool {
 }
 
 fn value(o: &SlaObjective, v: Option<f64>) -> String {
-    if is_average(o) {
+    if v.is_none() {
+        "-".into()
+    } else if is_average(o) {
         format!("{} s", secs(v))
     } else {
         format!("{} %", pct(v))
@@ -75,9 +78,9 @@ pub(super) fn render_sla(objectives: &[SlaObjective]) -> String {
     }
     let mut out = String::new();
     for o in objectives {
-        let measure = match (&o.formula, o.threshold_ms) {
-            (Some(f), Some(t)) => format!("{} ({f}, T {})", o.measure, secs(Some(t as f64))),
-            (None, Some(t)) => format!("{} (T {} s)", o.measure, secs(Some(t as f64))),
+        let measure = match (&o.formula, o.threshold_ms.map(Millis)) {
+            (Some(f), Some(t)) => format!("{} ({f}, T {t})", o.measure),
+            (None, Some(t)) => format!("{} (T {t})", o.measure),
             _ => o.measure.clone(),
         };
         // Writing to a String cannot fail.
