@@ -664,6 +664,21 @@ max_bytes = 10
     /// The commented `[history]` and `[[sla]]` examples of config/agent.toml, uncommented, are a
     /// valid config that says what their comments say.
     #[test]
+    fn keep_periods_is_bounded_and_named() {
+        let base =
+            "[[sla]]\nname = \"a\"\nmeasure = \"asa_max\"\ntarget = \"30s\"\nperiod = \"day\"\n";
+        for n in [0, MAX_KEEP_PERIODS + 1] {
+            let p = problems(&format!("{base}keep_periods = {n}\n"));
+            assert_eq!(p.len(), 1, "{p:?}");
+            assert_eq!(p[0].0, "sla.0.keep_periods");
+            assert_eq!(p[0].1, Some(6));
+            assert!(p[0].2.contains("from 1 to 120"), "{p:?}");
+        }
+        let cfg = parse(&format!("{base}keep_periods = 24\n")).unwrap();
+        assert_eq!(cfg.sla[0].keep_periods, Some(24));
+    }
+
+    #[test]
     fn the_shipped_commented_examples_are_valid() {
         let shipped = include_str!("../../config/agent.toml");
         let from = shipped.find("# [history]").unwrap();

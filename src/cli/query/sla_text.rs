@@ -148,3 +148,78 @@ pub(super) fn render_sla(objectives: &[SlaObjective]) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::config::ScopeConfig;
+    use crate::engine::SlaPastPeriod;
+    use crate::sla::compliance::Margin;
+
+    fn objective() -> SlaObjective {
+        SlaObjective {
+            name: "gold".into(),
+            measure: "service_level".into(),
+            scope: ScopeConfig::default(),
+            formula: Some("offered".into()),
+            threshold_ms: Some(20_000),
+            target: 0.9,
+            period: "month".into(),
+            time_zone: "Europe/Paris".into(),
+            // 2026-12-01T00:00 and 2027-01-01T00:00 in Paris (UTC+1).
+            period_start_ms: 1_796_079_600_000,
+            period_end_ms: 1_798_758_000_000,
+            value: Some(0.875),
+            status: Status::AtRisk,
+            margin: Some(Margin::AtLeast { next: 40, good: 38 }),
+            margin_text: Some("the next 40 calls must …".into()),
+            expected: Some(40),
+            counts: SlaCounts {
+                offered: 8,
+                answered: 8,
+                answered_within: 7,
+                ..SlaCounts::default()
+            },
+            outside_hours: SlaCounts {
+                offered: 2,
+                ..SlaCounts::default()
+            },
+            counting_since_ms: 0,
+            agents_needed: BTreeMap::from([("support".to_string(), Some(7))]),
+            past: vec![SlaPastPeriod {
+                period_start_ms: 1_793_487_600_000,
+                period_end_ms: 1_796_079_600_000,
+                value: None,
+                status: Status::NoData,
+                counts: SlaCounts::default(),
+                outside_hours: SlaCounts::default(),
+            }],
+        }
+    }
+
+    #[test]
+    fn an_objective_reads_as_a_block_with_its_past_periods() {
+        let text = render_sla(&[objective()]);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[0],
+            "gold: service_level (offered, T 20s), target ≥ 90.0 %, this month from 2026-12-01 to 2027-01-01 (Europe/Paris)"
+        );
+        assert_eq!(lines[1], "  so far 87.5 %: at risk");
+        assert_eq!(lines[2], "  the next 40 calls must …");
+        assert!(lines[3].starts_with("  counted: offered 8, answered 8 (7 within T)"));
+        assert!(lines[4].starts_with("  outside service hours, not counted: offered 2,"));
+        assert_eq!(lines[5], "  agents needed now: support 7");
+        assert!(
+            lines[7].starts_with("  2026-11-01") && lines[7].contains("no data"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn no_objectives_says_where_to_add_them() {
+        assert!(render_sla(&[]).contains("[[sla]]"));
+    }
+}
