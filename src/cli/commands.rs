@@ -166,6 +166,15 @@ exits 1 and points at `metrics --json`."
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
     },
+    /// Show each [[sla]] objective this period: value so far, target, status (met, at risk,
+    /// missed, no data), what the rest of the period must do, calls outside service hours,
+    /// agents needed now, and the final figures of past periods
+    Sla {
+        #[command(flatten)]
+        target: Target,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -425,6 +434,10 @@ fn client(cmd: Command, admin: Option<PathBuf>) -> ExitCode {
             },
             Command::Reload { target } => match admin_socket(admin.as_ref(), &target) {
                 Ok(s) => query::reload(&s).await,
+                Err(code) => Ok(code),
+            },
+            Command::Sla { target, json } => match control_socket(&target) {
+                Ok(s) => query::sla(&s, json).await,
                 Err(code) => Ok(code),
             },
             Command::Send {

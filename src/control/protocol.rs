@@ -20,7 +20,7 @@ use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::config::LimitsConfig;
-use crate::engine::{DimKind, EngineStats, MetricsQuery, MetricsRow, OpenSegment};
+use crate::engine::{DimKind, EngineStats, MetricsQuery, MetricsRow, OpenSegment, SlaObjective};
 use crate::ingest::IngestCounters;
 use crate::sources::follow::SourceStatus;
 use crate::upstream::{RecordKind, SinkStatus};
@@ -48,6 +48,8 @@ pub enum Request {
     Flush,
     /// Mutating: re-read the config file.
     Reload,
+    /// Read-only: the `[[sla]]` objectives' compliance this period and in the periods kept.
+    Sla,
 }
 
 impl Request {
@@ -67,6 +69,7 @@ impl Request {
             Request::Outbox { .. } => "outbox",
             Request::Flush => "flush",
             Request::Reload => "reload",
+            Request::Sla => "sla",
         }
     }
 }
@@ -87,6 +90,7 @@ pub enum Response {
     /// variant), while every CLI of this version prints an `Error`'s text. So a new refusal needs
     /// no new [`PROTOCOL_VERSION`]; no client parses the text back.
     Error(String),
+    Sla(Vec<SlaObjective>),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

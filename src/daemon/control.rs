@@ -68,6 +68,7 @@ pub(super) fn handler(shared: Arc<Shared>) -> Handler {
             }
         }
         Request::Reload => reload(&shared),
+        Request::Sla => Response::Sla(lock(&shared.engine).sla_at(wall_ms())),
     })
 }
 

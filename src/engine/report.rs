@@ -84,6 +84,10 @@ pub struct Realtime {
     pub longest_wait_now_ms: Option<u64>,
     pub talking_now: u64,
     pub in_acw_now: u64,
+    /// Queue rows: the agents Erlang C says the queue needs now for its service-level target
+    /// (see `staffing.rs`); `None` without traffic or AHT, and for other dimensions.
+    #[serde(default)]
+    pub agents_needed: Option<u32>,
 }
 
 /// One key of one dimension over one window.
@@ -118,6 +122,7 @@ impl MetricsRow {
             abandoned_within: c.abandoned_within,
             acw_sum_ms: c.acw_sum_ms,
             agent: key(DimKind::Agent),
+            agents_needed: r.agents_needed,
             aht_ms: f.aht_ms,
             answered: c.answered,
             answered_within: c.answered_within,
@@ -172,6 +177,7 @@ pub struct RowJson<'a> {
     acw_sum_ms: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     agent: Option<&'a str>,
+    agents_needed: Option<u32>,
     aht_ms: Option<f64>,
     answered: u64,
     answered_within: u64,

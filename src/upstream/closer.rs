@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use super::outbox_store::StoreOutbox;
 use super::record::{IntervalRecord, RecordKind};
+use super::sla_record::SlaState;
 use crate::config::Config;
 use crate::engine::{Agg, BucketId, DimKind, Engine};
 use crate::store::{Store, StoreError};
@@ -32,6 +33,8 @@ pub struct Candidates {
     buckets: Vec<Candidate>,
     /// (slice start, version) of every slice decoded; all shipped once these buckets are.
     looked: Vec<(i64, u64)>,
+    /// The objectives' state now, carried by the first interval record shipped.
+    sla: Vec<SlaState>,
 }
 
 /// What one round of closing did.
@@ -98,6 +101,7 @@ impl Closer {
         let mut out = Candidates {
             buckets: Vec::new(),
             looked: Vec::new(),
+            sla: Vec::new(),
         };
         for start in engine.interval_starts(from, until) {
             let Some(version) = engine.interval_slice_version(start) else {
@@ -114,6 +118,9 @@ impl Closer {
                 }
             }
         }
+        if !out.buckets.is_empty() {
+            out.sla = engine.sla_at(now_ms).iter().map(SlaState::of).collect();
+        }
         out
     }
 
@@ -128,6 +135,7 @@ impl Closer {
         let Candidates {
             buckets: candidates,
             looked,
+            mut sla,
         } = candidates;
         if candidates.is_empty() {
             self.looked.extend(looked);
@@ -161,6 +169,11 @@ impl Closer {
                 key: c.id.dim.key.clone(),
                 delta,
                 total: c.agg.clone(),
+                sla: if kind == RecordKind::Interval {
+                    std::mem::take(&mut sla)
+                } else {
+                    Vec::new()
+                },
             };
             records.push((seq, StoreOutbox::encode(&record)));
             shipped.push((c.key.clone(), Some(StoreOutbox::encode(&c.agg))));

@@ -59,6 +59,7 @@ pub(in crate::cli) fn busy_support() -> MetricsRow {
             longest_wait_now_ms: Some(61_500),
             talking_now: 4,
             in_acw_now: 1,
+            agents_needed: None,
         },
     )
 }

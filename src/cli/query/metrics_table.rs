@@ -34,6 +34,7 @@ pub(super) fn render_metrics(query: &MetricsQuery, rows: &[MetricsRow]) -> Strin
         ("longest wait now (s)", Right),
         ("talking now", Right),
         ("in ACW now", Right),
+        ("agents needed", Right),
     ];
     let cells: Vec<Vec<String>> = rows
         .iter()
@@ -54,6 +55,8 @@ pub(super) fn render_metrics(query: &MetricsQuery, rows: &[MetricsRow]) -> Strin
                 secs(rt.longest_wait_now_ms.map(|ms| ms as f64)),
                 rt.talking_now.to_string(),
                 rt.in_acw_now.to_string(),
+                rt.agents_needed
+                    .map_or_else(|| "-".into(), |n| n.to_string()),
             ]
         })
         .collect();
@@ -83,14 +86,14 @@ mod tests {
             support,
             [
                 "support", "10", "8", "2", "0", "80.0", "12.0", "90.0", "20.0", "-", "3", "61.5",
-                "4", "1"
+                "4", "1", "-"
             ],
             "{text}"
         );
         let idle = cells(lines[3]);
         assert_eq!(
             idle,
-            ["idle", "0", "0", "0", "0", "-", "-", "-", "-", "-", "0", "-", "0", "0"],
+            ["idle", "0", "0", "0", "0", "-", "-", "-", "-", "-", "0", "-", "0", "0", "-"],
             "{text}"
         );
     }
@@ -110,7 +113,7 @@ mod tests {
         assert_eq!(cut.chars().count(), MAX_KEY_CHARS);
         // Every figure column is right-aligned under its header, so each cell ends where the header does.
         let header_ends = cell_ends(lines[0]);
-        assert_eq!(header_ends.len(), 14, "{text}");
+        assert_eq!(header_ends.len(), 15, "{text}");
         for line in &lines[1..] {
             assert_eq!(line.chars().count(), lines[0].chars().count(), "{text}");
             assert_eq!(cell_ends(line)[1..], header_ends[1..], "{text}");

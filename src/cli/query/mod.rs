@@ -11,6 +11,7 @@ pub(super) mod format;
 mod metrics_csv;
 pub(super) mod metrics_table;
 mod outbox_table;
+mod sla_text;
 mod status_text;
 pub(super) mod table;
 
@@ -22,6 +23,7 @@ use calls_table::render_calls;
 use metrics_csv::render_csv;
 use metrics_table::render_metrics;
 use outbox_table::render_outbox;
+use sla_text::render_sla;
 use status_text::render_status;
 
 pub use super::error::CliError;
@@ -45,6 +47,7 @@ pub(super) fn unexpected(request: &'static str, resp: &Response) -> CliError {
         Response::Outbox(_) => "outbox",
         Response::Done(_) => "done",
         Response::Error(_) => "error",
+        Response::Sla(_) => "sla",
     };
     CliError::Unexpected { request, got }
 }
@@ -164,6 +167,21 @@ pub async fn outbox(socket: &Path, json: bool) -> Result<ExitCode, CliError> {
     }
     Ok(ExitCode::SUCCESS)
 }
+/// `callmetrics sla`: each objective's compliance this period and in the periods kept.
+pub async fn sla(socket: &Path, json: bool) -> Result<ExitCode, CliError> {
+    let objectives = match ask(socket, &Request::Sla).await? {
+        Response::Sla(o) => o,
+        other => return Err(unexpected("sla", &other)),
+    };
+    let mut out = io::stdout();
+    if json {
+        write_json(&mut out, &objectives)?;
+    } else {
+        write_text(&mut out, &render_sla(&objectives))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// `callmetrics flush`: checkpoint the store and ship every ended interval now.
 pub async fn flush(socket: &Path) -> Result<ExitCode, CliError> {
     done_to(socket, Request::Flush, "flush", &mut io::stdout()).await
@@ -214,6 +232,7 @@ mod tests {
             Request::Outbox { .. } => Response::Outbox(vec![]),
             Request::Flush => Response::Done("flushed 3 groups".into()),
             Request::Reload => Response::Metrics(vec![]),
+            Request::Sla => Response::Sla(vec![]),
         });
         let (tx, rx) = watch::channel(false);
         (
