@@ -21,6 +21,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::config::LimitsConfig;
 use crate::engine::{DimKind, EngineStats, MetricsQuery, MetricsRow, OpenSegment};
+use crate::history::report::{Report, ReportQuery};
+use crate::history::HistoryStatus;
 use crate::ingest::IngestCounters;
 use crate::sources::follow::SourceStatus;
 use crate::upstream::{RecordKind, SinkStatus};
@@ -48,6 +50,8 @@ pub enum Request {
     Flush,
     /// Mutating: re-read the config file.
     Reload,
+    /// Read-only: a report from the interval history.
+    Report(ReportQuery),
 }
 
 impl Request {
@@ -67,6 +71,7 @@ impl Request {
             Request::Outbox { .. } => "outbox",
             Request::Flush => "flush",
             Request::Reload => "reload",
+            Request::Report(_) => "report",
         }
     }
 }
@@ -87,6 +92,7 @@ pub enum Response {
     /// variant), while every CLI of this version prints an `Error`'s text. So a new refusal needs
     /// no new [`PROTOCOL_VERSION`]; no client parses the text back.
     Error(String),
+    Report(Box<Report>),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -119,6 +125,9 @@ pub struct StatusReport {
     /// The in-daemon sources (`[[sources]]`), in config order.
     #[serde(default)]
     pub sources: Vec<SourceStatus>,
+    /// The interval history kept on disk.
+    #[serde(default)]
+    pub history: HistoryStatus,
 }
 
 /// Upstream shipping as `status` shows it.
