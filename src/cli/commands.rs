@@ -190,10 +190,20 @@ objective, named by --calendar (optional when there is only one)."
         #[command(flatten)]
         target: Target,
         /// First date: YYYY-MM-DD in the daemon's zone, today, yesterday, or -Nd (N days before today)
-        #[arg(long, value_name = "DATE", default_value = "today")]
+        #[arg(
+            long,
+            value_name = "DATE",
+            default_value = "today",
+            allow_hyphen_values = true
+        )]
         from: DateArg,
         /// Last date, included (`--from today --to today` is today); the same forms as --from
-        #[arg(long, value_name = "DATE", default_value = "today")]
+        #[arg(
+            long,
+            value_name = "DATE",
+            default_value = "today",
+            allow_hyphen_values = true
+        )]
         to: DateArg,
         /// Period of the rows
         #[arg(long, value_enum, default_value_t = PeriodArg::Day)]
