@@ -309,6 +309,16 @@ fn expected(
     out
 }
 
+/// Runs `args`, which must fail with every one of `needles` in its error.
+fn refused(d: &Daemon, args: &[&str], needles: &[&str]) {
+    let out = d.query(args);
+    assert!(!out.status.success(), "{args:?} succeeded");
+    let err = String::from_utf8_lossy(&out.stderr);
+    for n in needles {
+        assert!(err.contains(n), "{args:?}: {err}");
+    }
+}
+
 fn report(d: &Daemon, args: &[&str]) -> Value {
     let mut all = vec!["report", "--json"];
     all.extend_from_slice(args);
@@ -562,12 +572,7 @@ fn reports_equal_the_calls_sent_across_a_kill_and_late_calls_add_exactly_theirs(
             vec!["--hours business", "--calendar"],
         ),
     ] {
-        let out = d.query(&args);
-        assert!(!out.status.success(), "{args:?} succeeded");
-        let err = String::from_utf8_lossy(&out.stderr);
-        for n in needles {
-            assert!(err.contains(n), "{args:?}: {err}");
-        }
+        refused(&d, &args, &needles);
     }
     let out = d.query(&["report", "--from", "today", "--to", "today"]);
     assert!(
@@ -679,12 +684,7 @@ fn retention_drops_only_what_is_past_its_horizon() {
             vec!["--by hour", "history.intervals_days = 1", "--by day"],
         ),
     ] {
-        let out = d.query(&args);
-        assert!(!out.status.success(), "{args:?} succeeded");
-        let err = String::from_utf8_lossy(&out.stderr);
-        for n in needles {
-            assert!(err.contains(n), "{args:?}: {err}");
-        }
+        refused(&d, &args, &needles);
     }
     d.stop();
 }
