@@ -393,3 +393,110 @@ impl Report {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::history::INTERVALS;
+    use std::path::Path;
+
+    const H: i64 = 3_600_000;
+
+    fn at(text: &str) -> i64 {
+        text.parse::<jiff::Timestamp>().unwrap().as_millisecond()
+    }
+
+    /// One answered call (wait 10 s) per entry, under queue `q`.
+    fn put(store: &Store, grain: u8, t: i64, q: &str, calls: u64) {
+        let a = Agg {
+            offered: calls,
+            answered: calls,
+            answered_within: calls,
+            wait_sum_ms: 10_000 * calls,
+            wait_max_ms: 10_000,
+            ..Agg::default()
+        };
+        let k = super::super::entry_key(grain, t, DimKind::Queue, q);
+        store
+            .add_records_with_history(
+                &[],
+                &[],
+                &[(k, super::super::encode(&a))],
+                i64::MAX,
+                1 << 20,
+            )
+            .unwrap();
+    }
+
+    fn query(by: PeriodKind, from: Date, to: Date) -> ReportQuery {
+        ReportQuery {
+            from: DateArg::Date(from),
+            to: DateArg::Date(to),
+            by,
+            queue: None,
+            dimension: DimKind::Queue,
+            business_hours: false,
+            calendar: None,
+        }
+    }
+
+    #[test]
+    fn business_hours_count_intervals_starting_open_and_days_of_a_dst_change_have_23_hours() {
+        let cfg = Config::parse(
+            "[general]\ntime_zone = \"Europe/Paris\"\n\n[[sla]]\nname = \"desk\"\nmeasure = \"asa_max\"\ntarget = \"30s\"\nperiod = \"day\"\nhours = { sun = [\"08:00-12:00\"], mon = [\"08:00-12:00\"] }\nholidays = [\"2026-03-30\"]\n",
+            Path::new("t.toml"),
+        )
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s"), 1 << 20, 1 << 30).unwrap();
+        // Sunday 2026-03-29, the spring change in Paris: 07:45 (closed), 08:00 and 11:45 (open),
+        // 12:00 (closed); Monday 30th is a holiday.
+        for (t, n) in [
+            ("2026-03-29T07:45:00+02:00", 1),
+            ("2026-03-29T08:00:00+02:00", 2),
+            ("2026-03-29T11:45:00+02:00", 4),
+            ("2026-03-29T12:00:00+02:00", 8),
+            ("2026-03-30T09:00:00+02:00", 16),
+        ] {
+            put(&store, INTERVALS, at(t), "support", n);
+        }
+        let now = at("2026-04-02T12:00:00+02:00");
+        let day = |d| Date::constant(2026, 3, d);
+        let mut q = query(PeriodKind::Day, day(29), day(30));
+        q.business_hours = true;
+        let r = report(&cfg, &store, now, &q).unwrap();
+        let offered: Vec<u64> = r.rows.iter().map(|r| r.row.counts.offered).collect();
+        assert_eq!(offered, vec![2 + 4, 0]);
+        assert_eq!(r.rows[0].end_ms - r.rows[0].start_ms, 23 * H);
+        assert_eq!(r.rows[0].start, "2026-03-29T00:00:00+01:00");
+        assert_eq!(r.rows[0].row.figures.asa_ms, Some(10_000.0));
+
+        // All hours, by hour: the hour after 01:00 is 03:00, and every interval counts.
+        q.business_hours = false;
+        q.by = PeriodKind::Hour;
+        let r = report(&cfg, &store, now, &q).unwrap();
+        assert_eq!(r.rows.len(), 23 + 24);
+        assert_eq!(r.rows[2].start, "2026-03-29T03:00:00+02:00");
+        let by_start: BTreeMap<&str, u64> = r
+            .rows
+            .iter()
+            .map(|r| (&r.start[..], r.row.counts.offered))
+            .collect();
+        assert_eq!(by_start["2026-03-29T07:00:00+02:00"], 1);
+        assert_eq!(by_start["2026-03-29T08:00:00+02:00"], 2);
+        assert_eq!(by_start["2026-03-29T11:00:00+02:00"], 4);
+        assert_eq!(by_start["2026-03-29T12:00:00+02:00"], 8);
+        assert_eq!(r.rows.iter().map(|r| r.row.counts.offered).sum::<u64>(), 31);
+
+        // A week from a Sunday is cut to the range (business hours read the intervals); a calendar that is not an objective is refused.
+        q.by = PeriodKind::Week;
+        q.business_hours = true;
+        let r = report(&cfg, &store, now, &q).unwrap();
+        assert_eq!(r.rows.len(), 2);
+        assert_eq!(r.rows[0].end, "2026-03-30T00:00:00+02:00");
+        assert_eq!(r.rows[0].row.counts.offered, 6);
+        q.calendar = Some("nope".into());
+        let e = report(&cfg, &store, now, &q).unwrap_err().to_string();
+        assert!(e.contains("--calendar nope") && e.contains("desk"), "{e}");
+    }
+}
