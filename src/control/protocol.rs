@@ -21,6 +21,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::config::LimitsConfig;
 use crate::engine::{DimKind, EngineStats, MetricsQuery, MetricsRow, OpenSegment, SlaObjective};
+use crate::history::report::{Report, ReportQuery};
+use crate::history::HistoryStatus;
 use crate::ingest::IngestCounters;
 use crate::sources::follow::SourceStatus;
 use crate::upstream::{RecordKind, SinkStatus};
@@ -50,6 +52,8 @@ pub enum Request {
     Reload,
     /// Read-only: the `[[sla]]` objectives' compliance this period and in the periods kept.
     Sla,
+    /// Read-only: a report from the interval history.
+    Report(ReportQuery),
 }
 
 impl Request {
@@ -70,6 +74,7 @@ impl Request {
             Request::Flush => "flush",
             Request::Reload => "reload",
             Request::Sla => "sla",
+            Request::Report(_) => "report",
         }
     }
 }
@@ -91,6 +96,7 @@ pub enum Response {
     /// no new [`PROTOCOL_VERSION`]; no client parses the text back.
     Error(String),
     Sla(Vec<SlaObjective>),
+    Report(Box<Report>),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -123,6 +129,9 @@ pub struct StatusReport {
     /// The in-daemon sources (`[[sources]]`), in config order.
     #[serde(default)]
     pub sources: Vec<SourceStatus>,
+    /// The interval history kept on disk.
+    #[serde(default)]
+    pub history: HistoryStatus,
 }
 
 /// Upstream shipping as `status` shows it.

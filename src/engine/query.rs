@@ -283,12 +283,7 @@ impl Engine {
                 ),
                 key: name,
                 counts,
-                params: RowParams {
-                    threshold_ms: p.threshold.0,
-                    short_abandon_ms: p.short_abandon.0,
-                    formula: p.formula,
-                    target: p.target,
-                },
+                params: RowParams::from(p),
                 realtime: rt,
             });
         }

@@ -10,7 +10,7 @@ use thiserror::Error;
 use super::aggregate::{Agg, Figures};
 use super::segment::Phase;
 use super::service_levels::ServiceLevels;
-use crate::units::Formula;
+use crate::units::{Formula, QueueParams};
 
 /// Why a query cannot be answered.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -75,6 +75,17 @@ pub struct RowParams {
     pub short_abandon_ms: i64,
     pub formula: Formula,
     pub target: f64,
+}
+
+impl From<QueueParams> for RowParams {
+    fn from(p: QueueParams) -> RowParams {
+        RowParams {
+            threshold_ms: p.threshold.0,
+            short_abandon_ms: p.short_abandon.0,
+            formula: p.formula,
+            target: p.target,
+        }
+    }
 }
 
 /// Now, not windowed.

@@ -349,6 +349,27 @@ fn health(e: &mut Exposition, st: &StatusReport) {
             .iter()
             .map(|(r, n)| (vec![("reason", r.as_str())], *n as f64)),
     );
+    let h = &st.history;
+    simple(
+        e,
+        "callmetrics_history_entries",
+        Gauge,
+        "Aggregates in the history on disk, by grain (interval or day).",
+        [
+            (vec![("grain", "interval")], h.interval_entries as f64),
+            (vec![("grain", "day")], h.day_entries as f64),
+        ],
+    );
+    simple(
+        e,
+        "callmetrics_history_bytes",
+        Gauge,
+        "Bytes of the history on disk, by grain (interval or day); history.max_bytes bounds their sum.",
+        [
+            (vec![("grain", "interval")], h.interval_bytes as f64),
+            (vec![("grain", "day")], h.day_bytes as f64),
+        ],
+    );
     type PerSink = (&'static str, Kind, &'static str, fn(&SinkStatus) -> u64);
     let per_sink: [PerSink; 5] = [
         (

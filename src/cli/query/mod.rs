@@ -1,5 +1,5 @@
 //! The client subcommands that ask the daemon over its control socket (`status`, `metrics`,
-//! `calls`, `outbox`, `flush`, `reload`) and print the answer as a human table or, with `--json`,
+//! `calls`, `outbox`, `flush`, `reload`, `report`) and print the answer as a human table or, with `--json`,
 //! as JSON. Each table or text has its own renderer file, a function of the daemon's answer:
 //! `metrics_table.rs`, `calls_table.rs`, `outbox_table.rs`, `status_text.rs`; they share
 //! `table.rs` (layout) and `format.rs` (cell formats).
@@ -11,6 +11,7 @@ pub(super) mod format;
 mod metrics_csv;
 pub(super) mod metrics_table;
 mod outbox_table;
+mod report_table;
 mod sla_text;
 mod status_text;
 pub(super) mod table;
@@ -23,6 +24,7 @@ use calls_table::render_calls;
 use metrics_csv::render_csv;
 use metrics_table::render_metrics;
 use outbox_table::render_outbox;
+use report_table::render_report;
 use sla_text::render_sla;
 use status_text::render_status;
 
@@ -48,6 +50,7 @@ pub(super) fn unexpected(request: &'static str, resp: &Response) -> CliError {
         Response::Done(_) => "done",
         Response::Error(_) => "error",
         Response::Sla(_) => "sla",
+        Response::Report(_) => "report",
     };
     CliError::Unexpected { request, got }
 }
@@ -125,6 +128,33 @@ async fn metrics_to(
             write_text(out, &render_csv(&rows))?;
         }
         MetricsFormat::Table => write_text(out, &render_metrics(&query, &rows))?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `callmetrics report`: the history per period and key, as a table, JSON or CSV (the rows'
+/// columns, as `metrics --csv`).
+pub async fn report(
+    socket: &Path,
+    query: crate::history::report::ReportQuery,
+    format: MetricsFormat,
+) -> Result<ExitCode, CliError> {
+    let report = match ask(socket, &Request::Report(query)).await? {
+        Response::Report(r) => r,
+        other => return Err(unexpected("report", &other)),
+    };
+    let out = &mut io::stdout();
+    match format {
+        MetricsFormat::Json => write_json(out, &report.to_json())?,
+        MetricsFormat::Csv => {
+            let rows: Vec<_> = report
+                .rows
+                .iter()
+                .map(crate::history::report::ReportRow::to_json)
+                .collect();
+            write_text(out, &render_csv(&rows))?;
+        }
+        MetricsFormat::Table => write_text(out, &render_report(&report))?,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -233,6 +263,7 @@ mod tests {
             Request::Flush => Response::Done("flushed 3 groups".into()),
             Request::Reload => Response::Metrics(vec![]),
             Request::Sla => Response::Sla(vec![]),
+            Request::Report(_) => Response::Error("no history here".into()),
         });
         let (tx, rx) = watch::channel(false);
         (
