@@ -4,6 +4,7 @@
 //! The sections and their defaults are here; the checks are in `config/validate.rs`, the errors
 //! and their line numbers in `config/problems.rs`.
 
+mod alerts;
 mod problems;
 mod sla;
 mod validate;
@@ -15,6 +16,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::event::EventLimits;
 pub use crate::units::{Formula, Millis, QueueParams, ZoneName};
+pub use alerts::{
+    AlertRuleConfig, AlertingConfig, LevelConfig, ReceiverConfig, ReceiverKind, MAX_LEVELS,
+};
 use problems::ValueLines;
 pub use problems::{ConfigError, Problem};
 pub use sla::{
@@ -461,6 +465,10 @@ pub struct Config {
     pub sla: Vec<SlaConfig>,
     /// How long interval history is kept.
     pub history: HistoryConfig,
+    /// Alert receivers and evaluation (`[alerting]`, docs/alerts.md).
+    pub alerting: AlertingConfig,
+    /// Breach alert rules (`[[alerts]]`, docs/alerts.md).
+    pub alerts: Vec<AlertRuleConfig>,
 }
 
 impl Config {

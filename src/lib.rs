@@ -10,6 +10,8 @@
 //! - [`upstream`]: closed intervals into records, the durable outbox, sinks and delivery.
 //! - [`history`]: closed intervals kept on disk per interval and per date, and reports from them.
 //! - [`exposition`]: the optional Prometheus `/metrics` listener and its text format.
+//! - [`alerts`]: breach alert rules, their durable state, and delivery to Alertmanager and webhooks.
+//! - [`callbacks`]: callback promises, their deadlines and the book of requests (pure, not wired yet).
 //! - [`cli`]: the command line: the daemon entry and every client subcommand.
 //!
 //! Beside them: [`config`] (TOML configuration, defaults and validation), [`units`] (durations,
@@ -23,6 +25,8 @@
 
 #![forbid(unsafe_code)]
 
+pub mod alerts;
+pub mod callbacks;
 pub mod cli;
 pub mod config;
 pub mod control;

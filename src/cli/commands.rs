@@ -236,6 +236,23 @@ objective, named by --calendar (optional when there is only one)."
         #[arg(long, conflicts_with = "json")]
         csv: bool,
     },
+    /// List open breach alerts (firing, with their level, since when, value and line; then
+    /// pending ones) and the last resolved ones; rules are `[[alerts]]` in the config
+    #[command(
+        long_about = "List open breach alerts and the last resolved ones. An open alert is firing \
+(its level, its severity, since when it fired, since when it is at this level) or pending (breached, \
+for less than the rule's `for`); each shows the figure watched, its last value and the line. The \
+rules are `[[alerts]]` in the config, evaluated every `alerting.evaluate_every`; notifications go to \
+the `[[alerting.receivers]]` (Alertmanager, webhook), whose deliveries `status` counts as sinks \
+named `alerts:<receiver>`. See docs/alerts.md."
+    )]
+    Alerts {
+        #[command(flatten)]
+        target: Target,
+        /// Print JSON: {"open": [...], "resolved": [...]}, times in epoch ms, values in their unit
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// The period of `report` rows.
@@ -503,6 +520,10 @@ fn client(cmd: Command, admin: Option<PathBuf>) -> ExitCode {
             },
             Command::Outbox { target, json } => match control_socket(&target) {
                 Ok(s) => query::outbox(&s, json).await,
+                Err(code) => Ok(code),
+            },
+            Command::Alerts { target, json } => match control_socket(&target) {
+                Ok(s) => query::alerts(&s, json).await,
                 Err(code) => Ok(code),
             },
             Command::Flush { target } => match admin_socket(admin.as_ref(), &target) {

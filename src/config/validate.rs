@@ -320,6 +320,12 @@ impl Config {
         }
         problems.extend(super::sla::problems(&self.sla, &self.general.time_zone));
         problems.extend(self.history.problems());
+        problems.extend(super::alerts::problems(
+            &self.alerts,
+            &self.alerting,
+            &self.sla,
+            &self.metrics.windows,
+        ));
         problems
     }
 }

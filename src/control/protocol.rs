@@ -54,6 +54,8 @@ pub enum Request {
     Sla,
     /// Read-only: a report from the interval history.
     Report(ReportQuery),
+    /// Read-only: open alerts and the last resolved ones.
+    Alerts,
 }
 
 impl Request {
@@ -75,6 +77,7 @@ impl Request {
             Request::Reload => "reload",
             Request::Sla => "sla",
             Request::Report(_) => "report",
+            Request::Alerts => "alerts",
         }
     }
 }
@@ -97,6 +100,8 @@ pub enum Response {
     Error(String),
     Sla(Vec<SlaObjective>),
     Report(Box<Report>),
+    /// Open and recently resolved alerts.
+    Alerts(crate::alerts::AlertsReport),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

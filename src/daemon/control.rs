@@ -72,6 +72,7 @@ pub(super) fn handler(shared: Arc<Shared>) -> Handler {
         Request::Reload => reload(&shared),
         Request::Sla => Response::Sla(lock(&shared.engine).sla_at(wall_ms())),
         Request::Report(q) => history_report(&shared, &q),
+        Request::Alerts => shared.alerts.report(&shared.store),
     })
 }
 
@@ -121,6 +122,9 @@ pub(super) fn reload(shared: &Shared) -> Response {
     }
     if new.exposition != cfg.exposition {
         notes.push("the /metrics listener (exposition) only changes on restart".to_string());
+    }
+    if new.alerts != cfg.alerts || new.alerting != cfg.alerting {
+        notes.push("alert rules and receivers only change on restart".to_string());
     }
     lock(&shared.engine).reconfigure(&new);
     shared.limits.send_replace(new.limits.clone());
@@ -181,7 +185,7 @@ fn outbox_entries(shared: &Shared, limit: usize) -> Response {
 fn upstream_status(shared: &Shared) -> UpstreamStatus {
     let (records, bytes) = shared.store.outbox_size();
     let now = wall_ms();
-    let sinks = shared
+    let mut sinks: Vec<_> = shared
         .sinks
         .iter()
         .map(|s| {
@@ -207,6 +211,7 @@ fn upstream_status(shared: &Shared) -> UpstreamStatus {
             st
         })
         .collect();
+    sinks.extend(shared.alerts.statuses(&shared.store));
     UpstreamStatus {
         host_id: shared.host_id.clone(),
         outbox_records: records,

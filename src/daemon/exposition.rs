@@ -23,11 +23,14 @@ pub(super) fn renderer(shared: Arc<Shared>) -> Renderer {
         let now = wall_ms();
         let rows = engine.metrics_with(&q, now, false).unwrap_or_default();
         let sla = engine.sla_at(now);
-        render(&Scrape {
+        let mut text = render(&Scrape {
             lifetime: engine.lifetime(),
             queues_now: &rows,
             status: &report,
             sla: &sla,
-        })
+        });
+        drop(engine);
+        text.push_str(&shared.alerts.exposition());
+        text
     })
 }

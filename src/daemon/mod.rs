@@ -2,6 +2,7 @@
 //! closes intervals, signals (SIGHUP reloads), and a shutdown that answers every waiting client
 //! before exiting. The group committer and the control handler have modules of their own.
 
+mod alerts;
 mod commit;
 mod control;
 mod exposition;
@@ -117,6 +118,8 @@ struct Shared {
     /// Asks the committer for a checkpoint now (only it may write one while it runs).
     checkpoint_now: mpsc::Sender<commit::CheckpointRequest>,
     rate: Mutex<RateMark>,
+    /// Alert rules, their board and receivers.
+    alerts: alerts::Alerts,
 }
 
 /// A running sink: its config, what `status` shows of it, and the bell that wakes it.
@@ -306,6 +309,7 @@ pub async fn run(
             wake: Arc::new(Notify::new()),
         })
         .collect();
+    let alerts = alerts::Alerts::load(&cfg, &store, &host_id)?;
     let (checkpoint_tx, checkpoint_rx) = mpsc::channel(4);
     let shared = Arc::new(Shared {
         engine: Mutex::new(engine),
@@ -336,6 +340,7 @@ pub async fn run(
             at: Instant::now(),
             accepted: 0,
         }),
+        alerts,
         cfg: Mutex::new(cfg.clone()),
         config_path,
     });
@@ -404,6 +409,7 @@ pub async fn run(
         // Whatever waited in the outbox before this start goes out now.
         s.wake.notify_one();
     }
+    sink_tasks.extend(alerts::Alerts::spawn(&shared, &shutdown_rx));
 
     info!(
         "ready: events on {}, control on {}, admin on {}{}",

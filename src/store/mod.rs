@@ -5,7 +5,8 @@
 //! Trees: `log` (group seq + chunk → part of an encoded group), `state` (checkpoints, see
 //! [`checkpoint`]: written in bounded steps, committed by one small manifest write, so the
 //! slices, the state and the sequence number they include always agree; log groups up to that
-//! number are then deleted), `upstream` (the outbox, see [`outbox`]).
+//! number are then deleted), `upstream` (the outbox, see [`outbox`], and alert state and
+//! notifications, see [`alerts`]).
 //!
 //! No value is larger than [`CHUNK`] bytes: sled 0.34 moves large values (and tree nodes that
 //! hold several of them) into blob files, which are not fsynced, can leak, and can hang `flush`
@@ -19,6 +20,7 @@
 //! writing batches, chunking values), `space.rs` (free disk space, clean-up after a start cut
 //! short), `error.rs`, `group.rs` (a commit group's encoding), `legacy.rs` (layout 1).
 
+pub mod alerts;
 mod checkpoint;
 mod compact;
 mod error;

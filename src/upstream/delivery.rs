@@ -216,7 +216,7 @@ pub async fn run_sink(
 
 /// After a failed attempt: notes the error in the sink's status (as a retry of the batch when
 /// `retry`), counts the attempt and sleeps `delay`. False when shutdown came first.
-async fn back_off(
+pub(crate) async fn back_off(
     failures: &mut u32,
     delay: Duration,
     status: &Mutex<SinkStatus>,

@@ -62,8 +62,6 @@ impl Sink {
     /// precision), reads and trims the token file, and builds a client with the configured
     /// connect and request timeouts. Does no network I/O.
     pub fn new(cfg: &SinkConfig) -> Result<Sink, SinkError> {
-        // Installing twice is refused harmlessly; any provider already installed is as good.
-        let _ = rustls::crypto::ring::default_provider().install_default();
         let bad_url = |problem: String| SinkError::BadUrl {
             sink: cfg.name.clone(),
             url: redact_url(&cfg.url),
@@ -92,47 +90,12 @@ impl Sink {
             }
         }
 
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            USER_AGENT,
-            HeaderValue::from_static(concat!("callmetrics/", env!("CARGO_PKG_VERSION"))),
-        );
-        if !cfg.token_file.is_empty() {
-            let path = cfg.token_file.clone();
-            let text =
-                std::fs::read_to_string(&path).map_err(|source| SinkError::TokenUnreadable {
-                    sink: cfg.name.clone(),
-                    path: path.clone(),
-                    source,
-                })?;
-            let token = text.trim();
-            if token.is_empty() {
-                return Err(SinkError::TokenEmpty {
-                    sink: cfg.name.clone(),
-                    path,
-                });
-            }
-            let mut value = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
-                SinkError::TokenInvalid {
-                    sink: cfg.name.clone(),
-                    path: path.clone(),
-                }
-            })?;
-            value.set_sensitive(true);
-            headers.insert(AUTHORIZATION, value);
-        }
-
-        let client = reqwest::Client::builder()
-            .connect_timeout(millis(cfg.connect_timeout.0))
-            .timeout(millis(cfg.request_timeout.0))
-            // A redirected POST may turn into a GET without body: never follow, report it.
-            .redirect(reqwest::redirect::Policy::none())
-            .default_headers(headers)
-            .build()
-            .map_err(|source| SinkError::Client {
-                sink: cfg.name.clone(),
-                source,
-            })?;
+        let client = http_client(
+            &cfg.name,
+            &cfg.token_file,
+            cfg.connect_timeout.0,
+            cfg.request_timeout.0,
+        )?;
 
         Ok(Sink {
             name: cfg.name.clone(),
@@ -191,6 +154,58 @@ impl Sink {
             },
         }
     }
+}
+
+/// The HTTP client of one receiver: its user agent, the bearer token read from `token_file`
+/// (trimmed; none when empty), its timeouts, and no redirects followed. Does no network I/O.
+pub fn http_client(
+    name: &str,
+    token_file: &str,
+    connect_timeout_ms: i64,
+    request_timeout_ms: i64,
+) -> Result<reqwest::Client, SinkError> {
+    // Installing twice is refused harmlessly; any provider already installed is as good.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        USER_AGENT,
+        HeaderValue::from_static(concat!("callmetrics/", env!("CARGO_PKG_VERSION"))),
+    );
+    if !token_file.is_empty() {
+        let path = token_file.to_string();
+        let text = std::fs::read_to_string(&path).map_err(|source| SinkError::TokenUnreadable {
+            sink: name.to_string(),
+            path: path.clone(),
+            source,
+        })?;
+        let token = text.trim();
+        if token.is_empty() {
+            return Err(SinkError::TokenEmpty {
+                sink: name.to_string(),
+                path,
+            });
+        }
+        let mut value = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
+            SinkError::TokenInvalid {
+                sink: name.to_string(),
+                path: path.clone(),
+            }
+        })?;
+        value.set_sensitive(true);
+        headers.insert(AUTHORIZATION, value);
+    }
+
+    reqwest::Client::builder()
+        .connect_timeout(millis(connect_timeout_ms))
+        .timeout(millis(request_timeout_ms))
+        // A redirected POST may turn into a GET without body: never follow, report it.
+        .redirect(reqwest::redirect::Policy::none())
+        .default_headers(headers)
+        .build()
+        .map_err(|source| SinkError::Client {
+            sink: name.to_string(),
+            source,
+        })
 }
 
 fn millis(ms: i64) -> Duration {

@@ -13,6 +13,8 @@
 //! - [`asterisk`] is the `queue_log` fixture and its calls counted by hand.
 //! - [`victoria::Victoria`] is a real `VictoriaMetrics` on loopback, for the upstream and
 //!   dashboard tests.
+//! - [`alertmanager::Alertmanager`] is a real Prometheus Alertmanager on loopback, for the
+//!   alert tests.
 //!
 //! [`Daemon`] is in `daemon.rs`, the socket clients in `conn.rs`; both are re-exported here.
 //!
@@ -21,6 +23,7 @@
 // Each test binary uses a different subset of these helpers.
 #![allow(dead_code)]
 
+pub mod alertmanager;
 pub mod asterisk;
 mod conn;
 mod daemon;

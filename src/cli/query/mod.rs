@@ -1,9 +1,10 @@
 //! The client subcommands that ask the daemon over its control socket (`status`, `metrics`,
-//! `calls`, `outbox`, `flush`, `reload`, `report`) and print the answer as a human table or, with `--json`,
+//! `calls`, `outbox`, `flush`, `reload`, `sla`, `report`, `alerts`) and print the answer as a human table or, with `--json`,
 //! as JSON. Each table or text has its own renderer file, a function of the daemon's answer:
-//! `metrics_table.rs`, `calls_table.rs`, `outbox_table.rs`, `status_text.rs`; they share
+//! `metrics_table.rs`, `calls_table.rs`, `outbox_table.rs`, `status_text.rs`, `alerts_table.rs`; they share
 //! `table.rs` (layout) and `format.rs` (cell formats).
 
+mod alerts_table;
 mod calls_table;
 #[cfg(test)]
 pub(super) mod fixtures;
@@ -20,6 +21,7 @@ use std::io::{self, Write};
 use std::path::Path;
 use std::process::ExitCode;
 
+use alerts_table::render_alerts;
 use calls_table::render_calls;
 use metrics_csv::render_csv;
 use metrics_table::render_metrics;
@@ -51,6 +53,7 @@ pub(super) fn unexpected(request: &'static str, resp: &Response) -> CliError {
         Response::Error(_) => "error",
         Response::Sla(_) => "sla",
         Response::Report(_) => "report",
+        Response::Alerts(_) => "alerts",
     };
     CliError::Unexpected { request, got }
 }
@@ -212,6 +215,22 @@ pub async fn sla(socket: &Path, json: bool) -> Result<ExitCode, CliError> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `callmetrics alerts`: open alerts and the last resolved ones.
+pub async fn alerts(socket: &Path, json: bool) -> Result<ExitCode, CliError> {
+    let report = match ask(socket, &Request::Alerts).await? {
+        Response::Alerts(r) => r,
+        other => return Err(unexpected("alerts", &other)),
+    };
+    let mut out = io::stdout();
+    if json {
+        write_json(&mut out, &report)?;
+    } else {
+        let now = jiff::Timestamp::now().as_millisecond();
+        write_text(&mut out, &render_alerts(&report, now))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// `callmetrics flush`: checkpoint the store and ship every ended interval now.
 pub async fn flush(socket: &Path) -> Result<ExitCode, CliError> {
     done_to(socket, Request::Flush, "flush", &mut io::stdout()).await
@@ -260,6 +279,7 @@ mod tests {
             }
             Request::Calls => Response::Calls(vec![]),
             Request::Outbox { .. } => Response::Outbox(vec![]),
+            Request::Alerts => Response::Alerts(crate::alerts::AlertsReport::default()),
             Request::Flush => Response::Done("flushed 3 groups".into()),
             Request::Reload => Response::Metrics(vec![]),
             Request::Sla => Response::Sla(vec![]),
