@@ -58,13 +58,15 @@ pub(super) fn unexpected(request: &'static str, resp: &Response) -> CliError {
     CliError::Unexpected { request, got }
 }
 
-/// Writes `value` as compact JSON followed by a newline, in one write (standard output is not
-/// buffered: serialising into it directly cost a system call per token).
+/// Writes `value` as compact JSON followed by a newline. Standard output is not buffered
+/// (serialising into it directly cost a system call per token), and serialising into one `Vec`
+/// first re-copied it at every doubling (a tenth of the CLI's work for 500 agent rows): a 64 KiB
+/// buffer writes it in a few large pieces instead.
 fn write_json(out: &mut impl Write, value: &impl serde::Serialize) -> Result<(), CliError> {
-    let mut text = serde_json::to_vec(value).map_err(io::Error::from)?;
-    text.push(b'\n');
-    out.write_all(&text)?;
-    out.flush()?;
+    let mut buffered = io::BufWriter::with_capacity(1 << 16, out);
+    serde_json::to_writer(&mut buffered, value).map_err(io::Error::from)?;
+    buffered.write_all(b"\n")?;
+    buffered.flush()?;
     Ok(())
 }
 
