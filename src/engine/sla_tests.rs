@@ -158,9 +158,9 @@ fn a_month_with_a_dst_change_and_two_holidays() {
                 30_000,
                 true,
             ),
-            // Monday 30th 07:30 CEST (05:30 UTC) is before opening; read with the winter
-            // offset it would be 06:30 UTC = 07:30 CET... and 08:30 CEST if the offset were
-            // applied the wrong way: closed in truth. Answered in 5 s.
+            // Monday 30th 07:30 CEST (05:30 UTC) is before opening; a calendar still on
+            // winter time (UTC+1) would read 05:30 UTC as 06:30, closed too, but one that
+            // applied the change twice would read 08:30, open. Answered in 5 s.
             call(
                 "c5",
                 "support",
