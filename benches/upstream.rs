@@ -84,6 +84,7 @@ fn records(queues: usize, intervals: usize) -> Vec<IntervalRecord> {
                 key: format!("queue-{q:03}"),
                 delta: agg.clone(),
                 total: agg,
+                sla: Vec::new(),
             });
         }
     }

@@ -23,6 +23,7 @@ use problems::ValueLines;
 pub use problems::{ConfigError, Problem};
 pub use sla::{
     HistoryConfig, HoursConfig, Measure, Period, ScopeConfig, SlaConfig, Target, WaitClock,
+    DEFAULT_KEEP_PERIODS, MAX_KEEP_PERIODS,
 };
 
 /// The folder the daemon uses when started without `--config`: no root needed.

@@ -8,6 +8,7 @@
 //! - [`engine`]: segments, rolling aggregates and metrics; pure, time passed in.
 //! - [`control`]: the control protocol shared by daemon and CLI, its server and client.
 //! - [`upstream`]: closed intervals into records, the durable outbox, sinks and delivery.
+//! - [`history`]: closed intervals kept on disk per interval and per date, and reports from them.
 //! - [`exposition`]: the optional Prometheus `/metrics` listener and its text format.
 //! - [`alerts`]: breach alert rules, their durable state, and delivery to Alertmanager and webhooks.
 //! - [`callbacks`]: callback promises, their deadlines and the book of requests (pure, not wired yet).
@@ -33,6 +34,7 @@ pub mod daemon;
 pub mod engine;
 pub mod event;
 pub mod exposition;
+pub mod history;
 pub mod ingest;
 pub mod log_throttle;
 pub mod printable;

@@ -120,6 +120,12 @@ impl Formula {
             Formula::AsteriskSl2 => "asterisk_sl2",
         }
     }
+
+    /// The formula named `name` (as [`Formula::name`] spells it).
+    #[must_use]
+    pub fn parse(name: &str) -> Option<Formula> {
+        Formula::ALL.into_iter().find(|f| f.name() == name)
+    }
 }
 
 /// An IANA time zone name, checked against the system's zone database when read.

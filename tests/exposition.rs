@@ -321,7 +321,7 @@ fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
 
 fn config(port: u16) -> String {
     format!(
-        "\n[exposition]\nlisten = \"127.0.0.1:{port}\"\n\n[queues.\"vip,\\\"x\"]\nthreshold = \"30s\"\n"
+        "\n[exposition]\nlisten = \"127.0.0.1:{port}\"\n\n[queues.\"vip,\\\"x\"]\nthreshold = \"30s\"\n\n[[sla]]\nname = \"support-month\"\nscope = {{ queues = [\"support\"] }}\nmeasure = \"answered_within\"\nthreshold = \"20s\"\ntarget = 0.8\nperiod = \"month\"\n"
     )
 }
 
@@ -432,6 +432,44 @@ fn scrape_counts_equal_the_calls_promtool_accepts_it_and_restarts_continue() {
         sample(&text, "callmetrics_queue_waiting", &[("queue", "sales")]),
         Some(0.0)
     );
+
+    // The objective over `support`: its value is answered within 20 s over answered, its
+    // status one series at 1; the queue's staffing gauge is the figure `metrics --json` shows.
+    let support = &queues["support"];
+    let obj = [
+        ("objective", "support-month"),
+        ("measure", "answered_within"),
+    ];
+    assert_eq!(sample(&text, "callmetrics_sla_target", &obj), Some(0.8));
+    let value = sample(&text, "callmetrics_sla_value", &obj).expect("an SLA value");
+    let hand = support["answered_within"] as f64 / support["answered"] as f64;
+    assert!((value - hand).abs() < 1e-9, "{value} against {hand}");
+    let statuses: f64 = ["met", "at_risk", "missed", "no_data"]
+        .iter()
+        .map(|s| {
+            sample(
+                &text,
+                "callmetrics_sla_status",
+                &[("objective", "support-month"), ("status", s)],
+            )
+            .expect("every status has a series")
+        })
+        .sum();
+    assert_eq!(statuses, 1.0);
+    let row = d.metrics("1h", "queue");
+    let row = row
+        .iter()
+        .find(|r| r["queue"] == "support")
+        .expect("support");
+    assert_eq!(
+        sample(
+            &text,
+            "callmetrics_queue_agents_needed",
+            &[("queue", "support")]
+        ),
+        row["agents_needed"].as_f64()
+    );
+    assert!(row["agents_needed"].as_u64().is_some(), "{row}");
 
     // The format, as Prometheus' own checker sees it.
     let promtool = Path::new("/usr/bin/promtool");

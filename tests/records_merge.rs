@@ -97,6 +97,7 @@ fn record_json(host: &str, agg: &Agg) -> Value {
         key: "sales".into(),
         delta: agg.clone(),
         total: agg.clone(),
+        sla: Vec::new(),
     }
     .to_json()
 }

@@ -7,6 +7,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::config::{beside, Config, LOCAL_DIR};
 use crate::engine::{DimKind, MetricsQuery};
+use crate::history::dates::DateArg;
+use crate::history::period::PeriodKind;
+use crate::history::report::ReportQuery;
 
 /// Exit code for an invalid configuration (sysexits `EX_CONFIG`), so systemd and scripts can tell it apart.
 pub const EXIT_CONFIG: u8 = 78;
@@ -166,6 +169,73 @@ exits 1 and points at `metrics --json`."
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
     },
+    /// Show each [[sla]] objective this period: value so far, target, status (met, at risk,
+    /// missed, no data), what the rest of the period must do, calls outside service hours,
+    /// agents needed now, and the final figures of past periods
+    Sla {
+        #[command(flatten)]
+        target: Target,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print every counter and figure per hour, day, week or month from the history kept on disk
+    #[command(
+        long_about = "Print every counter and figure of `metrics` per hour, day, ISO week (from \
+Monday) or month, per queue (or agent, channel, all), from the interval history the daemon keeps on disk \
+(see docs/history.md). Dates are in the daemon's time zone (general.time_zone): YYYY-MM-DD, today, \
+yesterday, or -Nd for N days before today; --to is included, so `--from today --to today` is today and \
+`--from -6d` is the last seven days. Periods are cut to the range (a week from a Wednesday starts on \
+that Wednesday) and follow the zone's clock: a day of a DST change has 23 or 25 hours, and the repeated \
+hour of an autumn change is two rows. Only closed intervals are in the history (an interval closes \
+upstream.close_after after it ends, or at `callmetrics flush`): periods after the last one closed are \
+left out, and the heading (JSON: complete_until) says up to when the report is complete. Late calls \
+into a closed interval are added to it when they arrive. --by hour and --hours business read the \
+interval aggregates, kept for history.intervals_days; days, weeks and months over all hours read the \
+daily ones, kept for history.daily_days; older dates are refused with the oldest kept. --hours business \
+counts the intervals that start within the service hours (weekly hours and holidays) of an [[sla]] \
+objective, named by --calendar (optional when there is only one)."
+    )]
+    Report {
+        #[command(flatten)]
+        target: Target,
+        /// First date: YYYY-MM-DD in the daemon's zone, today, yesterday, or -Nd (N days before today)
+        #[arg(
+            long,
+            value_name = "DATE",
+            default_value = "today",
+            allow_hyphen_values = true
+        )]
+        from: DateArg,
+        /// Last date, included (`--from today --to today` is today); the same forms as --from
+        #[arg(
+            long,
+            value_name = "DATE",
+            default_value = "today",
+            allow_hyphen_values = true
+        )]
+        to: DateArg,
+        /// Period of the rows
+        #[arg(long, value_enum, default_value_t = PeriodArg::Day)]
+        by: PeriodArg,
+        /// Only this queue
+        #[arg(long, short = 'q', value_name = "QUEUE")]
+        queue: Option<String>,
+        /// Dimension of the rows within each period
+        #[arg(long = "by-dimension", value_enum, default_value_t = By::Queue)]
+        by_dimension: By,
+        /// All hours, or only intervals starting in the service hours of --calendar
+        #[arg(long, value_enum, default_value_t = HoursArg::All)]
+        hours: HoursArg,
+        /// The [[sla]] objective whose service hours and holidays are the business hours
+        #[arg(long, value_name = "NAME")]
+        calendar: Option<String>,
+        /// Print JSON: the range, `complete_until`, and rows with every counter and figure
+        #[arg(long)]
+        json: bool,
+        /// Print the rows' JSON columns as CSV for spreadsheets (as `metrics --csv`)
+        #[arg(long, conflicts_with = "json")]
+        csv: bool,
+    },
     /// List open breach alerts (firing, with their level, since when, value and line; then
     /// pending ones) and the last resolved ones; rules are `[[alerts]]` in the config
     #[command(
@@ -183,6 +253,22 @@ named `alerts:<receiver>`. See docs/alerts.md."
         #[arg(long)]
         json: bool,
     },
+}
+
+/// The period of `report` rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PeriodArg {
+    Hour,
+    Day,
+    Week,
+    Month,
+}
+
+/// Which hours `report` counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum HoursArg {
+    All,
+    Business,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -448,6 +534,10 @@ fn client(cmd: Command, admin: Option<PathBuf>) -> ExitCode {
                 Ok(s) => query::reload(&s).await,
                 Err(code) => Ok(code),
             },
+            Command::Sla { target, json } => match control_socket(&target) {
+                Ok(s) => query::sla(&s, json).await,
+                Err(code) => Ok(code),
+            },
             Command::Send {
                 file,
                 socket,
@@ -492,6 +582,42 @@ fn client(cmd: Command, admin: Option<PathBuf>) -> ExitCode {
                         options,
                     };
                     super::import::import(job).await
+                }
+                Err(code) => Ok(code),
+            },
+            Command::Report {
+                target,
+                from,
+                to,
+                by,
+                queue,
+                by_dimension,
+                hours,
+                calendar,
+                json,
+                csv,
+            } => match control_socket(&target) {
+                Ok(s) => {
+                    let query = ReportQuery {
+                        from,
+                        to,
+                        by: match by {
+                            PeriodArg::Hour => PeriodKind::Hour,
+                            PeriodArg::Day => PeriodKind::Day,
+                            PeriodArg::Week => PeriodKind::Week,
+                            PeriodArg::Month => PeriodKind::Month,
+                        },
+                        queue,
+                        dimension: by_dimension.into(),
+                        business_hours: hours == HoursArg::Business,
+                        calendar,
+                    };
+                    let format = match (json, csv) {
+                        (true, _) => query::MetricsFormat::Json,
+                        (_, true) => query::MetricsFormat::Csv,
+                        _ => query::MetricsFormat::Table,
+                    };
+                    query::report(&s, query, format).await
                 }
                 Err(code) => Ok(code),
             },

@@ -207,7 +207,16 @@ pub struct SlaConfig {
     /// Closed dates, `"YYYY-MM-DD"`, in the objective's zone.
     #[serde(default)]
     pub holidays: Vec<String>,
+    /// How many past periods' final figures `sla` shows (and the daemon keeps), 1 to
+    /// [`MAX_KEEP_PERIODS`]; [`DEFAULT_KEEP_PERIODS`] when left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_periods: Option<u32>,
 }
+
+/// Past periods kept per objective when `keep_periods` is left out: a year of months.
+pub const DEFAULT_KEEP_PERIODS: u32 = 12;
+/// Most past periods kept per objective: ten years of months, or a year and a half of days.
+pub const MAX_KEEP_PERIODS: u32 = 120;
 
 impl SlaConfig {
     /// The objective's time zone: its own, else `general`.
@@ -357,6 +366,14 @@ impl SlaConfig {
                 bad(
                     "scope.tags",
                     format!("tag {k:?} = {v:?}: neither a tag nor its value may be empty"),
+                );
+            }
+        }
+        if let Some(n) = self.keep_periods {
+            if !(1..=MAX_KEEP_PERIODS).contains(&n) {
+                bad(
+                    "keep_periods",
+                    format!("{n} must be from 1 to {MAX_KEEP_PERIODS} past periods"),
                 );
             }
         }
@@ -646,6 +663,21 @@ max_bytes = 10
 
     /// The commented `[history]` and `[[sla]]` examples of config/agent.toml, uncommented, are a
     /// valid config that says what their comments say.
+    #[test]
+    fn keep_periods_is_bounded_and_named() {
+        let base =
+            "[[sla]]\nname = \"a\"\nmeasure = \"asa_max\"\ntarget = \"30s\"\nperiod = \"day\"\n";
+        for n in [0, MAX_KEEP_PERIODS + 1] {
+            let p = problems(&format!("{base}keep_periods = {n}\n"));
+            assert_eq!(p.len(), 1, "{p:?}");
+            assert_eq!(p[0].0, "sla.0.keep_periods");
+            assert_eq!(p[0].1, Some(6));
+            assert!(p[0].2.contains("from 1 to 120"), "{p:?}");
+        }
+        let cfg = parse(&format!("{base}keep_periods = 24\n")).unwrap();
+        assert_eq!(cfg.sla[0].keep_periods, Some(24));
+    }
+
     #[test]
     fn the_shipped_commented_examples_are_valid() {
         let shipped = include_str!("../../config/agent.toml");

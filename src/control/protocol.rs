@@ -20,7 +20,9 @@ use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::config::LimitsConfig;
-use crate::engine::{DimKind, EngineStats, MetricsQuery, MetricsRow, OpenSegment};
+use crate::engine::{DimKind, EngineStats, MetricsQuery, MetricsRow, OpenSegment, SlaObjective};
+use crate::history::report::{Report, ReportQuery};
+use crate::history::HistoryStatus;
 use crate::ingest::IngestCounters;
 use crate::sources::follow::SourceStatus;
 use crate::upstream::{RecordKind, SinkStatus};
@@ -48,6 +50,10 @@ pub enum Request {
     Flush,
     /// Mutating: re-read the config file.
     Reload,
+    /// Read-only: the `[[sla]]` objectives' compliance this period and in the periods kept.
+    Sla,
+    /// Read-only: a report from the interval history.
+    Report(ReportQuery),
     /// Read-only: open alerts and the last resolved ones.
     Alerts,
 }
@@ -69,6 +75,8 @@ impl Request {
             Request::Outbox { .. } => "outbox",
             Request::Flush => "flush",
             Request::Reload => "reload",
+            Request::Sla => "sla",
+            Request::Report(_) => "report",
             Request::Alerts => "alerts",
         }
     }
@@ -90,6 +98,8 @@ pub enum Response {
     /// variant), while every CLI of this version prints an `Error`'s text. So a new refusal needs
     /// no new [`PROTOCOL_VERSION`]; no client parses the text back.
     Error(String),
+    Sla(Vec<SlaObjective>),
+    Report(Box<Report>),
     /// Open and recently resolved alerts.
     Alerts(crate::alerts::AlertsReport),
 }
@@ -124,6 +134,9 @@ pub struct StatusReport {
     /// The in-daemon sources (`[[sources]]`), in config order.
     #[serde(default)]
     pub sources: Vec<SourceStatus>,
+    /// The interval history kept on disk.
+    #[serde(default)]
+    pub history: HistoryStatus,
 }
 
 /// Upstream shipping as `status` shows it.

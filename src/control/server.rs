@@ -302,6 +302,7 @@ mod tests {
             limits: LimitsConfig::default(),
             upstream: Default::default(),
             sources: Vec::new(),
+            history: Default::default(),
         }
     }
 

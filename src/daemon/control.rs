@@ -10,6 +10,8 @@ use crate::control::protocol::{
 };
 use crate::control::server::Handler;
 use crate::engine::MetricsQuery;
+use crate::history::report::{report, ReportQuery};
+use crate::history::HistoryStatus;
 use crate::store::StoreError;
 use crate::upstream::outbox_store::StoreOutbox;
 
@@ -68,8 +70,22 @@ pub(super) fn handler(shared: Arc<Shared>) -> Handler {
             }
         }
         Request::Reload => reload(&shared),
+        Request::Sla => Response::Sla(lock(&shared.engine).sla_at(wall_ms())),
+        Request::Report(q) => history_report(&shared, &q),
         Request::Alerts => shared.alerts.report(&shared.store),
     })
+}
+
+/// A report read from the history in the store, off the engine lock.
+fn history_report(shared: &Shared, q: &ReportQuery) -> Response {
+    let cfg = lock(&shared.cfg).clone();
+    // The control server runs handlers on the multi-threaded runtime; a long range reads many
+    // entries from disk.
+    let r = tokio::task::block_in_place(|| report(&cfg, &shared.store, wall_ms(), q));
+    match r {
+        Ok(r) => Response::Report(Box::new(r)),
+        Err(e) => Response::Error(e.to_string()),
+    }
 }
 
 fn metrics(shared: &Shared, q: &MetricsQuery) -> Response {
@@ -232,5 +248,6 @@ pub(super) fn status(shared: &Shared) -> StatusReport {
         limits: cfg.limits.clone(),
         upstream: upstream_status(shared),
         sources: super::sources::statuses(shared),
+        history: HistoryStatus::of(&shared.store, &cfg.history).unwrap_or_default(),
     }
 }

@@ -20,13 +20,14 @@ pub(super) fn renderer(shared: Arc<Shared>) -> Renderer {
         };
         // The first window's rows carry each queue's real time and parameters; a window query
         // cannot fail for the configured default window, and a failure only leaves the gauges out.
-        let rows = engine
-            .metrics_with(&q, wall_ms(), false)
-            .unwrap_or_default();
+        let now = wall_ms();
+        let rows = engine.metrics_with(&q, now, false).unwrap_or_default();
+        let sla = engine.sla_at(now);
         let mut text = render(&Scrape {
             lifetime: engine.lifetime(),
             queues_now: &rows,
             status: &report,
+            sla: &sla,
         });
         drop(engine);
         text.push_str(&shared.alerts.exposition());

@@ -574,11 +574,9 @@ fn status_line(shared: &Shared) -> String {
 }
 
 /// Turns intervals that ended (`close_after` ago, or at all with `all`) and changed since they
-/// were shipped into outbox records, and wakes the sinks.
+/// were closed into the history and, with sinks, outbox records, and wakes the sinks; then
+/// drops the history past its horizons.
 async fn close_intervals(shared: &Shared, all: bool) -> Result<Closed, StoreError> {
-    if shared.sinks.is_empty() {
-        return Ok(Closed::default());
-    }
     let mut closer = shared.closer.lock().await;
     let (candidates, interval_ms, keep_from) = {
         let engine = lock(&shared.engine);
@@ -591,6 +589,7 @@ async fn close_intervals(shared: &Shared, all: bool) -> Result<Closed, StoreErro
     };
     let closed = closer.ship(&shared.store, candidates, interval_ms).await?;
     closer.prune(&shared.store, keep_from)?;
+    closer.keep_history(&shared.store, wall_ms())?;
     if closed.intervals + closed.corrections > 0 {
         info!(
             intervals = closed.intervals,

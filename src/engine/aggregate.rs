@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::service_levels::ServiceLevels;
 use super::sketch::Sketch;
 use crate::units::{Formula, QueueParams};
 
@@ -255,15 +256,6 @@ impl Agg {
         ]
     }
 
-    /// `bands` keyed by threshold in ms, as text (JSON object keys).
-    #[must_use]
-    pub fn named_bands(&self) -> BTreeMap<String, u64> {
-        self.bands
-            .iter()
-            .map(|(k, v)| (k.to_string(), *v))
-            .collect()
-    }
-
     /// The service level by `formula`, `None` when its denominator is zero.
     #[must_use]
     pub fn service_level(&self, formula: Formula) -> Option<f64> {
@@ -304,7 +296,7 @@ pub struct Figures {
     pub avg_acw_ms: Option<f64>,
     pub abandon_rate: Option<f64>,
     pub service_level: Option<f64>,
-    pub service_levels: BTreeMap<String, Option<f64>>,
+    pub service_levels: ServiceLevels,
     pub wait_p50_ms: Option<f64>,
     pub wait_p90_ms: Option<f64>,
     pub wait_p95_ms: Option<f64>,
@@ -353,10 +345,7 @@ impl Figures {
                 a.offered as f64 - a.short_abandoned as f64,
             ),
             service_level: a.service_level(formula),
-            service_levels: Formula::ALL
-                .iter()
-                .map(|f| (f.name().to_string(), a.service_level(*f)))
-                .collect(),
+            service_levels: ServiceLevels::from_fn(|f| a.service_level(f)),
             wait_p50_ms: wait[0],
             wait_p90_ms: wait[1],
             wait_p95_ms: wait[2],
@@ -440,7 +429,7 @@ mod tests {
         assert_eq!(fig.asa_ms, None);
         assert_eq!(fig.aht_ms, None);
         assert_eq!(fig.service_level, None);
-        assert!(fig.service_levels.values().all(Option::is_none));
+        assert!(fig.service_levels.iter().all(|(_, v)| v.is_none()));
         assert_eq!(fig.wait_p50_ms, None);
     }
 

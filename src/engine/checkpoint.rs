@@ -19,8 +19,10 @@ use super::{Counters, Engine};
 use crate::config::Config;
 
 /// Version of the state value's layout: 3 adds the lifetime totals after the remembered calls,
-/// 4 their overflows by reason.
-const STATE_VERSION: u64 = 4;
+/// 4 their overflows by reason, 5 the objectives' counters after them.
+const STATE_VERSION: u64 = 5;
+/// The layout before the objectives' counters, still read.
+const STATE_VERSION_NO_SLA: u64 = 4;
 /// The layout before overflow reasons, still read.
 const STATE_VERSION_NO_REASONS: u64 = 3;
 /// The layout before lifetime totals, still read.
@@ -46,6 +48,7 @@ pub enum StatePart {
     Pending(usize),
     Remembered,
     Lifetime,
+    Sla,
 }
 
 /// What a checkpoint writes.
@@ -182,6 +185,10 @@ impl Engine {
             }
             StatePart::Lifetime => {
                 self.lifetime.encode(out);
+                Some(StatePart::Sla)
+            }
+            StatePart::Sla => {
+                self.sla.encode(out);
                 None
             }
         }
@@ -268,6 +275,7 @@ impl Engine {
         let version = r.u64()?;
         if ![
             STATE_VERSION,
+            STATE_VERSION_NO_SLA,
             STATE_VERSION_NO_REASONS,
             STATE_VERSION_NO_LIFETIME,
         ]
@@ -320,9 +328,14 @@ impl Engine {
         self.remembered = Remembered::decode(&mut r)?;
         if version != STATE_VERSION_NO_LIFETIME {
             let bounds = self.lifetime.wait_bounds().to_vec();
-            self.lifetime = Lifetime::decode(&mut r, version == STATE_VERSION)?;
+            self.lifetime = Lifetime::decode(&mut r, version >= STATE_VERSION_NO_SLA)?;
             // The config may ask for bounds the stored totals lack (changed while stopped).
             self.lifetime.ensure_bounds(&bounds);
+        }
+        // Objectives configured now that the state lacks count from now on.
+        self.sla.reconfigure_since(self.now_ms);
+        if version == STATE_VERSION {
+            self.sla.decode(&mut r)?;
         }
         if !r.is_empty() {
             return Err(RestoreError::Decode("the state has trailing bytes".into()));

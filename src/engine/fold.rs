@@ -229,6 +229,7 @@ impl Engine {
         if let Some(h) = handle {
             facts.push((h.completion_ms, Fact::Handle(h)));
         }
+        self.sla.count(seg, queue, handle);
         let now = self.now_ms;
         let keep = [
             (Tier::Fine, self.cal.fine_bucket(now) - FINE_SPAN_MS),

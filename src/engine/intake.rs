@@ -103,7 +103,10 @@ impl Engine {
             self.counters.late += 1;
             return Applied::Late;
         }
-        let ce = CallEvent::from_event(ev, now);
+        let mut ce = CallEvent::from_event(ev, now);
+        if ev.kind == EventKind::Start {
+            ce.tags = self.sla.tags_kept(&ev.tags);
+        }
         let Some(pos) = call.insert_position(&ce) else {
             self.counters.duplicates += 1;
             return Applied::Duplicate;

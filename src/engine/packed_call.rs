@@ -75,6 +75,25 @@ pub fn encode(id: &str, e: &Entry) -> Box<[u8]> {
             put_u64(&mut out, h.acw_ms);
         }
     }
+    // Tags last and only when some event has them, so calls without tags (and the calls a
+    // store written before tags were kept holds) read the same.
+    let tagged: Vec<(usize, &CallEvent)> = c
+        .events
+        .iter()
+        .enumerate()
+        .filter(|(_, ev)| !ev.tags.is_empty())
+        .collect();
+    if !tagged.is_empty() {
+        put_u64(&mut out, tagged.len() as u64);
+        for (i, ev) in tagged {
+            put_u64(&mut out, i as u64);
+            put_u64(&mut out, ev.tags.len() as u64);
+            for (k, v) in &ev.tags {
+                put_bytes(&mut out, k.as_bytes());
+                put_bytes(&mut out, v.as_bytes());
+            }
+        }
+    }
     out.into_boxed_slice()
 }
 
@@ -126,6 +145,7 @@ pub fn decode(b: &[u8]) -> Result<(&str, Entry), DecodeError> {
             label,
             channel,
             reason,
+            tags: Vec::new(),
         });
     }
     let nf = r.usize()?;
@@ -167,6 +187,22 @@ pub fn decode(b: &[u8]) -> Result<(&str, Entry), DecodeError> {
             handle,
             expired: flags & 4 != 0,
         });
+    }
+    if !r.is_empty() {
+        for _ in 0..r.usize()? {
+            let i = r.usize()?;
+            let n = r.usize()?;
+            if n > b.len() {
+                return Err(DecodeError::Truncated);
+            }
+            let ev = events.get_mut(i).ok_or(DecodeError::Invalid(
+                "tags of an event a pending call lacks",
+            ))?;
+            for _ in 0..n {
+                let k = r.str()?.to_string();
+                ev.tags.push((k, r.str()?.to_string()));
+            }
+        }
     }
     if !r.is_empty() {
         return Err(DecodeError::Invalid("a pending call has trailing bytes"));

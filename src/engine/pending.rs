@@ -244,6 +244,7 @@ mod tests {
             label: label.map(str::to_string),
             channel: None,
             reason: None,
+            tags: Vec::new(),
         };
         let t = 1_795_300_000_000;
         let mut end = ev(EventKind::End, t + 300_000, None);

@@ -59,9 +59,8 @@ impl Engine {
         self.metrics_with(q, now, true)
     }
 
-    /// `metrics_at`, with the rows' histograms (`counts.wait_hist`, `counts.handle_hist`) left
-    /// empty unless `histograms`: the figures, quantiles included, are the same either way.
-    pub fn metrics_with(
+    /// The rows of `metrics_with` before staffing is added (see `staffing.rs`).
+    pub(super) fn metrics_rows(
         &self,
         q: &MetricsQuery,
         now: i64,
@@ -284,12 +283,7 @@ impl Engine {
                 ),
                 key: name,
                 counts,
-                params: RowParams {
-                    threshold_ms: p.threshold.0,
-                    short_abandon_ms: p.short_abandon.0,
-                    formula: p.formula,
-                    target: p.target,
-                },
+                params: RowParams::from(p),
                 realtime: rt,
             });
         }

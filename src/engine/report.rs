@@ -9,7 +9,8 @@ use thiserror::Error;
 
 use super::aggregate::{Agg, Figures};
 use super::segment::Phase;
-use crate::units::Formula;
+use super::service_levels::ServiceLevels;
+use crate::units::{Formula, QueueParams};
 
 /// Why a query cannot be answered.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -76,6 +77,17 @@ pub struct RowParams {
     pub target: f64,
 }
 
+impl From<QueueParams> for RowParams {
+    fn from(p: QueueParams) -> RowParams {
+        RowParams {
+            threshold_ms: p.threshold.0,
+            short_abandon_ms: p.short_abandon.0,
+            formula: p.formula,
+            target: p.target,
+        }
+    }
+}
+
 /// Now, not windowed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Realtime {
@@ -83,6 +95,10 @@ pub struct Realtime {
     pub longest_wait_now_ms: Option<u64>,
     pub talking_now: u64,
     pub in_acw_now: u64,
+    /// Queue rows: the agents Erlang C says the queue needs now for its service-level target
+    /// (see `staffing.rs`); `None` without traffic or AHT, and for other dimensions.
+    #[serde(default)]
+    pub agents_needed: Option<u32>,
 }
 
 /// One key of one dimension over one window.
@@ -117,6 +133,7 @@ impl MetricsRow {
             abandoned_within: c.abandoned_within,
             acw_sum_ms: c.acw_sum_ms,
             agent: key(DimKind::Agent),
+            agents_needed: r.agents_needed,
             aht_ms: f.aht_ms,
             answered: c.answered,
             answered_within: c.answered_within,
@@ -125,7 +142,7 @@ impl MetricsRow {
             avg_acw_ms: f.avg_acw_ms,
             avg_hold_ms: f.avg_hold_ms,
             avg_talk_ms: f.avg_talk_ms,
-            bands: c.named_bands(),
+            bands: &c.bands,
             channel: key(DimKind::Channel),
             dimension: self.dimension.name(),
             formula: p.formula.name(),
@@ -171,6 +188,7 @@ pub struct RowJson<'a> {
     acw_sum_ms: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     agent: Option<&'a str>,
+    agents_needed: Option<u32>,
     aht_ms: Option<f64>,
     answered: u64,
     answered_within: u64,
@@ -179,7 +197,8 @@ pub struct RowJson<'a> {
     avg_acw_ms: Option<f64>,
     avg_hold_ms: Option<f64>,
     avg_talk_ms: Option<f64>,
-    bands: BTreeMap<String, u64>,
+    /// Threshold (ms) → answered within it; `serde_json` writes the integer keys as strings.
+    bands: &'a BTreeMap<u64, u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     channel: Option<&'a str>,
     dimension: &'static str,
@@ -197,7 +216,7 @@ pub struct RowJson<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     queue: Option<&'a str>,
     service_level: Option<f64>,
-    service_levels: &'a BTreeMap<String, Option<f64>>,
+    service_levels: &'a ServiceLevels,
     short_abandon_ms: i64,
     short_abandoned: u64,
     talk_sum_ms: u64,

@@ -23,6 +23,8 @@ pub struct CallEvent {
     /// Channel (start only).
     pub channel: Option<String>,
     pub reason: Option<EndReason>,
+    /// Tags of a `start` that some objective's scope names (`[[sla]]`); empty otherwise.
+    pub tags: Vec<(String, String)>,
 }
 
 impl CallEvent {
@@ -39,6 +41,7 @@ impl CallEvent {
             },
             channel: ev.channel.clone(),
             reason: ev.reason,
+            tags: Vec::new(),
         }
     }
 
@@ -85,6 +88,8 @@ pub struct Segment {
     pub last_rx_ms: i64,
     /// Receive time of the end event.
     pub end_rx_ms: Option<i64>,
+    /// Tags of its `start` that some objective's scope names.
+    pub tags: Vec<(String, String)>,
 }
 
 /// Where an open segment stands now.
@@ -114,6 +119,7 @@ impl Segment {
             queue_rx_ms: e.rx_ms,
             last_rx_ms: e.rx_ms,
             end_rx_ms: None,
+            tags: e.tags.clone(),
         }
     }
 
@@ -340,6 +346,7 @@ mod tests {
             },
             channel: None,
             reason: None,
+            tags: Vec::new(),
         }
     }
 

@@ -10,7 +10,7 @@ use super::text::{Exposition, Kind, Samples};
 use crate::control::protocol::StatusReport;
 use crate::engine::aggregate::Agg;
 use crate::engine::lifetime::{LifeTotals, Lifetime, OUTCOMES, OVERFLOW_REASONS};
-use crate::engine::{DimKind, MetricsRow, Outcome};
+use crate::engine::{DimKind, MetricsRow, Outcome, SlaObjective};
 use crate::sources::follow::{SourceState, SourceStatus};
 use crate::upstream::SinkStatus;
 
@@ -20,6 +20,8 @@ pub struct Scrape<'a> {
     /// One row per queue (any window): its real-time figures and parameters.
     pub queues_now: &'a [MetricsRow],
     pub status: &'a StatusReport,
+    /// The `[[sla]]` objectives as `sla` shows them.
+    pub sla: &'a [SlaObjective],
 }
 
 fn secs(ms: u64) -> f64 {
@@ -53,6 +55,7 @@ pub fn render(s: &Scrape<'_>) -> String {
     dimensions(&mut e, s);
     histograms(&mut e, s.lifetime);
     realtime(&mut e, s.queues_now);
+    super::sla::sla(&mut e, s.sla, s.queues_now);
     health(&mut e, s.status);
     e.finish()
 }
@@ -345,6 +348,27 @@ fn health(e: &mut Exposition, st: &StatusReport) {
         i.events_rejected
             .iter()
             .map(|(r, n)| (vec![("reason", r.as_str())], *n as f64)),
+    );
+    let h = &st.history;
+    simple(
+        e,
+        "callmetrics_history_entries",
+        Gauge,
+        "Aggregates in the history on disk, by grain (interval or day).",
+        [
+            (vec![("grain", "interval")], h.interval_entries as f64),
+            (vec![("grain", "day")], h.day_entries as f64),
+        ],
+    );
+    simple(
+        e,
+        "callmetrics_history_bytes",
+        Gauge,
+        "Bytes of the history on disk, by grain (interval or day); history.max_bytes bounds their sum.",
+        [
+            (vec![("grain", "interval")], h.interval_bytes as f64),
+            (vec![("grain", "day")], h.day_bytes as f64),
+        ],
     );
     type PerSink = (&'static str, Kind, &'static str, fn(&SinkStatus) -> u64);
     let per_sink: [PerSink; 5] = [

@@ -13,6 +13,7 @@
 //! reqwest, serves it.
 
 mod families;
+mod sla;
 pub mod text;
 
 use std::convert::Infallible;

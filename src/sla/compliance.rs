@@ -8,7 +8,7 @@
 //! Ratio measures are judged in exact integer arithmetic, with the target in parts per million:
 //! 7 of 100 meets a 0.07 target (in floating point 0.07 × 100 is 7.000000000000001).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::config::{Measure, Target};
 use crate::engine::Agg;
@@ -29,7 +29,7 @@ pub struct Goal {
 }
 
 /// How an objective stands in its period.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     /// On target, by more than the at-risk margin, and (while the period runs) not lost with the
@@ -57,7 +57,7 @@ pub enum Remaining {
 }
 
 /// What the rest of the period must do.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum Margin {
     /// At least `good` of the next `next` units must be good (answered within T; for

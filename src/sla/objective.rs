@@ -24,6 +24,8 @@ pub struct Objective {
     pub clock: WaitClock,
     pub period: Period,
     pub hours: ServiceHours,
+    /// Past periods whose final figures are kept (`keep_periods`).
+    pub keep_periods: usize,
 }
 
 impl Objective {
@@ -52,6 +54,9 @@ impl Objective {
             clock: entry.clock,
             period: entry.period,
             hours,
+            keep_periods: entry
+                .keep_periods
+                .unwrap_or(crate::config::DEFAULT_KEEP_PERIODS) as usize,
         })
     }
 

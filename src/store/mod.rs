@@ -15,10 +15,10 @@
 //!
 //! This file is the [`Store`] type: opening it, its counters, the byte cap and full-disk guards,
 //! and flushing. The rest by concern: `event_log.rs` (the log of groups), `checkpoint.rs`,
-//! `outbox.rs`, `compact.rs` (compaction and reopening, which give back disk and memory),
-//! `trees.rs` (opening sled, writing batches, chunking values), `space.rs` (free disk space,
-//! clean-up after a start cut short), `error.rs`, `group.rs` (a commit group's encoding),
-//! `legacy.rs` (layout 1).
+//! `outbox.rs`, `history.rs` (interval and daily aggregates kept for reports), `compact.rs`
+//! (compaction and reopening, which give back disk and memory), `trees.rs` (opening sled,
+//! writing batches, chunking values), `space.rs` (free disk space, clean-up after a start cut
+//! short), `error.rs`, `group.rs` (a commit group's encoding), `legacy.rs` (layout 1).
 
 pub mod alerts;
 mod checkpoint;
@@ -26,6 +26,7 @@ mod compact;
 mod error;
 mod event_log;
 pub mod group;
+pub mod history;
 pub mod legacy;
 pub mod outbox;
 mod space;
@@ -200,11 +201,15 @@ impl Store {
         Ok(TreesRef(g))
     }
 
-    /// Bytes of live values (log, checkpoint, outbox): what the store would take if compacted.
+    /// Bytes of live values (log, checkpoint, outbox, history): what the store would take if
+    /// compacted.
     pub fn live_bytes(&self) -> u64 {
         self.log_bytes.load(Ordering::SeqCst)
             + self.state_bytes.load(Ordering::SeqCst)
             + self.outbox_size().1
+            + self
+                .history_stats()
+                .map_or(0, |h| h.intervals.bytes + h.days.bytes)
     }
 
     /// Groups in the log (not yet folded into a checkpoint).

@@ -101,7 +101,18 @@ impl Store {
         shipped: &[(Vec<u8>, Option<Vec<u8>>)],
         max_bytes: u64,
     ) -> Result<u64, StoreError> {
-        let mut batch = sled::Batch::default();
+        self.add_records_with(records, shipped, sled::Batch::default(), max_bytes)
+    }
+
+    /// [`Store::add_records`], with what `batch` already holds (the history of the same
+    /// intervals) written in the same atomic batch.
+    pub(super) fn add_records_with(
+        &self,
+        records: &[(u64, Vec<u8>)],
+        shipped: &[(Vec<u8>, Option<Vec<u8>>)],
+        mut batch: sled::Batch,
+        max_bytes: u64,
+    ) -> Result<u64, StoreError> {
         let mut added = 0u64;
         let mut next = self.next_record_seq()?;
         for (seq, bytes) in records {

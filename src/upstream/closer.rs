@@ -3,15 +3,31 @@
 //!
 //! What was shipped is remembered per bucket (its aggregate, in the store, written in the same
 //! atomic batch as the records), so a restart neither loses nor repeats a record.
+//!
+//! Every bucket, of every dimension, also adds what it brought since it was last closed to the
+//! interval history (`crate::history`), in that same batch; records are made only for the
+//! dimensions shipped upstream, and only when some sink is configured.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use jiff::tz::TimeZone;
+
 use super::outbox_store::StoreOutbox;
 use super::record::{IntervalRecord, RecordKind};
-use crate::config::Config;
+use super::sla_record::SlaState;
+use crate::config::{Config, HistoryConfig};
 use crate::engine::{Agg, BucketId, DimKind, Engine};
+use crate::history::{self, Horizons};
 use crate::store::{Store, StoreError};
+
+/// Every dimension goes into the history, whatever is shipped upstream.
+const HISTORY_KINDS: [DimKind; 4] = [
+    DimKind::All,
+    DimKind::Queue,
+    DimKind::Agent,
+    DimKind::Channel,
+];
 
 /// Remembers what was shipped and turns engine buckets into records.
 pub struct Closer {
@@ -19,6 +35,10 @@ pub struct Closer {
     close_after_ms: i64,
     max_outbox_bytes: u64,
     kinds: Vec<DimKind>,
+    /// Whether records are made at all (some sink is configured); the history is kept either way.
+    records: bool,
+    history: HistoryConfig,
+    tz: TimeZone,
     /// Encoded bucket id → revision of the aggregate last shipped.
     shipped: HashMap<Vec<u8>, u64>,
     /// Interval slice start → the slice's version when every bucket of it was last found shipped:
@@ -32,6 +52,12 @@ pub struct Candidates {
     buckets: Vec<Candidate>,
     /// (slice start, version) of every slice decoded; all shipped once these buckets are.
     looked: Vec<(i64, u64)>,
+    /// The objectives' state now, carried by the first interval record shipped.
+    sla: Vec<SlaState>,
+    /// Engine time when they were taken.
+    now_ms: i64,
+    /// Every interval ending by this instant is closed once these buckets are.
+    until_ms: i64,
 }
 
 /// What one round of closing did.
@@ -40,6 +66,8 @@ pub struct Closed {
     pub intervals: u64,
     pub corrections: u64,
     pub dropped: u64,
+    /// Buckets whose additions went into the history.
+    pub history: u64,
 }
 
 /// A bucket to ship, taken from the engine under its lock.
@@ -62,6 +90,9 @@ impl Closer {
             close_after_ms: 0,
             max_outbox_bytes: 0,
             kinds: Vec::new(),
+            records: !cfg.upstream.sinks.is_empty(),
+            history: cfg.history.clone(),
+            tz: cfg.general.time_zone.zone(),
             shipped,
             looked: HashMap::new(),
         };
@@ -78,6 +109,8 @@ impl Closer {
             .iter()
             .filter_map(|d| DimKind::parse(d))
             .collect();
+        self.history = cfg.history.clone();
+        self.tz = cfg.general.time_zone.zone();
     }
 
     #[must_use]
@@ -98,6 +131,9 @@ impl Closer {
         let mut out = Candidates {
             buckets: Vec::new(),
             looked: Vec::new(),
+            sla: Vec::new(),
+            now_ms,
+            until_ms: until + cal.interval_ms,
         };
         for start in engine.interval_starts(from, until) {
             let Some(version) = engine.interval_slice_version(start) else {
@@ -107,12 +143,15 @@ impl Closer {
                 continue;
             }
             out.looked.push((start, version));
-            for (id, agg) in engine.interval_buckets_at(&self.kinds, start) {
+            for (id, agg) in engine.interval_buckets_at(&HISTORY_KINDS, start) {
                 let key = id.encode();
                 if self.shipped.get(&key) != Some(&agg.revision) {
                     out.buckets.push(Candidate { id, key, agg });
                 }
             }
+        }
+        if !out.buckets.is_empty() {
+            out.sla = engine.sla_at(now_ms).iter().map(SlaState::of).collect();
         }
         out
     }
@@ -128,15 +167,20 @@ impl Closer {
         let Candidates {
             buckets: candidates,
             looked,
+            mut sla,
+            now_ms,
+            until_ms,
         } = candidates;
         if candidates.is_empty() {
+            store.history_mark_until(until_ms)?;
             self.looked.extend(looked);
             return Ok(closed);
         }
-        let first_seq = store.next_record_seq()?;
+        let mut seq = store.next_record_seq()?;
         let mut records = Vec::with_capacity(candidates.len());
         let mut shipped = Vec::with_capacity(candidates.len());
-        for (seq, c) in (first_seq..).zip(&candidates) {
+        let mut deltas = Vec::with_capacity(candidates.len());
+        for c in &candidates {
             let before = match store.shipped_copy(&c.key)? {
                 Some(bytes) => Some(
                     rmp_serde::from_slice::<Agg>(&bytes)
@@ -145,12 +189,19 @@ impl Closer {
                 None => None,
             };
             let (kind, delta) = if let Some(b) = &before {
-                closed.corrections += 1;
                 (RecordKind::Correction, c.agg.since(b))
             } else {
-                closed.intervals += 1;
                 (RecordKind::Interval, c.agg.clone())
             };
+            shipped.push((c.key.clone(), Some(StoreOutbox::encode(&c.agg))));
+            if !self.records || !self.kinds.contains(&c.id.dim.kind) {
+                deltas.push(delta);
+                continue;
+            }
+            match kind {
+                RecordKind::Correction => closed.corrections += 1,
+                RecordKind::Interval => closed.intervals += 1,
+            }
             let record = IntervalRecord {
                 host_id: self.host_id.clone(),
                 seq,
@@ -159,13 +210,29 @@ impl Closer {
                 interval_ms,
                 dimension: c.id.dim.kind,
                 key: c.id.dim.key.clone(),
-                delta,
+                delta: delta.clone(),
                 total: c.agg.clone(),
+                sla: if kind == RecordKind::Interval {
+                    std::mem::take(&mut sla)
+                } else {
+                    Vec::new()
+                },
             };
             records.push((seq, StoreOutbox::encode(&record)));
-            shipped.push((c.key.clone(), Some(StoreOutbox::encode(&c.agg))));
+            seq += 1;
+            deltas.push(delta);
         }
-        closed.dropped = store.add_records(&records, &shipped, self.max_outbox_bytes)?;
+        let horizons = Horizons::at(&self.history, &self.tz, now_ms);
+        let added: Vec<(&BucketId, &Agg)> = candidates.iter().map(|c| &c.id).zip(&deltas).collect();
+        let entries = history::plan(store, &self.tz, horizons, &added)?;
+        closed.history = candidates.len() as u64;
+        closed.dropped = store.add_records_with_history(
+            &records,
+            &shipped,
+            &entries,
+            until_ms,
+            self.max_outbox_bytes,
+        )?;
         store.flush().await?;
         for c in candidates {
             self.shipped.insert(c.key, c.agg.revision);
@@ -176,6 +243,11 @@ impl Closer {
 }
 
 impl Closer {
+    /// Drops the history past its horizons at `now_ms`, and the oldest past its byte cap.
+    pub fn keep_history(&self, store: &Store, now_ms: i64) -> Result<u64, StoreError> {
+        history::keep(store, &self.history, &self.tz, now_ms)
+    }
+
     /// Forgets shipped copies of intervals older than `from` (the engine dropped them too).
     pub fn prune(&mut self, store: &Store, from: i64) -> Result<(), StoreError> {
         self.looked.retain(|start, _| *start >= from);
@@ -244,14 +316,17 @@ mod tests {
         let cfg = Config::default();
         let mut engine = Engine::new(&cfg);
         let mut closer = Closer::new(&cfg, "h".into(), &store).expect("closer");
+        // As with a sink configured.
+        closer.records = true;
         call(&mut engine, "a", "q1", T0 + 60_000);
         call(&mut engine, "b", "q2", T0 + 16 * 60_000);
         let now = T0 + 3_600_000;
         engine.advance(now);
 
-        // Both intervals closed: each queue's bucket is shipped, both slices looked at.
+        // Both intervals closed: each queue's bucket is shipped, both slices looked at; the
+        // history takes the queue's, the channel's and the overall bucket of each.
         let c = closer.candidates(&engine, now, true);
-        assert_eq!((c.buckets.len(), c.looked.len()), (2, 2));
+        assert_eq!((c.buckets.len(), c.looked.len()), (6, 2));
         assert_eq!(
             closer
                 .ship(&store, c, 900_000)
@@ -270,7 +345,7 @@ mod tests {
         call(&mut engine, "c", "q1", T0 + 120_000);
         engine.advance(now + 10_000);
         let c = closer.candidates(&engine, now + 10_000, true);
-        assert_eq!((c.buckets.len(), c.looked.len()), (1, 1));
+        assert_eq!((c.buckets.len(), c.looked.len()), (3, 1));
         let closed = closer.ship(&store, c, 900_000).await.expect("ship");
         assert_eq!((closed.intervals, closed.corrections), (0, 1));
     }

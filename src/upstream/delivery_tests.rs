@@ -111,6 +111,7 @@ fn record(seq: u64) -> IntervalRecord {
         key: format!("q{}", seq % 5),
         delta: a.clone(),
         total: a,
+        sla: Vec::new(),
     }
 }
 

@@ -9,6 +9,7 @@ pub mod record;
 pub mod redact;
 pub mod retry;
 pub mod sink;
+pub mod sla_record;
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;

@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use super::sla_record::SlaState;
 use crate::engine::sketch::Sketch;
 use crate::engine::{Agg, DimKind};
 
@@ -31,6 +32,10 @@ pub struct IntervalRecord {
     /// The interval's totals after this record (kept in the outbox for receivers that would
     /// rather overwrite than add; no sink sends them today).
     pub total: Agg,
+    /// The objectives' state when it was shipped (first `interval` record of a shipment only;
+    /// see `sla_record.rs`). Records stored before it existed read with none.
+    #[serde(default)]
+    pub sla: Vec<SlaState>,
 }
 
 impl IntervalRecord {
@@ -62,6 +67,12 @@ impl IntervalRecord {
             }
             if let Value::Object(c) = counters_json(&self.delta) {
                 m.extend(c);
+            }
+            if !self.sla.is_empty() {
+                m.insert(
+                    "sla".into(),
+                    self.sla.iter().map(SlaState::to_json).collect(),
+                );
             }
         }
         v
@@ -116,6 +127,14 @@ impl IntervalRecord {
             out.push_str("i ");
             out.push_str(&stamp);
         }
+        for s in &self.sla {
+            out.push('\n');
+            out.push_str(&s.influx_line(
+                &escape_tag(&self.host_id),
+                &escape_tag(&s.objective),
+                self.interval_start_ms,
+            ));
+        }
         out
     }
 }
@@ -140,7 +159,7 @@ pub fn counters_json(a: &Agg) -> Value {
         .iter()
         .map(|(name, value)| (name.to_string(), Value::from(*value)))
         .collect();
-    m.insert("bands".into(), json!(a.named_bands()));
+    m.insert("bands".into(), json!(a.bands));
     m.insert("wait_hist".into(), sketch_json(&a.wait_hist));
     m.insert("handle_hist".into(), sketch_json(&a.handle_hist));
     Value::Object(m)
@@ -198,6 +217,7 @@ mod tests {
             key: "sales,eu".into(),
             delta: a.clone(),
             total: a,
+            sla: Vec::new(),
         }
     }
 

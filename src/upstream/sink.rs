@@ -286,6 +286,7 @@ mod tests {
             key: format!("queue-{:02}", seq % 20),
             delta: a.clone(),
             total: a,
+            sla: Vec::new(),
         }
     }
 

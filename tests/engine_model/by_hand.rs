@@ -281,7 +281,7 @@ fn one_call_of_each_outcome_by_hand() {
     assert_eq!(f.aht_ms, Some(137_500.0));
     assert_eq!(f.abandon_rate, Some(0.25)); // (2 − 1) / (5 − 1)
     assert_eq!(f.service_level, Some(0.4)); // abandon_positive: (1 + 1) / 5
-    let sl = |name: &str| f.service_levels[name].unwrap();
+    let sl = |name: &str| f.service_levels.by_name(name).flatten().unwrap();
     assert_eq!(sl("answered"), 0.5);
     assert_eq!(sl("offered"), 1.0 / 3.0);
     assert_eq!(sl("offered_with_overflow"), 0.25);

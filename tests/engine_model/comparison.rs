@@ -138,7 +138,7 @@ fn compare_row(row: &MetricsRow, o: &ORow, p: &Params, diffs: &mut Vec<String>) 
             diffs.push(format!("{name}: engine {got:?}, model {want:?}"));
         }
     }
-    let names: BTreeSet<&str> = f.service_levels.keys().map(String::as_str).collect();
+    let names: BTreeSet<&str> = f.service_levels.iter().map(|(n, _)| n).collect();
     let want_names: BTreeSet<&str> = FORMULAS.iter().map(|(_, n)| *n).collect();
     if names != want_names {
         diffs.push(format!(
@@ -146,7 +146,7 @@ fn compare_row(row: &MetricsRow, o: &ORow, p: &Params, diffs: &mut Vec<String>) 
         ));
     }
     for (formula, name) in FORMULAS {
-        let got = f.service_levels.get(name).copied().flatten();
+        let got = f.service_levels.by_name(name).flatten();
         let want = o.service_level(formula);
         if !close(got, want) {
             diffs.push(format!(

@@ -59,6 +59,7 @@ pub(in crate::cli) fn busy_support() -> MetricsRow {
             longest_wait_now_ms: Some(61_500),
             talking_now: 4,
             in_acw_now: 1,
+            agents_needed: None,
         },
     )
 }
@@ -139,5 +140,15 @@ pub(super) fn report() -> StatusReport {
             lag_seconds: Some(3.2),
             ..Default::default()
         }],
+        history: crate::history::HistoryStatus {
+            interval_entries: 9_600,
+            interval_bytes: 2_400_000,
+            day_entries: 100,
+            day_bytes: 30_000,
+            max_bytes: 256 << 20,
+            intervals_days: 35,
+            daily_days: 400,
+            complete_until_ms: Some(1_795_334_400_000),
+        },
     }
 }

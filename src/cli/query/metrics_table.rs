@@ -2,10 +2,38 @@
 
 use super::format::{pct, secs};
 use super::table::{render_table, truncate, Align};
-use crate::engine::{MetricsQuery, MetricsRow};
+use crate::engine::{Agg, Figures, MetricsQuery, MetricsRow};
 
 /// Keys longer than this are cut so one long agent name cannot push the figures off screen.
 pub(in crate::cli) const MAX_KEY_CHARS: usize = 24;
+
+/// The counts and figures a row shows, in `metrics` and `report` alike.
+pub(super) const FIGURE_COLUMNS: [(&str, Align); 9] = [
+    ("offered", Align::Right),
+    ("answered", Align::Right),
+    ("abandoned", Align::Right),
+    ("overflow", Align::Right),
+    ("SL %", Align::Right),
+    ("ASA (s)", Align::Right),
+    ("AHT (s)", Align::Right),
+    ("abandon %", Align::Right),
+    ("p90 wait (s)", Align::Right),
+];
+
+/// The cells of [`FIGURE_COLUMNS`].
+pub(super) fn figure_cells(c: &Agg, f: &Figures) -> [String; 9] {
+    [
+        c.offered.to_string(),
+        c.answered.to_string(),
+        c.abandoned.to_string(),
+        c.overflow.to_string(),
+        pct(f.service_level),
+        secs(f.asa_ms),
+        secs(f.aht_ms),
+        pct(f.abandon_rate),
+        secs(f.wait_p90_ms),
+    ]
+}
 
 pub(super) fn render_metrics(query: &MetricsQuery, rows: &[MetricsRow]) -> String {
     let window = rows
@@ -19,42 +47,30 @@ pub(super) fn render_metrics(query: &MetricsQuery, rows: &[MetricsRow]) -> Strin
         return out;
     }
     use Align::{Left, Right};
-    let columns = [
-        ("key", Left),
-        ("offered", Right),
-        ("answered", Right),
-        ("abandoned", Right),
-        ("overflow", Right),
-        ("SL %", Right),
-        ("ASA (s)", Right),
-        ("AHT (s)", Right),
-        ("abandon %", Right),
-        ("p90 wait (s)", Right),
+    let mut columns = vec![("key", Left)];
+    columns.extend(FIGURE_COLUMNS);
+    columns.extend([
         ("waiting now", Right),
         ("longest wait now (s)", Right),
         ("talking now", Right),
         ("in ACW now", Right),
-    ];
+        ("agents needed", Right),
+    ]);
     let cells: Vec<Vec<String>> = rows
         .iter()
         .map(|r| {
-            let (c, f, rt) = (&r.counts, &r.figures, &r.realtime);
-            vec![
-                truncate(&r.key, MAX_KEY_CHARS),
-                c.offered.to_string(),
-                c.answered.to_string(),
-                c.abandoned.to_string(),
-                c.overflow.to_string(),
-                pct(f.service_level),
-                secs(f.asa_ms),
-                secs(f.aht_ms),
-                pct(f.abandon_rate),
-                secs(f.wait_p90_ms),
+            let rt = &r.realtime;
+            let mut cells = vec![truncate(&r.key, MAX_KEY_CHARS)];
+            cells.extend(figure_cells(&r.counts, &r.figures));
+            cells.extend([
                 rt.waiting_now.to_string(),
                 secs(rt.longest_wait_now_ms.map(|ms| ms as f64)),
                 rt.talking_now.to_string(),
                 rt.in_acw_now.to_string(),
-            ]
+                rt.agents_needed
+                    .map_or_else(|| "-".into(), |n| n.to_string()),
+            ]);
+            cells
         })
         .collect();
     out.push_str(&render_table(&columns, &cells));
@@ -83,14 +99,14 @@ mod tests {
             support,
             [
                 "support", "10", "8", "2", "0", "80.0", "12.0", "90.0", "20.0", "-", "3", "61.5",
-                "4", "1"
+                "4", "1", "-"
             ],
             "{text}"
         );
         let idle = cells(lines[3]);
         assert_eq!(
             idle,
-            ["idle", "0", "0", "0", "0", "-", "-", "-", "-", "-", "0", "-", "0", "0"],
+            ["idle", "0", "0", "0", "0", "-", "-", "-", "-", "-", "0", "-", "0", "0", "-"],
             "{text}"
         );
     }
@@ -110,7 +126,7 @@ mod tests {
         assert_eq!(cut.chars().count(), MAX_KEY_CHARS);
         // Every figure column is right-aligned under its header, so each cell ends where the header does.
         let header_ends = cell_ends(lines[0]);
-        assert_eq!(header_ends.len(), 14, "{text}");
+        assert_eq!(header_ends.len(), 15, "{text}");
         for line in &lines[1..] {
             assert_eq!(line.chars().count(), lines[0].chars().count(), "{text}");
             assert_eq!(cell_ends(line)[1..], header_ends[1..], "{text}");

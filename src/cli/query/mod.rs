@@ -1,5 +1,5 @@
 //! The client subcommands that ask the daemon over its control socket (`status`, `metrics`,
-//! `calls`, `outbox`, `flush`, `reload`, `alerts`) and print the answer as a human table or, with `--json`,
+//! `calls`, `outbox`, `flush`, `reload`, `sla`, `report`, `alerts`) and print the answer as a human table or, with `--json`,
 //! as JSON. Each table or text has its own renderer file, a function of the daemon's answer:
 //! `metrics_table.rs`, `calls_table.rs`, `outbox_table.rs`, `status_text.rs`, `alerts_table.rs`; they share
 //! `table.rs` (layout) and `format.rs` (cell formats).
@@ -12,6 +12,8 @@ pub(super) mod format;
 mod metrics_csv;
 pub(super) mod metrics_table;
 mod outbox_table;
+mod report_table;
+mod sla_text;
 mod status_text;
 pub(super) mod table;
 
@@ -24,6 +26,8 @@ use calls_table::render_calls;
 use metrics_csv::render_csv;
 use metrics_table::render_metrics;
 use outbox_table::render_outbox;
+use report_table::render_report;
+use sla_text::render_sla;
 use status_text::render_status;
 
 pub use super::error::CliError;
@@ -47,18 +51,22 @@ pub(super) fn unexpected(request: &'static str, resp: &Response) -> CliError {
         Response::Outbox(_) => "outbox",
         Response::Done(_) => "done",
         Response::Error(_) => "error",
+        Response::Sla(_) => "sla",
+        Response::Report(_) => "report",
         Response::Alerts(_) => "alerts",
     };
     CliError::Unexpected { request, got }
 }
 
-/// Writes `value` as compact JSON followed by a newline, in one write (standard output is not
-/// buffered: serialising into it directly cost a system call per token).
+/// Writes `value` as compact JSON followed by a newline. Standard output is not buffered
+/// (serialising into it directly cost a system call per token), and serialising into one `Vec`
+/// first re-copied it at every doubling (a tenth of the CLI's work for 500 agent rows): a 64 KiB
+/// buffer writes it in a few large pieces instead.
 fn write_json(out: &mut impl Write, value: &impl serde::Serialize) -> Result<(), CliError> {
-    let mut text = serde_json::to_vec(value).map_err(io::Error::from)?;
-    text.push(b'\n');
-    out.write_all(&text)?;
-    out.flush()?;
+    let mut buffered = io::BufWriter::with_capacity(1 << 16, out);
+    serde_json::to_writer(&mut buffered, value).map_err(io::Error::from)?;
+    buffered.write_all(b"\n")?;
+    buffered.flush()?;
     Ok(())
 }
 
@@ -129,6 +137,33 @@ async fn metrics_to(
     Ok(ExitCode::SUCCESS)
 }
 
+/// `callmetrics report`: the history per period and key, as a table, JSON or CSV (the rows'
+/// columns, as `metrics --csv`).
+pub async fn report(
+    socket: &Path,
+    query: crate::history::report::ReportQuery,
+    format: MetricsFormat,
+) -> Result<ExitCode, CliError> {
+    let report = match ask(socket, &Request::Report(query)).await? {
+        Response::Report(r) => r,
+        other => return Err(unexpected("report", &other)),
+    };
+    let out = &mut io::stdout();
+    match format {
+        MetricsFormat::Json => write_json(out, &report.to_json())?,
+        MetricsFormat::Csv => {
+            let rows: Vec<_> = report
+                .rows
+                .iter()
+                .map(crate::history::report::ReportRow::to_json)
+                .collect();
+            write_text(out, &render_csv(&rows))?;
+        }
+        MetricsFormat::Table => write_text(out, &render_report(&report))?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// `callmetrics calls`: the open segments, longest first.
 pub async fn calls(socket: &Path, json: bool) -> Result<ExitCode, CliError> {
     calls_to(socket, json, &mut io::stdout()).await
@@ -164,6 +199,20 @@ pub async fn outbox(socket: &Path, json: bool) -> Result<ExitCode, CliError> {
         write_json(&mut out, &entries)?;
     } else {
         write_text(&mut out, &render_outbox(&entries))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+/// `callmetrics sla`: each objective's compliance this period and in the periods kept.
+pub async fn sla(socket: &Path, json: bool) -> Result<ExitCode, CliError> {
+    let objectives = match ask(socket, &Request::Sla).await? {
+        Response::Sla(o) => o,
+        other => return Err(unexpected("sla", &other)),
+    };
+    let mut out = io::stdout();
+    if json {
+        write_json(&mut out, &objectives)?;
+    } else {
+        write_text(&mut out, &render_sla(&objectives))?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -235,6 +284,8 @@ mod tests {
             Request::Alerts => Response::Alerts(crate::alerts::AlertsReport::default()),
             Request::Flush => Response::Done("flushed 3 groups".into()),
             Request::Reload => Response::Metrics(vec![]),
+            Request::Sla => Response::Sla(vec![]),
+            Request::Report(_) => Response::Error("no history here".into()),
         });
         let (tx, rx) = watch::channel(false);
         (

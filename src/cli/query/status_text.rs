@@ -102,6 +102,26 @@ pub(super) fn render_status(r: &StatusReport) -> String {
             l.partial_input_timeout
         ),
     ));
+    let h = &r.history;
+    lines.push((
+        "history",
+        format!(
+            "{} interval entries ({}, {} days kept), {} daily entries ({}, {} days kept); {} of {}; complete until {}",
+            h.interval_entries,
+            bytes(h.interval_bytes),
+            h.intervals_days,
+            h.day_entries,
+            bytes(h.day_bytes),
+            h.daily_days,
+            bytes(h.interval_bytes + h.day_bytes),
+            bytes(h.max_bytes),
+            h.complete_until_ms.map_or_else(
+                || "nothing closed yet".to_string(),
+                |ms| jiff::Timestamp::from_millisecond(ms)
+                    .map_or_else(|_| ms.to_string(), |t| t.to_string()),
+            )
+        ),
+    ));
     let u = &r.upstream;
     if u.sinks.is_empty() {
         lines.push(("upstream", "no sinks configured".into()));
