@@ -128,7 +128,9 @@ mod tests {
     #[tokio::test]
     async fn the_first_interval_record_of_a_shipment_carries_the_objectives() {
         let cfg = Config::parse(
-            "[[sla]]\nname = \"q1-day\"\nscope = { queues = [\"q1\"] }\nmeasure = \"abandon_rate_max\"\ntarget = 0.1\nperiod = \"day\"\n",
+            // A sink, so that closed intervals become records (without one only the history
+            // is kept).
+            "[[upstream.sinks]]\nname = \"a\"\nkind = \"http\"\nurl = \"http://127.0.0.1:9/\"\n\n[[sla]]\nname = \"q1-day\"\nscope = { queues = [\"q1\"] }\nmeasure = \"abandon_rate_max\"\ntarget = 0.1\nperiod = \"day\"\n",
             Path::new("agent.toml"),
         )
         .unwrap();
