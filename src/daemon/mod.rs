@@ -578,16 +578,28 @@ fn status_line(shared: &Shared) -> String {
 /// drops the history past its horizons.
 async fn close_intervals(shared: &Shared, all: bool) -> Result<Closed, StoreError> {
     let mut closer = shared.closer.lock().await;
-    let (candidates, interval_ms, keep_from) = {
-        let engine = lock(&shared.engine);
-        let now = engine.now_ms();
-        (
-            closer.candidates(&engine, now, all),
-            engine.calendar().interval_ms,
-            now - engine.interval_retention_ms(),
-        )
+    let mut closed = Closed::default();
+    // In bounded rounds (`MAX_ROUND_BUCKETS`), the engine lock taken anew for each.
+    let keep_from = loop {
+        let (candidates, interval_ms, keep_from) = {
+            let engine = lock(&shared.engine);
+            let now = engine.now_ms();
+            (
+                closer.candidates(&engine, now, all),
+                engine.calendar().interval_ms,
+                now - engine.interval_retention_ms(),
+            )
+        };
+        let more = candidates.more;
+        let round = closer.ship(&shared.store, candidates, interval_ms).await?;
+        closed.intervals += round.intervals;
+        closed.corrections += round.corrections;
+        closed.dropped += round.dropped;
+        closed.history += round.history;
+        if !more {
+            break keep_from;
+        }
     };
-    let closed = closer.ship(&shared.store, candidates, interval_ms).await?;
     closer.prune(&shared.store, keep_from)?;
     closer.keep_history(&shared.store, wall_ms())?;
     if closed.intervals + closed.corrections > 0 {
