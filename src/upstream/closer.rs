@@ -45,6 +45,8 @@ pub struct Closer {
     /// a slice with that version still is, and is not decoded again (a day of intervals holds
     /// thousands of buckets, and candidates are taken under the engine's lock).
     looked: HashMap<i64, u64>,
+    /// The most buckets a round takes: [`MAX_ROUND_BUCKETS`] (smaller in tests).
+    round_buckets: usize,
 }
 
 /// The buckets to ship, and the slices they were looked for in.
@@ -99,6 +101,7 @@ impl Closer {
             max_outbox_bytes: 0,
             kinds: Vec::new(),
             records: !cfg.upstream.sinks.is_empty(),
+            round_buckets: MAX_ROUND_BUCKETS,
             history: cfg.history.clone(),
             tz: cfg.general.time_zone.zone(),
             shipped,
@@ -151,7 +154,7 @@ impl Closer {
             if self.looked.get(&start) == Some(&version) {
                 continue;
             }
-            if out.buckets.len() >= MAX_ROUND_BUCKETS {
+            if out.buckets.len() >= self.round_buckets {
                 // Intervals are taken oldest first: every one ending by this start is done.
                 out.until_ms = start;
                 out.more = true;
@@ -364,5 +367,42 @@ mod tests {
         assert_eq!((c.buckets.len(), c.looked.len()), (3, 1));
         let closed = closer.ship(&store, c, 900_000).await.expect("ship");
         assert_eq!((closed.intervals, closed.corrections), (0, 1));
+    }
+
+    #[tokio::test]
+    async fn a_round_stops_between_intervals_past_its_bucket_bound_and_the_next_goes_on() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Arc::new(Store::open(&dir.path().join("s"), 1 << 20, 1 << 30).expect("store"));
+        let cfg = Config::default();
+        let mut engine = Engine::new(&cfg);
+        let mut closer = Closer::new(&cfg, "h".into(), &store).expect("closer");
+        closer.records = true;
+        // Three intervals with one call each: three buckets each (queue, channel, overall).
+        for (i, id) in ["a", "b", "c"].into_iter().enumerate() {
+            call(&mut engine, id, "q1", T0 + 60_000 + i as i64 * 900_000);
+        }
+        let now = T0 + 3_600_000;
+        engine.advance(now);
+        // A bound below one interval's buckets: each round takes one whole interval.
+        closer.round_buckets = 2;
+        let mut shipped = 0;
+        for round in 0..3 {
+            let c = closer.candidates(&engine, now, true);
+            assert_eq!((c.buckets.len(), c.looked.len()), (3, 1), "round {round}");
+            let last = round == 2;
+            assert_eq!(c.more, !last, "round {round}");
+            if !last {
+                // Complete up to the start of the interval left for the next round.
+                assert_eq!(c.until_ms, T0 + (round + 1) * 900_000, "round {round}");
+            }
+            shipped += closer
+                .ship(&store, c, 900_000)
+                .await
+                .expect("ship")
+                .intervals;
+        }
+        assert_eq!(shipped, 3);
+        let c = closer.candidates(&engine, now, true);
+        assert_eq!((c.buckets.len(), c.more), (0, false));
     }
 }
