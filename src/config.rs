@@ -528,6 +528,32 @@ impl Config {
     }
 }
 
+/// The commented settings of config/agent.toml from the line `marker` on, uncommented: section
+/// headers and `key = value` lines (their trailing comments cut), prose left out. The shipped
+/// examples' tests parse this to check the examples mean what they say.
+#[cfg(test)]
+fn shipped_examples_from(marker: &str) -> String {
+    let shipped = include_str!("../config/agent.toml");
+    let from = shipped
+        .find(marker)
+        .unwrap_or_else(|| panic!("{marker} in agent.toml"));
+    let mut text = String::new();
+    for line in shipped[from..].lines() {
+        let Some(body) = line.strip_prefix("# ") else {
+            continue;
+        };
+        let is_setting = body.starts_with('[')
+            || body
+                .split_once(" = ")
+                .is_some_and(|(k, _)| k.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'));
+        if is_setting {
+            text.push_str(body.split("  #").next().unwrap_or(body));
+            text.push('\n');
+        }
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

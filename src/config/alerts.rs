@@ -642,22 +642,7 @@ levels = []
     /// (with the `[[sla]]` examples before them), are a valid config meaning what they say.
     #[test]
     fn the_shipped_commented_examples_are_valid() {
-        let shipped = include_str!("../../config/agent.toml");
-        let from = shipped.find("# [[sla]]").unwrap();
-        let mut text = String::new();
-        for line in shipped[from..].lines() {
-            let Some(body) = line.strip_prefix("# ") else {
-                continue;
-            };
-            let is_setting = body.starts_with('[')
-                || body
-                    .split_once(" = ")
-                    .is_some_and(|(k, _)| k.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'));
-            if is_setting {
-                text.push_str(body.split("  #").next().unwrap_or(body));
-                text.push('\n');
-            }
-        }
+        let text = super::super::shipped_examples_from("# [[sla]]");
         let cfg = Config::parse(&text, Path::new("agent.toml")).unwrap();
         assert_eq!(
             AlertingConfig {
