@@ -369,15 +369,21 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn slices_unchanged_since_they_were_shipped_are_not_decoded_again() {
+    /// A store in a temporary folder, an engine and a closer on the default config, records
+    /// made as with a sink configured.
+    fn fixture() -> (tempfile::TempDir, Arc<Store>, Engine, Closer) {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Arc::new(Store::open(&dir.path().join("s"), 1 << 20, 1 << 30).expect("store"));
         let cfg = Config::default();
-        let mut engine = Engine::new(&cfg);
+        let engine = Engine::new(&cfg);
         let mut closer = Closer::new(&cfg, "h".into(), &store).expect("closer");
-        // As with a sink configured.
         closer.records = true;
+        (dir, store, engine, closer)
+    }
+
+    #[tokio::test]
+    async fn slices_unchanged_since_they_were_shipped_are_not_decoded_again() {
+        let (_dir, store, mut engine, mut closer) = fixture();
         call(&mut engine, "a", "q1", T0 + 60_000);
         call(&mut engine, "b", "q2", T0 + 16 * 60_000);
         let now = T0 + 3_600_000;
@@ -413,12 +419,7 @@ mod tests {
     #[tokio::test]
     async fn an_interval_still_changing_is_held_back_until_it_settles_or_for_a_bounded_number_of_rounds(
     ) {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = Arc::new(Store::open(&dir.path().join("s"), 1 << 20, 1 << 30).expect("store"));
-        let cfg = Config::default();
-        let mut engine = Engine::new(&cfg);
-        let mut closer = Closer::new(&cfg, "h".into(), &store).expect("closer");
-        closer.records = true;
+        let (_dir, store, mut engine, mut closer) = fixture();
         call(&mut engine, "a", "q1", T0 + 60_000);
         let now = T0 + 3_600_000;
         engine.advance(now);
@@ -459,12 +460,11 @@ mod tests {
         }
         let shipped = store
             .shipped_copy(
-                &closer
+                closer
                     .shipped
                     .keys()
                     .find(|k| BucketId::decode(k).is_some_and(|id| id.dim.kind == DimKind::Queue))
-                    .expect("queue bucket shipped")
-                    .clone(),
+                    .expect("queue bucket shipped"),
             )
             .expect("read")
             .expect("copy");
@@ -481,12 +481,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_round_stops_between_intervals_past_its_bucket_bound_and_the_next_goes_on() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = Arc::new(Store::open(&dir.path().join("s"), 1 << 20, 1 << 30).expect("store"));
-        let cfg = Config::default();
-        let mut engine = Engine::new(&cfg);
-        let mut closer = Closer::new(&cfg, "h".into(), &store).expect("closer");
-        closer.records = true;
+        let (_dir, store, mut engine, mut closer) = fixture();
         // Three intervals with one call each: three buckets each (queue, channel, overall).
         for (i, id) in ["a", "b", "c"].into_iter().enumerate() {
             call(&mut engine, id, "q1", T0 + 60_000 + i as i64 * 900_000);
