@@ -16,7 +16,8 @@
 //! This file holds the [`Engine`] type, its construction and reconfiguration, and its counters.
 //! Its work is spread by concern: `intake.rs` (admitting and taking events), `fold.rs` (time
 //! moving forward, settled facts folded into buckets), `expiry.rs` (expiring old calls, dropping
-//! old buckets), `query.rs` (metrics rows and open calls), `buckets.rs` (buckets read from
+//! old buckets; `expiry_index.rs` orders the calls that may expire), `wait_rules.rs` (each
+//! queue's and channel's threshold, `max_call_duration` and wait clock), `query.rs` (metrics rows and open calls), `buckets.rs` (buckets read from
 //! outside, for interval records), `checkpoint.rs` and `legacy.rs` (the durable form, and
 //! importing layout 1); `settings.rs` is what it reads from the config. `sla.rs` counts the
 //! `[[sla]]` objectives per period, `sla_report.rs` judges them for `sla`, `staffing.rs` adds
@@ -27,6 +28,7 @@ mod buckets;
 mod checkpoint;
 mod dense;
 mod expiry;
+mod expiry_index;
 mod fold;
 mod intake;
 pub mod keys;
@@ -46,9 +48,12 @@ pub mod sketch;
 mod sla;
 pub mod sla_report;
 mod slices;
+#[cfg(test)]
+mod slow_tests;
 mod staffing;
 mod totals;
 mod varint;
+mod wait_rules;
 pub mod window;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -130,6 +135,8 @@ pub struct Engine {
     changed: bool,
     /// The `[[sla]]` objectives and their counters per period.
     sla: sla::SlaBook,
+    /// When each call with an open segment (or orphan events) may expire.
+    expiry: expiry_index::ExpiryIndex,
 }
 
 impl Engine {
@@ -164,6 +171,7 @@ impl Engine {
             work: Work::default(),
             changed: false,
             sla: sla::SlaBook::new(cfg),
+            expiry: expiry_index::ExpiryIndex::default(),
         }
     }
 
@@ -174,6 +182,8 @@ impl Engine {
         self.rebuild_totals();
         self.lifetime.ensure_bounds(&lifetime_bounds(&self.s));
         self.sla.reconfigure(cfg, self.now_ms);
+        // Expiries follow each queue's and channel's `max_call_duration` and clock.
+        self.rebuild_expiry();
         self.changed = true;
     }
 
@@ -234,7 +244,7 @@ impl Engine {
             total_bytes: (self.totals.heap_bytes()
                 + self.lifetime.heap_bytes()
                 + self.sla.heap_bytes()) as u64,
-            pending_bytes: self.pending.heap_bytes() as u64,
+            pending_bytes: (self.pending.heap_bytes() + self.expiry.heap_bytes()) as u64,
             remembered_bytes: self.remembered.heap_bytes() as u64,
             key_bytes: self.keys.heap_bytes() as u64,
         }
