@@ -2,7 +2,8 @@
 //! (docs/slow-channels.md). The hand-worked example of the docs, an e-mail received Friday
 //! 19:30 and answered Monday 11:15 within 4 business hours, one answered Monday 13:30 after
 //! them, a web form whose Friday was a holiday, expiry after a multi-day `max_call_duration`
-//! counted in business time, and `calls` with each item's clock, deadline and time left.
+//! counted in business time, and `calls` with each item's clock, deadline and time left, the
+//! same after `kill -9` and a restart.
 //!
 //! The daemon measures against its own clock, so the scenario is laid out around now: the zone
 //! is the fixed offset that makes the local time now between 14:00 and 15:00, "Monday" is
@@ -134,15 +135,20 @@ fn row<'a>(rows: &'a [Value], queue: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no row for {queue} in {rows:?}"))
 }
 
-/// Polls `what` until `done` holds or the deadline passes.
-fn wait_for<T>(what: &str, mut get: impl FnMut() -> T, done: impl Fn(&T) -> bool) -> T {
+/// Polls `what` until `done` holds or `limit` passes.
+fn wait_for<T>(
+    what: &str,
+    limit: Duration,
+    mut get: impl FnMut() -> T,
+    done: impl Fn(&T) -> bool,
+) -> T {
     let t0 = Instant::now();
     loop {
         let v = get();
         if done(&v) {
             return v;
         }
-        assert!(t0.elapsed() < DEADLINE * 3, "timed out waiting for {what}");
+        assert!(t0.elapsed() < limit, "timed out waiting for {what}");
         thread::sleep(Duration::from_millis(250));
     }
 }
@@ -180,6 +186,7 @@ fn waits_deadlines_and_expiry_run_on_business_hours() {
 
     let rows = wait_for(
         "the answered items in metrics",
+        DEADLINE,
         || d.metrics("24h", "queue"),
         |rows| {
             rows.iter()
@@ -218,6 +225,8 @@ fn waits_deadlines_and_expiry_run_on_business_hours() {
     );
     let segs = wait_for(
         "the stale e-mail to expire",
+        // The expiry scan runs once a minute, 10 s at least after the item's last event.
+        Duration::from_secs(60) + DEADLINE * 3,
         || d.calls(),
         |segs| segs.len() == 3 && !segs.iter().any(|s| s["call_id"] == "mail-stale"),
     );
@@ -265,5 +274,25 @@ fn waits_deadlines_and_expiry_run_on_business_hours() {
     assert!(
         first.starts_with("mail-open") && first.contains("business") && first.contains(" -"),
         "{table}"
+    );
+
+    // Open items are durable: after `kill -9` and a restart the same items wait with the same
+    // deadlines, and the expired one stays expired.
+    let mut d = d;
+    d.kill();
+    d.restart();
+    let after = d.calls();
+    let mut ids: Vec<(&str, &Value)> = after
+        .iter()
+        .map(|s| (s["call_id"].as_str().unwrap(), &s["deadline_ms"]))
+        .collect();
+    ids.sort_by_key(|(id, _)| *id);
+    assert_eq!(
+        ids,
+        [
+            ("mail-new", &json!(s.at(0, 17, 30))),
+            ("mail-open", &json!(s.at(0, 12, 0))),
+            ("voice-1", &json!(voice_start + 20_000)),
+        ]
     );
 }

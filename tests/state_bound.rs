@@ -155,6 +155,7 @@ fn a_hundred_thousand_open_emails_fit_the_memory_rules() {
     assert_eq!(stats.open_segments, OPEN as u64);
     assert_eq!(stats.expired_segments, 0);
     let per_item = (stats.state.pending_bytes - before) as f64 / OPEN as f64;
+    eprintln!("{per_item:.1} bytes per open e-mail");
     assert!(
         per_item <= 256.0,
         "{per_item:.1} bytes per open e-mail ({:?})",
