@@ -267,7 +267,10 @@ impl Engine {
 fn lifetime_bounds(s: &Settings) -> Vec<u64> {
     wait_bounds_of(
         &s.bands,
-        std::iter::once(s.defaults).chain(s.queues.values().copied()),
+        std::iter::once(s.defaults)
+            .chain(s.queues.values().copied())
+            // Channel thresholds too (slow channels), so `le` has a bucket at each T.
+            .chain(s.wait.all_params()),
     )
 }
 

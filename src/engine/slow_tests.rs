@@ -75,6 +75,12 @@ fn a_backfilled_friday_email_counts_its_business_wait_at_once() {
 }
 
 #[test]
+fn a_channel_threshold_is_a_bound_of_the_lifetime_wait_histogram() {
+    // `/metrics` buckets must include every threshold, so `le` at T counts answered within.
+    assert!(engine().lifetime().wait_bounds().contains(&(4 * H as u64)));
+}
+
+#[test]
 fn an_answer_after_four_business_hours_is_not_within() {
     let mut e = engine();
     let now = MON + 14 * H;

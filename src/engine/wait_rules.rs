@@ -124,6 +124,14 @@ impl WaitRules {
         }
     }
 
+    /// The parameters of every rule (a few: queues × channels configured).
+    pub(super) fn all_params(&self) -> impl Iterator<Item = QueueParams> + '_ {
+        std::iter::once(&self.other)
+            .chain(self.queues.values())
+            .flat_map(|b| std::iter::once(&b.any).chain(b.channels.values()))
+            .map(|r| r.params)
+    }
+
     /// The rules of a segment of `queue` on `channel`.
     #[must_use]
     pub(super) fn get(&self, queue: &str, channel: &str) -> &WaitRule {
