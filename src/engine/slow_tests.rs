@@ -149,3 +149,35 @@ fn the_expiry_index_survives_a_restore_and_follows_a_reload() {
     r.advance(received + 24 * H + M);
     assert_eq!(r.stats().expired_segments, 2);
 }
+
+#[test]
+fn the_expiry_index_holds_the_open_calls_only() {
+    // Bounded state: an entry per call with an open segment, none left by finished calls.
+    let mut e = engine();
+    let now = MON + 9 * H;
+    let mut evs = Vec::new();
+    for i in 0..1000 {
+        let id = format!("c{i}");
+        let channel = if i % 2 == 0 { "email" } else { "voice" };
+        evs.push(start(&id, channel, now - 10 * M));
+        if i % 10 >= 3 {
+            evs.push(Event::new(EventKind::Answer, &id, now - 5 * M));
+            evs.push(Event::new(EventKind::End, &id, now - M));
+            evs.push(Event::new(EventKind::Wrapup, &id, now - M));
+        }
+    }
+    let refs: Vec<&Event> = evs.iter().collect();
+    e.apply_group(&refs, now);
+    e.advance(now + 10_000);
+    assert_eq!(e.stats().open_segments, 300);
+    assert_eq!(e.expiry.len(), 300);
+    let ends: Vec<Event> = (0..1000)
+        .filter(|i| i % 10 < 3)
+        .map(|i| Event::new(EventKind::End, format!("c{i}"), now + M))
+        .collect();
+    let refs: Vec<&Event> = ends.iter().collect();
+    e.apply_group(&refs, now + M);
+    e.advance(now + 2 * M);
+    assert_eq!(e.stats().open_segments, 0);
+    assert_eq!(e.expiry.len(), 0);
+}
