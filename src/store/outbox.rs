@@ -72,16 +72,18 @@ impl Store {
         Ok(u64_of(self.t()?.upstream.get(META_NEXT)?)?.max(1))
     }
 
-    /// Every shipped copy: encoded bucket key → encoded aggregate.
-    pub fn shipped(&self) -> Result<Pairs, StoreError> {
-        self.t()?
-            .upstream
-            .scan_prefix([SHIPPED])
-            .map(|kv| {
-                let (k, v) = kv?;
-                Ok((k[1..].to_vec(), v.to_vec()))
-            })
-            .collect()
+    /// Hands every shipped copy to `f` (encoded bucket key, encoded aggregate), one at a time:
+    /// at 1 M calls a day they are ~77 000 aggregates with their histograms, which collected at
+    /// once held ~20 MiB at every start.
+    pub fn for_each_shipped(
+        &self,
+        mut f: impl FnMut(&[u8], &[u8]) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        for kv in self.t()?.upstream.scan_prefix([SHIPPED]) {
+            let (k, v) = kv?;
+            f(&k[1..], &v)?;
+        }
+        Ok(())
     }
 
     pub fn shipped_copy(&self, bucket: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
@@ -336,6 +338,12 @@ mod tests {
             s.records_after(0, 100).unwrap().first().map(|r| r.0),
             Some(6)
         );
-        assert_eq!(s.shipped().unwrap(), vec![(b"k".to_vec(), b"v".to_vec())]);
+        let mut shipped = Vec::new();
+        s.for_each_shipped(|k, v| {
+            shipped.push((k.to_vec(), v.to_vec()));
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(shipped, vec![(b"k".to_vec(), b"v".to_vec())]);
     }
 }

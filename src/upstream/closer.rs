@@ -101,11 +101,12 @@ pub struct Candidate {
 impl Closer {
     pub fn new(cfg: &Config, host_id: String, store: &Store) -> Result<Closer, StoreError> {
         let mut shipped = HashMap::new();
-        for (k, v) in store.shipped()? {
+        store.for_each_shipped(|k, v| {
             let agg: Agg =
-                rmp_serde::from_slice(&v).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            shipped.insert(k, agg.revision);
-        }
+                rmp_serde::from_slice(v).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            shipped.insert(k.to_vec(), agg.revision);
+            Ok(())
+        })?;
         let mut c = Closer {
             host_id,
             close_after_ms: 0,

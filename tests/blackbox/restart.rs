@@ -22,6 +22,8 @@ fn snapshot(d: &Daemon) -> (Vec<Vec<Value>>, Vec<Value>) {
             if let Some(m) = c.as_object_mut() {
                 m.remove("age_ms");
                 m.remove("phase_age_ms");
+                // Counts down with the wall clock; the deadline it is measured to stays.
+                m.remove("time_left_ms");
             }
             c
         })
