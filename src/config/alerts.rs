@@ -148,7 +148,7 @@ fn watch_of(m: Measure) -> Option<Watch> {
         Measure::AbandonRateMax => Some(Watch::AbandonRate),
         Measure::AsaMax => Some(Watch::Asa),
         Measure::AhtMax => Some(Watch::Aht),
-        Measure::AnsweredWithin => None,
+        Measure::AnsweredWithin | Measure::CallbacksWithin => None,
     }
 }
 
@@ -276,12 +276,14 @@ impl AlertRuleConfig {
             (None, Some(t)) => (Direction::Above, Some(("above", t))),
             (None, None) => {
                 if let Some(o) = objective {
-                    let dir =
-                        if matches!(o.measure, Measure::ServiceLevel | Measure::AnsweredWithin) {
-                            Direction::Below
-                        } else {
-                            Direction::Above
-                        };
+                    let dir = if matches!(
+                        o.measure,
+                        Measure::ServiceLevel | Measure::AnsweredWithin | Measure::CallbacksWithin
+                    ) {
+                        Direction::Below
+                    } else {
+                        Direction::Above
+                    };
                     (dir, Some(("sla", o.target)))
                 } else {
                     bad(

@@ -23,6 +23,9 @@ pub enum Measure {
     AhtMax,
     /// Answered within the threshold among the answered (A≤T / A), at least `target`.
     AnsweredWithin,
+    /// Callback requests made by their `promise` deadline among those whose outcome is known
+    /// (on time / (on time + late + missed)), at least `target` (docs/callbacks.md).
+    CallbacksWithin,
 }
 
 impl Measure {
@@ -34,6 +37,7 @@ impl Measure {
             Measure::AbandonRateMax => "abandon_rate_max",
             Measure::AhtMax => "aht_max",
             Measure::AnsweredWithin => "answered_within",
+            Measure::CallbacksWithin => "callbacks_within",
         }
     }
 
@@ -211,6 +215,10 @@ pub struct SlaConfig {
     /// [`MAX_KEEP_PERIODS`]; [`DEFAULT_KEEP_PERIODS`] when left out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keep_periods: Option<u32>,
+    /// The deadline of a callback request, for `callbacks_within` (required there, refused
+    /// elsewhere): `"same_business_day"` or business time such as `"12h"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promise: Option<String>,
 }
 
 /// Past periods kept per objective when `keep_periods` is left out: a year of months.
@@ -295,6 +303,31 @@ impl SlaConfig {
             bad(
                 "short_abandon",
                 format!("measure `{name}` does not use short abandons (service_level and abandon_rate_max do)"),
+            );
+        }
+        match (&self.promise, m == Measure::CallbacksWithin) {
+            (None, true) => bad(
+                "promise",
+                "measure `callbacks_within` needs a promise: \"same_business_day\" or business time such as \"12h\"".into(),
+            ),
+            (Some(p), true) => match p.parse::<crate::callbacks::promise::Promise>() {
+                Err(e) => bad("promise", e),
+                // A deadline is searched day by day through the calendar: bounded work.
+                Ok(crate::callbacks::promise::Promise::Within(d)) if d.0 > MAX_THRESHOLD_MS => {
+                    bad("promise", format!("{d} is longer than a year (8784h)"));
+                }
+                Ok(_) => {}
+            },
+            (Some(_), false) => bad(
+                "promise",
+                format!("measure `{name}` has no promise (only callbacks_within does)"),
+            ),
+            (None, false) => {}
+        }
+        if self.clock == WaitClock::BusinessHours && m == Measure::CallbacksWithin {
+            bad(
+                "clock",
+                "`business_hours` applies to waits; a callback promise always runs on the service hours".into(),
             );
         }
         if self.clock == WaitClock::BusinessHours && m == Measure::AhtMax {

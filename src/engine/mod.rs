@@ -24,6 +24,7 @@
 
 pub mod aggregate;
 mod buckets;
+mod callbacks;
 mod checkpoint;
 mod dense;
 mod expiry;
@@ -54,6 +55,7 @@ pub mod window;
 use std::collections::{BTreeMap, BTreeSet};
 
 pub use aggregate::{Agg, Figures, HandleFacts, Outcome, QueueFacts};
+pub use callbacks::judged_counts as callback_judged_counts;
 pub use checkpoint::{slice_key, Checkpoint, RestoreError, StatePart};
 pub use keys::{BucketId, Dim};
 pub use report::{
@@ -130,6 +132,8 @@ pub struct Engine {
     changed: bool,
     /// The `[[sla]]` objectives and their counters per period.
     sla: sla::SlaBook,
+    /// The callback requests of the `callbacks_within` objectives.
+    callbacks: callbacks::Callbacks,
 }
 
 impl Engine {
@@ -164,6 +168,7 @@ impl Engine {
             work: Work::default(),
             changed: false,
             sla: sla::SlaBook::new(cfg),
+            callbacks: callbacks::Callbacks::new(cfg),
         }
     }
 
@@ -174,6 +179,7 @@ impl Engine {
         self.rebuild_totals();
         self.lifetime.ensure_bounds(&lifetime_bounds(&self.s));
         self.sla.reconfigure(cfg, self.now_ms);
+        self.callbacks.reconfigure(cfg);
         self.changed = true;
     }
 
@@ -222,6 +228,10 @@ impl Engine {
                 .map(|k| (k.name().to_string(), self.keys.count(k) as u64))
                 .collect(),
             state: self.state_bytes(),
+            open_callbacks: self.callbacks.open_count() as u64,
+            callbacks_refused_limit: self.callbacks.refused_limit,
+            callbacks_unmatched: self.callbacks.unmatched,
+            callbacks_forgotten: self.callbacks.forgotten,
         }
     }
 
@@ -233,7 +243,8 @@ impl Engine {
             bucket_bytes: (self.fine.bytes() + self.interval.bytes()) as u64,
             total_bytes: (self.totals.heap_bytes()
                 + self.lifetime.heap_bytes()
-                + self.sla.heap_bytes()) as u64,
+                + self.sla.heap_bytes()
+                + self.callbacks.heap_bytes()) as u64,
             pending_bytes: self.pending.heap_bytes() as u64,
             remembered_bytes: self.remembered.heap_bytes() as u64,
             key_bytes: self.keys.heap_bytes() as u64,
@@ -261,6 +272,8 @@ fn lifetime_bounds(s: &Settings) -> Vec<u64> {
     )
 }
 
+#[cfg(test)]
+mod callbacks_tests;
 #[cfg(test)]
 mod sla_tests;
 #[cfg(test)]
