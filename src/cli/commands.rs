@@ -178,6 +178,14 @@ exits 1 and points at `metrics --json`."
         #[arg(long)]
         json: bool,
     },
+    /// List the open callback requests, the earliest deadline first (call, queue, requested,
+    /// deadline, time left or overdue by), and each callback objective's tally this period
+    Callbacks {
+        #[command(flatten)]
+        target: Target,
+        #[arg(long)]
+        json: bool,
+    },
     /// Print every counter and figure per hour, day, week or month from the history kept on disk
     #[command(
         long_about = "Print every counter and figure of `metrics` per hour, day, ISO week (from \
@@ -536,6 +544,10 @@ fn client(cmd: Command, admin: Option<PathBuf>) -> ExitCode {
             },
             Command::Sla { target, json } => match control_socket(&target) {
                 Ok(s) => query::sla(&s, json).await,
+                Err(code) => Ok(code),
+            },
+            Command::Callbacks { target, json } => match control_socket(&target) {
+                Ok(s) => query::callbacks(&s, json).await,
                 Err(code) => Ok(code),
             },
             Command::Send {

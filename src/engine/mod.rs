@@ -25,6 +25,7 @@
 pub mod aggregate;
 mod buckets;
 mod callbacks;
+pub mod callbacks_report;
 mod checkpoint;
 mod dense;
 mod expiry;
@@ -56,6 +57,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 pub use aggregate::{Agg, Figures, HandleFacts, Outcome, QueueFacts};
 pub use callbacks::judged_counts as callback_judged_counts;
+pub use callbacks_report::{CallbackObjective, CallbacksReport, OpenCallback};
 pub use checkpoint::{slice_key, Checkpoint, RestoreError, StatePart};
 pub use keys::{BucketId, Dim};
 pub use report::{
