@@ -2,6 +2,8 @@
 //! objective, the earliest deadline first, with the time left (or overdue by), and each
 //! objective's tally this period. Plain serde types the control protocol carries unchanged.
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use serde::{Deserialize, Serialize};
 
 use super::callbacks::judged_counts;
@@ -110,13 +112,30 @@ impl Engine {
         }
     }
 
-    /// Open requests past their deadline at `now`, per objective (what an alert watches).
+    /// Open requests past their deadline at `now`, per queue (what a `callbacks_overdue` alert
+    /// watches): those of the objective named `objective` when it is a callback objective, else
+    /// of every one, a call overdue in two objectives counted once.
     #[must_use]
-    pub fn overdue_callbacks(&self, now: i64) -> Vec<(String, u64)> {
-        self.callbacks
-            .desks
-            .iter()
-            .map(|d| (d.objective.name.clone(), d.book.overdue(now).len() as u64))
-            .collect()
+    pub fn overdue_callbacks_by_queue(
+        &self,
+        objective: Option<&str>,
+        now: i64,
+    ) -> BTreeMap<String, u64> {
+        let now = now.max(self.now_ms);
+        let only = objective.filter(|n| self.callbacks.desk(n).is_some());
+        let mut calls: BTreeSet<(&str, &str)> = BTreeSet::new();
+        for d in &self.callbacks.desks {
+            if only.is_some_and(|n| n != d.objective.name) {
+                continue;
+            }
+            for r in d.book.overdue(now) {
+                calls.insert((r.queue.as_str(), r.call_id.as_str()));
+            }
+        }
+        let mut out = BTreeMap::new();
+        for (queue, _) in calls {
+            *out.entry(queue.to_string()).or_insert(0) += 1;
+        }
+        out
     }
 }

@@ -341,3 +341,43 @@ fn the_promise_is_checked_and_named() {
     let ok = format!("{base}promise = \"12h\"\n");
     assert_eq!(err(&ok), "");
 }
+
+#[test]
+fn overdue_requests_are_counted_per_queue_once_per_call() {
+    let cfg = config(&OFFICE.replace(
+        "scope = { queues = [\"support\"] }\nmeasure = \"callbacks_within\"\npromise = \"4h\"",
+        "scope = { queues = [\"support\", \"sales\"] }\nmeasure = \"callbacks_within\"\npromise = \"4h\"",
+    ));
+    let mut e = Engine::new(&cfg);
+    ask(&mut e, "a", "support", "2026-12-07T09:00:00Z");
+    ask(&mut e, "b", "sales", "2026-12-07T09:00:00Z");
+    ask(&mut e, "c", "support", "2026-12-07T15:00:00Z");
+    // 14:00: a and b past their 4-hour deadline (13:00), none past the same-day one.
+    let now = at("2026-12-07T14:00:00Z");
+    let all = e.overdue_callbacks_by_queue(None, now);
+    assert_eq!(
+        all.into_iter().collect::<Vec<_>>(),
+        [("sales".to_string(), 1), ("support".to_string(), 1)]
+    );
+    assert!(e
+        .overdue_callbacks_by_queue(Some("same-day"), now)
+        .is_empty());
+    // 19:00: a overdue in both objectives counts once; c is past its same-day deadline
+    // (18:00), not its 4-hour one (3h Monday + 1h Tuesday = Tue 09:00).
+    let now = at("2026-12-07T19:00:00Z");
+    let support = e.overdue_callbacks_by_queue(None, now)["support"];
+    assert_eq!(support, 2);
+    let r = e.callbacks_at(now);
+    assert_eq!(r.open.len(), 5, "a and c in both objectives, b in one");
+    assert_eq!(r.open[0].left_ms, at("2026-12-07T13:00:00Z") - now);
+    assert!(r
+        .open
+        .windows(2)
+        .all(|w| w[0].deadline_ms <= w[1].deadline_ms));
+    let four = r
+        .objectives
+        .iter()
+        .find(|o| o.name == "four-hours")
+        .unwrap();
+    assert_eq!((four.overdue, four.tally.missed), (2, 2), "a and b");
+}
