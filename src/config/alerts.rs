@@ -701,5 +701,11 @@ levels = []
         assert_eq!(sl.levels[0].severity, "warning");
         let wait = rule(&cfg, 1);
         assert_eq!((wait.threshold, wait.hysteresis), (120_000.0, 30_000.0));
+        let overdue = rule(&cfg, 2);
+        assert_eq!(
+            (overdue.watch, overdue.direction, overdue.threshold),
+            (Watch::CallbacksOverdue, Direction::Above, 0.0)
+        );
+        assert_eq!(overdue.queues, ["support"]);
     }
 }

@@ -716,7 +716,7 @@ max_bytes = 10
         let text = super::super::shipped_examples_from("# [history]");
         let cfg = parse(&text).unwrap();
         assert_eq!(cfg.history, HistoryConfig::default());
-        assert_eq!(cfg.sla.len(), 2);
+        assert_eq!(cfg.sla.len(), 3);
         let email = &cfg.sla[1];
         let hours = email.service_hours(&cfg.general.time_zone).unwrap();
         // "Friday 17:00 + 4 h is Monday 11:00": Friday 4 December 2026 in UTC (the default zone).
@@ -724,6 +724,16 @@ max_bytes = 10
         assert_eq!(
             hours.add_business_ms(friday_17, 4 * 3_600_000),
             Some(friday_17 + (3 * 24 - 6) * 3_600_000) // Monday 7 December 11:00Z
+        );
+        // The callback example: Friday 17:00's request is due at the close, 18:00.
+        let callbacks = &cfg.sla[2];
+        assert_eq!(callbacks.measure, Measure::CallbacksWithin);
+        let promise: crate::callbacks::promise::Promise =
+            callbacks.promise.as_deref().unwrap().parse().unwrap();
+        let hours = callbacks.service_hours(&cfg.general.time_zone).unwrap();
+        assert_eq!(
+            promise.deadline(&hours, friday_17),
+            Some(friday_17 + 3_600_000)
         );
     }
 }

@@ -19,8 +19,9 @@
 //! old buckets), `query.rs` (metrics rows and open calls), `buckets.rs` (buckets read from
 //! outside, for interval records), `checkpoint.rs` and `legacy.rs` (the durable form, and
 //! importing layout 1); `settings.rs` is what it reads from the config. `sla.rs` counts the
-//! `[[sla]]` objectives per period, `sla_report.rs` judges them for `sla`, `staffing.rs` adds
-//! Erlang C agents to queue rows.
+//! `[[sla]]` objectives per period, `sla_report.rs` judges them for `sla`, `callbacks.rs` holds
+//! the callback requests of the `callbacks_within` objectives and `callbacks_report.rs` lists
+//! them for `callbacks`, `staffing.rs` adds Erlang C agents to queue rows.
 
 pub mod aggregate;
 mod buckets;
