@@ -19,7 +19,7 @@ pub const EXIT_CONFIG: u8 = 78;
     name = "callmetrics",
     version,
     about = "Call-center metrics agent: durable call-event intake, rolling AHT and service-level metrics",
-    long_about = "callmetrics takes call lifecycle events (start, answer, hold, resume, end, wrapup) on a local \
+    long_about = "callmetrics takes call lifecycle events (start, answer, hold, resume, end, wrapup, and callback for a promised callback) on a local \
 socket, keeps them durably, and computes rolling AHT and service-level metrics per queue, agent and channel.\n\n\
 The same binary is the daemon (`callmetrics run`) and its client (status, metrics, calls, send).\n\
 Clients find the daemon's sockets from --socket, else from --config, else ./callmetrics-data/ when it exists \
