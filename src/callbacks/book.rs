@@ -126,6 +126,15 @@ impl Book {
         }
     }
 
+    /// Whether the request of `call_id` was closed at `at_ms` that way (`cancelled` or made):
+    /// the same event again.
+    #[must_use]
+    pub fn closed_by(&self, call_id: &str, at_ms: i64, cancelled: bool) -> bool {
+        self.requests.get(call_id).is_some_and(|r| {
+            r.cancelled == cancelled && r.fulfilled_ms == Some(at_ms.max(r.requested_ms))
+        })
+    }
+
     /// Whether `call_id` has an open request.
     #[must_use]
     pub fn is_open(&self, call_id: &str) -> bool {

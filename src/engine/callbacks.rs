@@ -204,20 +204,32 @@ impl Callbacks {
         changed
     }
 
-    /// Takes a `callback` event: closes or notes an attempt on the call's open requests; one
-    /// for a call with none is counted apart.
-    pub(super) fn take(&mut self, ev: &Event) {
+    /// Takes a `callback` event: closes or notes an attempt on the call's open requests. The
+    /// same closing event again (a sender's retry) is a duplicate; one for a call with no open
+    /// request is counted apart. Returns whether it was taken (not a duplicate).
+    pub(super) fn take(&mut self, ev: &Event) -> bool {
+        let outcome = ev.outcome.unwrap_or(CallbackOutcome::Reached);
         let mut matched = false;
+        let mut again = false;
         for d in &mut self.desks {
-            matched |= match ev.outcome.unwrap_or(CallbackOutcome::Reached) {
+            let cancelled = outcome == CallbackOutcome::Cancelled;
+            let taken = match outcome {
                 CallbackOutcome::Reached => d.book.fulfil(&ev.call_id, ev.ts_ms).is_some(),
                 CallbackOutcome::Cancelled => d.book.cancel(&ev.call_id, ev.ts_ms).is_some(),
                 CallbackOutcome::NoAnswer => d.book.attempt(&ev.call_id),
             };
+            matched |= taken;
+            again |= !taken
+                && outcome != CallbackOutcome::NoAnswer
+                && d.book.closed_by(&ev.call_id, ev.ts_ms, cancelled);
         }
-        if !matched {
+        if matched {
+            return true;
+        }
+        if !again {
             self.unmatched += 1;
         }
+        !again
     }
 
     /// Tidies every book at engine time `now_ms`; whether anything may have changed.

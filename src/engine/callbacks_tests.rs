@@ -307,6 +307,32 @@ fn requests_over_the_limit_are_refused_and_counted() {
 }
 
 #[test]
+fn the_same_callback_again_is_a_duplicate_not_unmatched() {
+    let mut e = Engine::new(&config(OFFICE));
+    ask(&mut e, "a", "support", "2026-12-07T09:00:00Z");
+    callback(
+        &mut e,
+        "a",
+        "2026-12-07T09:30:00Z",
+        CallbackOutcome::Reached,
+    );
+    let mut again = Event::new(EventKind::Callback, "a", at("2026-12-07T09:30:00Z"));
+    again.outcome = Some(CallbackOutcome::Reached);
+    let now = e.now_ms();
+    assert_eq!(e.apply(&again, now), Applied::Duplicate);
+    // Another time, or another outcome, for a closed request matches nothing.
+    again.ts_ms += 1;
+    assert_eq!(e.apply(&again, now), Applied::Accepted);
+    again.outcome = Some(CallbackOutcome::Cancelled);
+    again.ts_ms -= 1;
+    assert_eq!(e.apply(&again, now), Applied::Accepted);
+    let s = e.stats();
+    assert_eq!((s.duplicates, s.callbacks_unmatched), (1, 2));
+    let t = tally(&e, "same-day", at("2026-12-07T10:00:00Z")).1;
+    assert_eq!((t.requested, t.on_time), (1, 1));
+}
+
+#[test]
 fn a_state_without_callbacks_still_restores() {
     let cfg = config(OFFICE);
     let mut e = Engine::new(&cfg);

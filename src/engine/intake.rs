@@ -118,10 +118,14 @@ impl Engine {
         }
         for (i, ev) in events.iter().enumerate() {
             if ev.kind == EventKind::Callback {
-                self.callbacks.take(ev);
-                self.counters.accepted += 1;
-                self.changed = true;
-                out[i] = Applied::Accepted;
+                if self.callbacks.take(ev) {
+                    self.counters.accepted += 1;
+                    self.changed = true;
+                    out[i] = Applied::Accepted;
+                } else {
+                    self.counters.duplicates += 1;
+                    out[i] = Applied::Duplicate;
+                }
             }
         }
         self.relieve();
