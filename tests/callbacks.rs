@@ -285,3 +285,55 @@ fn callback_figures_equal_the_hand_worked_ones_and_survive_restart_and_kill_9() 
         json!({"requested": 7, "on_time": 2, "late": 4, "missed": 0, "open": 0, "cancelled": 1})
     );
 }
+
+/// `callmetrics alerts --json`, polled until `f` finds what it waits for.
+fn wait_alerts<T>(d: &Daemon, what: &str, f: impl Fn(&Value) -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + support::DEADLINE;
+    loop {
+        let a = json_of("alerts --json", &d.query(&["alerts", "--json"]));
+        if let Some(t) = f(&a) {
+            return t;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "waiting for {what}: {a}\n{}",
+            d.log_tail()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn overdue_requests_raise_an_alert_that_resolves_once_called_back() {
+    let m = monday();
+    // The receiver's port has no listener: delivery is retried, the alert's state is the daemon's.
+    let extra = format!(
+        "{}\n[alerting]\nevaluate_every = \"1s\"\n\n[[alerting.receivers]]\nname = \"hook\"\nkind = \"webhook\"\nurl = \"http://127.0.0.1:9/hook\"\nbackoff_cap = \"1s\"\n\n[[alerts]]\nname = \"callbacks-overdue\"\nsla = \"anytime\"\nabove = 0\nlevels = [{{ receivers = [\"hook\"] }}]\n",
+        config(m)
+    );
+    let d = Daemon::start(&extra);
+    let now = now_ms();
+    let mut conn = d.json_conn();
+    // Due an hour ago, and one due in two hours: one overdue on `sales`.
+    ask(&mut conn, "i", "sales", now - 3 * H);
+    ask(&mut conn, "h", "sales", now - MIN);
+    let firing = wait_alerts(&d, "the alert firing", |a| {
+        a["open"]
+            .as_array()?
+            .iter()
+            .find(|x| x["state"] == "firing")
+            .cloned()
+    });
+    assert_eq!(firing["rule"], "callbacks-overdue");
+    assert_eq!(firing["queue"], "sales");
+    assert_eq!(firing["watch"], "callbacks_overdue");
+    assert_eq!(firing["value"], 1.0);
+    assert_eq!(firing["unit"], "requests");
+    // Called back: nothing overdue, the alert resolves.
+    callback(&mut conn, "i", now_ms(), None);
+    let resolved = wait_alerts(&d, "the alert resolved", |a| {
+        a["resolved"].as_array()?.first().cloned()
+    });
+    assert_eq!(resolved["rule"], "callbacks-overdue");
+    assert_eq!(resolved["value"], 0.0);
+}
