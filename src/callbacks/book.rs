@@ -135,6 +135,12 @@ impl Book {
         })
     }
 
+    /// When the request held for `call_id` (open or closed) was made.
+    #[must_use]
+    pub fn requested_at(&self, call_id: &str) -> Option<i64> {
+        self.requests.get(call_id).map(|r| r.requested_ms)
+    }
+
     /// Whether `call_id` has an open request.
     #[must_use]
     pub fn is_open(&self, call_id: &str) -> bool {

@@ -185,7 +185,12 @@ impl Callbacks {
         let mut open = self.open_count();
         let mut changed = false;
         for d in &mut self.desks {
-            if !d.objective.covers(&seg.queue, &seg.channel, &seg.tags) || d.book.is_open(call_id) {
+            // One request per call at a time, and one per `end`: the same end seen again (its
+            // segment re-derived when a late `start` arrives) opens none.
+            if !d.objective.covers(&seg.queue, &seg.channel, &seg.tags)
+                || d.book.is_open(call_id)
+                || d.book.requested_at(call_id) == Some(end_ms)
+            {
                 continue;
             }
             let Some(deadline) = d.promise.deadline(&d.objective.hours, end_ms) else {

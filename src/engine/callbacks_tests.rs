@@ -407,3 +407,38 @@ fn overdue_requests_are_counted_per_queue_once_per_call() {
         .unwrap();
     assert_eq!((four.overdue, four.tally.missed), (2, 2), "a and b");
 }
+
+#[test]
+fn an_end_before_its_start_opens_the_request_when_the_start_comes() {
+    let mut e = Engine::new(&config(OFFICE));
+    let t = at("2026-12-07T09:00:00Z");
+    let mut end = Event::new(EventKind::End, "a", t);
+    end.reason = Some(EndReason::Callback);
+    assert_eq!(e.apply(&end, t), Applied::Accepted);
+    assert_eq!(e.stats().open_callbacks, 0, "no queue yet");
+    let mut s = Event::new(EventKind::Start, "a", t - 60_000);
+    s.queue = Some("support".into());
+    assert_eq!(e.apply(&s, t + 1_000), Applied::Accepted);
+    assert_eq!(
+        e.stats().open_callbacks,
+        2,
+        "both objectives, made at the end's ts"
+    );
+    assert_eq!(
+        open_ids(&e, "four-hours"),
+        [("a".to_string(), at("2026-12-07T13:00:00Z"))]
+    );
+    // Made, then another event of the same call re-derives the segment: no second request.
+    // (Within the reorder grace, so the call is still held and the event taken.)
+    let made = Event {
+        outcome: Some(CallbackOutcome::Reached),
+        ..Event::new(EventKind::Callback, "a", t + 500)
+    };
+    assert_eq!(e.apply(&made, t + 1_500), Applied::Accepted);
+    let mut s2 = s.clone();
+    s2.ts_ms += 1;
+    assert_eq!(e.apply(&s2, t + 2_000), Applied::Accepted);
+    assert_eq!(e.stats().open_callbacks, 0);
+    let t = tally(&e, "same-day", at("2026-12-07T10:00:00Z")).1;
+    assert_eq!((t.requested, t.on_time), (1, 1));
+}

@@ -79,8 +79,11 @@ impl Engine {
                 open: 0,
             });
             let mut changed = false;
-            // Ends with reason `callback` taken now: each opens callback requests.
+            // Starts and ends with reason `callback` taken now: the segments they complete
+            // open callback requests (a start may come after its end: events of a call may
+            // arrive in any order).
             let mut callback_ends: Vec<i64> = Vec::new();
+            let mut starts: Vec<i64> = Vec::new();
             let mut i = f;
             while i != usize::MAX {
                 out[i] = self.take_event(&mut e.call, events[i], hash, now);
@@ -91,20 +94,23 @@ impl Engine {
                 {
                     callback_ends.push(events[i].ts_ms);
                 }
+                if out[i] == Applied::Accepted && events[i].kind == EventKind::Start {
+                    starts.push(events[i].ts_ms);
+                }
                 i = next[i];
             }
             if changed {
                 self.changed = true;
                 let derived = e.call.derive();
-                for ts in callback_ends {
-                    // The segment this end closed; none when its `start` has not come (the
-                    // request then has no queue to be scoped by, and is not opened).
-                    if let Some(seg) = derived
-                        .segments
-                        .iter()
-                        .find(|s| s.end == Some((ts, Some(EndReason::Callback))))
-                    {
-                        self.callbacks.open(call_id, seg, ts);
+                if !callback_ends.is_empty() || !starts.is_empty() {
+                    // A segment without its `start` is not derived: its end waits for it, as
+                    // the request does (it has no queue to be scoped by until then).
+                    for seg in &derived.segments {
+                        if let Some((ts, Some(EndReason::Callback))) = seg.end {
+                            if callback_ends.contains(&ts) || starts.contains(&seg.start_ms) {
+                                self.callbacks.open(call_id, seg, ts);
+                            }
+                        }
                     }
                 }
                 let after = open_segments(&e.call, &derived.segments) as u32;
