@@ -32,6 +32,8 @@ pub(super) struct Desk {
     past: BTreeMap<i64, (i64, Tally)>,
     /// Engine time from which the book is next tidied (the current period's end).
     tidy_at_ms: i64,
+    /// The book's open requests, kept as they change (the limit is checked at every request).
+    open: usize,
 }
 
 impl Desk {
@@ -85,6 +87,7 @@ impl Desk {
             .iter()
             .filter(|r| r.fulfilled_ms.is_none())
             .count() as u64;
+        self.open = self.open.saturating_sub(forgotten as usize);
         while self
             .past
             .first_key_value()
@@ -167,6 +170,7 @@ impl Callbacks {
                     book: Book::default(),
                     past: BTreeMap::new(),
                     tidy_at_ms: i64::MIN,
+                    open: 0,
                 },
             };
             self.desks.push(desk);
@@ -176,7 +180,7 @@ impl Callbacks {
     /// Open requests over every objective.
     #[must_use]
     pub(super) fn open_count(&self) -> usize {
-        self.desks.iter().map(|d| d.book.open_count()).sum()
+        self.desks.iter().map(|d| d.open).sum()
     }
 
     /// A segment of `call_id` ended with reason `callback` at `end_ms`: opens a request in
@@ -203,6 +207,7 @@ impl Callbacks {
             }
             if d.book.request(call_id, &seg.queue, end_ms, deadline) {
                 open += 1;
+                d.open += 1;
                 changed = true;
             }
         }
@@ -224,6 +229,9 @@ impl Callbacks {
                 CallbackOutcome::NoAnswer => d.book.attempt(&ev.call_id),
             };
             matched |= taken;
+            if taken && outcome != CallbackOutcome::NoAnswer {
+                d.open = d.open.saturating_sub(1);
+            }
             again |= !taken
                 && outcome != CallbackOutcome::NoAnswer
                 && d.book.closed_by(&ev.call_id, ev.ts_ms, cancelled);
@@ -379,6 +387,7 @@ impl Callbacks {
                 .iter_mut()
                 .find(|d| d.objective.name == name && d.fingerprint == fingerprint)
             {
+                d.open = book.open_count();
                 d.book = book;
                 d.past = past;
                 d.tidy_at_ms = tidy_at_ms;

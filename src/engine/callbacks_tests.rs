@@ -442,3 +442,28 @@ fn an_end_before_its_start_opens_the_request_when_the_start_comes() {
     let t = tally(&e, "same-day", at("2026-12-07T10:00:00Z")).1;
     assert_eq!((t.requested, t.on_time), (1, 1));
 }
+
+#[test]
+fn the_open_count_follows_the_books() {
+    let cfg = config(OFFICE);
+    let mut e = Engine::new(&cfg);
+    week(&mut e);
+    // Through a period's end (requests folded into counts) and a year on (forgotten).
+    for now in [
+        at("2026-12-09T12:00:00Z"),
+        at("2026-12-14T12:00:00Z"),
+        at("2027-12-14T12:00:00Z"),
+    ] {
+        e.advance(now);
+        let counted: usize = e.callbacks.desks.iter().map(|d| d.book.open_count()).sum();
+        assert_eq!(e.callbacks.open_count(), counted, "at {now}");
+        let r = Engine::restore(&cfg, Vec::new(), Some(&e.checkpoint().state)).unwrap();
+        assert_eq!(r.callbacks.open_count(), counted, "restored at {now}");
+    }
+    assert_eq!(e.callbacks.open_count(), 0);
+    assert_eq!(
+        e.stats().callbacks_forgotten,
+        4,
+        "d and i, in both objectives"
+    );
+}
