@@ -8,6 +8,7 @@ mod alerts;
 mod problems;
 mod sla;
 mod validate;
+mod wait_rules;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -25,6 +26,7 @@ pub use sla::{
     HistoryConfig, HoursConfig, Measure, Period, ScopeConfig, SlaConfig, Target, WaitClock,
     DEFAULT_KEEP_PERIODS, MAX_KEEP_PERIODS,
 };
+pub use wait_rules::{ChannelRules, QueueTable, ResolvedWait, WaitFields, MAX_WAIT_RULE_MS};
 
 /// The folder the daemon uses when started without `--config`: no root needed.
 pub const LOCAL_DIR: &str = "callmetrics-data";
@@ -440,9 +442,10 @@ impl SourceConfig {
     }
 }
 
-/// Per-queue overrides: any key left out takes the `[defaults]` value.
+/// Per-queue overrides: any key left out takes the `[defaults]` value. Read from the whole
+/// `[queues.NAME]` table ([`QueueTable`], strict), whose wait rules go to `Config::queue_waits`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(from = "QueueTable")]
 pub struct QueueOverride {
     pub threshold: Option<Millis>,
     pub target: Option<f64>,
@@ -473,6 +476,12 @@ pub struct Config {
     pub alerting: AlertingConfig,
     /// Breach alert rules (`[[alerts]]`, docs/alerts.md).
     pub alerts: Vec<AlertRuleConfig>,
+    /// Per-channel wait rules (`[channels.NAME]`, docs/slow-channels.md).
+    pub channels: BTreeMap<String, ChannelRules>,
+    /// The wait rules of `[queues.NAME]` tables (docs/slow-channels.md): read from the same
+    /// tables as `queues`, kept apart so a `QueueOverride` stays four plain fields.
+    #[serde(skip)]
+    pub queue_waits: BTreeMap<String, WaitFields>,
 }
 
 impl Config {
@@ -496,10 +505,11 @@ impl Config {
 
     /// Parses and validates config text; `path` only labels the messages.
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        let cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+        let mut cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_owned(),
             message: e.to_string().trim_end().replace('\n', "\n  "),
         })?;
+        cfg.queue_waits = wait_rules::queue_wait_fields(text);
         let problems = cfg.validate();
         if problems.is_empty() {
             return Ok(cfg);

@@ -47,9 +47,17 @@ impl fmt::Display for Millis {
 impl std::str::FromStr for Millis {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let d: jiff::SignedDuration = s.trim().parse().map_err(|_| {
-            format!("`{s}` is not a duration (write e.g. \"20s\", \"15m\", \"1h\", \"250ms\")")
-        })?;
+        let bad = || {
+            format!(
+                "`{s}` is not a duration (write e.g. \"20s\", \"15m\", \"1h\", \"2d\", \"1w\", \"250ms\")"
+            )
+        };
+        // `SignedDuration` refuses days and weeks (calendar units to jiff); slow channels count
+        // in them, always as 24 h and 7 × 24 h here, so those go through a `Span`.
+        let d: jiff::SignedDuration = match s.trim().parse() {
+            Ok(d) => d,
+            Err(_) => fixed_days(s.trim()).ok_or_else(bad)?,
+        };
         if d.is_negative() {
             return Err(format!("`{s}` is negative"));
         }
@@ -57,6 +65,24 @@ impl std::str::FromStr for Millis {
             .map(Millis)
             .map_err(|_| format!("`{s}` is too long"))
     }
+}
+
+/// A duration written with days or weeks (`"2d"`, `"1w 2d"`), a day counted as 24 h; `None`
+/// for anything else, and for years and months, which have no fixed length.
+fn fixed_days(s: &str) -> Option<jiff::SignedDuration> {
+    let span: jiff::Span = s.parse().ok()?;
+    if span.get_years() != 0 || span.get_months() != 0 {
+        return None;
+    }
+    let ms = i128::from(span.get_weeks()) * 7 * 86_400_000
+        + i128::from(span.get_days()) * 86_400_000
+        + i128::from(span.get_hours()) * 3_600_000
+        + i128::from(span.get_minutes()) * 60_000
+        + i128::from(span.get_seconds()) * 1000
+        + i128::from(span.get_milliseconds())
+        + i128::from(span.get_microseconds()) / 1000
+        + i128::from(span.get_nanoseconds()) / 1_000_000;
+    Some(jiff::SignedDuration::from_millis(i64::try_from(ms).ok()?))
 }
 
 impl<'de> Deserialize<'de> for Millis {

@@ -112,3 +112,59 @@ fn state_does_not_grow_with_the_calls_that_went_through() {
         big.remembered_bytes
     );
 }
+
+/// 100 000 e-mails waiting at once on the business clock (docs/slow-channels.md): what each
+/// open item costs the engine, by its own accounting, stays within 256 bytes (the packed call,
+/// its slot in the table and due queue, its entry in the expiry index), and the scans of the
+/// following minutes expire none of them before their `max_call_duration`.
+#[test]
+fn a_hundred_thousand_open_emails_fit_the_memory_rules() {
+    const OPEN: usize = 100_000;
+    let cfg = Config::parse(
+        "[limits]\nmax_open_segments = 200000\n\
+         [channels.email]\nthreshold = \"4h\"\nmax_call_duration = \"2w\"\nclock = \"business_hours\"\n\
+         hours = { mon = [\"08:00-18:00\"], tue = [\"08:00-18:00\"], wed = [\"08:00-18:00\"], thu = [\"08:00-18:00\"], fri = [\"08:00-18:00\"] }\n",
+        std::path::Path::new("agent.toml"),
+    )
+    .unwrap();
+    let mut e = Engine::new(&cfg);
+    let now = T0 + 30 * HOUR;
+    e.advance(now);
+    let before = e.stats().state.pending_bytes;
+    let mut rng = fastrand::Rng::with_seed(7);
+    let mut group: Vec<Event> = Vec::new();
+    for i in 0..OPEN {
+        // Received over the last five days, in twenty queues.
+        let mut s = Event::new(
+            EventKind::Start,
+            format!("mail-{i:06}"),
+            now - rng.i64(0..5 * 24 * HOUR),
+        );
+        s.queue = Some(format!("q{}", rng.u64(0..QUEUES)));
+        s.channel = Some("email".into());
+        group.push(s);
+        if group.len() == 1000 {
+            let refs: Vec<&Event> = group.iter().collect();
+            e.apply_group(&refs, now);
+            group.clear();
+        }
+    }
+    // Past the reorder grace and a few scans.
+    e.advance(now + 5 * 60_000);
+    let stats = e.stats();
+    assert_eq!(stats.open_segments, OPEN as u64);
+    assert_eq!(stats.expired_segments, 0);
+    let per_item = (stats.state.pending_bytes - before) as f64 / OPEN as f64;
+    eprintln!("{per_item:.1} bytes per open e-mail");
+    assert!(
+        per_item <= 256.0,
+        "{per_item:.1} bytes per open e-mail ({:?})",
+        stats.state
+    );
+    // Every one is listed with its deadline on the business clock.
+    let open = e.open_calls();
+    assert_eq!(open.len(), OPEN);
+    assert!(open.iter().all(
+        |s| s.deadline_ms.is_some() && s.clock == callmetrics::config::WaitClock::BusinessHours
+    ));
+}

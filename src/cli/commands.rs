@@ -102,12 +102,16 @@ exits 1 and points at `metrics --json`."
         #[command(flatten)]
         target: Target,
     },
-    /// List open segments (waiting, talking, on hold, in after-call work) with their ages
+    /// List open segments (waiting, talking, on hold, in after-call work) with their ages and,
+    /// while waiting, their deadline and the time left on their wait clock
     Calls {
         #[command(flatten)]
         target: Target,
         #[arg(long)]
         json: bool,
+        /// `age` (oldest first) or `deadline` (least time left first, overdue at the top)
+        #[arg(long, value_enum, default_value_t = super::query::CallsSort::Age)]
+        sort: super::query::CallsSort,
     },
     /// Send JSON-lines events from FILE (or stdin) to the event socket; prints one reply per line,
     /// exits 1 if any event was refused
@@ -522,8 +526,8 @@ fn client(cmd: Command, admin: Option<PathBuf>) -> ExitCode {
                 Ok(s) => super::watch::watch(&s).await,
                 Err(code) => Ok(code),
             },
-            Command::Calls { target, json } => match control_socket(&target) {
-                Ok(s) => query::calls(&s, json).await,
+            Command::Calls { target, json, sort } => match control_socket(&target) {
+                Ok(s) => query::calls(&s, json, sort).await,
                 Err(code) => Ok(code),
             },
             Command::Outbox { target, json } => match control_socket(&target) {

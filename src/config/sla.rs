@@ -235,35 +235,7 @@ impl SlaConfig {
 
     /// The service-hours calendar, or every (key relative to the entry, message) that stops it.
     pub fn service_hours(&self, general: &ZoneName) -> Result<ServiceHours, Vec<(String, String)>> {
-        let mut problems = Vec::new();
-        let mut holidays = Vec::with_capacity(self.holidays.len());
-        for (i, h) in self.holidays.iter().enumerate() {
-            match h.parse::<jiff::civil::Date>() {
-                Ok(d) if h.len() == 10 => holidays.push(d),
-                _ => problems.push((
-                    format!("holidays.{i}"),
-                    format!("`{h}` is not a date such as \"2026-12-25\""),
-                )),
-            }
-        }
-        let tz = self.zone(general);
-        let Some(hours) = &self.hours else {
-            return problems
-                .is_empty()
-                .then(|| ServiceHours::always(tz).with_holidays(holidays))
-                .ok_or(problems);
-        };
-        let mut week: Week = Default::default();
-        for (slot, (key, ranges)) in week.iter_mut().zip(hours.days()) {
-            match calendar::parse_day(ranges) {
-                Ok(r) => *slot = r,
-                Err((i, m)) => problems.push((format!("hours.{key}.{i}"), m)),
-            }
-        }
-        if !problems.is_empty() {
-            return Err(problems);
-        }
-        ServiceHours::new(tz, week, holidays).map_err(|e| vec![("hours".into(), e.to_string())])
+        service_hours_of(self.zone(general), self.hours.as_ref(), &self.holidays)
     }
 
     /// Every (key relative to the entry, message) wrong with this objective alone.
@@ -415,6 +387,44 @@ impl SlaConfig {
         }
         out
     }
+}
+
+/// A service-hours calendar in `tz` from weekly `hours` (open at all hours when `None`) and
+/// `holidays`, or every (key relative to the table, message) that stops it: what `[[sla]]`
+/// objectives and slow channels' business clocks are built from.
+pub(super) fn service_hours_of(
+    tz: jiff::tz::TimeZone,
+    hours: Option<&HoursConfig>,
+    holidays: &[String],
+) -> Result<ServiceHours, Vec<(String, String)>> {
+    let mut problems = Vec::new();
+    let mut dates = Vec::with_capacity(holidays.len());
+    for (i, h) in holidays.iter().enumerate() {
+        match h.parse::<jiff::civil::Date>() {
+            Ok(d) if h.len() == 10 => dates.push(d),
+            _ => problems.push((
+                format!("holidays.{i}"),
+                format!("`{h}` is not a date such as \"2026-12-25\""),
+            )),
+        }
+    }
+    let Some(hours) = hours else {
+        return problems
+            .is_empty()
+            .then(|| ServiceHours::always(tz).with_holidays(dates))
+            .ok_or(problems);
+    };
+    let mut week: Week = Default::default();
+    for (slot, (key, ranges)) in week.iter_mut().zip(hours.days()) {
+        match calendar::parse_day(ranges) {
+            Ok(r) => *slot = r,
+            Err((i, m)) => problems.push((format!("hours.{key}.{i}"), m)),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    ServiceHours::new(tz, week, dates).map_err(|e| vec![("hours".into(), e.to_string())])
 }
 
 /// Every problem of the `[[sla]]` entries, keyed `sla.N.field`: each entry's own and names

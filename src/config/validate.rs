@@ -324,6 +324,7 @@ impl Config {
             }
         }
         problems.extend(super::sla::problems(&self.sla, &self.general.time_zone));
+        problems.extend(self.wait_rule_problems());
         problems.extend(self.history.problems());
         problems.extend(super::alerts::problems(
             &self.alerts,

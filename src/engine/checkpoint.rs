@@ -248,6 +248,7 @@ impl Engine {
         let mut e = Engine::new(cfg);
         if let Some(bytes) = state {
             e.decode_state(bytes)?;
+            e.rebuild_expiry();
         }
         let (fine_frozen_before, frozen_before) = e.freeze_cutoffs(e.now_ms);
         for (k, v) in slices {

@@ -176,7 +176,9 @@ impl Engine {
             self.finish(call_id, e);
         } else {
             let due = self.next_due(&e.call, &derived, at);
+            let expiry = self.expiry_due(&e.call, &derived);
             self.pending.put(call_id, e, due);
+            self.expiry.set(call_hash(call_id), expiry);
         }
     }
 
@@ -197,6 +199,16 @@ impl Engine {
     /// Drops a call whose facts are all folded, remembering it for late duplicates.
     pub(super) fn finish(&mut self, call_id: &str, e: Entry) {
         self.open_segments -= e.open as usize;
+        let hash = call_hash(call_id);
+        self.expiry.set(hash, None);
+        // A call sharing the hash (64 bits: all but never) keeps its own expiry.
+        for other in self.pending.ids_with_hash(hash) {
+            if let Some(o) = self.pending.get(&other) {
+                let due = self.expiry_due(&o.call, &o.call.derive());
+                let merged = due.map(|d| self.expiry.due_of(hash).map_or(d, |x| x.min(d)));
+                self.expiry.set(hash, merged.or(self.expiry.due_of(hash)));
+            }
+        }
         let until = self.now_ms + self.s.late_window_ms;
         self.remembered.remember(
             call_hash(call_id),
@@ -214,10 +226,13 @@ impl Engine {
         queue: Option<&QueueFacts>,
         handle: Option<&HandleFacts>,
     ) {
-        let p = self.s.params(&seg.queue);
+        let rule = self.s.wait.get(&seg.queue, &seg.channel);
+        let p = rule.params;
+        // The wait as the segment's clock measures it (business time on slow channels).
+        let judged = queue.map(|f| rule.judged(f));
         let bands = self.s.bands.clone();
         let mut facts: Vec<(i64, Fact<'_>)> = Vec::with_capacity(2);
-        if let Some(f) = queue {
+        if let Some(f) = judged.as_ref() {
             facts.push((
                 f.leave_ms,
                 Fact::Queue {

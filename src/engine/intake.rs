@@ -117,7 +117,9 @@ impl Engine {
                 self.open_segments = self.open_segments + after as usize - e.open as usize;
                 e.open = after;
                 let due = self.next_due(&e.call, &derived, now);
+                let expiry = self.expiry_due(&e.call, &derived);
                 self.pending.put(call_id, e, due);
+                self.expiry.set(hash, expiry);
             } else if had {
                 self.pending.put(call_id, e, None);
             }

@@ -107,6 +107,7 @@ impl Engine {
         e.keys.drop_unused();
         e.mark_all_dirty();
         e.rebuild_totals();
+        e.rebuild_expiry();
         Ok(e)
     }
 }

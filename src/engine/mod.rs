@@ -16,7 +16,8 @@
 //! This file holds the [`Engine`] type, its construction and reconfiguration, and its counters.
 //! Its work is spread by concern: `intake.rs` (admitting and taking events), `fold.rs` (time
 //! moving forward, settled facts folded into buckets), `expiry.rs` (expiring old calls, dropping
-//! old buckets), `query.rs` (metrics rows and open calls), `buckets.rs` (buckets read from
+//! old buckets; `expiry_index.rs` orders the calls that may expire), `wait_rules.rs` (each
+//! queue's and channel's threshold, `max_call_duration` and wait clock), `query.rs` (metrics rows and open calls), `buckets.rs` (buckets read from
 //! outside, for interval records), `checkpoint.rs` and `legacy.rs` (the durable form, and
 //! importing layout 1); `settings.rs` is what it reads from the config. `sla.rs` counts the
 //! `[[sla]]` objectives per period, `sla_report.rs` judges them for `sla`, `callbacks.rs` holds
@@ -30,6 +31,7 @@ pub mod callbacks_report;
 mod checkpoint;
 mod dense;
 mod expiry;
+mod expiry_index;
 mod fold;
 mod intake;
 pub mod keys;
@@ -49,9 +51,12 @@ pub mod sketch;
 mod sla;
 pub mod sla_report;
 mod slices;
+#[cfg(test)]
+mod slow_tests;
 mod staffing;
 mod totals;
 mod varint;
+mod wait_rules;
 pub mod window;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -137,6 +142,8 @@ pub struct Engine {
     sla: sla::SlaBook,
     /// The callback requests of the `callbacks_within` objectives.
     callbacks: callbacks::Callbacks,
+    /// When each call with an open segment (or orphan events) may expire.
+    expiry: expiry_index::ExpiryIndex,
 }
 
 impl Engine {
@@ -172,6 +179,7 @@ impl Engine {
             changed: false,
             sla: sla::SlaBook::new(cfg),
             callbacks: callbacks::Callbacks::new(cfg),
+            expiry: expiry_index::ExpiryIndex::default(),
         }
     }
 
@@ -183,6 +191,8 @@ impl Engine {
         self.lifetime.ensure_bounds(&lifetime_bounds(&self.s));
         self.sla.reconfigure(cfg, self.now_ms);
         self.callbacks.reconfigure(cfg);
+        // Expiries follow each queue's and channel's `max_call_duration` and clock.
+        self.rebuild_expiry();
         self.changed = true;
     }
 
@@ -248,7 +258,7 @@ impl Engine {
                 + self.lifetime.heap_bytes()
                 + self.sla.heap_bytes()
                 + self.callbacks.heap_bytes()) as u64,
-            pending_bytes: self.pending.heap_bytes() as u64,
+            pending_bytes: (self.pending.heap_bytes() + self.expiry.heap_bytes()) as u64,
             remembered_bytes: self.remembered.heap_bytes() as u64,
             key_bytes: self.keys.heap_bytes() as u64,
         }
@@ -271,7 +281,10 @@ impl Engine {
 fn lifetime_bounds(s: &Settings) -> Vec<u64> {
     wait_bounds_of(
         &s.bands,
-        std::iter::once(s.defaults).chain(s.queues.values().copied()),
+        std::iter::once(s.defaults)
+            .chain(s.queues.values().copied())
+            // Channel thresholds too (slow channels), so `le` has a bucket at each T.
+            .chain(s.wait.all_params()),
     )
 }
 

@@ -159,15 +159,18 @@ impl PendingCalls {
             return None;
         }
         self.due.pop();
+        Some((t, self.ids_with_hash(hash)))
+    }
+
+    /// The ids of the calls whose id hashes to `hash`.
+    pub fn ids_with_hash(&self, hash: u64) -> Vec<String> {
         let a = &self.arena;
-        let ids = self
-            .table
+        self.table
             .iter_hash(hash)
             // The table may yield entries of other hashes too.
             .filter(|s| s.hash == hash)
             .map(|s| id_of(a.get(s)).to_string())
-            .collect();
-        Some((t, ids))
+            .collect()
     }
 
     /// Every pending call, decoded.

@@ -97,7 +97,8 @@ impl Engine {
                 if folded.expired {
                     continue;
                 }
-                let p = self.s.params(&seg.queue);
+                let rule = self.s.wait.get(&seg.queue, &seg.channel);
+                let p = rule.params;
                 for (kind, name) in dims_of(seg) {
                     if kind != q.by {
                         continue;
@@ -112,7 +113,7 @@ impl Engine {
                         if let Some(f) = seg.queue_facts() {
                             let b = self.cal.bucket(tier, f.leave_ms);
                             if (first..=last).contains(&b) {
-                                acc.add_queue(&f, &p, &self.s.bands);
+                                acc.add_queue(&rule.judged(&f), &p, &self.s.bands);
                             }
                         }
                     }
@@ -131,7 +132,7 @@ impl Engine {
                     match seg.phase() {
                         Phase::Waiting if seg.end.is_none() => {
                             rt.waiting_now += 1;
-                            let w = (now - seg.start_ms).max(0) as u64;
+                            let w = rule.elapsed_ms(seg.start_ms, now).max(0) as u64;
                             rt.longest_wait_now_ms =
                                 Some(rt.longest_wait_now_ms.map_or(w, |m| m.max(w)));
                         }
@@ -344,6 +345,11 @@ impl Engine {
                     Phase::OnHold => seg.holds.last().map_or(seg.start_ms, |h| h.0),
                     Phase::InAcw => seg.end.map_or(seg.start_ms, |e| e.0),
                 };
+                let rule = self.s.wait.get(&seg.queue, &seg.channel);
+                // Only a segment still waiting has a deadline ahead of it (or behind).
+                let deadline = (phase == Phase::Waiting)
+                    .then(|| rule.deadline(seg.start_ms))
+                    .flatten();
                 out.push(OpenSegment {
                     call_id: id.to_string(),
                     queue: seg.queue.clone(),
@@ -352,6 +358,9 @@ impl Engine {
                     phase,
                     age_ms: now - seg.start_ms,
                     phase_age_ms: now - since,
+                    clock: rule.clock(),
+                    deadline_ms: deadline,
+                    time_left_ms: deadline.map(|d| rule.elapsed_ms(now, d)),
                 });
             }
         }

@@ -245,6 +245,15 @@ pub struct OpenSegment {
     pub age_ms: i64,
     /// Since the current phase began.
     pub phase_age_ms: i64,
+    /// The wait clock of its queue and channel (docs/slow-channels.md).
+    #[serde(default)]
+    pub clock: crate::config::WaitClock,
+    /// While waiting: when its wait reaches the threshold on that clock, epoch ms.
+    #[serde(default)]
+    pub deadline_ms: Option<i64>,
+    /// While waiting: the wait left until the deadline on that clock; negative once overdue.
+    #[serde(default)]
+    pub time_left_ms: Option<i64>,
 }
 
 /// Engine counters for `status`.

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use super::keys::kind_index;
 use super::report::DimKind;
+use super::wait_rules::WaitRules;
 use super::window::{Calendar, Window, FINE_SPAN_MS};
 use crate::config::Config;
 use crate::units::{Millis, QueueParams};
@@ -28,6 +29,8 @@ pub(super) struct Settings {
     pub(super) defaults: QueueParams,
     pub(super) queues: BTreeMap<String, QueueParams>,
     pub(super) keep_interval_ms: i64,
+    /// Each queue's and channel's threshold, `max_call_duration` and wait clock.
+    pub(super) wait: WaitRules,
 }
 
 impl Settings {
@@ -62,6 +65,7 @@ impl Settings {
                 .collect(),
             // `today` can reach back 25 h on a fall-back day; keep one interval more for late events.
             keep_interval_ms: longest.max(25 * 3_600_000) + m.interval.0,
+            wait: WaitRules::from_config(c),
         }
     }
 

@@ -24,7 +24,8 @@ use std::process::ExitCode;
 
 use alerts_table::render_alerts;
 use callbacks_text::render_callbacks;
-use calls_table::render_calls;
+pub use calls_table::CallsSort;
+use calls_table::{render_calls, sort_calls};
 use metrics_csv::render_csv;
 use metrics_table::render_metrics;
 use outbox_table::render_outbox;
@@ -168,21 +169,23 @@ pub async fn report(
 }
 
 /// `callmetrics calls`: the open segments, longest first.
-pub async fn calls(socket: &Path, json: bool) -> Result<ExitCode, CliError> {
-    calls_to(socket, json, &mut io::stdout()).await
+pub async fn calls(socket: &Path, json: bool, sort: CallsSort) -> Result<ExitCode, CliError> {
+    calls_to(socket, json, sort, &mut io::stdout()).await
 }
 
-async fn calls_to(socket: &Path, json: bool, out: &mut impl Write) -> Result<ExitCode, CliError> {
+async fn calls_to(
+    socket: &Path,
+    json: bool,
+    sort: CallsSort,
+    out: &mut impl Write,
+) -> Result<ExitCode, CliError> {
     let mut segs = match ask(socket, &Request::Calls).await? {
         Response::Calls(segs) => segs,
         other => return Err(unexpected("calls", &other)),
     };
-    // The daemon lists them in no particular order; the oldest is what an operator looks for.
-    segs.sort_by(|a, b| {
-        b.age_ms
-            .cmp(&a.age_ms)
-            .then_with(|| a.call_id.cmp(&b.call_id))
-    });
+    // The daemon lists them in no particular order; the oldest is what an operator looks for,
+    // or, for slow channels, the nearest deadline.
+    sort_calls(&mut segs, sort);
     if json {
         write_json(out, &segs)?;
     } else {
@@ -352,10 +355,14 @@ mod tests {
         assert_eq!(back, report());
 
         let mut out = Vec::new();
-        calls_to(&sock, false, &mut out).await.unwrap();
+        calls_to(&sock, false, CallsSort::Age, &mut out)
+            .await
+            .unwrap();
         assert_eq!(String::from_utf8(out).unwrap(), "no open calls\n");
         let mut out = Vec::new();
-        calls_to(&sock, true, &mut out).await.unwrap();
+        calls_to(&sock, true, CallsSort::Age, &mut out)
+            .await
+            .unwrap();
         assert_eq!(String::from_utf8(out).unwrap().trim(), "[]");
 
         let mut out = Vec::new();
