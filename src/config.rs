@@ -193,6 +193,9 @@ pub struct LimitsConfig {
     /// leaves one half-sent longer is closed, so it cannot hold its slot busy for ever.
     #[serde(with = "crate::units::duration_text")]
     pub partial_input_timeout: Millis,
+    /// Most callback requests held open (over every `callbacks_within` objective); over it, an
+    /// `end` with reason `callback` is still taken but opens no request, counted in status.
+    pub max_open_callbacks: usize,
 }
 
 impl Default for LimitsConfig {
@@ -207,6 +210,7 @@ impl Default for LimitsConfig {
             max_open_segments: 100_000,
             max_clock_ahead: Millis::secs(300),
             partial_input_timeout: Millis::secs(30),
+            max_open_callbacks: 100_000,
         }
     }
 }

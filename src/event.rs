@@ -30,16 +30,20 @@ pub enum EventKind {
     Resume,
     End,
     Wrapup,
+    /// A callback promised to an earlier call was attempted (docs/callbacks.md): not part of
+    /// any segment, it closes (or records an attempt on) the call's callback request.
+    Callback,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 6] = [
+    pub const ALL: [EventKind; 7] = [
         EventKind::Start,
         EventKind::Answer,
         EventKind::Hold,
         EventKind::Resume,
         EventKind::End,
         EventKind::Wrapup,
+        EventKind::Callback,
     ];
 
     #[must_use]
@@ -51,6 +55,7 @@ impl EventKind {
             EventKind::Resume => "resume",
             EventKind::End => "end",
             EventKind::Wrapup => "wrapup",
+            EventKind::Callback => "callback",
         }
     }
 
@@ -62,6 +67,7 @@ impl EventKind {
             "resume" => EventKind::Resume,
             "end" => EventKind::End,
             "wrapup" => EventKind::Wrapup,
+            "callback" => EventKind::Callback,
             _ => return None,
         })
     }
@@ -73,7 +79,42 @@ impl EventKind {
             EventKind::Answer => &["agent"],
             EventKind::End => &["reason", "tags"],
             EventKind::Hold | EventKind::Resume | EventKind::Wrapup => &[],
+            EventKind::Callback => &["outcome"],
         }
+    }
+}
+
+/// How a callback attempt went (`outcome` of a `callback` event).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CallbackOutcome {
+    /// The caller was reached: the request is fulfilled.
+    Reached,
+    /// Nobody answered: an attempt, the request stays open.
+    NoAnswer,
+    /// The request was withdrawn (the caller called again, asked not to be called): closed,
+    /// counted apart from fulfilled ones.
+    Cancelled,
+}
+
+impl CallbackOutcome {
+    pub const ALL: [CallbackOutcome; 3] = [
+        CallbackOutcome::Reached,
+        CallbackOutcome::NoAnswer,
+        CallbackOutcome::Cancelled,
+    ];
+
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            CallbackOutcome::Reached => "reached",
+            CallbackOutcome::NoAnswer => "no_answer",
+            CallbackOutcome::Cancelled => "cancelled",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|o| o.name() == s)
     }
 }
 
@@ -151,6 +192,10 @@ impl ByteCode for EndReason {
     const BY_CODE: &'static [Self] = &EndReason::ALL;
 }
 
+impl ByteCode for CallbackOutcome {
+    const BY_CODE: &'static [Self] = &CallbackOutcome::ALL;
+}
+
 /// One validated event. `ts_ms` is the source's clock, in epoch milliseconds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Event {
@@ -163,6 +208,10 @@ pub struct Event {
     pub tags: Vec<(String, String)>,
     pub agent: Option<String>,
     pub reason: Option<EndReason>,
+    /// A `callback` event's outcome (`reached` when the sender leaves it out); `None` on every
+    /// other kind. Defaulted so that events serialized before it existed still read.
+    #[serde(default)]
+    pub outcome: Option<CallbackOutcome>,
 }
 
 impl Event {
@@ -178,6 +227,7 @@ impl Event {
             tags: Vec::new(),
             agent: None,
             reason: None,
+            outcome: None,
         }
     }
 
@@ -210,6 +260,9 @@ impl Event {
         }
         if let Some(r) = self.reason {
             m.insert("reason".into(), r.name().into());
+        }
+        if let Some(o) = self.outcome {
+            m.insert("outcome".into(), o.name().into());
         }
         Value::Object(m)
     }
@@ -251,7 +304,7 @@ pub enum EventError {
         expected: &'static str,
         got: &'static str,
     },
-    #[error("field `type`: unknown event type `{0}` (expected start, answer, hold, resume, end or wrapup)")]
+    #[error("field `type`: unknown event type `{0}` (expected start, answer, hold, resume, end, wrapup or callback)")]
     UnknownType(String),
     #[error("field `reason`: unknown reason `{0}` (expected completed, abandoned, timeout, exit, transferred or callback)")]
     UnknownReason(String),
@@ -282,6 +335,8 @@ pub enum EventError {
         "field `ts`: {0} ms is outside 2000-01-01..2100-01-01 (timestamps are epoch milliseconds)"
     )]
     TimestampRange(i64),
+    #[error("field `outcome`: unknown outcome `{0}` (expected reached, no_answer or cancelled)")]
+    UnknownOutcome(String),
 }
 
 #[cfg(test)]

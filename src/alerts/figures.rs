@@ -20,12 +20,25 @@ pub fn value_of(watch: Watch, row: Option<&MetricsRow>) -> Option<f64> {
         Watch::AbandonRate => row.and_then(|r| r.figures.abandon_rate),
         Watch::Asa => row.and_then(|r| r.figures.asa_ms),
         Watch::Aht => row.and_then(|r| r.figures.aht_ms),
+        // Not a metrics figure: read from the callback requests (see `values`).
+        Watch::CallbacksOverdue => None,
     }
 }
 
 /// Each of the rule's queues with the value of its figure at `now`.
 #[must_use]
 pub fn values(engine: &Engine, rule: &Rule, now: i64) -> Vec<(String, Option<f64>)> {
+    if rule.watch == Watch::CallbacksOverdue {
+        let overdue = engine.overdue_callbacks_by_queue(rule.objective.as_deref(), now);
+        return rule
+            .queues
+            .iter()
+            .map(|queue| {
+                let n = overdue.get(queue.as_str()).copied().unwrap_or(0);
+                (queue.clone(), Some(n as f64))
+            })
+            .collect();
+    }
     let q = MetricsQuery {
         // Real-time figures are the same in every window's rows: take the first.
         window: rule.window.map(|w| w.to_string()),

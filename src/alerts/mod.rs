@@ -39,7 +39,7 @@ pub struct AlertView {
     pub threshold: f64,
     pub direction: Direction,
     pub hysteresis: f64,
-    /// `fraction`, `ms` or `calls`.
+    /// `fraction`, `ms`, `calls` or `requests`.
     pub unit: String,
 }
 

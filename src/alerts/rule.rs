@@ -20,6 +20,8 @@ pub enum Watch {
     LongestWaitNow,
     /// Calls waiting now; a count.
     WaitingNow,
+    /// Callback requests of the queue still open past their deadline now; a count.
+    CallbacksOverdue,
 }
 
 impl Watch {
@@ -32,13 +34,23 @@ impl Watch {
             Watch::Aht => "aht",
             Watch::LongestWaitNow => "longest_wait_now",
             Watch::WaitingNow => "waiting_now",
+            Watch::CallbacksOverdue => "callbacks_overdue",
         }
     }
 
     /// Computed over a trailing window (else real time).
     #[must_use]
     pub fn windowed(self) -> bool {
-        !matches!(self, Watch::LongestWaitNow | Watch::WaitingNow)
+        !matches!(
+            self,
+            Watch::LongestWaitNow | Watch::WaitingNow | Watch::CallbacksOverdue
+        )
+    }
+
+    /// Its values are counts (of calls, of requests).
+    #[must_use]
+    pub fn counts(self) -> bool {
+        matches!(self, Watch::WaitingNow | Watch::CallbacksOverdue)
     }
 
     /// Its values are durations in ms.
@@ -54,6 +66,8 @@ impl Watch {
             "ms"
         } else if self == Watch::WaitingNow {
             "calls"
+        } else if self == Watch::CallbacksOverdue {
+            "requests"
         } else {
             "fraction"
         }

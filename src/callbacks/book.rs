@@ -12,20 +12,24 @@ pub struct Request {
     pub queue: String,
     pub requested_ms: i64,
     pub deadline_ms: i64,
-    /// When the callback was made, once it was.
+    /// When the callback was made, once it was (or the request was cancelled, see below).
     pub fulfilled_ms: Option<i64>,
+    /// Closed by a `cancelled` outcome at `fulfilled_ms`: neither on time nor late.
+    pub cancelled: bool,
+    /// `no_answer` attempts so far.
+    pub attempts: u32,
 }
 
 impl Request {
     /// Made by its deadline (inclusive).
     #[must_use]
     pub fn on_time(&self) -> bool {
-        self.fulfilled_ms.is_some_and(|f| f <= self.deadline_ms)
+        !self.cancelled && self.fulfilled_ms.is_some_and(|f| f <= self.deadline_ms)
     }
 }
 
 /// Requests made in a period, as of `now`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Tally {
     pub requested: u64,
     pub on_time: u64,
@@ -34,6 +38,32 @@ pub struct Tally {
     pub missed: u64,
     /// Not made, deadline still ahead.
     pub open: u64,
+    /// Withdrawn before being made: out of the measure.
+    pub cancelled: u64,
+}
+
+impl Tally {
+    /// Adds another tally's counts (a period's forgotten requests and those still held).
+    pub fn add(&mut self, o: &Tally) {
+        self.requested += o.requested;
+        self.on_time += o.on_time;
+        self.late += o.late;
+        self.missed += o.missed;
+        self.open += o.open;
+        self.cancelled += o.cancelled;
+    }
+
+    /// Counts one request as it stands at `now_ms`.
+    pub fn count(&mut self, r: &Request, now_ms: i64) {
+        self.requested += 1;
+        match r.fulfilled_ms {
+            Some(_) if r.cancelled => self.cancelled += 1,
+            Some(_) if r.on_time() => self.on_time += 1,
+            Some(_) => self.late += 1,
+            None if r.deadline_ms < now_ms => self.missed += 1,
+            None => self.open += 1,
+        }
+    }
 }
 
 /// Every request by call id (a call asks for one callback at a time).
@@ -66,9 +96,104 @@ impl Book {
                 requested_ms,
                 deadline_ms,
                 fulfilled_ms: None,
+                cancelled: false,
+                attempts: 0,
             },
         );
         true
+    }
+
+    /// The request of `call_id` was withdrawn at `at_ms`; the request as closed, or `None` when
+    /// there is no open request for it.
+    pub fn cancel(&mut self, call_id: &str, at_ms: i64) -> Option<&Request> {
+        let r = self.requests.get_mut(call_id)?;
+        if r.fulfilled_ms.is_some() {
+            return None;
+        }
+        r.fulfilled_ms = Some(at_ms.max(r.requested_ms));
+        r.cancelled = true;
+        Some(r)
+    }
+
+    /// A callback of `call_id` was tried and nobody answered; false when no request is open.
+    pub fn attempt(&mut self, call_id: &str) -> bool {
+        match self.requests.get_mut(call_id) {
+            Some(r) if r.fulfilled_ms.is_none() => {
+                r.attempts = r.attempts.saturating_add(1);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether the request of `call_id` was closed at `at_ms` that way (`cancelled` or made):
+    /// the same event again.
+    #[must_use]
+    pub fn closed_by(&self, call_id: &str, at_ms: i64, cancelled: bool) -> bool {
+        self.requests.get(call_id).is_some_and(|r| {
+            r.cancelled == cancelled && r.fulfilled_ms == Some(at_ms.max(r.requested_ms))
+        })
+    }
+
+    /// When the request held for `call_id` (open or closed) was made.
+    #[must_use]
+    pub fn requested_at(&self, call_id: &str) -> Option<i64> {
+        self.requests.get(call_id).map(|r| r.requested_ms)
+    }
+
+    /// Whether `call_id` has an open request.
+    #[must_use]
+    pub fn is_open(&self, call_id: &str) -> bool {
+        self.requests
+            .get(call_id)
+            .is_some_and(|r| r.fulfilled_ms.is_none())
+    }
+
+    /// How many requests are open.
+    #[must_use]
+    pub fn open_count(&self) -> usize {
+        self.requests
+            .values()
+            .filter(|r| r.fulfilled_ms.is_none())
+            .count()
+    }
+
+    /// Every request held, by call id.
+    pub fn iter(&self) -> impl Iterator<Item = &Request> {
+        self.requests.values()
+    }
+
+    /// Holds a request as it was (a restored state).
+    pub fn insert(&mut self, r: Request) {
+        self.requests.insert(r.call_id.clone(), r);
+    }
+
+    /// Takes out the closed requests made before `before_ms`, for their period's counts to be
+    /// kept without them.
+    pub fn take_closed_before(&mut self, before_ms: i64) -> Vec<Request> {
+        let ids: Vec<String> = self
+            .requests
+            .values()
+            .filter(|r| r.fulfilled_ms.is_some() && r.requested_ms < before_ms)
+            .map(|r| r.call_id.clone())
+            .collect();
+        ids.iter()
+            .filter_map(|id| self.requests.remove(id))
+            .collect()
+    }
+
+    /// Takes out every request made before `before_ms`, open ones too (their period is no
+    /// longer reported).
+    pub fn take_all_before(&mut self, before_ms: i64) -> Vec<Request> {
+        let ids: Vec<String> = self
+            .requests
+            .values()
+            .filter(|r| r.requested_ms < before_ms)
+            .map(|r| r.call_id.clone())
+            .collect();
+        ids.iter()
+            .filter_map(|id| self.requests.remove(id))
+            .collect()
     }
 
     /// The callback of `call_id` was made at `at_ms`; the request as closed, or `None` when
@@ -122,13 +247,7 @@ impl Book {
             .values()
             .filter(|r| (from_ms..to_ms).contains(&r.requested_ms))
         {
-            t.requested += 1;
-            match r.fulfilled_ms {
-                Some(_) if r.on_time() => t.on_time += 1,
-                Some(_) => t.late += 1,
-                None if r.deadline_ms < now_ms => t.missed += 1,
-                None => t.open += 1,
-            }
+            t.count(r, now_ms);
         }
         t
     }
@@ -188,7 +307,8 @@ mod tests {
                 on_time: 2,
                 late: 1,
                 missed: 0,
-                open: 1
+                open: 1,
+                cancelled: 0,
             }
         );
         // Wednesday 09:00: d was never made by Tuesday 18:00.
@@ -200,7 +320,8 @@ mod tests {
                 on_time: 2,
                 late: 1,
                 missed: 1,
-                open: 0
+                open: 0,
+                cancelled: 0,
             }
         );
         let overdue: Vec<&str> = b.overdue(now).iter().map(|r| r.call_id.as_str()).collect();

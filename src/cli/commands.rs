@@ -19,7 +19,7 @@ pub const EXIT_CONFIG: u8 = 78;
     name = "callmetrics",
     version,
     about = "Call-center metrics agent: durable call-event intake, rolling AHT and service-level metrics",
-    long_about = "callmetrics takes call lifecycle events (start, answer, hold, resume, end, wrapup) on a local \
+    long_about = "callmetrics takes call lifecycle events (start, answer, hold, resume, end, wrapup, and callback for a promised callback) on a local \
 socket, keeps them durably, and computes rolling AHT and service-level metrics per queue, agent and channel.\n\n\
 The same binary is the daemon (`callmetrics run`) and its client (status, metrics, calls, send).\n\
 Clients find the daemon's sockets from --socket, else from --config, else ./callmetrics-data/ when it exists \
@@ -177,6 +177,14 @@ exits 1 and points at `metrics --json`."
     /// missed, no data), what the rest of the period must do, calls outside service hours,
     /// agents needed now, and the final figures of past periods
     Sla {
+        #[command(flatten)]
+        target: Target,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the open callback requests, the earliest deadline first (call, queue, requested,
+    /// deadline, time left or overdue by), and each callback objective's tally this period
+    Callbacks {
         #[command(flatten)]
         target: Target,
         #[arg(long)]
@@ -540,6 +548,10 @@ fn client(cmd: Command, admin: Option<PathBuf>) -> ExitCode {
             },
             Command::Sla { target, json } => match control_socket(&target) {
                 Ok(s) => query::sla(&s, json).await,
+                Err(code) => Ok(code),
+            },
+            Command::Callbacks { target, json } => match control_socket(&target) {
+                Ok(s) => query::callbacks(&s, json).await,
                 Err(code) => Ok(code),
             },
             Command::Send {

@@ -149,6 +149,7 @@ fn watch_of(m: Measure) -> Option<Watch> {
         Measure::AsaMax => Some(Watch::Asa),
         Measure::AhtMax => Some(Watch::Aht),
         Measure::AnsweredWithin => None,
+        Measure::CallbacksWithin => Some(Watch::CallbacksOverdue),
     }
 }
 
@@ -156,13 +157,14 @@ fn watch_of(m: Measure) -> Option<Watch> {
 fn number(w: Watch, t: Target) -> Result<f64, String> {
     match (w.takes_duration(), t) {
         (true, Target::Duration(d)) => Ok(d.0 as f64),
-        (false, Target::Fraction(x)) if w == Watch::WaitingNow => {
+        (false, Target::Fraction(x)) if w.counts() => {
             if x >= 0.0 && x.fract() == 0.0 {
                 Ok(x)
             } else {
                 Err(format!(
-                    "`{}` counts calls: write a whole number, not {x}",
-                    w.name()
+                    "`{}` counts {}: write a whole number, not {x}",
+                    w.name(),
+                    w.unit()
                 ))
             }
         }
@@ -180,8 +182,8 @@ fn number(w: Watch, t: Target) -> Result<f64, String> {
         (false, Target::Duration(d)) => Err(format!(
             "`{}` is {}: write a number, not \"{d}\"",
             w.name(),
-            if w == Watch::WaitingNow {
-                "a count of calls"
+            if w.counts() {
+                "a count"
             } else {
                 "a fraction (0.8 = 80 %)"
             }
@@ -221,12 +223,12 @@ impl AlertRuleConfig {
             (None, Some(o)) => {
                 let w = watch_of(o.measure);
                 if w.is_none() {
-                    bad("watch", format!("objective `{}` measures {}, which no alert figure matches; set watch (service_level, abandon_rate, asa, aht, longest_wait_now or waiting_now)", o.name, o.measure.name()));
+                    bad("watch", format!("objective `{}` measures {}, which no alert figure matches; set watch (service_level, abandon_rate, asa, aht, longest_wait_now, waiting_now or callbacks_overdue)", o.name, o.measure.name()));
                 }
                 w
             }
             (None, None) => {
-                bad("watch", "say what the rule watches: service_level, abandon_rate, asa, aht, longest_wait_now or waiting_now (or name an sla objective)".into());
+                bad("watch", "say what the rule watches: service_level, abandon_rate, asa, aht, longest_wait_now, waiting_now or callbacks_overdue (or name an sla objective)".into());
                 None
             }
         };
@@ -275,13 +277,22 @@ impl AlertRuleConfig {
             (Some(t), None) => (Direction::Below, Some(("below", t))),
             (None, Some(t)) => (Direction::Above, Some(("above", t))),
             (None, None) => {
-                if let Some(o) = objective {
-                    let dir =
-                        if matches!(o.measure, Measure::ServiceLevel | Measure::AnsweredWithin) {
-                            Direction::Below
-                        } else {
-                            Direction::Above
-                        };
+                if watch == Some(Watch::CallbacksOverdue) {
+                    // An objective's target is a share of requests, not a count overdue.
+                    bad(
+                        "above",
+                        "`callbacks_overdue` counts requests past their deadline: give the line, e.g. above = 0".into(),
+                    );
+                    (Direction::Above, None)
+                } else if let Some(o) = objective {
+                    let dir = if matches!(
+                        o.measure,
+                        Measure::ServiceLevel | Measure::AnsweredWithin | Measure::CallbacksWithin
+                    ) {
+                        Direction::Below
+                    } else {
+                        Direction::Above
+                    };
                     (dir, Some(("sla", o.target)))
                 } else {
                     bad(
@@ -569,6 +580,35 @@ levels = [{ receivers = ["hook"] }]
     }
 
     #[test]
+    fn overdue_callbacks_take_the_objectives_queues_and_need_a_count() {
+        const CALLBACKS: &str = r#"
+[[sla]]
+name = "same-day"
+scope = { queues = ["support"] }
+measure = "callbacks_within"
+promise = "same_business_day"
+target = 0.95
+period = "day"
+"#;
+        let cfg = parse(&format!(
+            "{CALLBACKS}\n[[alerts]]\nname = \"late-callbacks\"\nsla = \"same-day\"\nabove = 2\nhysteresis = 1\nlevels = [{{ receivers = [\"am\"] }}]\n"
+        ))
+        .unwrap();
+        let r = rule(&cfg, 0);
+        assert_eq!(
+            (r.watch, r.window, r.direction, r.threshold, r.hysteresis),
+            (Watch::CallbacksOverdue, None, Direction::Above, 2.0, 1.0)
+        );
+        assert_eq!(r.queues, ["support"]);
+        let got = problems(&format!(
+            "{CALLBACKS}\n[[alerts]]\nname = \"a\"\nsla = \"same-day\"\nlevels = [{{ receivers = [\"am\"] }}]\n\n[[alerts]]\nname = \"b\"\nsla = \"same-day\"\nabove = 1.5\nlevels = [{{ receivers = [\"am\"] }}]\n"
+        ));
+        let keys: Vec<&str> = got.iter().map(|(k, _, _)| k.as_str()).collect();
+        assert_eq!(keys, ["alerts.0.above", "alerts.1.above"], "{got:?}");
+        assert!(got[1].2.contains("counts requests"), "{got:?}");
+    }
+
+    #[test]
     fn each_mistake_is_named_by_its_key_and_line() {
         let got = problems(
             r#"
@@ -661,5 +701,11 @@ levels = []
         assert_eq!(sl.levels[0].severity, "warning");
         let wait = rule(&cfg, 1);
         assert_eq!((wait.threshold, wait.hysteresis), (120_000.0, 30_000.0));
+        let overdue = rule(&cfg, 2);
+        assert_eq!(
+            (overdue.watch, overdue.direction, overdue.threshold),
+            (Watch::CallbacksOverdue, Direction::Above, 0.0)
+        );
+        assert_eq!(overdue.queues, ["support"]);
     }
 }

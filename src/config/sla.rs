@@ -23,6 +23,9 @@ pub enum Measure {
     AhtMax,
     /// Answered within the threshold among the answered (A≤T / A), at least `target`.
     AnsweredWithin,
+    /// Callback requests made by their `promise` deadline among those whose outcome is known
+    /// (on time / (on time + late + missed)), at least `target` (docs/callbacks.md).
+    CallbacksWithin,
 }
 
 impl Measure {
@@ -34,6 +37,7 @@ impl Measure {
             Measure::AbandonRateMax => "abandon_rate_max",
             Measure::AhtMax => "aht_max",
             Measure::AnsweredWithin => "answered_within",
+            Measure::CallbacksWithin => "callbacks_within",
         }
     }
 
@@ -211,6 +215,10 @@ pub struct SlaConfig {
     /// [`MAX_KEEP_PERIODS`]; [`DEFAULT_KEEP_PERIODS`] when left out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keep_periods: Option<u32>,
+    /// The deadline of a callback request, for `callbacks_within` (required there, refused
+    /// elsewhere): `"same_business_day"` or business time such as `"12h"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promise: Option<String>,
 }
 
 /// Past periods kept per objective when `keep_periods` is left out: a year of months.
@@ -267,6 +275,31 @@ impl SlaConfig {
             bad(
                 "short_abandon",
                 format!("measure `{name}` does not use short abandons (service_level and abandon_rate_max do)"),
+            );
+        }
+        match (&self.promise, m == Measure::CallbacksWithin) {
+            (None, true) => bad(
+                "promise",
+                "measure `callbacks_within` needs a promise: \"same_business_day\" or business time such as \"12h\"".into(),
+            ),
+            (Some(p), true) => match p.parse::<crate::callbacks::promise::Promise>() {
+                Err(e) => bad("promise", e),
+                // A deadline is searched day by day through the calendar: bounded work.
+                Ok(crate::callbacks::promise::Promise::Within(d)) if d.0 > MAX_THRESHOLD_MS => {
+                    bad("promise", format!("{d} is longer than a year (8784h)"));
+                }
+                Ok(_) => {}
+            },
+            (Some(_), false) => bad(
+                "promise",
+                format!("measure `{name}` has no promise (only callbacks_within does)"),
+            ),
+            (None, false) => {}
+        }
+        if self.clock == WaitClock::BusinessHours && m == Measure::CallbacksWithin {
+            bad(
+                "clock",
+                "`business_hours` applies to waits; a callback promise always runs on the service hours".into(),
             );
         }
         if self.clock == WaitClock::BusinessHours && m == Measure::AhtMax {
@@ -693,7 +726,7 @@ max_bytes = 10
         let text = super::super::shipped_examples_from("# [history]");
         let cfg = parse(&text).unwrap();
         assert_eq!(cfg.history, HistoryConfig::default());
-        assert_eq!(cfg.sla.len(), 2);
+        assert_eq!(cfg.sla.len(), 3);
         let email = &cfg.sla[1];
         let hours = email.service_hours(&cfg.general.time_zone).unwrap();
         // "Friday 17:00 + 4 h is Monday 11:00": Friday 4 December 2026 in UTC (the default zone).
@@ -701,6 +734,16 @@ max_bytes = 10
         assert_eq!(
             hours.add_business_ms(friday_17, 4 * 3_600_000),
             Some(friday_17 + (3 * 24 - 6) * 3_600_000) // Monday 7 December 11:00Z
+        );
+        // The callback example: Friday 17:00's request is due at the close, 18:00.
+        let callbacks = &cfg.sla[2];
+        assert_eq!(callbacks.measure, Measure::CallbacksWithin);
+        let promise: crate::callbacks::promise::Promise =
+            callbacks.promise.as_deref().unwrap().parse().unwrap();
+        let hours = callbacks.service_hours(&cfg.general.time_zone).unwrap();
+        assert_eq!(
+            promise.deadline(&hours, friday_17),
+            Some(friday_17 + 3_600_000)
         );
     }
 }

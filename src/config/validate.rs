@@ -116,6 +116,11 @@ impl Config {
                 self.limits.max_open_segments,
                 10_000_000,
             ),
+            (
+                "limits.max_open_callbacks",
+                self.limits.max_open_callbacks,
+                10_000_000,
+            ),
             ("metrics.max_queues", self.metrics.max_queues, 1_000_000),
             ("metrics.max_agents", self.metrics.max_agents, 1_000_000),
             ("metrics.max_channels", self.metrics.max_channels, 1_000_000),

@@ -58,6 +58,8 @@ pub enum Request {
     Report(ReportQuery),
     /// Read-only: open alerts and the last resolved ones.
     Alerts,
+    /// Read-only: open callback requests by deadline and each objective's tally.
+    Callbacks,
 }
 
 impl Request {
@@ -80,6 +82,7 @@ impl Request {
             Request::Sla => "sla",
             Request::Report(_) => "report",
             Request::Alerts => "alerts",
+            Request::Callbacks => "callbacks",
         }
     }
 }
@@ -104,6 +107,8 @@ pub enum Response {
     Report(Box<Report>),
     /// Open and recently resolved alerts.
     Alerts(crate::alerts::AlertsReport),
+    /// Open callback requests and the objectives' tallies.
+    Callbacks(crate::engine::CallbacksReport),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

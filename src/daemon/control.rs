@@ -73,6 +73,7 @@ pub(super) fn handler(shared: Arc<Shared>) -> Handler {
         Request::Sla => Response::Sla(lock(&shared.engine).sla_at(wall_ms())),
         Request::Report(q) => history_report(&shared, &q),
         Request::Alerts => shared.alerts.report(&shared.store),
+        Request::Callbacks => Response::Callbacks(lock(&shared.engine).callbacks_at(wall_ms())),
     })
 }
 

@@ -19,8 +19,11 @@ use super::{Counters, Engine};
 use crate::config::Config;
 
 /// Version of the state value's layout: 3 adds the lifetime totals after the remembered calls,
-/// 4 their overflows by reason, 5 the objectives' counters after them.
-const STATE_VERSION: u64 = 5;
+/// 4 their overflows by reason, 5 the objectives' counters after them, 6 the callback requests
+/// after those.
+const STATE_VERSION: u64 = 6;
+/// The layout before the callback requests, still read.
+const STATE_VERSION_NO_CALLBACKS: u64 = 5;
 /// The layout before the objectives' counters, still read.
 const STATE_VERSION_NO_SLA: u64 = 4;
 /// The layout before overflow reasons, still read.
@@ -49,6 +52,7 @@ pub enum StatePart {
     Remembered,
     Lifetime,
     Sla,
+    Callbacks,
 }
 
 /// What a checkpoint writes.
@@ -189,6 +193,10 @@ impl Engine {
             }
             StatePart::Sla => {
                 self.sla.encode(out);
+                Some(StatePart::Callbacks)
+            }
+            StatePart::Callbacks => {
+                self.callbacks.encode(out);
                 None
             }
         }
@@ -276,6 +284,7 @@ impl Engine {
         let version = r.u64()?;
         if ![
             STATE_VERSION,
+            STATE_VERSION_NO_CALLBACKS,
             STATE_VERSION_NO_SLA,
             STATE_VERSION_NO_REASONS,
             STATE_VERSION_NO_LIFETIME,
@@ -335,8 +344,11 @@ impl Engine {
         }
         // Objectives configured now that the state lacks count from now on.
         self.sla.reconfigure_since(self.now_ms);
-        if version == STATE_VERSION {
+        if version >= STATE_VERSION_NO_CALLBACKS {
             self.sla.decode(&mut r)?;
+        }
+        if version == STATE_VERSION {
+            self.callbacks.decode(&mut r)?;
         }
         if !r.is_empty() {
             return Err(RestoreError::Decode("the state has trailing bytes".into()));

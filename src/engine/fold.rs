@@ -95,6 +95,7 @@ impl Engine {
         }
         self.now_ms = self.now_ms.max(now_ms);
         let now = self.now_ms;
+        self.changed |= self.callbacks.tidy(now);
         loop {
             let mut next: Option<(i64, Due)> = None;
             let mut consider = |t: Option<i64>, d: Due| {

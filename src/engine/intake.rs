@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use super::pending::{call_hash, Entry};
 use super::segment::{open_segments, Call, CallEvent};
 use super::{Applied, Engine, Rejection};
-use crate::event::{Event, EventKind};
+use crate::event::{EndReason, Event, EventKind};
 
 impl Engine {
     /// Whether `ev` may be taken, given `admitted_starts` starts already admitted in the same
@@ -51,6 +51,10 @@ impl Engine {
         let mut next = vec![usize::MAX; events.len()];
         let mut last: HashMap<&str, usize> = HashMap::with_capacity(events.len().min(1 << 16));
         for (i, ev) in events.iter().enumerate() {
+            // A `callback` belongs to no segment: taken after the calls' events below.
+            if ev.kind == EventKind::Callback {
+                continue;
+            }
             if let Some(l) = last.get_mut(ev.call_id.as_str()) {
                 next[*l] = i;
                 *l = i;
@@ -75,15 +79,40 @@ impl Engine {
                 open: 0,
             });
             let mut changed = false;
+            // Starts and ends with reason `callback` taken now: the segments they complete
+            // open callback requests (a start may come after its end: events of a call may
+            // arrive in any order).
+            let mut callback_ends: Vec<i64> = Vec::new();
+            let mut starts: Vec<i64> = Vec::new();
             let mut i = f;
             while i != usize::MAX {
                 out[i] = self.take_event(&mut e.call, events[i], hash, now);
                 changed |= out[i] == Applied::Accepted;
+                if out[i] == Applied::Accepted
+                    && events[i].kind == EventKind::End
+                    && events[i].reason == Some(EndReason::Callback)
+                {
+                    callback_ends.push(events[i].ts_ms);
+                }
+                if out[i] == Applied::Accepted && events[i].kind == EventKind::Start {
+                    starts.push(events[i].ts_ms);
+                }
                 i = next[i];
             }
             if changed {
                 self.changed = true;
                 let derived = e.call.derive();
+                if !callback_ends.is_empty() || !starts.is_empty() {
+                    // A segment without its `start` is not derived: its end waits for it, as
+                    // the request does (it has no queue to be scoped by until then).
+                    for seg in &derived.segments {
+                        if let Some((ts, Some(EndReason::Callback))) = seg.end {
+                            if callback_ends.contains(&ts) || starts.contains(&seg.start_ms) {
+                                self.callbacks.open(call_id, seg, ts);
+                            }
+                        }
+                    }
+                }
                 let after = open_segments(&e.call, &derived.segments) as u32;
                 self.open_segments = self.open_segments + after as usize - e.open as usize;
                 e.open = after;
@@ -93,6 +122,18 @@ impl Engine {
                 self.expiry.set(hash, expiry);
             } else if had {
                 self.pending.put(call_id, e, None);
+            }
+        }
+        for (i, ev) in events.iter().enumerate() {
+            if ev.kind == EventKind::Callback {
+                if self.callbacks.take(ev) {
+                    self.counters.accepted += 1;
+                    self.changed = true;
+                    out[i] = Applied::Accepted;
+                } else {
+                    self.counters.duplicates += 1;
+                    out[i] = Applied::Duplicate;
+                }
             }
         }
         self.relieve();

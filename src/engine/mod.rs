@@ -20,11 +20,14 @@
 //! queue's and channel's threshold, `max_call_duration` and wait clock), `query.rs` (metrics rows and open calls), `buckets.rs` (buckets read from
 //! outside, for interval records), `checkpoint.rs` and `legacy.rs` (the durable form, and
 //! importing layout 1); `settings.rs` is what it reads from the config. `sla.rs` counts the
-//! `[[sla]]` objectives per period, `sla_report.rs` judges them for `sla`, `staffing.rs` adds
-//! Erlang C agents to queue rows.
+//! `[[sla]]` objectives per period, `sla_report.rs` judges them for `sla`, `callbacks.rs` holds
+//! the callback requests of the `callbacks_within` objectives and `callbacks_report.rs` lists
+//! them for `callbacks`, `staffing.rs` adds Erlang C agents to queue rows.
 
 pub mod aggregate;
 mod buckets;
+mod callbacks;
+pub mod callbacks_report;
 mod checkpoint;
 mod dense;
 mod expiry;
@@ -59,6 +62,8 @@ pub mod window;
 use std::collections::{BTreeMap, BTreeSet};
 
 pub use aggregate::{Agg, Figures, HandleFacts, Outcome, QueueFacts};
+pub use callbacks::judged_counts as callback_judged_counts;
+pub use callbacks_report::{CallbackObjective, CallbacksReport, OpenCallback};
 pub use checkpoint::{slice_key, Checkpoint, RestoreError, StatePart};
 pub use keys::{BucketId, Dim};
 pub use report::{
@@ -135,6 +140,8 @@ pub struct Engine {
     changed: bool,
     /// The `[[sla]]` objectives and their counters per period.
     sla: sla::SlaBook,
+    /// The callback requests of the `callbacks_within` objectives.
+    callbacks: callbacks::Callbacks,
     /// When each call with an open segment (or orphan events) may expire.
     expiry: expiry_index::ExpiryIndex,
 }
@@ -171,6 +178,7 @@ impl Engine {
             work: Work::default(),
             changed: false,
             sla: sla::SlaBook::new(cfg),
+            callbacks: callbacks::Callbacks::new(cfg),
             expiry: expiry_index::ExpiryIndex::default(),
         }
     }
@@ -182,6 +190,7 @@ impl Engine {
         self.rebuild_totals();
         self.lifetime.ensure_bounds(&lifetime_bounds(&self.s));
         self.sla.reconfigure(cfg, self.now_ms);
+        self.callbacks.reconfigure(cfg);
         // Expiries follow each queue's and channel's `max_call_duration` and clock.
         self.rebuild_expiry();
         self.changed = true;
@@ -232,6 +241,10 @@ impl Engine {
                 .map(|k| (k.name().to_string(), self.keys.count(k) as u64))
                 .collect(),
             state: self.state_bytes(),
+            open_callbacks: self.callbacks.open_count() as u64,
+            callbacks_refused_limit: self.callbacks.refused_limit,
+            callbacks_unmatched: self.callbacks.unmatched,
+            callbacks_forgotten: self.callbacks.forgotten,
         }
     }
 
@@ -243,7 +256,8 @@ impl Engine {
             bucket_bytes: (self.fine.bytes() + self.interval.bytes()) as u64,
             total_bytes: (self.totals.heap_bytes()
                 + self.lifetime.heap_bytes()
-                + self.sla.heap_bytes()) as u64,
+                + self.sla.heap_bytes()
+                + self.callbacks.heap_bytes()) as u64,
             pending_bytes: (self.pending.heap_bytes() + self.expiry.heap_bytes()) as u64,
             remembered_bytes: self.remembered.heap_bytes() as u64,
             key_bytes: self.keys.heap_bytes() as u64,
@@ -274,6 +288,8 @@ fn lifetime_bounds(s: &Settings) -> Vec<u64> {
     )
 }
 
+#[cfg(test)]
+mod callbacks_tests;
 #[cfg(test)]
 mod sla_tests;
 #[cfg(test)]

@@ -276,6 +276,18 @@ pub struct EngineStats {
     /// Memory the engine's state takes, by part.
     #[serde(default)]
     pub state: StateBytes,
+    /// Callback requests open now (docs/callbacks.md).
+    #[serde(default)]
+    pub open_callbacks: u64,
+    /// Callback requests not opened: `limits.max_open_callbacks` were open.
+    #[serde(default)]
+    pub callbacks_refused_limit: u64,
+    /// `callback` events for a call with no open request.
+    #[serde(default)]
+    pub callbacks_unmatched: u64,
+    /// Open callback requests forgotten with their period (older than every period kept).
+    #[serde(default)]
+    pub callbacks_forgotten: u64,
 }
 
 /// The engine's own accounting of its state, in bytes (heap, approximately), by part: what must

@@ -76,7 +76,7 @@ impl Tally {
 #[must_use]
 pub fn fingerprint(entry: &SlaConfig, cfg: &Config) -> String {
     let d = cfg.defaults;
-    json!({
+    let mut v = json!({
         "scope": entry.scope,
         "threshold_ms": entry.threshold.unwrap_or(d.threshold).0,
         "short_abandon_ms": entry.short_abandon.unwrap_or(d.short_abandon).0,
@@ -85,8 +85,12 @@ pub fn fingerprint(entry: &SlaConfig, cfg: &Config) -> String {
         "time_zone": entry.time_zone.as_ref().unwrap_or(&cfg.general.time_zone),
         "hours": entry.hours,
         "holidays": entry.holidays,
-    })
-    .to_string()
+    });
+    // Only when set, so that objectives without one keep the fingerprint they were stored with.
+    if let (Some(p), Some(m)) = (&entry.promise, v.as_object_mut()) {
+        m.insert("promise".into(), p.clone().into());
+    }
+    v.to_string()
 }
 
 /// The objectives of the config and what each has counted.
@@ -176,7 +180,10 @@ impl SlaBook {
         handle: Option<&HandleFacts>,
     ) {
         for (o, t) in self.objectives.iter().zip(self.tallies.iter_mut()) {
-            if !o.covers(&seg.queue, &seg.channel, &seg.tags) {
+            // Callback objectives count requests (engine/callbacks.rs), not segments.
+            if o.goal.measure == crate::config::Measure::CallbacksWithin
+                || !o.covers(&seg.queue, &seg.channel, &seg.tags)
+            {
                 continue;
             }
             if let Some(f) = queue {

@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 use super::aggregate::Agg;
 use super::sla::PeriodCounts;
 use super::Engine;
-use crate::config::{ScopeConfig, Target};
+use crate::callbacks::book::Tally;
+use crate::config::{Measure, ScopeConfig, Target};
 use crate::sla::compliance::{
     assess, expected_by_rate, period_word, units, Margin, Remaining, Status,
 };
@@ -98,6 +99,9 @@ pub struct SlaPastPeriod {
     pub status: Status,
     pub counts: SlaCounts,
     pub outside_hours: SlaCounts,
+    /// `callbacks_within`: the requests made in the period and how they stand.
+    #[serde(default)]
+    pub callbacks: Option<Tally>,
 }
 
 /// One objective as `sla` shows it.
@@ -137,6 +141,10 @@ pub struct SlaObjective {
     pub agents_needed: BTreeMap<String, Option<u32>>,
     /// The periods kept before this one, newest first.
     pub past: Vec<SlaPastPeriod>,
+    /// `callbacks_within`: the requests made this period and how they stand (the calls'
+    /// `counts` are then empty: the objective counts requests, not calls).
+    #[serde(default)]
+    pub callbacks: Option<Tally>,
 }
 
 /// A target as a number: the fraction, or ms.
@@ -189,7 +197,49 @@ fn current(
         counting_since_ms: 0,
         agents_needed: BTreeMap::new(),
         past: Vec::new(),
+        callbacks: None,
     }
+}
+
+/// Judges a `callbacks_within` objective's current period and the periods kept before it.
+fn callbacks_objective(
+    o: &Objective,
+    desk: &super::callbacks::Desk,
+    now: i64,
+) -> Option<SlaObjective> {
+    let (start, end) = o.period_bounds(now)?;
+    let tally = desk.tally(start, end, now);
+    let counted = super::callbacks::judged_counts(&tally);
+    let p = PeriodCounts {
+        end_ms: end,
+        counted,
+        outside: Agg::default(),
+    };
+    let mut out = current(o, start, end, Some(&p), now);
+    out.counts = SlaCounts::default();
+    out.callbacks = Some(tally);
+    out.past = desk
+        .past_periods(start)
+        .into_iter()
+        .map(|(s, e)| {
+            let t = desk.tally(s, e, now);
+            let c = assess(
+                &o.goal,
+                &super::callbacks::judged_counts(&t),
+                Remaining::Ended,
+            );
+            SlaPastPeriod {
+                period_start_ms: s,
+                period_end_ms: e,
+                value: c.value,
+                status: c.status,
+                counts: SlaCounts::default(),
+                outside_hours: SlaCounts::default(),
+                callbacks: Some(t),
+            }
+        })
+        .collect();
+    Some(out)
 }
 
 impl Engine {
@@ -201,6 +251,11 @@ impl Engine {
         self.sla
             .iter()
             .filter_map(|(o, t)| {
+                if o.goal.measure == Measure::CallbacksWithin {
+                    let mut out = callbacks_objective(o, self.callbacks.desk(&o.name)?, now)?;
+                    out.counting_since_ms = t.since_ms;
+                    return Some(out);
+                }
                 let (start, end) = o.period_bounds(now)?;
                 let mut out = current(o, start, end, t.periods.get(&start), now);
                 out.counting_since_ms = t.since_ms;
@@ -226,6 +281,7 @@ impl Engine {
                             status: c.status,
                             counts: SlaCounts::of(&p.counted),
                             outside_hours: SlaCounts::of(&p.outside),
+                            callbacks: None,
                         }
                     })
                     .take(o.keep_periods)

@@ -453,7 +453,7 @@ fn lifetime_totals_count_what_the_windows_count_and_survive_a_restore() {
     while let Some(p) = part.filter(|p| *p != StatePart::Lifetime) {
         part = a.encode_state_part(p, usize::MAX, &mut old);
     }
-    assert_eq!(old[0], 5, "the layout number is the first byte");
+    assert_eq!(old[0], 6, "the layout number is the first byte");
     old[0] = 2;
     let c2 = Engine::restore(&c, std::iter::empty(), Some(&old)).unwrap();
     assert_eq!(c2.lifetime().iter().count(), 0);

@@ -326,3 +326,52 @@ fn an_end_may_say_how_it_ended_in_tags() {
     .expect("tags on end are accepted");
     assert_eq!(e.tags, [("hangup".to_string(), "caller".to_string())]);
 }
+
+#[test]
+fn callback_events_default_to_reached_and_name_a_bad_outcome() {
+    let ts = 1_700_000_000_000i64;
+    let ev = parse(json!({"type":"callback","call_id":"c1","ts":ts})).unwrap();
+    assert_eq!(ev.kind, EventKind::Callback);
+    assert_eq!(ev.outcome, Some(CallbackOutcome::Reached));
+    for (text, want) in [
+        ("reached", CallbackOutcome::Reached),
+        ("no_answer", CallbackOutcome::NoAnswer),
+        ("cancelled", CallbackOutcome::Cancelled),
+    ] {
+        let ev = parse(json!({"type":"callback","call_id":"c1","ts":ts,"outcome":text})).unwrap();
+        assert_eq!(ev.outcome, Some(want));
+        assert_eq!(parse(ev.to_json()).unwrap(), ev, "round trip of {text}");
+    }
+    let err = parse(json!({"type":"callback","call_id":"c1","ts":ts,"outcome":"maybe"}))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("field `outcome`") && err.contains("maybe"),
+        "{err}"
+    );
+    let err = parse(json!({"type":"callback","call_id":"c1","ts":ts,"outcome":3}))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("field `outcome`"), "{err}");
+    let err = parse(json!({"type":"end","call_id":"c1","ts":ts,"outcome":"reached"}))
+        .unwrap_err()
+        .to_string();
+    assert_eq!(err, "field `outcome` is not allowed on `end` events");
+    let err = parse(json!({"type":"callback","call_id":"c1","ts":ts,"reason":"callback"}))
+        .unwrap_err()
+        .to_string();
+    assert_eq!(err, "field `reason` is not allowed on `callback` events");
+    let err = parse(json!({"type":"callback","ts":ts}))
+        .unwrap_err()
+        .to_string();
+    assert_eq!(err, "missing field `call_id`");
+}
+
+#[test]
+fn events_serialized_before_outcome_existed_still_read() {
+    let old = json!({"call_id":"c","kind":"end","ts_ms":1_700_000_000_000i64,"queue":null,
+        "channel":null,"priority":null,"tags":[],"agent":null,"reason":"callback"});
+    let ev: Event = serde_json::from_value(old).unwrap();
+    assert_eq!(ev.reason, Some(EndReason::Callback));
+    assert_eq!(ev.outcome, None);
+}

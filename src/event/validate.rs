@@ -4,7 +4,9 @@
 
 use std::borrow::Cow;
 
-use super::{EndReason, Event, EventError, EventKind, EventLimits, MAX_TS_MS, MIN_TS_MS};
+use super::{
+    CallbackOutcome, EndReason, Event, EventError, EventKind, EventLimits, MAX_TS_MS, MIN_TS_MS,
+};
 
 /// One field's value as it came off the wire, before validation: typed only as far as the wire
 /// types go. Arrays and objects keep only their type (their content was read past), except the
@@ -69,6 +71,7 @@ pub struct RawEvent<'a> {
     tags: Option<RawTags<'a>>,
     agent: Option<RawValue<'a>>,
     reason: Option<RawValue<'a>>,
+    outcome: Option<RawValue<'a>>,
     /// The least unknown key in byte order: the one an error names.
     first_unknown: Option<Cow<'a, str>>,
     /// The least key in byte order given more than once: the one an error names.
@@ -88,6 +91,7 @@ impl<'a> RawEvent<'a> {
             "priority" => &mut self.priority,
             "agent" => &mut self.agent,
             "reason" => &mut self.reason,
+            "outcome" => &mut self.outcome,
             "tags" => return Slot::Tags(&mut self.tags),
             _ => return Slot::Unknown,
         };
@@ -173,6 +177,12 @@ impl<'a> RawEvent<'a> {
                 ev.tags = parse_tags(self.tags, limits)?;
             }
             EventKind::Hold | EventKind::Resume | EventKind::Wrapup => {}
+            EventKind::Callback => {
+                ev.outcome = Some(match string_field("outcome", self.outcome, limits)? {
+                    None => CallbackOutcome::Reached,
+                    Some(s) => CallbackOutcome::parse(&s).ok_or(EventError::UnknownOutcome(s))?,
+                });
+            }
         }
         Ok(ev)
     }
@@ -186,6 +196,7 @@ impl<'a> RawEvent<'a> {
             ("tags", self.tags.is_some()),
             ("agent", self.agent.is_some()),
             ("reason", self.reason.is_some()),
+            ("outcome", self.outcome.is_some()),
         ];
         let mut least: Option<(&str, bool)> = self.first_unknown.as_deref().map(|k| (k, false));
         for (name, present) in optional {

@@ -14,7 +14,9 @@ use std::io;
 
 use serde_json::{json, Map, Value};
 
-use crate::event::{EndReason, Event, EventError, EventKind, EventLimits, MAX_TS_MS, MIN_TS_MS};
+use crate::event::{
+    CallbackOutcome, EndReason, Event, EventError, EventKind, EventLimits, MAX_TS_MS, MIN_TS_MS,
+};
 use crate::ingest::decode::{Decoded, MAX_MSGPACK_DEPTH};
 use crate::ingest::framing::Framing;
 
@@ -26,12 +28,17 @@ fn reason_of(s: &str) -> Option<EndReason> {
     EndReason::ALL.into_iter().find(|r| r.name() == s)
 }
 
+fn outcome_of(s: &str) -> Option<CallbackOutcome> {
+    CallbackOutcome::ALL.into_iter().find(|o| o.name() == s)
+}
+
 fn optional_fields(kind: EventKind) -> &'static [&'static str] {
     match kind {
         EventKind::Start => &["queue", "channel", "priority", "tags"],
         EventKind::Answer => &["agent"],
         EventKind::End => &["reason", "tags"],
         EventKind::Hold | EventKind::Resume | EventKind::Wrapup => &[],
+        EventKind::Callback => &["outcome"],
     }
 }
 
@@ -245,7 +252,9 @@ pub fn event_from_value(v: &Value, limits: &EventLimits) -> Result<Event, EventE
         }
     };
     let known_everywhere = ["type", "call_id", "ts"];
-    let all_optional = ["queue", "channel", "priority", "tags", "agent", "reason"];
+    let all_optional = [
+        "queue", "channel", "priority", "tags", "agent", "reason", "outcome",
+    ];
     for key in m.keys() {
         if known_everywhere.contains(&key.as_str()) || optional_fields(kind).contains(&key.as_str())
         {
@@ -295,6 +304,12 @@ pub fn event_from_value(v: &Value, limits: &EventLimits) -> Result<Event, EventE
             ev.tags = parse_tags(m.get("tags"), limits)?;
         }
         EventKind::Hold | EventKind::Resume | EventKind::Wrapup => {}
+        EventKind::Callback => {
+            ev.outcome = Some(match string_field(m, "outcome", limits)? {
+                None => CallbackOutcome::Reached,
+                Some(s) => outcome_of(&s).ok_or(EventError::UnknownOutcome(s))?,
+            });
+        }
     }
     Ok(ev)
 }

@@ -97,6 +97,9 @@ fn ratio_parts(g: &Goal, a: &Agg) -> Option<(u64, u64)> {
     let ab_net = a.abandoned.saturating_sub(a.short_abandoned);
     Some(match g.measure {
         Measure::AnsweredWithin => (at, a.answered),
+        // The engine hands a callback tally over as requests whose outcome is known
+        // (`answered`) and those made on time (`answered_within`): see engine/callbacks.rs.
+        Measure::CallbacksWithin => (at, a.answered),
         Measure::AbandonRateMax => (
             a.offered.saturating_sub(a.abandoned),
             a.offered.saturating_sub(a.short_abandoned),
@@ -293,12 +296,25 @@ impl Margin {
         match *self {
             Margin::Unreachable => format!("the target can no longer be met this {period}"),
             Margin::Secured { next } => {
-                format!("the target holds this {period} whatever the next {next} calls do")
+                let what = if g.measure == Measure::CallbacksWithin {
+                    "callback requests"
+                } else {
+                    "calls"
+                };
+                format!("the target holds this {period} whatever the next {next} {what} do")
             }
             Margin::AtLeast { next, good } if g.measure == Measure::AbandonRateMax => format!(
                 "at most {} of the next {next} calls may be abandoned to end the {period} on target",
                 next - good
             ),
+            Margin::AtLeast { next, good } if g.measure == Measure::CallbacksWithin => {
+                let tenths = (u128::from(good) * 1000).div_ceil(u128::from(next.max(1)));
+                format!(
+                    "of the next {next} callback requests, ≥ {}.{} % ({good} of them) must be called back by their deadline to end the {period} on target",
+                    tenths / 10,
+                    tenths % 10
+                )
+            }
             Margin::AtLeast { next, good } => {
                 // Rounded up, so that "at ≥ X %" never asks less than the count does.
                 let tenths = (u128::from(good) * 1000).div_ceil(u128::from(next.max(1)));

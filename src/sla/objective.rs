@@ -8,6 +8,7 @@ use jiff::{Timestamp, ToSpan};
 
 use super::calendar::{first_reach, ServiceHours};
 use super::compliance::Goal;
+use crate::callbacks::promise::Promise;
 use crate::config::{Config, Period, ScopeConfig, SlaConfig, WaitClock};
 use crate::engine::QueueFacts;
 use crate::units::QueueParams;
@@ -26,6 +27,8 @@ pub struct Objective {
     pub hours: ServiceHours,
     /// Past periods whose final figures are kept (`keep_periods`).
     pub keep_periods: usize,
+    /// The deadline of a callback request (`callbacks_within` only).
+    pub promise: Option<Promise>,
 }
 
 impl Objective {
@@ -57,6 +60,8 @@ impl Objective {
             keep_periods: entry
                 .keep_periods
                 .unwrap_or(crate::config::DEFAULT_KEEP_PERIODS) as usize,
+            // Validation refused a promise that does not parse.
+            promise: entry.promise.as_deref().and_then(|p| p.parse().ok()),
         })
     }
 

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 
 use thiserror::Error;
 
-use crate::event::{ByteCode, EndReason, Event, EventKind};
+use crate::event::{ByteCode, CallbackOutcome, EndReason, Event, EventKind};
 
 const VERSION: u8 = 1;
 /// A group followed by source marks.
@@ -119,6 +119,11 @@ pub fn encode_with_marks<'a>(
         }
         if let Some(r) = e.reason {
             body.push(r.code());
+        }
+        // No header bit is free: a `callback` event (a kind no older log holds) always
+        // carries its outcome byte last.
+        if e.kind == EventKind::Callback {
+            body.push(e.outcome.unwrap_or(CallbackOutcome::Reached).code());
         }
     }
     let mut out =
@@ -256,6 +261,12 @@ pub fn decode(bytes: &[u8]) -> Result<Group, GroupError> {
         if h & HAS_REASON != 0 {
             e.reason = Some(EndReason::from_code(r.u8()?).ok_or(GroupError("unknown end reason"))?);
         }
+        if kind == EventKind::Callback {
+            e.outcome = Some(
+                CallbackOutcome::from_code(r.u8()?)
+                    .ok_or(GroupError("unknown callback outcome"))?,
+            );
+        }
         events.push(e);
     }
     let mut marks = Vec::new();
@@ -287,7 +298,7 @@ mod tests {
 
     fn event() -> impl Strategy<Value = Event> {
         (
-            0usize..6,
+            0usize..7,
             "[a-z0-9-]{1,24}",
             946_684_800_000i64..4_102_444_800_000,
             proptest::option::of("[a-z]{1,8}"),
@@ -298,6 +309,7 @@ mod tests {
             proptest::option::of(0usize..6),
         )
             .prop_map(|(k, id, ts, q, c, p, tags, a, r)| {
+                let outcome = CallbackOutcome::ALL[id.len() % 3];
                 let mut e = Event::new(EventKind::ALL[k], id, ts);
                 e.queue = q;
                 e.channel = c;
@@ -305,6 +317,10 @@ mod tests {
                 e.tags = tags;
                 e.agent = a;
                 e.reason = r.map(|i| EndReason::ALL[i]);
+                // Only a callback carries an outcome; the log writes it for that kind alone.
+                if e.kind == EventKind::Callback {
+                    e.outcome = Some(outcome);
+                }
                 e
             })
     }

@@ -221,7 +221,7 @@ impl Truth {
                         EventKind::Answer => se.answer = Some(i),
                         EventKind::End => se.end = i,
                         EventKind::Wrapup => se.wrapup = Some(i),
-                        EventKind::Hold | EventKind::Resume => {}
+                        EventKind::Hold | EventKind::Resume | EventKind::Callback => {}
                     }
                     se.all.push(i);
                     t.events.push(e);

@@ -5,6 +5,7 @@
 //! `table.rs` (layout) and `format.rs` (cell formats).
 
 mod alerts_table;
+mod callbacks_text;
 mod calls_table;
 #[cfg(test)]
 pub(super) mod fixtures;
@@ -22,6 +23,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use alerts_table::render_alerts;
+use callbacks_text::render_callbacks;
 pub use calls_table::CallsSort;
 use calls_table::{render_calls, sort_calls};
 use metrics_csv::render_csv;
@@ -55,6 +57,7 @@ pub(super) fn unexpected(request: &'static str, resp: &Response) -> CliError {
         Response::Sla(_) => "sla",
         Response::Report(_) => "report",
         Response::Alerts(_) => "alerts",
+        Response::Callbacks(_) => "callbacks",
     };
     CliError::Unexpected { request, got }
 }
@@ -220,6 +223,21 @@ pub async fn sla(socket: &Path, json: bool) -> Result<ExitCode, CliError> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `callmetrics callbacks`: open callback requests by deadline and each objective's tally.
+pub async fn callbacks(socket: &Path, json: bool) -> Result<ExitCode, CliError> {
+    let report = match ask(socket, &Request::Callbacks).await? {
+        Response::Callbacks(r) => r,
+        other => return Err(unexpected("callbacks", &other)),
+    };
+    let mut out = io::stdout();
+    if json {
+        write_json(&mut out, &report)?;
+    } else {
+        write_text(&mut out, &render_callbacks(&report))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// `callmetrics alerts`: open alerts and the last resolved ones.
 pub async fn alerts(socket: &Path, json: bool) -> Result<ExitCode, CliError> {
     let report = match ask(socket, &Request::Alerts).await? {
@@ -289,6 +307,7 @@ mod tests {
             Request::Reload => Response::Metrics(vec![]),
             Request::Sla => Response::Sla(vec![]),
             Request::Report(_) => Response::Error("no history here".into()),
+            Request::Callbacks => Response::Callbacks(crate::engine::CallbacksReport::default()),
         });
         let (tx, rx) = watch::channel(false);
         (

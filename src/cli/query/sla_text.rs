@@ -63,8 +63,19 @@ fn counts(c: &SlaCounts) -> String {
     )
 }
 
+/// A callback tally in words.
+fn callback_counts(t: &crate::callbacks::book::Tally) -> String {
+    format!(
+        "requested {}, on time {}, late {}, missed {}, open {}, cancelled {}",
+        t.requested, t.on_time, t.late, t.missed, t.open, t.cancelled
+    )
+}
+
 fn target(o: &SlaObjective) -> String {
-    let sign = if o.measure == "service_level" || o.measure == "answered_within" {
+    let sign = if matches!(
+        o.measure.as_str(),
+        "service_level" | "answered_within" | "callbacks_within"
+    ) {
         "≥"
     } else {
         "≤"
@@ -103,7 +114,14 @@ pub(super) fn render_sla(objectives: &[SlaObjective]) -> String {
         if let Some(m) = &o.margin_text {
             let _ = writeln!(out, "  {m}");
         }
-        let _ = writeln!(out, "  counted: {}", counts(&o.counts));
+        match &o.callbacks {
+            Some(t) => {
+                let _ = writeln!(out, "  callbacks: {}", callback_counts(t));
+            }
+            None => {
+                let _ = writeln!(out, "  counted: {}", counts(&o.counts));
+            }
+        }
         if o.outside_hours.offered + o.outside_hours.handled > 0 {
             let _ = writeln!(
                 out,
@@ -135,7 +153,10 @@ pub(super) fn render_sla(objectives: &[SlaObjective]) -> String {
                         local(p.period_start_ms, &o.time_zone),
                         value(o, p.value),
                         status_word(p.status).into(),
-                        p.counts.offered.to_string(),
+                        // A callback objective's volume is its requests.
+                        p.callbacks
+                            .map_or(p.counts.offered, |t| t.requested)
+                            .to_string(),
                         p.outside_hours.offered.to_string(),
                     ]
                 })
@@ -195,7 +216,9 @@ mod tests {
                 status: Status::NoData,
                 counts: SlaCounts::default(),
                 outside_hours: SlaCounts::default(),
+                callbacks: None,
             }],
+            callbacks: None,
         }
     }
 

@@ -72,6 +72,19 @@ pub(super) fn render_status(r: &StatusReport) -> String {
         ),
         ("keys", counts(&e.keys)),
     ];
+    let callbacks_seen = e.open_callbacks
+        + e.callbacks_refused_limit
+        + e.callbacks_unmatched
+        + e.callbacks_forgotten;
+    if callbacks_seen > 0 {
+        lines.push((
+            "callbacks",
+            format!(
+                "{} requests open, {} refused at the open-callback limit, {} callback events matching no request, {} forgotten with their period",
+                e.open_callbacks, e.callbacks_refused_limit, e.callbacks_unmatched, e.callbacks_forgotten
+            ),
+        ));
+    }
     if !e.overflowed.is_empty() {
         lines.push((
             "over key limit",
