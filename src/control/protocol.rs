@@ -30,8 +30,10 @@ use crate::upstream::{RecordKind, SinkStatus};
 /// 1: body as a named map; 2: body as a compact blob; 3: the status report lists the sources;
 /// 4: a source's status has the event-socket states and counters; 5: rows carry the agents
 /// needed (`Realtime::agents_needed`), the status report the history, and the `sla`, `report`
-/// and `alerts` requests exist; 6: open segments carry their wait clock, deadline and time left.
-pub const PROTOCOL_VERSION: u16 = 6;
+/// and `alerts` requests exist; 6: open segments carry their wait clock, deadline and time left; 7: the
+/// `callbacks` request exists, and the status report's limits and engine figures count callback
+/// requests.
+pub const PROTOCOL_VERSION: u16 = 7;
 /// Largest control message either side accepts (answers with many rows are the large ones).
 pub const MAX_MESSAGE_BYTES: usize = 16 << 20;
 /// Largest request the daemon accepts: every request is a few dozen bytes, so this bounds what one
