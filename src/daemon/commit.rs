@@ -33,6 +33,9 @@ const REOPEN_AFTER_CHURN: u64 = 16 << 20;
 pub(super) struct CheckpointState {
     pub(super) last: Instant,
     pub(super) events_since: u64,
+    /// The log replayed at start is not in a checkpoint yet: the committer writes one at its
+    /// first turn, after the daemon is ready (see `run`), then reopens the store.
+    pub(super) after_replay: bool,
 }
 
 /// What a start rebuilds from the store.
@@ -162,8 +165,15 @@ pub(super) async fn commit_loop(
             }
         }
         if checkpoint_due(&shared) {
-            if let Err(e) = checkpoint(&shared).await {
-                error!("checkpoint failed: {e}; events stay in the log and will be replayed");
+            let after_replay = lock(&shared.checkpoint).after_replay;
+            match checkpoint(&shared).await {
+                // Recovery and this checkpoint read and rewrote much of the store, which sled
+                // keeps in memory: give it back.
+                Ok(()) if after_replay => reopen(&shared),
+                Ok(()) => {}
+                Err(e) => {
+                    error!("checkpoint failed: {e}; events stay in the log and will be replayed");
+                }
             }
         }
     }
@@ -353,11 +363,12 @@ fn checkpoint_due(shared: &Shared) -> bool {
         let cfg = lock(&shared.cfg);
         (cfg.store.checkpoint_events, cfg.store.checkpoint_interval.0)
     };
-    let (since, last) = {
+    let (since, last, after_replay) = {
         let c = lock(&shared.checkpoint);
-        (c.events_since, c.last)
+        (c.events_since, c.last, c.after_replay)
     };
-    since >= events
+    after_replay
+        || since >= events
         || (last.elapsed().as_millis() as i64 >= interval
             && (since > 0 || lock(&shared.engine).has_changes()))
 }
@@ -391,6 +402,7 @@ pub(super) async fn checkpoint(shared: &Shared) -> Result<(), StoreError> {
             let mut c = lock(&shared.checkpoint);
             c.last = Instant::now();
             c.events_since = 0;
+            c.after_replay = false;
         }
         Err(e) => {
             warn!("checkpoint not written: {e}");

@@ -10,6 +10,9 @@ use super::{space, Store, StoreError, SEGMENT_BYTES};
 
 /// sled's page cache for the fresh store a compaction writes.
 const COMPACTION_CACHE_BYTES: u64 = 1 << 20;
+/// Most entries, and bytes, copied in one batch of a compaction.
+const COPY_BATCH_ENTRIES: usize = 512;
+const COPY_BATCH_BYTES: usize = 1 << 20;
 
 impl Store {
     /// Whether a compaction would give back a lot, since sled reuses space freed inside its file
@@ -61,14 +64,17 @@ impl Store {
                 (&trees.upstream, &new.upstream),
             ] {
                 let mut batch = sled::Batch::default();
-                let mut n = 0;
+                let (mut n, mut bytes) = (0, 0);
                 for kv in from {
                     let (k, v) = kv?;
+                    bytes += k.len() + v.len();
                     batch.insert(k, v);
                     n += 1;
-                    if n == 512 {
+                    // Bounded in bytes too: 512 log groups of a bulk load are ~36 MiB, which a
+                    // batch of that many entries held at once.
+                    if n == COPY_BATCH_ENTRIES || bytes >= COPY_BATCH_BYTES {
                         apply_batch(to, std::mem::take(&mut batch))?;
-                        n = 0;
+                        (n, bytes) = (0, 0);
                     }
                 }
                 apply_batch(to, batch)?;

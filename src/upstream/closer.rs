@@ -78,8 +78,9 @@ pub struct Candidates {
 /// The most buckets one round of closing takes (plus the rest of the interval it is in). A
 /// backfill changes every interval of the day at once; taken in one round, each bucket's copy,
 /// history entry and write batch were held together (907 MiB at 1 M calls). Bounded rounds keep
-/// that to a few MiB, and release the engine lock between them.
-pub const MAX_ROUND_BUCKETS: usize = 2048;
+/// that to a few MiB (with 2048 buckets a round still reached ~18 MiB of sled write buffers and
+/// page deltas after a restart at 1 M calls), and release the engine lock between them.
+pub const MAX_ROUND_BUCKETS: usize = 512;
 
 /// What one round of closing did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
