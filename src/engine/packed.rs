@@ -343,6 +343,24 @@ pub fn decode(b: &[u8], sets: &BandSets) -> Result<Agg, DecodeError> {
 
 /// Adds a packed bucket into an accumulator without building an [`Agg`].
 pub fn add_into(b: &[u8], sets: &BandSets, acc: &mut Running) -> Result<(), DecodeError> {
+    let mut r = add_head(b, sets, acc)?;
+    acc.wait.add(&Sketch::decode_from(&mut r)?);
+    acc.handle.add(&Sketch::decode_from(&mut r)?);
+    Ok(())
+}
+
+/// Adds a packed bucket's counters, sums, maximum and bands to an accumulator, leaving its
+/// sketches as they are: what a figure without quantiles needs, at a fraction of the cost.
+pub fn add_counters_into(b: &[u8], sets: &BandSets, acc: &mut Running) -> Result<(), DecodeError> {
+    add_head(b, sets, acc).map(|_| ())
+}
+
+/// Adds what precedes the sketches; the reader is left at the first sketch.
+fn add_head<'a>(
+    b: &'a [u8],
+    sets: &'a BandSets,
+    acc: &mut Running,
+) -> Result<Reader<'a>, DecodeError> {
     let h = head(b, sets)?;
     let part = agg_of(h.wait_max, &h.counters);
     let mut r = h.band_counts;
@@ -350,9 +368,7 @@ pub fn add_into(b: &[u8], sets: &BandSets, acc: &mut Running) -> Result<(), Deco
     for &t in h.bands.unwrap_or(&[]) {
         *acc.agg.bands.entry(t).or_default() += r.u64()?;
     }
-    acc.wait.add(&Sketch::decode_from(&mut r)?);
-    acc.handle.add(&Sketch::decode_from(&mut r)?);
-    Ok(())
+    Ok(r)
 }
 
 /// Removes a packed bucket from an accumulator it was added to.

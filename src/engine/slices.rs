@@ -61,6 +61,17 @@ impl CellRef<'_> {
         }
     }
 
+    /// `add_into` without the sketches (see `packed::add_counters_into`).
+    pub fn add_counters_into(self, sets: &BandSets, acc: &mut Running) -> Result<(), DecodeError> {
+        match self {
+            CellRef::Packed(b) => packed::add_counters_into(b, sets, acc),
+            CellRef::Wide(a) => {
+                acc.agg.merge_counters(a);
+                Ok(())
+            }
+        }
+    }
+
     pub fn subtract_from(self, sets: &BandSets, acc: &mut Running) -> Result<(), DecodeError> {
         match self {
             CellRef::Packed(b) => packed::subtract_from(b, sets, acc),

@@ -55,7 +55,7 @@ impl Engine {
             by: DimKind::Queue,
             key: None,
         };
-        self.metrics_rows(&q, now, false)
+        self.counter_rows(&q, now)
             .unwrap_or_default()
             .into_iter()
             .map(|r| {

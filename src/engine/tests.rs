@@ -589,3 +589,54 @@ mod groups {
         }
     }
 }
+
+#[test]
+fn rows_without_sketches_have_every_figure_but_the_quantiles() {
+    let mut c = cfg();
+    c.limits.max_open_segments = 1000;
+    let mut e = Engine::new(&c);
+    // Calls folded into minute and interval buckets, and some still open or unfolded.
+    let mut events = Vec::new();
+    for i in 0..120i64 {
+        let id = format!("c{i}");
+        let t = T0 + i * 29_000;
+        let q = ["q1", "q2", "q3"][(i % 3) as usize];
+        events.push(start(&id, q, t));
+        if i % 4 == 0 {
+            events.push(end(&id, t + 40_000, None));
+        } else if i < 110 {
+            events.push(answer(&id, "a", t + (i % 7) * 5_000));
+            events.push(end(&id, t + 200_000 + i * 1_000, None));
+        }
+    }
+    events.sort_by_key(|e| e.ts_ms);
+    feed(&mut e, &events);
+    let now = T0 + 120 * 29_000;
+    for window in ["5m", "1h", "24h", "today"] {
+        let q = MetricsQuery {
+            window: Some(window.into()),
+            by: DimKind::Queue,
+            key: None,
+        };
+        let full = e.metrics_rows(&q, now, false).unwrap();
+        let counters = e.counter_rows(&q, now).unwrap();
+        assert_eq!(full.len(), counters.len(), "{window}");
+        assert!(full.iter().any(|r| r.counts.offered > 0), "{window}");
+        for (f, c) in full.iter().zip(&counters) {
+            let mut f = f.clone();
+            for q in [
+                &mut f.figures.wait_p50_ms,
+                &mut f.figures.wait_p90_ms,
+                &mut f.figures.wait_p95_ms,
+                &mut f.figures.wait_p99_ms,
+                &mut f.figures.handle_p50_ms,
+                &mut f.figures.handle_p90_ms,
+                &mut f.figures.handle_p95_ms,
+                &mut f.figures.handle_p99_ms,
+            ] {
+                *q = None;
+            }
+            assert_eq!(&f, c, "{window}");
+        }
+    }
+}
