@@ -33,10 +33,16 @@ const REOPEN_AFTER_CHURN: u64 = 16 << 20;
 pub(super) struct CheckpointState {
     pub(super) last: Instant,
     pub(super) events_since: u64,
-    /// The log replayed at start is not in a checkpoint yet: the committer writes one at its
-    /// first turn, after the daemon is ready (see `run`), then reopens the store.
+    /// The log replayed at start is not in a checkpoint yet: the committer writes one
+    /// [`AFTER_REPLAY_WAIT`] after the daemon is ready (see `run`), then reopens the store.
     pub(super) after_replay: bool,
 }
+
+/// How long after ready the replayed log is checkpointed: the allocator returns freed pages
+/// within a second (`dirty_decay_ms` in `.cargo/config.toml`), so what recovery and the reopen
+/// before ready freed is back with the system first, rather than under the checkpoint's own
+/// allocations (measured at 1 M calls: 64.3 MiB peak with the checkpoint at the first turn).
+const AFTER_REPLAY_WAIT: Duration = Duration::from_secs(2);
 
 /// What a start rebuilds from the store.
 pub(super) struct Recovery {
@@ -367,7 +373,7 @@ fn checkpoint_due(shared: &Shared) -> bool {
         let c = lock(&shared.checkpoint);
         (c.events_since, c.last, c.after_replay)
     };
-    after_replay
+    (after_replay && last.elapsed() >= AFTER_REPLAY_WAIT)
         || since >= events
         || (last.elapsed().as_millis() as i64 >= interval
             && (since > 0 || lock(&shared.engine).has_changes()))

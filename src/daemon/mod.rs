@@ -348,8 +348,8 @@ pub async fn run(
 
     if replayed > 0 {
         // Recovery read the whole checkpoint and log, which sled keeps in memory: start lean.
-        // The replayed log is folded into a checkpoint by the committer at its first turn
-        // (`CheckpointState::after_replay`), after ready: writing it here held up readiness and,
+        // The replayed log is folded into a checkpoint by the committer shortly after ready
+        // (`CheckpointState::after_replay`): writing it here held up readiness and,
         // on top of what recovery had read, made the restart peak (78 MiB against 65 MiB at 1 M
         // calls). Until it is written, a crash replays the same log again, nothing more.
         commit::reopen(&shared);
