@@ -19,6 +19,18 @@ use super::window::{Tier, Window};
 use super::Engine;
 use crate::units::Millis;
 
+/// How much of each row a query computes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Detail {
+    /// Every figure, and the rows carry the merged histograms.
+    Histograms,
+    /// Every figure, quantiles included; the rows carry no histograms.
+    Quantiles,
+    /// The counters and what derives from them, no quantiles: the buckets' sketches are
+    /// neither decoded nor merged.
+    Counters,
+}
+
 impl Engine {
     /// The window a query names, which must be configured (or `today`); the first configured
     /// one when it names none.
@@ -66,7 +78,12 @@ impl Engine {
         now: i64,
         histograms: bool,
     ) -> Result<Vec<MetricsRow>, QueryError> {
-        self.rows(q, now, histograms, true)
+        let detail = if histograms {
+            Detail::Histograms
+        } else {
+            Detail::Quantiles
+        };
+        self.rows(q, now, detail)
     }
 
     /// The rows of `metrics_rows` with no quantiles: the buckets' sketches are neither decoded
@@ -78,16 +95,16 @@ impl Engine {
         q: &MetricsQuery,
         now: i64,
     ) -> Result<Vec<MetricsRow>, QueryError> {
-        self.rows(q, now, false, false)
+        self.rows(q, now, Detail::Counters)
     }
 
     fn rows(
         &self,
         q: &MetricsQuery,
         now: i64,
-        histograms: bool,
-        sketches: bool,
+        detail: Detail,
     ) -> Result<Vec<MetricsRow>, QueryError> {
+        let sketches = detail != Detail::Counters;
         if q.key.is_some() && q.by != DimKind::Queue {
             return Err(QueryError::KeyNeedsQueueDimension(q.by.name().into()));
         }
@@ -280,7 +297,7 @@ impl Engine {
                 continue;
             }
             let (acc, rt) = rows.take(&name);
-            let mut counts = if histograms {
+            let mut counts = if detail == Detail::Histograms {
                 acc.to_agg()
             } else {
                 acc.agg.clone()
@@ -297,24 +314,18 @@ impl Engine {
             } else {
                 self.s.defaults
             };
+            let (wait_q, handle_q) = if sketches {
+                (
+                    acc.wait.quantiles(QUANTILES),
+                    acc.handle.quantiles(QUANTILES),
+                )
+            } else {
+                ([None; QUANTILES.len()], [None; QUANTILES.len()])
+            };
             out.push(MetricsRow {
                 window: window.name(),
                 dimension: q.by,
-                figures: if sketches {
-                    Figures::with_quantiles(
-                        &counts,
-                        p.formula,
-                        acc.wait.quantiles(QUANTILES),
-                        acc.handle.quantiles(QUANTILES),
-                    )
-                } else {
-                    Figures::with_quantiles(
-                        &counts,
-                        p.formula,
-                        [None; QUANTILES.len()],
-                        [None; QUANTILES.len()],
-                    )
-                },
+                figures: Figures::with_quantiles(&counts, p.formula, wait_q, handle_q),
                 key: name,
                 counts,
                 params: RowParams::from(p),
