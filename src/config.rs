@@ -7,6 +7,7 @@
 mod alerts;
 mod problems;
 mod sla;
+mod tag_dims;
 mod validate;
 mod wait_rules;
 

@@ -205,7 +205,10 @@ into a closed interval are added to it when they arrive. --by hour and --hours b
 interval aggregates, kept for history.intervals_days; days, weeks and months over all hours read the \
 daily ones, kept for history.daily_days; older dates are refused with the oldest kept. --hours business \
 counts the intervals that start within the service hours (weekly hours and holidays) of an [[sla]] \
-objective, named by --calendar (optional when there is only one)."
+objective, named by --calendar (optional when there is only one). --by-dimension tag prints one row per \
+period per value of each tag name listed in the config's history.tag_dimensions (keys like tier=gold, \
+from the tags of each call's start event; calls without the tag are in no tag row), or of the one name \
+--tag chooses; it needs that setting, and counts from when it was set."
     )]
     Report {
         #[command(flatten)]
@@ -232,15 +235,26 @@ objective, named by --calendar (optional when there is only one)."
         /// Only this queue
         #[arg(long, short = 'q', value_name = "QUEUE")]
         queue: Option<String>,
-        /// Dimension of the rows within each period
-        #[arg(long = "by-dimension", value_enum, default_value_t = By::Queue)]
-        by_dimension: By,
+        // The help as an attribute: a doc comment would want the setting in backticks.
+        #[arg(
+            long = "by-dimension",
+            value_enum,
+            default_value_t = ReportBy::Queue,
+            help = "Dimension of the rows within each period (tag: per value of the tags named by history.tag_dimensions, which it needs)"
+        )]
+        by_dimension: ReportBy,
         /// All hours, or only intervals starting in the service hours of --calendar
         #[arg(long, value_enum, default_value_t = HoursArg::All)]
         hours: HoursArg,
         /// The [[sla]] objective whose service hours and holidays are the business hours
         #[arg(long, value_name = "NAME")]
         calendar: Option<String>,
+        #[arg(
+            long,
+            value_name = "NAME",
+            help = "With --by-dimension tag: only this tag name of history.tag_dimensions (all of them without it)"
+        )]
+        tag: Option<String>,
         /// Print JSON: the range, `complete_until`, and rows with every counter and figure
         #[arg(long)]
         json: bool,
@@ -310,6 +324,29 @@ impl From<By> for DimKind {
             By::Agent => DimKind::Agent,
             By::Channel => DimKind::Channel,
             By::All => DimKind::All,
+        }
+    }
+}
+
+/// The dimension of `report` rows: those of `metrics`, and tags (kept in the history only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReportBy {
+    Queue,
+    Agent,
+    Channel,
+    All,
+    #[value(help = "Per value of the tags named by history.tag_dimensions (needs that setting)")]
+    Tag,
+}
+
+impl From<ReportBy> for DimKind {
+    fn from(b: ReportBy) -> DimKind {
+        match b {
+            ReportBy::Queue => DimKind::Queue,
+            ReportBy::Agent => DimKind::Agent,
+            ReportBy::Channel => DimKind::Channel,
+            ReportBy::All => DimKind::All,
+            ReportBy::Tag => DimKind::Tag,
         }
     }
 }
@@ -610,6 +647,7 @@ fn client(cmd: Command, admin: Option<PathBuf>) -> ExitCode {
                 by_dimension,
                 hours,
                 calendar,
+                tag,
                 json,
                 csv,
             } => match control_socket(&target) {
@@ -627,6 +665,7 @@ fn client(cmd: Command, admin: Option<PathBuf>) -> ExitCode {
                         dimension: by_dimension.into(),
                         business_hours: hours == HoursArg::Business,
                         calendar,
+                        tag,
                     };
                     let format = match (json, csv) {
                         (true, _) => query::MetricsFormat::Json,

@@ -1,5 +1,6 @@
-//! The `[[sla]]` objectives and the `[history]` retention section: their types, defaults and
-//! checks (each problem named by its dotted key, `sla.N.field`).
+//! The `[[sla]]` objectives and the `[history]` section (retention, and the tag dimensions checked
+//! in `tag_dims.rs`): their types, defaults and checks (each problem named by its dotted key,
+//! `sla.N.field`).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -470,6 +471,11 @@ pub struct HistoryConfig {
     pub daily_days: u32,
     /// Most bytes the history may take on disk; the oldest goes first past it.
     pub max_bytes: u64,
+    /// Tag names whose values the interval buckets (and so the history) are also kept by, for
+    /// `report --by-dimension tag` (see `tag_dims.rs`); none by default, costing nothing.
+    pub tag_dimensions: Vec<String>,
+    /// Most `name=value` keys of those tags; past it a value counts under `name=(other)`.
+    pub max_tag_values: usize,
 }
 
 impl Default for HistoryConfig {
@@ -478,6 +484,8 @@ impl Default for HistoryConfig {
             intervals_days: 35,
             daily_days: 400,
             max_bytes: 256 << 20,
+            tag_dimensions: Vec::new(),
+            max_tag_values: super::tag_dims::DEFAULT_MAX_TAG_VALUES,
         }
     }
 }
@@ -503,6 +511,10 @@ impl HistoryConfig {
                 "must be at least 1048576 (1 MiB)".into(),
             ));
         }
+        out.extend(super::tag_dims::problems(
+            &self.tag_dimensions,
+            self.max_tag_values,
+        ));
         out
     }
 }

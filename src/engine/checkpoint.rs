@@ -85,12 +85,15 @@ fn parse_slice_key(k: &[u8]) -> Option<(Tier, i64)> {
     (k.len() == 9).then_some((tier, (u64::from_be_bytes(start) ^ (1 << 63)) as i64))
 }
 
+/// A dimension's code in the state's key list. Tag keys (4) came without a new layout: a state
+/// that holds none is what it always was, and every earlier layout reads as before.
 fn kind_code(k: DimKind) -> u8 {
     match k {
         DimKind::All => 0,
         DimKind::Queue => 1,
         DimKind::Agent => 2,
         DimKind::Channel => 3,
+        DimKind::Tag => 4,
     }
 }
 
@@ -100,6 +103,7 @@ fn kind_of(c: u8) -> Result<DimKind, DecodeError> {
         1 => DimKind::Queue,
         2 => DimKind::Agent,
         3 => DimKind::Channel,
+        4 => DimKind::Tag,
         _ => return Err(DecodeError::Invalid("unknown dimension")),
     })
 }

@@ -219,7 +219,8 @@ impl Engine {
     }
 
     /// Folds a segment's queue facts (at the time it left the queue) and handle facts (at
-    /// completion) into the buckets of every dimension it counts under.
+    /// completion) into the buckets of every dimension it counts under (its tags' in
+    /// `tag_dims.rs`).
     fn fold_facts(
         &mut self,
         seg: &Segment,
@@ -309,5 +310,6 @@ impl Engine {
                 }
             }
         }
+        self.fold_tags(seg, &targets, facts.len());
     }
 }

@@ -148,7 +148,7 @@ impl Engine {
         }
         let mut ce = CallEvent::from_event(ev, now);
         if ev.kind == EventKind::Start {
-            ce.tags = self.sla.tags_kept(&ev.tags);
+            ce.tags = self.tags_kept(&ev.tags);
         }
         let Some(pos) = call.insert_position(&ce) else {
             self.counters.duplicates += 1;

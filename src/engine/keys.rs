@@ -43,6 +43,7 @@ impl BucketId {
             DimKind::Queue => b'q',
             DimKind::Agent => b'g',
             DimKind::Channel => b'c',
+            DimKind::Tag => b't',
         });
         k.extend_from_slice(&((self.start_ms as u64) ^ (1 << 63)).to_be_bytes());
         k.extend_from_slice(self.dim.key.as_bytes());
@@ -61,6 +62,7 @@ impl BucketId {
             b'q' => DimKind::Queue,
             b'g' => DimKind::Agent,
             b'c' => DimKind::Channel,
+            b't' => DimKind::Tag,
             _ => return None,
         };
         let start: [u8; 8] = k.get(2..10)?.try_into().ok()?;
@@ -83,8 +85,12 @@ pub fn kind_index(k: DimKind) -> usize {
         DimKind::Queue => 1,
         DimKind::Agent => 2,
         DimKind::Channel => 3,
+        DimKind::Tag => 4,
     }
 }
+
+/// How many dimension kinds there are (tables indexed by [`kind_index`]).
+pub const KINDS: usize = 5;
 
 /// The keys a segment counts under: `all`, its queue, its channel, and its agent if it has one.
 pub(super) fn dims_of(seg: &Segment) -> Vec<(DimKind, &str)> {
@@ -109,10 +115,10 @@ struct Entry {
 #[derive(Debug, Clone, Default)]
 pub struct Keys {
     /// Per kind (see [`kind_index`]): name → number, looked up by `&str` without allocating.
-    by_name: [HashMap<Box<str>, KeyId>; 4],
+    by_name: [HashMap<Box<str>, KeyId>; KINDS],
     entries: Vec<Option<Entry>>,
     free: Vec<KeyId>,
-    per_kind: [usize; 4],
+    per_kind: [usize; KINDS],
 }
 
 impl Keys {
@@ -152,18 +158,42 @@ impl Keys {
     /// `(other)`. Registers nothing.
     #[must_use]
     pub fn effective_name<'a>(&self, kind: DimKind, name: &'a str, limit: usize) -> &'a str {
+        self.effective_or(kind, name, OVERFLOW_KEY, limit)
+    }
+
+    /// As [`Keys::effective_name`], with the overflow key given (a tag's is `name=(other)`, so
+    /// each tag name keeps its own).
+    fn effective_or<'a>(
+        &self,
+        kind: DimKind,
+        name: &'a str,
+        overflow: &'a str,
+        limit: usize,
+    ) -> &'a str {
         if self.get(kind, name).is_some() || self.count(kind) < limit {
             name
         } else {
-            OVERFLOW_KEY
+            overflow
         }
     }
 
     /// The key a segment counts under, registering it; `(other)` past the limit. The flag says
     /// whether the segment was moved to `(other)`.
     pub fn resolve(&mut self, kind: DimKind, name: &str, limit: usize) -> (KeyId, bool) {
-        let effective = self.effective_name(kind, name, limit);
-        let overflowed = effective == OVERFLOW_KEY && name != OVERFLOW_KEY;
+        self.resolve_or(kind, name, OVERFLOW_KEY, limit)
+    }
+
+    /// As [`Keys::resolve`], past the limit under `overflow` (registered past the limit, as
+    /// `(other)` is: at most one more key per overflow name).
+    pub fn resolve_or(
+        &mut self,
+        kind: DimKind,
+        name: &str,
+        overflow: &str,
+        limit: usize,
+    ) -> (KeyId, bool) {
+        let effective = self.effective_or(kind, name, overflow, limit);
+        let overflowed = effective == overflow && name != overflow;
         if let Some(id) = self.get(kind, effective) {
             return (id, overflowed);
         }

@@ -22,7 +22,8 @@
 //! importing layout 1); `settings.rs` is what it reads from the config. `sla.rs` counts the
 //! `[[sla]]` objectives per period, `sla_report.rs` judges them for `sla`, `callbacks.rs` holds
 //! the callback requests of the `callbacks_within` objectives and `callbacks_report.rs` lists
-//! them for `callbacks`, `staffing.rs` adds Erlang C agents to queue rows.
+//! them for `callbacks`, `staffing.rs` adds Erlang C agents to queue rows, `tag_dims.rs` keeps interval buckets per
+//! configured tag (`history.tag_dimensions`).
 
 pub mod aggregate;
 mod buckets;
@@ -54,6 +55,7 @@ mod slices;
 #[cfg(test)]
 mod slow_tests;
 mod staffing;
+mod tag_dims;
 mod totals;
 mod varint;
 mod wait_rules;
@@ -238,6 +240,8 @@ impl Engine {
             overflowed: c.overflowed.clone(),
             keys: [DimKind::Queue, DimKind::Agent, DimKind::Channel]
                 .into_iter()
+                // Tag keys only where some are configured (`history.tag_dimensions`).
+                .chain((!self.s.tag_dims.is_empty()).then_some(DimKind::Tag))
                 .map(|k| (k.name().to_string(), self.keys.count(k) as u64))
                 .collect(),
             state: self.state_bytes(),
@@ -292,5 +296,7 @@ fn lifetime_bounds(s: &Settings) -> Vec<u64> {
 mod callbacks_tests;
 #[cfg(test)]
 mod sla_tests;
+#[cfg(test)]
+mod tag_tests;
 #[cfg(test)]
 mod tests;

@@ -29,6 +29,9 @@ pub enum DimKind {
     Queue,
     Agent,
     Channel,
+    /// A configured tag name and the value a call's `start` gave it (`history.tag_dimensions`),
+    /// keyed `name=value`: kept in interval buckets only, for the history and `report`.
+    Tag,
 }
 
 impl DimKind {
@@ -39,6 +42,7 @@ impl DimKind {
             DimKind::Queue => "queue",
             DimKind::Agent => "agent",
             DimKind::Channel => "channel",
+            DimKind::Tag => "tag",
         }
     }
 
@@ -49,6 +53,7 @@ impl DimKind {
             DimKind::Queue,
             DimKind::Agent,
             DimKind::Channel,
+            DimKind::Tag,
         ]
         .into_iter()
         .find(|d| d.name() == s)
@@ -161,6 +166,7 @@ impl MetricsRow {
             service_levels: &f.service_levels,
             short_abandon_ms: p.short_abandon_ms,
             short_abandoned: c.short_abandoned,
+            tag: key(DimKind::Tag),
             talk_sum_ms: c.talk_sum_ms,
             talking_now: r.talking_now,
             target: p.target,
@@ -219,6 +225,9 @@ pub struct RowJson<'a> {
     service_levels: &'a ServiceLevels,
     short_abandon_ms: i64,
     short_abandoned: u64,
+    /// Tag rows: `name=value`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tag: Option<&'a str>,
     talk_sum_ms: u64,
     talking_now: u64,
     target: f64,

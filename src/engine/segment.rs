@@ -88,7 +88,7 @@ pub struct Segment {
     pub last_rx_ms: i64,
     /// Receive time of the end event.
     pub end_rx_ms: Option<i64>,
-    /// Tags of its `start` that some objective's scope names.
+    /// Tags of its `start` that some objective's scope or a tag dimension names.
     pub tags: Vec<(String, String)>,
 }
 

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use super::keys::kind_index;
+use super::keys::{kind_index, KINDS};
 use super::report::DimKind;
 use super::wait_rules::WaitRules;
 use super::window::{Calendar, Window, FINE_SPAN_MS};
@@ -20,7 +20,7 @@ pub(super) struct Settings {
     pub(super) late_window_ms: i64,
     pub(super) max_remembered: usize,
     pub(super) max_open: usize,
-    pub(super) max_keys: [usize; 4],
+    pub(super) max_keys: [usize; KINDS],
     /// Shared, so folding a segment does not copy the list.
     pub(super) bands: Arc<[u64]>,
     pub(super) windows: Vec<Millis>,
@@ -31,6 +31,8 @@ pub(super) struct Settings {
     pub(super) keep_interval_ms: i64,
     /// Each queue's and channel's threshold, `max_call_duration` and wait clock.
     pub(super) wait: WaitRules,
+    /// The tag names interval buckets are also kept by (`history.tag_dimensions`).
+    pub(super) tag_dims: Vec<String>,
 }
 
 impl Settings {
@@ -47,7 +49,13 @@ impl Settings {
             late_window_ms: m.late_event_window.0,
             max_remembered: m.max_remembered_calls,
             max_open: c.limits.max_open_segments,
-            max_keys: [1, m.max_queues, m.max_agents, m.max_channels],
+            max_keys: [
+                1,
+                m.max_queues,
+                m.max_agents,
+                m.max_channels,
+                c.history.max_tag_values,
+            ],
             bands: bands.into(),
             windows: m.windows.clone(),
             long_windows: m
@@ -66,6 +74,7 @@ impl Settings {
             // `today` can reach back 25 h on a fall-back day; keep one interval more for late events.
             keep_interval_ms: longest.max(25 * 3_600_000) + m.interval.0,
             wait: WaitRules::from_config(c),
+            tag_dims: c.history.tag_dimensions.clone(),
         }
     }
 

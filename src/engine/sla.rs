@@ -98,7 +98,7 @@ pub fn fingerprint(entry: &SlaConfig, cfg: &Config) -> String {
 pub struct SlaBook {
     objectives: Vec<Objective>,
     tallies: Vec<Tally>,
-    /// Tag names some objective's scope uses: the only tags kept on open calls.
+    /// Tag names some objective's scope uses: kept on open calls (with the tag dimensions').
     tag_keys: BTreeSet<String>,
 }
 
@@ -160,16 +160,16 @@ impl SlaBook {
         self.objectives.iter().zip(&self.tallies)
     }
 
-    /// The tags of a `start` worth keeping: those some objective's scope names.
+    /// Whether some objective's scope names a tag (so open calls keep those tags).
     #[must_use]
-    pub fn tags_kept(&self, tags: &[(String, String)]) -> Vec<(String, String)> {
-        if self.tag_keys.is_empty() {
-            return Vec::new();
-        }
-        tags.iter()
-            .filter(|(k, _)| self.tag_keys.contains(k))
-            .cloned()
-            .collect()
+    pub fn keeps_tags(&self) -> bool {
+        !self.tag_keys.is_empty()
+    }
+
+    /// Whether some objective's scope names the tag `name`.
+    #[must_use]
+    pub fn keeps(&self, name: &str) -> bool {
+        self.tag_keys.contains(name)
     }
 
     /// Counts a segment's facts being folded for every objective covering it.

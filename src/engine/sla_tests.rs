@@ -371,12 +371,10 @@ fn overlapping_scopes_and_a_tier_carried_by_tags_across_a_restore() {
     assert_eq!(gold.value, Some(0.5));
     // Only the tag some scope names is kept on open calls.
     assert_eq!(
-        r.sla
-            .tags_kept(&[("tier".into(), "gold".into()), ("lang".into(), "fr".into())]),
+        r.tags_kept(&[("tier".into(), "gold".into()), ("lang".into(), "fr".into())]),
         vec![("tier".to_string(), "gold".to_string())]
     );
     assert!(Engine::new(&config(MARCH))
-        .sla
         .tags_kept(&[("tier".into(), "gold".into())])
         .is_empty());
 }

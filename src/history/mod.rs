@@ -55,6 +55,7 @@ fn kind_byte(k: DimKind) -> u8 {
         DimKind::Queue => b'q',
         DimKind::Agent => b'g',
         DimKind::Channel => b'c',
+        DimKind::Tag => b't',
     }
 }
 
@@ -64,6 +65,7 @@ fn kind_of(b: u8) -> Option<DimKind> {
         b'q' => DimKind::Queue,
         b'g' => DimKind::Agent,
         b'c' => DimKind::Channel,
+        b't' => DimKind::Tag,
         _ => return None,
     })
 }

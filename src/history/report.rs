@@ -46,6 +46,9 @@ pub struct ReportQuery {
     pub business_hours: bool,
     /// The `[[sla]]` objective whose hours and holidays are the business hours.
     pub calendar: Option<String>,
+    /// Tag rows: only this tag name (one of `history.tag_dimensions`); all of them without it.
+    #[serde(default)]
+    pub tag: Option<String>,
 }
 
 /// One period of one key.
@@ -73,6 +76,9 @@ pub struct Report {
     pub complete_until_ms: Option<i64>,
     pub complete_until: Option<String>,
     pub rows: Vec<ReportRow>,
+    /// Tag rows: the tag names reported.
+    #[serde(default)]
+    pub tags: Vec<String>,
 }
 
 /// Why a report cannot be made.
@@ -110,6 +116,12 @@ pub enum ReportError {
         days: u32,
         oldest: String,
     },
+    #[error("--by-dimension tag reports the tags named by history.tag_dimensions in the config, and it names none: list the tag names to keep the history by (e.g. tag_dimensions = [\"tier\"] under [history]) and reload")]
+    NoTagDimensions,
+    #[error("--tag chooses the tag name of --by-dimension tag; it cannot be combined with --by-dimension {0}")]
+    TagNeedsTagDimension(&'static str),
+    #[error("--tag {name}: not one of history.tag_dimensions (configured: {known})")]
+    UnknownTag { name: String, known: String },
     #[error("the report would have {0} rows (periods × keys), more than {MAX_ROWS}: narrow --from/--to, use a longer --by, or --queue")]
     TooManyRows(usize),
     #[error(transparent)]
@@ -136,6 +148,7 @@ pub fn report(
     if q.queue.is_some() && q.dimension != DimKind::Queue {
         return Err(ReportError::QueueNeedsQueueDimension(q.dimension.name()));
     }
+    let tags = tag_names(cfg, q)?;
     let hours = business_hours(cfg, q)?;
     let after = to.tomorrow().map_err(|_| ReportError::OutOfRange(q.to))?;
     let (Some(range_start), Some(range_end)) =
@@ -148,7 +161,13 @@ pub fn report(
     let horizons = Horizons::at(&cfg.history, &tz, now_ms);
     let from_intervals = q.by == PeriodKind::Hour || hours.is_some();
     let wanted = |kind: DimKind, name: &str| {
-        kind == q.dimension && q.queue.as_deref().is_none_or(|k| k == name)
+        kind == q.dimension
+            && q.queue.as_deref().is_none_or(|k| k == name)
+            // A tag key is `name=value`, and a configured name holds no `=`.
+            && (kind != DimKind::Tag
+                || name
+                    .split_once('=')
+                    .is_some_and(|(t, _)| tags.iter().any(|x| x == t)))
     };
     // (period start, key) → what the entries in it add up to.
     let mut sums: BTreeMap<(i64, String), Agg> = BTreeMap::new();
@@ -314,7 +333,32 @@ pub fn report(
         complete_until_ms: stats.complete_until_ms,
         complete_until: stats.complete_until_ms.map(|u| local_text(&tz, u)),
         rows,
+        tags,
     })
+}
+
+/// The tag names a report's rows are of: `--tag`'s, or every configured one; none for the other
+/// dimensions. Refused: tag rows without any configured name, `--tag` of another dimension or of
+/// a name not configured.
+fn tag_names(cfg: &Config, q: &ReportQuery) -> Result<Vec<String>, ReportError> {
+    let configured = &cfg.history.tag_dimensions;
+    if q.dimension != DimKind::Tag {
+        return match q.tag {
+            Some(_) => Err(ReportError::TagNeedsTagDimension(q.dimension.name())),
+            None => Ok(Vec::new()),
+        };
+    }
+    if configured.is_empty() {
+        return Err(ReportError::NoTagDimensions);
+    }
+    match &q.tag {
+        None => Ok(configured.clone()),
+        Some(name) if configured.contains(name) => Ok(vec![name.clone()]),
+        Some(name) => Err(ReportError::UnknownTag {
+            name: name.clone(),
+            known: configured.join(", "),
+        }),
+    }
 }
 
 /// The business hours asked for: `--calendar`'s objective, or the only objective when there
@@ -380,7 +424,7 @@ impl Report {
     /// The report as `report --json` prints it.
     #[must_use]
     pub fn to_json(&self) -> Value {
-        serde_json::json!({
+        let mut v = serde_json::json!({
             "time_zone": self.time_zone,
             "from": self.from.to_string(),
             "to": self.to.to_string(),
@@ -390,7 +434,11 @@ impl Report {
             "complete_until": self.complete_until,
             "complete_until_ms": self.complete_until_ms,
             "rows": self.rows.iter().map(ReportRow::to_json).collect::<Vec<_>>(),
-        })
+        });
+        if let (DimKind::Tag, Value::Object(m)) = (self.dimension, &mut v) {
+            m.insert("tags".into(), self.tags.clone().into());
+        }
+        v
     }
 }
 
@@ -437,6 +485,7 @@ mod tests {
             dimension: DimKind::Queue,
             business_hours: false,
             calendar: None,
+            tag: None,
         }
     }
 

@@ -21,12 +21,14 @@ use crate::engine::{Agg, BucketId, DimKind, Engine};
 use crate::history::{self, Horizons};
 use crate::store::{Store, StoreError};
 
-/// Every dimension goes into the history, whatever is shipped upstream.
-const HISTORY_KINDS: [DimKind; 4] = [
+/// Every dimension goes into the history, whatever is shipped upstream (tags only where
+/// `history.tag_dimensions` names some: the engine keeps no tag bucket otherwise).
+const HISTORY_KINDS: [DimKind; 5] = [
     DimKind::All,
     DimKind::Queue,
     DimKind::Agent,
     DimKind::Channel,
+    DimKind::Tag,
 ];
 
 /// Remembers what was shipped and turns engine buckets into records.
@@ -511,5 +513,44 @@ mod tests {
         assert_eq!(shipped, 3);
         let c = closer.candidates(&engine, now, true);
         assert_eq!((c.buckets.len(), c.more), (0, false));
+    }
+
+    #[tokio::test]
+    async fn tag_buckets_go_into_the_history_but_ship_only_when_upstream_dimensions_ask() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Arc::new(Store::open(&dir.path().join("s"), 1 << 20, 1 << 30).expect("store"));
+        let mut cfg = Config::default();
+        cfg.history.tag_dimensions = vec!["tier".into()];
+        let mut engine = Engine::new(&cfg);
+        let mut closer = Closer::new(&cfg, "h".into(), &store).expect("closer");
+        closer.records = true;
+        let mut s = Event::new(EventKind::Start, "a", T0 + 60_000);
+        s.queue = Some("q1".into());
+        s.tags = vec![("tier".into(), "gold".into())];
+        let end = Event::new(EventKind::End, "a", T0 + 65_000);
+        for ev in [&s, &end] {
+            engine.apply(ev, T0 + 65_000);
+        }
+        let now = T0 + 3_600_000;
+        engine.advance(now);
+
+        // The queue's, the channel's, the overall and the tier's bucket go into the history;
+        // upstream.dimensions is `queue` by default: one record, of the queue.
+        let c = closer.candidates(&engine, now, true);
+        let mut kinds: Vec<DimKind> = c.buckets.iter().map(|b| b.id.dim.kind).collect();
+        kinds.sort();
+        assert_eq!(
+            kinds,
+            [DimKind::All, DimKind::Queue, DimKind::Channel, DimKind::Tag]
+        );
+        let closed = closer.ship(&store, c, 900_000).await.expect("ship");
+        assert_eq!((closed.intervals, closed.history), (1, 4));
+        let records = store.records_after(0, 100).expect("records");
+        assert_eq!(records.len(), 1);
+        let record = StoreOutbox::decode(&records[0].1).expect("record");
+        assert_eq!(
+            (record.dimension, record.key.as_str()),
+            (DimKind::Queue, "q1")
+        );
     }
 }

@@ -13,7 +13,7 @@ pub(super) fn render_report(r: &Report) -> String {
         r.to,
         r.time_zone,
         r.by.name(),
-        r.dimension.name(),
+        dimension_label(r),
         r.hours,
         r.complete_until.as_deref().unwrap_or("nothing closed yet"),
     );
@@ -41,6 +41,15 @@ pub(super) fn render_report(r: &Report) -> String {
         .collect();
     out.push_str(&render_table(&columns, &cells));
     out
+}
+
+/// The rows' dimension as the heading says it: tag rows with their tag names.
+fn dimension_label(r: &Report) -> String {
+    if r.tags.is_empty() {
+        r.dimension.name().to_string()
+    } else {
+        format!("{} ({})", r.dimension.name(), r.tags.join(", "))
+    }
 }
 
 #[cfg(test)]
@@ -93,6 +102,7 @@ mod tests {
                     realtime: Realtime::default(),
                 },
             }],
+            tags: Vec::new(),
         };
         let text = render_report(&report);
         assert!(
