@@ -468,6 +468,10 @@ fn tag_reports_equal_the_tagged_calls_sent_across_a_kill_with_a_call_open() {
             .collect()
     };
     let before = check_all(&d, &sent, "first");
+    // The engine holds the two tag keys, and moved nothing to tier=(other).
+    let st = d.status();
+    assert_eq!(st["engine"]["keys"]["tag"], 2, "{st}");
+    assert!(st["engine"]["overflowed"].get("tag").is_none(), "{st}");
     // Tag rows hold what the tagged calls hold: less than every call, by the untagged ones.
     let untagged = sent.iter().filter(|c| c.tier.is_none()).count() as u64;
     let total = |r: &Value| -> u64 {

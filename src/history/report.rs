@@ -1,6 +1,7 @@
 //! `callmetrics report`: the history's aggregates merged per period (hour, day, ISO week, month
-//! in the configured zone) and per key, every counter and figure computed as `metrics` computes
-//! its rows ([`Figures::of`], [`MetricsRow::to_json`]). Read from the store on demand, so the
+//! in the configured zone) and per key (a queue, agent, channel, `all`, or a tag's `name=value`
+//! of `history.tag_dimensions`), every counter and figure computed as `metrics` computes its
+//! rows ([`Figures::of`], [`MetricsRow::to_json`]). Read from the store on demand, so the
 //! daemon holds only the rows being built.
 //!
 //! Hours (and business hours, judged per interval by when it starts) come from the interval
