@@ -195,10 +195,11 @@ impl Config {
         }
         let up = &self.upstream;
         for d in &up.dimensions {
-            if !["queue", "agent", "channel", "all"].contains(&d.as_str()) {
+            // `tag` ships the tag buckets, kept only for history.tag_dimensions' names.
+            if !["queue", "agent", "channel", "all", "tag"].contains(&d.as_str()) {
                 bad(
                     "upstream.dimensions",
-                    format!("`{d}` is not one of queue, agent, channel, all"),
+                    format!("`{d}` is not one of queue, agent, channel, all, tag"),
                 );
             }
         }

@@ -552,5 +552,37 @@ mod tests {
             (record.dimension, record.key.as_str()),
             (DimKind::Queue, "q1")
         );
+
+        // Asked for, tag records are shipped. A late gold call changes the queue's and the
+        // tier's bucket: a correction each (the tier's bucket went into the history before, so
+        // what it adds now is a delta, as for any dimension added to upstream.dimensions).
+        cfg.upstream.dimensions = vec!["queue".into(), "tag".into()];
+        closer.reconfigure(&cfg);
+        let mut s = Event::new(EventKind::Start, "b", T0 + 120_000);
+        s.queue = Some("q1".into());
+        s.tags = vec![("tier".into(), "gold".into())];
+        let end = Event::new(EventKind::End, "b", T0 + 125_000);
+        for ev in [&s, &end] {
+            engine.apply(ev, now);
+        }
+        engine.advance(now + 10_000);
+        let c = closer.candidates(&engine, now + 10_000, true);
+        let closed = closer.ship(&store, c, 900_000).await.expect("ship");
+        assert_eq!((closed.intervals, closed.corrections), (0, 2));
+        let records = store.records_after(records[0].0, 100).expect("records");
+        let shipped: Vec<(DimKind, String, u64, u64)> = records
+            .iter()
+            .map(|(_, bytes)| {
+                let r = StoreOutbox::decode(bytes).expect("record");
+                (r.dimension, r.key, r.delta.offered, r.total.offered)
+            })
+            .collect();
+        assert_eq!(
+            shipped,
+            [
+                (DimKind::Queue, "q1".to_string(), 1, 2),
+                (DimKind::Tag, "tier=gold".to_string(), 1, 2)
+            ]
+        );
     }
 }

@@ -254,6 +254,25 @@ mod tests {
     }
 
     #[test]
+    fn a_tag_record_names_its_name_value_key_under_tag() {
+        let mut r = record();
+        r.dimension = DimKind::Tag;
+        r.key = "tier=gold".into();
+        let v = r.to_json();
+        assert_eq!(
+            (&v["dimension"], &v["tag"]),
+            (&json!("tag"), &json!("tier=gold"))
+        );
+        assert!(v.get("queue").is_none());
+        assert!(
+            r.influx_lines()
+                .starts_with("callmetrics,host=pbx\\ 1,dimension=tag,tag=tier\\=gold offered=3i,"),
+            "{}",
+            r.influx_lines()
+        );
+    }
+
+    #[test]
     fn a_correction_sends_its_delta_in_series_of_its_own() {
         let mut r = record();
         r.kind = RecordKind::Correction;
