@@ -1,7 +1,8 @@
 //! The engine's state is sized by keys × buckets plus the calls open now, not by how many calls
 //! went through: fed 10 000 and then 200 000 calls through the same queues, agents and channels
 //! (in-process, engine time passed in), its own accounting of its state stays within a bound set
-//! by the keys and buckets alone, and the calls leave nothing behind but that.
+//! by the keys and buckets alone, and the calls leave nothing behind but that; with tag
+//! dimensions configured too.
 
 use callmetrics::config::Config;
 use callmetrics::engine::{DimKind, Engine, MetricsQuery, StateBytes};
@@ -13,11 +14,20 @@ const T0: i64 = 1_795_305_600_000;
 const QUEUES: u64 = 20;
 const AGENTS: u64 = 100;
 const CHANNELS: [&str; 3] = ["voice", "chat", "email"];
+/// Customers tagged on the calls of the tag test: more than its `history.max_tag_values`.
+const CUSTOMERS: u64 = 200;
 
 /// Feeds `n` complete calls leaving their queue within the 20 h before `now`, received at `now`
 /// in groups of 1 000 (a bulk load), then lets the reorder grace pass.
 fn feed(e: &mut Engine, seed: u64, n: usize, now: i64) {
+    feed_with(e, seed, n, now, false);
+}
+
+/// As [`feed`]; with `tagged`, each `start` carries a `tier` of three values and a `customer`
+/// of [`CUSTOMERS`].
+fn feed_with(e: &mut Engine, seed: u64, n: usize, now: i64, tagged: bool) {
     let mut rng = fastrand::Rng::with_seed(seed);
+    let mut tags = fastrand::Rng::with_seed(!seed);
     let mut group: Vec<Event> = Vec::new();
     for i in 0..n {
         let id = format!("{seed}-{i}");
@@ -26,6 +36,16 @@ fn feed(e: &mut Engine, seed: u64, n: usize, now: i64) {
         let mut s = Event::new(EventKind::Start, &id, start);
         s.queue = Some(format!("q{}", rng.u64(0..QUEUES)));
         s.channel = Some(CHANNELS[rng.usize(0..3)].to_string());
+        if tagged {
+            // Drawn apart, so tagged and untagged loads are the same calls.
+            s.tags = vec![
+                (
+                    "tier".into(),
+                    ["gold", "silver", "bronze"][tags.usize(0..3)].into(),
+                ),
+                ("customer".into(), format!("c{}", tags.u64(0..CUSTOMERS))),
+            ];
+        }
         group.push(s);
         if rng.u8(0..10) < 8 {
             let mut a = Event::new(EventKind::Answer, &id, leave);
@@ -110,6 +130,53 @@ fn state_does_not_grow_with_the_calls_that_went_through() {
         big.remembered_bytes <= cfg.metrics.max_remembered_calls as u64 * 96,
         "remembered calls hold {} bytes",
         big.remembered_bytes
+    );
+}
+
+/// With tag dimensions, the same rule: tag keys are bounded by `history.max_tag_values` (plus a
+/// `name=(other)` per name), and each holds at most one interval bucket per interval and no
+/// minute bucket, however many calls went through.
+#[test]
+fn tag_dimensions_add_at_most_their_keys_times_the_intervals_kept() {
+    const MAX_TAG_VALUES: u64 = 20;
+    let tagged = Config::parse(
+        &format!(
+            "[history]\ntag_dimensions = [\"tier\", \"customer\"]\nmax_tag_values = {MAX_TAG_VALUES}\n"
+        ),
+        std::path::Path::new("agent.toml"),
+    )
+    .unwrap();
+    let plain = Config::default();
+    let (mut with, mut without) = (Engine::new(&tagged), Engine::new(&plain));
+    let now = T0 + 30 * HOUR;
+    for (e, tags) in [(&mut with, true), (&mut without, false)] {
+        feed_with(e, 1, 10_000, now, tags);
+    }
+    for (e, tags) in [(&mut with, true), (&mut without, false)] {
+        feed_with(e, 2, 100_000, now + 10_000, tags);
+        e.advance(now + 10_000 + 61_000);
+        assert_eq!(offered(e), 110_000);
+    }
+    let stats = with.stats();
+    // 20 keys, then tier=(other) and customer=(other): the 200 customers overflowed.
+    let tag_keys = stats.keys["tag"];
+    assert!(tag_keys <= MAX_TAG_VALUES + 2, "{tag_keys} tag keys");
+    assert!(stats.overflowed["tag"] > 0, "{stats:?}");
+    // The same calls, the same other keys: the difference is the tag buckets, interval ones
+    // only. The calls leave their queue over 20 h and complete up to 11 min later (and the
+    // second load is 10 s later): under 20 h 12 min, which touches at most 80 + 2 intervals.
+    // Minute buckets would add some thirty more per key (the last hour is kept at minute grain).
+    let intervals = (20 * HOUR + 12 * 60_000) as u64 / 900_000 + 2;
+    let tag_buckets = stats.state.buckets - without.stats().state.buckets;
+    assert!(
+        tag_buckets <= tag_keys * intervals,
+        "{tag_buckets} tag buckets for {tag_keys} keys"
+    );
+    assert_eq!((stats.open_calls, stats.open_segments), (0, 0));
+    assert!(
+        stats.state.pending_bytes < 128 * 1024,
+        "pending calls still hold {} bytes",
+        stats.state.pending_bytes
     );
 }
 
