@@ -32,8 +32,9 @@ use crate::upstream::{RecordKind, SinkStatus};
 /// needed (`Realtime::agents_needed`), the status report the history, and the `sla`, `report`
 /// and `alerts` requests exist; 6: open segments carry their wait clock, deadline and time left; 7: the
 /// `callbacks` request exists, and the status report's limits and engine figures count callback
-/// requests.
-pub const PROTOCOL_VERSION: u16 = 7;
+/// requests; 8: a report query may name a tag (`ReportQuery::tag`) and a report lists the tag
+/// names of its rows (`Report::tags`).
+pub const PROTOCOL_VERSION: u16 = 8;
 /// Largest control message either side accepts (answers with many rows are the large ones).
 pub const MAX_MESSAGE_BYTES: usize = 16 << 20;
 /// Largest request the daemon accepts: every request is a few dozen bytes, so this bounds what one
