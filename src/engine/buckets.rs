@@ -34,6 +34,45 @@ impl Engine {
         self.interval.range(from, until).map(|(s, _)| s).collect()
     }
 
+    /// Up to `limit` interval buckets of `kinds` in the slice starting at `start` for which
+    /// `wanted(id, revision)` holds, each decoded only once wanted (the closer's bounded rounds);
+    /// and whether more were wanted past the limit.
+    pub fn interval_buckets_wanted(
+        &self,
+        kinds: &[DimKind],
+        start: i64,
+        limit: usize,
+        mut wanted: impl FnMut(&BucketId, u64) -> bool,
+    ) -> (Vec<(BucketId, Agg)>, bool) {
+        let mut out = Vec::new();
+        let Some(slice) = self.interval.get(start) else {
+            return (out, false);
+        };
+        for (key, cell) in slice.cells() {
+            let Some(dim) = self.keys.dim(key).filter(|d| kinds.contains(&d.kind)) else {
+                continue;
+            };
+            let Ok(revision) = cell.revision() else {
+                continue;
+            };
+            let id = BucketId {
+                tier: Tier::Interval,
+                dim: dim.clone(),
+                start_ms: start,
+            };
+            if !wanted(&id, revision) {
+                continue;
+            }
+            if out.len() == limit {
+                return (out, true);
+            }
+            if let Ok(agg) = cell.decode(&self.sets) {
+                out.push((id, agg));
+            }
+        }
+        (out, false)
+    }
+
     /// Interval buckets of `kinds` in the slice starting at `start` (for interval records).
     #[must_use]
     pub fn interval_buckets_at(&self, kinds: &[DimKind], start: i64) -> Vec<(BucketId, Agg)> {

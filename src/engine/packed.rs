@@ -85,6 +85,16 @@ pub fn wait_max(b: &[u8]) -> u64 {
     Reader::new(b).u64().unwrap_or(0)
 }
 
+/// The revision of a packed bucket, read without decoding its bands and sketches.
+pub fn revision(b: &[u8]) -> Result<u64, DecodeError> {
+    let mut r = Reader::new(b);
+    // The largest wait, then the counters up to the revision, the last of them.
+    for _ in 0..=REVISION {
+        r.u64()?;
+    }
+    r.u64()
+}
+
 /// The counters of a packed bucket, in `encode`'s order, and where the bands and sketches start.
 struct Head<'a> {
     wait_max: u64,
@@ -421,11 +431,13 @@ mod tests {
             other in prop::collection::vec((0u64..1_000_000, 0u8..3), 0..20),
         ) {
             let mut sets = BandSets::default();
-            let a = agg(&waits, &handles, &[10_000, 20_000, 60_000]);
+            let mut a = agg(&waits, &handles, &[10_000, 20_000, 60_000]);
+            a.revision = waits.len() as u64 * 1_000_003 + handles.len() as u64;
             let mut out = Vec::new();
             encode(&a, &mut sets, &mut out);
             prop_assert_eq!(decode(&out, &sets).unwrap(), a.clone());
             prop_assert_eq!(wait_max(&out), a.wait_max_ms);
+            prop_assert_eq!(revision(&out).unwrap(), a.revision);
             // Accumulating packed buckets equals merging the aggregates.
             let b = agg(&other, &[], &[20_000, 30_000]);
             let mut out_b = Vec::new();

@@ -44,6 +44,14 @@ impl CellRef<'_> {
         }
     }
 
+    /// The bucket's revision, without decoding its sketches.
+    pub fn revision(self) -> Result<u64, DecodeError> {
+        match self {
+            CellRef::Packed(b) => packed::revision(b),
+            CellRef::Wide(a) => Ok(a.revision),
+        }
+    }
+
     pub fn decode(self, sets: &BandSets) -> Result<Agg, DecodeError> {
         match self {
             CellRef::Packed(b) => packed::decode(b, sets),

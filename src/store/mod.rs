@@ -70,8 +70,8 @@ pub struct Store {
     /// Set by a failed write: sled refuses every write after one until it is reopened.
     failed: Mutex<Option<String>>,
     has_failed: AtomicBool,
-    /// When the store was last compacted (compactions are rate-limited).
-    last_compaction: Mutex<Option<std::time::Instant>>,
+    /// The last compaction: when (compactions are rate-limited) and what it left.
+    last_compaction: Mutex<Option<compact::LastCompaction>>,
     /// Bytes written or deleted through sled since it was last opened (see [`Store::reopen`]).
     churn: AtomicU64,
 }

@@ -77,12 +77,14 @@ pub struct Candidates {
     pub more: bool,
 }
 
-/// The most buckets one round of closing takes (plus the rest of the interval it is in). A
-/// backfill changes every interval of the day at once; taken in one round, each bucket's copy,
-/// history entry and write batch were held together (907 MiB at 1 M calls). Bounded rounds keep
-/// that to a few MiB (with 2048 buckets a round still reached ~18 MiB of sled write buffers and
-/// page deltas after a restart at 1 M calls), and release the engine lock between them.
-pub const MAX_ROUND_BUCKETS: usize = 512;
+/// The most buckets one round of closing takes. A backfill changes every interval of the day at
+/// once; taken in one round, each bucket's copy, history entry and write batch were held together
+/// (907 MiB at 1 M calls). Bounded rounds keep that small and release the engine lock between
+/// them; a round may stop inside an interval, and the next goes on with its buckets not shipped
+/// yet. Measured closing the 48 800 buckets of a 1 M-call load at once: with rounds of a whole
+/// interval (~600 buckets, each with its shipped copy, its interval entry and its day entry in
+/// one sled batch) the daemon's RSS rose by 20 MiB over the 2 s of closing.
+pub const MAX_ROUND_BUCKETS: usize = 128;
 
 /// What one round of closing did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -182,13 +184,25 @@ impl Closer {
                 out.more = true;
                 break;
             }
-            out.looked.push((start, version));
-            for (id, agg) in engine.interval_buckets_at(&HISTORY_KINDS, start) {
-                let key = id.encode();
-                if self.shipped.get(&key) != Some(&agg.revision) {
-                    out.buckets.push(Candidate { id, key, agg });
-                }
+            let room = self.round_buckets - out.buckets.len();
+            let (changed, rest) =
+                engine.interval_buckets_wanted(&HISTORY_KINDS, start, room, |id, revision| {
+                    self.shipped.get(&id.encode()) != Some(&revision)
+                });
+            out.buckets
+                .extend(changed.into_iter().map(|(id, agg)| Candidate {
+                    key: id.encode(),
+                    id,
+                    agg,
+                }));
+            if rest {
+                // Part of this interval is left: the next round takes it on from what was
+                // shipped (the buckets shipped at their revision are not wanted again).
+                out.until_ms = start;
+                out.more = true;
+                break;
             }
+            out.looked.push((start, version));
         }
         if !out.buckets.is_empty() {
             out.sla = engine.sla_at(now_ms).iter().map(SlaState::of).collect();
@@ -484,7 +498,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_round_stops_between_intervals_past_its_bucket_bound_and_the_next_goes_on() {
+    async fn a_round_stops_at_its_bucket_bound_even_inside_an_interval_and_the_next_goes_on() {
         let (_dir, store, mut engine, mut closer) = fixture();
         // Three intervals with one call each: three buckets each (queue, channel, overall).
         for (i, id) in ["a", "b", "c"].into_iter().enumerate() {
@@ -492,17 +506,31 @@ mod tests {
         }
         let now = T0 + 3_600_000;
         engine.advance(now);
-        // A bound below one interval's buckets: each round takes one whole interval.
+        // A bound below one interval's buckets: rounds of two take the nine buckets in five,
+        // each complete up to the start of the interval it stopped in.
         closer.round_buckets = 2;
+        let expected = [
+            // (buckets, intervals finished, more, complete until)
+            (2, 0, true, T0),
+            (2, 1, true, T0 + 900_000),
+            (2, 1, true, T0 + 1_800_000),
+            (2, 0, true, T0 + 1_800_000),
+            (1, 1, false, now),
+        ];
         let mut shipped = 0;
-        for round in 0..3 {
+        let mut seen = std::collections::HashSet::new();
+        for (round, want) in expected.into_iter().enumerate() {
             let c = closer.candidates(&engine, now, true);
-            assert_eq!((c.buckets.len(), c.looked.len()), (3, 1), "round {round}");
-            let last = round == 2;
-            assert_eq!(c.more, !last, "round {round}");
-            if !last {
-                // Complete up to the start of the interval left for the next round.
-                assert_eq!(c.until_ms, T0 + (round + 1) * 900_000, "round {round}");
+            assert_eq!(
+                (c.buckets.len(), c.looked.len(), c.more, c.until_ms),
+                want,
+                "round {round}"
+            );
+            for b in &c.buckets {
+                assert!(
+                    seen.insert(b.key.clone()),
+                    "round {round}: a bucket taken twice"
+                );
             }
             shipped += closer
                 .ship(&store, c, 900_000)
@@ -510,6 +538,7 @@ mod tests {
                 .expect("ship")
                 .intervals;
         }
+        assert_eq!(seen.len(), 9);
         assert_eq!(shipped, 3);
         let c = closer.candidates(&engine, now, true);
         assert_eq!((c.buckets.len(), c.more), (0, false));

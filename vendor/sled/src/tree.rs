@@ -10,6 +10,10 @@ use parking_lot::RwLock;
 
 use crate::{atomic_shim::AtomicU64, pagecache::NodeView, *};
 
+/// Writes of a batch between two re-pins of its epoch guard (patched; see
+/// `apply_batch_inner`).
+const REPIN_EVERY: usize = 16;
+
 #[derive(Debug, Clone)]
 pub(crate) struct View<'g> {
     pub node_view: NodeView<'g>,
@@ -386,11 +390,22 @@ impl Tree {
     ) -> Result<()> {
         let peg = self.context.pin_log(guard)?;
         trace!("applying batch {:?}", batch);
-        for (k, v_opt) in batch.writes {
+        for (i, (k, v_opt)) in batch.writes.into_iter().enumerate() {
             loop {
                 if self.insert_inner(&k, v_opt.clone(), guard)?.is_ok() {
                     break;
                 }
+            }
+            // Patched (see PATCHED.md): every write replaces a leaf by a copy
+            // and defers the free of the old one to the epoch collector, which
+            // cannot run while this guard stays pinned. Re-pinning every few
+            // writes lets those frees run as the batch goes instead of all at
+            // its end. No reference obtained under the guard is kept from one
+            // write to the next (each `insert_inner` walks from the root), and
+            // the batch's log reservation holds its buffer by `Arc`.
+            if i % REPIN_EVERY == REPIN_EVERY - 1 {
+                guard.inner.repin();
+                guard.inner.flush();
             }
         }
 
