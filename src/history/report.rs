@@ -123,7 +123,7 @@ pub enum ReportError {
     TagNeedsTagDimension(&'static str),
     #[error("--tag {name}: not one of history.tag_dimensions (configured: {known})")]
     UnknownTag { name: String, known: String },
-    #[error("the report would have {0} rows (periods × keys), more than {MAX_ROWS}: narrow --from/--to, use a longer --by, or --queue")]
+    #[error("the report would have {0} rows (periods × keys), more than {MAX_ROWS}: narrow --from/--to, use a longer --by, or choose --queue (queue rows) or --tag (tag rows)")]
     TooManyRows(usize),
     #[error(transparent)]
     Store(#[from] StoreError),
