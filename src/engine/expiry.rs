@@ -143,6 +143,7 @@ impl Engine {
 
     fn prune(&mut self, at: i64) {
         self.totals.sync(&self.cal, &self.interval, &self.sets, at);
+        self.fine_totals.sync(&self.cal, &self.fine, &self.sets, at);
         let fine_from = self.cal.fine_bucket(at) - FINE_SPAN_MS;
         let interval_from = self.cal.interval_bucket(at) - self.s.keep_interval_ms;
         for (tier, from) in [(Tier::Fine, fine_from), (Tier::Interval, interval_from)] {

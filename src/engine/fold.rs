@@ -129,6 +129,8 @@ impl Engine {
             }
         }
         self.totals.sync(&self.cal, &self.interval, &self.sets, now);
+        self.fine_totals
+            .sync(&self.cal, &self.fine, &self.sets, now);
     }
 
     /// Folds whatever of the call is settled at `at`; drops the call once everything is.
@@ -303,10 +305,12 @@ impl Engine {
                 {
                     self.keys.bucket_added(key);
                 }
-                if *tier == Tier::Interval {
-                    for fact in here {
-                        self.totals.add(key, *start, |r| fact.add_to_running(r));
-                    }
+                let totals = match tier {
+                    Tier::Interval => &mut self.totals,
+                    Tier::Fine => &mut self.fine_totals,
+                };
+                for fact in here {
+                    totals.add(key, *start, |r| fact.add_to_running(r));
                 }
             }
         }

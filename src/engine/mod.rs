@@ -129,6 +129,8 @@ pub struct Engine {
     fine: TierSlices,
     interval: TierSlices,
     totals: Totals,
+    /// Running totals of the staffing window over the minute buckets (see `staffing.rs`).
+    fine_totals: Totals,
     /// Cumulative totals since the store was created, per key (`/metrics` counters).
     lifetime: Lifetime,
     pending: PendingCalls,
@@ -161,7 +163,7 @@ impl Engine {
             0,
         );
         let lifetime = Lifetime::new(&lifetime_bounds(&s));
-        Engine {
+        let mut e = Engine {
             s,
             cal,
             now_ms: 0,
@@ -172,6 +174,7 @@ impl Engine {
             fine: TierSlices::default(),
             interval: TierSlices::default(),
             totals,
+            fine_totals: Totals::default(),
             lifetime,
             pending: PendingCalls::default(),
             remembered: Remembered::default(),
@@ -182,7 +185,10 @@ impl Engine {
             sla: sla::SlaBook::new(cfg),
             callbacks: callbacks::Callbacks::new(cfg),
             expiry: expiry_index::ExpiryIndex::default(),
-        }
+        };
+        // The staffing window's totals (the long windows' are built above).
+        e.rebuild_totals();
+        e
     }
 
     /// Applies a new config: parameters apply to what is folded from now on.
@@ -212,6 +218,12 @@ impl Engine {
             &self.sets,
             self.now_ms,
         );
+        let staffing: Vec<Window> = self
+            .staffing_window()
+            .map(|w| Window::Trailing(crate::units::Millis(w)))
+            .into_iter()
+            .collect();
+        self.fine_totals = Totals::build(&staffing, &self.cal, &self.fine, &self.sets, self.now_ms);
     }
 
     #[must_use]
@@ -259,6 +271,7 @@ impl Engine {
             buckets: (self.fine.buckets() + self.interval.buckets()) as u64,
             bucket_bytes: (self.fine.bytes() + self.interval.bytes()) as u64,
             total_bytes: (self.totals.heap_bytes()
+                + self.fine_totals.heap_bytes()
                 + self.lifetime.heap_bytes()
                 + self.sla.heap_bytes()
                 + self.callbacks.heap_bytes()) as u64,

@@ -198,9 +198,9 @@ impl Engine {
         let wanted_key = |key: KeyId| want.get(key as usize).copied().flatten().is_some();
         let mut acc: Vec<Option<Cow<'_, Running>>> = vec![None; want.len()];
         let mut max: Vec<u64> = vec![0; want.len()];
-        let totals = match tier {
-            Tier::Interval => self.totals.get(window),
-            Tier::Fine => None,
+        let (totals, tier_slices) = match tier {
+            Tier::Interval => (self.totals.get(window), &self.interval),
+            Tier::Fine => (self.fine_totals.get(window), &self.fine),
         };
         // Adds (or subtracts) every wanted bucket of the slices in `from..=to`.
         let apply = |acc: &mut Vec<Option<Cow<'_, Running>>>,
@@ -235,26 +235,26 @@ impl Engine {
             // Move the totals' range to the query's: drop what left, add what entered.
             let (vf, vl) = (view.first, view.last);
             if vf > vl || last < vf || vl < first {
-                apply(&mut acc, &self.interval, vf, vl, false);
-                apply(&mut acc, &self.interval, first, last, true);
+                apply(&mut acc, tier_slices, vf, vl, false);
+                apply(&mut acc, tier_slices, first, last, true);
             } else {
                 if vf < first {
-                    apply(&mut acc, &self.interval, vf, first - 1, false);
+                    apply(&mut acc, tier_slices, vf, first - 1, false);
                 }
                 if last < vl {
-                    apply(&mut acc, &self.interval, last + 1, vl, false);
+                    apply(&mut acc, tier_slices, last + 1, vl, false);
                 }
                 if first < vf {
-                    apply(&mut acc, &self.interval, first, vf - 1, true);
+                    apply(&mut acc, tier_slices, first, vf - 1, true);
                 }
                 if vl < last {
-                    apply(&mut acc, &self.interval, vl + 1, last, true);
+                    apply(&mut acc, tier_slices, vl + 1, last, true);
                 }
             }
             // The totals' maxima hold for their own range; another range (a query just past an
             // interval boundary the committer has not reached yet) reads them from the buckets.
             if (vf, vl) != (first, last) {
-                for (_, slice) in self.interval.range(first, last) {
+                for (_, slice) in tier_slices.range(first, last) {
                     for (key, cell) in slice.cells() {
                         if wanted_key(key) {
                             let m = &mut max[key as usize];

@@ -1,5 +1,6 @@
 //! Running totals of the long windows (trailing windows served from interval buckets, and `today`)
-//! per key, so a query over a day reads one total a key instead of a hundred buckets.
+//! per key, so a query over a day reads one total a key instead of a hundred buckets; and, over
+//! the minute buckets, of the staffing window (the last hour), which every queue query reads.
 //!
 //! Each window's total is the exact sum of the interval buckets in its range at the time it was
 //! last synced: a fold into a bucket in range adds to it, and when time moves the range on, the
@@ -12,7 +13,7 @@ use super::keys::KeyId;
 use super::packed::BandSets;
 use super::running::Running;
 use super::slices::TierSlices;
-use super::window::{Calendar, Window};
+use super::window::{Calendar, Tier, Window, FINE_BUCKET_MS};
 
 #[derive(Debug, Clone)]
 struct LongWindow {
@@ -55,7 +56,8 @@ impl Totals {
         t
     }
 
-    /// Adds a fact folded into the interval bucket starting at `start` to every window holding it.
+    /// Adds a fact folded into the bucket starting at `start` (of the tier these totals are
+    /// over) to every window holding it.
     pub fn add(&mut self, key: KeyId, start: i64, add: impl Fn(&mut Running)) {
         for w in &mut self.windows {
             if (w.first..=w.last).contains(&start) {
@@ -167,8 +169,12 @@ fn apply(
     }
 }
 
-/// The first engine time after `now` at which `window`'s range may change: the next interval
-/// boundary (local midnight is one too, since intervals divide an hour).
-fn next_change(cal: &Calendar, _window: Window, now: i64) -> i64 {
-    cal.interval_bucket(now) + cal.interval_ms
+/// The first engine time after `now` at which `window`'s range may change: the next minute for a
+/// window of minute buckets, else the next interval boundary (local midnight is one too, since
+/// intervals divide an hour).
+fn next_change(cal: &Calendar, window: Window, now: i64) -> i64 {
+    match cal.range(window, now).0 {
+        Tier::Fine => cal.fine_bucket(now) + FINE_BUCKET_MS,
+        Tier::Interval => cal.interval_bucket(now) + cal.interval_ms,
+    }
 }
