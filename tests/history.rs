@@ -8,15 +8,15 @@
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Instant;
 
 use jiff::civil::Date;
-use jiff::tz::TimeZone;
-use jiff::{Timestamp, ToSpan};
+use jiff::ToSpan;
 use serde_json::{json, Value};
-use support::{now_ms, Daemon, JsonConn, DEADLINE};
+use support::history_report::{
+    check_row, config, day_start, flush_until, period_start, refused, report, today, zoned, Counts,
+};
+use support::{now_ms, Daemon, JsonConn};
 
-const ZONE: &str = "Europe/Paris";
 const MIN: i64 = 60_000;
 const HOUR: i64 = 60 * MIN;
 const DAY: i64 = 24 * HOUR;
@@ -26,16 +26,6 @@ const S: i64 = 5_000;
 
 /// A long trailing window keeps the engine's interval buckets for a week, so calls of the last
 /// days are folded into buckets (and so into the history) when they arrive.
-fn config(history: &str) -> String {
-    format!(
-        "\n[general]\ntime_zone = \"{ZONE}\"\n\n[metrics]\nwindows = [\"5m\", \"1h\", \"168h\"]\n\n{history}"
-    )
-}
-
-fn tz() -> TimeZone {
-    TimeZone::get(ZONE).expect("zone")
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum End {
     Answered { talk: i64, acw: Option<i64> },
@@ -132,23 +122,6 @@ fn send(d: &Daemon, calls: &[Call]) {
 }
 
 /// Additive counters of docs/metrics.md, as this test counts them.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-struct Counts {
-    offered: u64,
-    answered: u64,
-    answered_within: u64,
-    abandoned: u64,
-    abandoned_within: u64,
-    short_abandoned: u64,
-    overflow: u64,
-    handled: u64,
-    wait_sum_ms: u64,
-    wait_max_ms: u64,
-    abandon_wait_sum_ms: u64,
-    talk_sum_ms: u64,
-    acw_sum_ms: u64,
-}
-
 /// One fact of a call: when it counts, under which keys, and what it adds.
 struct Fact {
     at: i64,
@@ -204,82 +177,6 @@ fn facts(c: &Call) -> Vec<Fact> {
     out
 }
 
-impl Counts {
-    fn add(&mut self, o: &Counts) {
-        self.offered += o.offered;
-        self.answered += o.answered;
-        self.answered_within += o.answered_within;
-        self.abandoned += o.abandoned;
-        self.abandoned_within += o.abandoned_within;
-        self.short_abandoned += o.short_abandoned;
-        self.overflow += o.overflow;
-        self.handled += o.handled;
-        self.wait_sum_ms += o.wait_sum_ms;
-        self.wait_max_ms = self.wait_max_ms.max(o.wait_max_ms);
-        self.abandon_wait_sum_ms += o.abandon_wait_sum_ms;
-        self.talk_sum_ms += o.talk_sum_ms;
-        self.acw_sum_ms += o.acw_sum_ms;
-    }
-
-    fn named(&self) -> [(&'static str, u64); 13] {
-        [
-            ("offered", self.offered),
-            ("answered", self.answered),
-            ("answered_within", self.answered_within),
-            ("abandoned", self.abandoned),
-            ("abandoned_within", self.abandoned_within),
-            ("short_abandoned", self.short_abandoned),
-            ("overflow", self.overflow),
-            ("handled", self.handled),
-            ("wait_sum_ms", self.wait_sum_ms),
-            ("wait_max_ms", self.wait_max_ms),
-            ("abandon_wait_sum_ms", self.abandon_wait_sum_ms),
-            ("talk_sum_ms", self.talk_sum_ms),
-            ("acw_sum_ms", self.acw_sum_ms),
-        ]
-    }
-}
-
-fn zoned(ms: i64) -> jiff::Zoned {
-    Timestamp::from_millisecond(ms)
-        .expect("instant")
-        .to_zoned(tz())
-}
-
-fn day_start(d: Date) -> i64 {
-    d.to_zoned(tz()).expect("date").timestamp().as_millisecond()
-}
-
-fn today() -> Date {
-    zoned(now_ms()).date()
-}
-
-/// The start of the `by` period holding `ms`, computed with jiff's own calendar arithmetic.
-fn period_start(by: &str, ms: i64) -> i64 {
-    let z = zoned(ms);
-    let start = match by {
-        "hour" => z
-            .with()
-            .minute(0)
-            .second(0)
-            .subsec_nanosecond(0)
-            .build()
-            .expect("hour"),
-        "day" => z.start_of_day().expect("day"),
-        "week" => {
-            let back = i64::from(z.date().weekday().to_monday_zero_offset());
-            (z.date() - back.days()).to_zoned(tz()).expect("week")
-        }
-        "month" => z
-            .first_of_month()
-            .expect("month")
-            .start_of_day()
-            .expect("month"),
-        other => panic!("no period {other}"),
-    };
-    start.timestamp().as_millisecond()
-}
-
 /// Expected counts per (period start, key) of `dimension` for facts in `[from, to)`.
 fn expected(
     calls: &[Call],
@@ -309,37 +206,6 @@ fn expected(
     out
 }
 
-/// Runs `args`, which must fail with every one of `needles` in its error.
-fn refused(d: &Daemon, args: &[&str], needles: &[&str]) {
-    let out = d.query(args);
-    assert!(!out.status.success(), "{args:?} succeeded");
-    let err = String::from_utf8_lossy(&out.stderr);
-    for n in needles {
-        assert!(err.contains(n), "{args:?}: {err}");
-    }
-}
-
-fn report(d: &Daemon, args: &[&str]) -> Value {
-    let mut all = vec!["report", "--json"];
-    all.extend_from_slice(args);
-    support::json_of(&format!("{all:?}"), &d.query(&all))
-}
-
-fn close_enough(a: Option<f64>, b: &Value, what: &str) {
-    match (a, b.as_f64()) {
-        (None, None) => assert!(b.is_null(), "{what}: {b} for null"),
-        (Some(x), Some(y)) => assert!(
-            (x - y).abs() <= 1e-9 * x.abs().max(1.0),
-            "{what}: {y}, expected {x}"
-        ),
-        (x, _) => panic!("{what}: {b}, expected {x:?}"),
-    }
-}
-
-fn ratio(n: u64, d: u64) -> Option<f64> {
-    (d > 0).then(|| n as f64 / d as f64)
-}
-
 /// Every row of `report` against the count of the calls: counters exact, figures within 1e-9,
 /// every expected (period, key) present, the others zero.
 fn check(report: &Value, want: &BTreeMap<(i64, String), Counts>, dimension: &str, what: &str) {
@@ -354,38 +220,7 @@ fn check(report: &Value, want: &BTreeMap<(i64, String), Counts>, dimension: &str
         let start = row["period_start_ms"].as_i64().expect("period_start_ms");
         let c = want.get(&(start, key.clone())).copied().unwrap_or_default();
         let here = format!("{what}: {key} at {}", row["period_start"]);
-        for (name, v) in c.named() {
-            if name == "wait_max_ms" && c.offered == 0 {
-                continue;
-            }
-            assert_eq!(row[name], json!(v), "{here}: {name}");
-        }
-        close_enough(
-            ratio(
-                c.answered_within,
-                c.answered + c.abandoned - c.short_abandoned,
-            ),
-            &row["service_level"],
-            &format!("{here}: service_level"),
-        );
-        close_enough(
-            ratio(c.wait_sum_ms, c.answered),
-            &row["asa_ms"],
-            &format!("{here}: asa_ms"),
-        );
-        close_enough(
-            ratio(c.talk_sum_ms + c.acw_sum_ms, c.handled),
-            &row["aht_ms"],
-            &format!("{here}: aht_ms"),
-        );
-        close_enough(
-            ratio(
-                c.abandoned - c.short_abandoned,
-                c.offered - c.short_abandoned,
-            ),
-            &row["abandon_rate"],
-            &format!("{here}: abandon_rate"),
-        );
+        check_row(row, &c, &here);
         if c.offered == 0 {
             assert!(row["wait_p50_ms"].is_null(), "{here}: quantile of nothing");
         } else {
@@ -395,43 +230,6 @@ fn check(report: &Value, want: &BTreeMap<(i64, String), Counts>, dimension: &str
     }
     for (k, c) in want {
         assert!(seen.contains(k), "{what}: no row for {k:?} ({c:?})");
-    }
-}
-
-/// Flushes until every call sent is in the history: the calls sent last are folded once their
-/// reorder grace has passed.
-fn flush_until(d: &Daemon, offered: u64, from: &str) {
-    let deadline = Instant::now() + 3 * DEADLINE;
-    loop {
-        let out = d.query(&["flush"]);
-        assert!(
-            out.status.success(),
-            "flush: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let r = report(
-            d,
-            &["--by", "month", "--by-dimension", "all", "--from", from],
-        );
-        let have: u64 = r["rows"]
-            .as_array()
-            .expect("rows")
-            .iter()
-            .map(|r| r["offered"].as_u64().unwrap_or(0))
-            .sum();
-        if have == offered {
-            return;
-        }
-        assert!(
-            have < offered,
-            "{have} offered in the history, {offered} sent"
-        );
-        assert!(
-            Instant::now() < deadline,
-            "{have} of {offered} offered in the history: {}",
-            d.log_tail()
-        );
-        std::thread::sleep(std::time::Duration::from_millis(200));
     }
 }
 

@@ -9,15 +9,14 @@
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Instant;
 
-use jiff::civil::Date;
-use jiff::tz::TimeZone;
-use jiff::{Timestamp, ToSpan};
+use jiff::ToSpan;
 use serde_json::{json, Value};
-use support::{now_ms, Daemon, JsonConn, DEADLINE};
+use support::history_report::{
+    check_row, config, day_start, flush_until, period_start, refused, report, today, Counts,
+};
+use support::{now_ms, Daemon, JsonConn};
 
-const ZONE: &str = "Europe/Paris";
 const MIN: i64 = 60_000;
 const HOUR: i64 = 60 * MIN;
 const DAY: i64 = 24 * HOUR;
@@ -27,17 +26,7 @@ const S: i64 = 5_000;
 
 /// A long trailing window keeps the engine's interval buckets for a week, so calls of the last
 /// days are folded into buckets (and so into the history) when they arrive.
-fn config(history: &str) -> String {
-    format!(
-        "\n[general]\ntime_zone = \"{ZONE}\"\n\n[metrics]\nwindows = [\"5m\", \"1h\", \"168h\"]\n\n{history}"
-    )
-}
-
 const TAGGED: &str = "[history]\ntag_dimensions = [\"tier\"]\n";
-
-fn tz() -> TimeZone {
-    TimeZone::get(ZONE).expect("zone")
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum End {
@@ -156,59 +145,6 @@ fn send(d: &Daemon, calls: &[Call]) {
 }
 
 /// Additive counters of docs/metrics.md, as this test counts them.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-struct Counts {
-    offered: u64,
-    answered: u64,
-    answered_within: u64,
-    abandoned: u64,
-    abandoned_within: u64,
-    short_abandoned: u64,
-    overflow: u64,
-    handled: u64,
-    wait_sum_ms: u64,
-    wait_max_ms: u64,
-    abandon_wait_sum_ms: u64,
-    talk_sum_ms: u64,
-    acw_sum_ms: u64,
-}
-
-impl Counts {
-    fn add(&mut self, o: &Counts) {
-        self.offered += o.offered;
-        self.answered += o.answered;
-        self.answered_within += o.answered_within;
-        self.abandoned += o.abandoned;
-        self.abandoned_within += o.abandoned_within;
-        self.short_abandoned += o.short_abandoned;
-        self.overflow += o.overflow;
-        self.handled += o.handled;
-        self.wait_sum_ms += o.wait_sum_ms;
-        self.wait_max_ms = self.wait_max_ms.max(o.wait_max_ms);
-        self.abandon_wait_sum_ms += o.abandon_wait_sum_ms;
-        self.talk_sum_ms += o.talk_sum_ms;
-        self.acw_sum_ms += o.acw_sum_ms;
-    }
-
-    fn named(&self) -> [(&'static str, u64); 13] {
-        [
-            ("offered", self.offered),
-            ("answered", self.answered),
-            ("answered_within", self.answered_within),
-            ("abandoned", self.abandoned),
-            ("abandoned_within", self.abandoned_within),
-            ("short_abandoned", self.short_abandoned),
-            ("overflow", self.overflow),
-            ("handled", self.handled),
-            ("wait_sum_ms", self.wait_sum_ms),
-            ("wait_max_ms", self.wait_max_ms),
-            ("abandon_wait_sum_ms", self.abandon_wait_sum_ms),
-            ("talk_sum_ms", self.talk_sum_ms),
-            ("acw_sum_ms", self.acw_sum_ms),
-        ]
-    }
-}
-
 /// What a call adds and when: its queue facts when it leaves the queue, its handling when it
 /// completes (end, or wrap-up).
 fn facts(c: &Call) -> Vec<(i64, Counts)> {
@@ -247,37 +183,6 @@ fn facts(c: &Call) -> Vec<(i64, Counts)> {
     out
 }
 
-fn zoned(ms: i64) -> jiff::Zoned {
-    Timestamp::from_millisecond(ms)
-        .expect("instant")
-        .to_zoned(tz())
-}
-
-fn day_start(d: Date) -> i64 {
-    d.to_zoned(tz()).expect("date").timestamp().as_millisecond()
-}
-
-fn today() -> Date {
-    zoned(now_ms()).date()
-}
-
-/// The start of the `by` period holding `ms`, by jiff's own calendar arithmetic.
-fn period_start(by: &str, ms: i64) -> i64 {
-    let z = zoned(ms);
-    let start = match by {
-        "hour" => z
-            .with()
-            .minute(0)
-            .second(0)
-            .subsec_nanosecond(0)
-            .build()
-            .expect("hour"),
-        "day" => z.start_of_day().expect("day"),
-        other => panic!("no period {other}"),
-    };
-    start.timestamp().as_millisecond()
-}
-
 /// Expected counts per (period start, `tier=…` key) for facts in `[from, to)`: only calls whose
 /// `start` carried the tier.
 fn expected(calls: &[Call], by: &str, from: i64, to: i64) -> BTreeMap<(i64, String), Counts> {
@@ -297,37 +202,6 @@ fn expected(calls: &[Call], by: &str, from: i64, to: i64) -> BTreeMap<(i64, Stri
     out
 }
 
-/// Runs `args`, which must fail with every one of `needles` in its error.
-fn refused(d: &Daemon, args: &[&str], needles: &[&str]) {
-    let out = d.query(args);
-    assert!(!out.status.success(), "{args:?} succeeded");
-    let err = String::from_utf8_lossy(&out.stderr);
-    for n in needles {
-        assert!(err.contains(n), "{args:?}: {err}");
-    }
-}
-
-fn report(d: &Daemon, args: &[&str]) -> Value {
-    let mut all = vec!["report", "--json"];
-    all.extend_from_slice(args);
-    support::json_of(&format!("{all:?}"), &d.query(&all))
-}
-
-fn close_enough(a: Option<f64>, b: &Value, what: &str) {
-    match (a, b.as_f64()) {
-        (None, None) => assert!(b.is_null(), "{what}: {b} for null"),
-        (Some(x), Some(y)) => assert!(
-            (x - y).abs() <= 1e-9 * x.abs().max(1.0),
-            "{what}: {y}, expected {x}"
-        ),
-        (x, _) => panic!("{what}: {b}, expected {x:?}"),
-    }
-}
-
-fn ratio(n: u64, d: u64) -> Option<f64> {
-    (d > 0).then(|| n as f64 / d as f64)
-}
-
 /// Every row of a tag report against the count of the calls: counters exact, figures within
 /// 1e-9, every expected (period, key) present, the others zero; returns the keys seen.
 fn check(report: &Value, want: &BTreeMap<(i64, String), Counts>, what: &str) -> BTreeSet<String> {
@@ -344,81 +218,13 @@ fn check(report: &Value, want: &BTreeMap<(i64, String), Counts>, what: &str) -> 
         let start = row["period_start_ms"].as_i64().expect("period_start_ms");
         let c = want.get(&(start, key.clone())).copied().unwrap_or_default();
         let here = format!("{what}: {key} at {}", row["period_start"]);
-        for (name, v) in c.named() {
-            if name == "wait_max_ms" && c.offered == 0 {
-                continue;
-            }
-            assert_eq!(row[name], json!(v), "{here}: {name}");
-        }
-        close_enough(
-            ratio(
-                c.answered_within,
-                c.answered + c.abandoned - c.short_abandoned,
-            ),
-            &row["service_level"],
-            &format!("{here}: service_level"),
-        );
-        close_enough(
-            ratio(c.wait_sum_ms, c.answered),
-            &row["asa_ms"],
-            &format!("{here}: asa_ms"),
-        );
-        close_enough(
-            ratio(c.talk_sum_ms + c.acw_sum_ms, c.handled),
-            &row["aht_ms"],
-            &format!("{here}: aht_ms"),
-        );
-        close_enough(
-            ratio(
-                c.abandoned - c.short_abandoned,
-                c.offered - c.short_abandoned,
-            ),
-            &row["abandon_rate"],
-            &format!("{here}: abandon_rate"),
-        );
+        check_row(row, &c, &here);
         assert!(seen.insert((start, key)), "{here}: a second row");
     }
     for (k, c) in want {
         assert!(seen.contains(k), "{what}: no row for {k:?} ({c:?})");
     }
     seen.into_iter().map(|(_, k)| k).collect()
-}
-
-/// Flushes until every call sent is in the history: the calls sent last are folded once their
-/// reorder grace has passed.
-fn flush_until(d: &Daemon, offered: u64) {
-    let deadline = Instant::now() + 3 * DEADLINE;
-    loop {
-        let out = d.query(&["flush"]);
-        assert!(
-            out.status.success(),
-            "flush: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let r = report(
-            d,
-            &["--by", "month", "--by-dimension", "all", "--from", "-3d"],
-        );
-        let have: u64 = r["rows"]
-            .as_array()
-            .expect("rows")
-            .iter()
-            .map(|r| r["offered"].as_u64().unwrap_or(0))
-            .sum();
-        if have == offered {
-            return;
-        }
-        assert!(
-            have < offered,
-            "{have} offered in the history, {offered} sent"
-        );
-        assert!(
-            Instant::now() < deadline,
-            "{have} of {offered} offered in the history: {}",
-            d.log_tail()
-        );
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
 }
 
 #[test]
@@ -429,7 +235,7 @@ fn tag_reports_equal_the_tagged_calls_sent_across_a_kill_with_a_call_open() {
     let first = now - 5 * DAY / 2;
     let mut sent = calls("c", 5 * 36 - 6, first, 20 * MIN, 5);
     send(&d, &sent);
-    flush_until(&d, sent.len() as u64);
+    flush_until(&d, sent.len() as u64, "-3d");
 
     let (from, to) = (
         day_start(today() - 3.days()),
@@ -517,7 +323,7 @@ fn tag_reports_equal_the_tagged_calls_sent_across_a_kill_with_a_call_open() {
     }
     send_events(&mut JsonConn::connect(&d.events), &open.rest_events());
     sent.push(open);
-    flush_until(&d, sent.len() as u64);
+    flush_until(&d, sent.len() as u64, "-3d");
     check_all(&d, &sent, "after the open call ended");
 
     // CSV and table name the tag keys.

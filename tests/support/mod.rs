@@ -11,6 +11,7 @@
 //!   with a time limit.
 //! - [`http`] is a real HTTP receiver with scripted faults, for the upstream tests and bench.
 //! - [`asterisk`] is the `queue_log` fixture and its calls counted by hand.
+//! - [`history_report`] is the history tests' calendar, report counters and row checks.
 //! - [`victoria::Victoria`] is a real `VictoriaMetrics` on loopback, for the upstream and
 //!   dashboard tests.
 //! - [`alertmanager::Alertmanager`] is a real Prometheus Alertmanager on loopback, for the
@@ -27,6 +28,7 @@ pub mod alertmanager;
 pub mod asterisk;
 mod conn;
 mod daemon;
+pub mod history_report;
 pub mod http;
 pub mod victoria;
 
