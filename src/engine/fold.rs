@@ -4,9 +4,10 @@
 
 use super::aggregate::{HandleFacts, Outcome, QueueFacts};
 use super::expiry::SCAN_EVERY_MS;
-use super::keys::dims_of;
+use super::keys::{dims_of, KeyId};
 use super::packed::Fact;
 use super::pending::{call_hash, Entry};
+use super::report::DimKind;
 use super::segment::{Call, Derived, Folded, Segment};
 use super::window::{Tier, FINE_SPAN_MS};
 use super::Engine;
@@ -288,32 +289,39 @@ impl Engine {
                 }
             }
             if overflowed {
-                *self
-                    .counters
-                    .overflowed
-                    .entry(kind.name().to_string())
-                    .or_default() += facts.len() as u64;
+                self.count_overflow(kind, facts.len());
             }
             for (tier, start, here) in &targets {
-                let slices = match tier {
-                    Tier::Fine => &mut self.fine,
-                    Tier::Interval => &mut self.interval,
-                };
-                if slices
-                    .entry(*start, &self.sets)
-                    .fold(key, &mut self.sets, here, &mut self.work)
-                {
-                    self.keys.bucket_added(key);
-                }
-                let totals = match tier {
-                    Tier::Interval => &mut self.totals,
-                    Tier::Fine => &mut self.fine_totals,
-                };
-                for fact in here {
-                    totals.add(key, *start, |r| fact.add_to_running(r));
-                }
+                self.fold_into(*tier, *start, key, here);
             }
         }
         self.fold_tags(seg, &targets, facts.len());
+    }
+
+    /// Counts `n` facts that went to `kind`'s overflow key, its cardinality limit reached.
+    pub(super) fn count_overflow(&mut self, kind: DimKind, n: usize) {
+        *self
+            .counters
+            .overflowed
+            .entry(kind.name().to_string())
+            .or_default() += n as u64;
+    }
+
+    /// Folds `facts` into `key`'s bucket of `tier` starting at `start`, and into that tier's
+    /// running totals.
+    pub(super) fn fold_into(&mut self, tier: Tier, start: i64, key: KeyId, facts: &[Fact<'_>]) {
+        let (slices, totals) = match tier {
+            Tier::Fine => (&mut self.fine, &mut self.fine_totals),
+            Tier::Interval => (&mut self.interval, &mut self.totals),
+        };
+        if slices
+            .entry(start, &self.sets)
+            .fold(key, &mut self.sets, facts, &mut self.work)
+        {
+            self.keys.bucket_added(key);
+        }
+        for fact in facts {
+            totals.add(key, start, |r| fact.add_to_running(r));
+        }
     }
 }

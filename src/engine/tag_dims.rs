@@ -61,28 +61,13 @@ impl Engine {
         for (name, overflow) in keys_of(&self.s.tag_dims, &seg.tags) {
             let (key, overflowed) = self.keys.resolve_or(DimKind::Tag, &name, &overflow, limit);
             if overflowed {
-                *self
-                    .counters
-                    .overflowed
-                    .entry(DimKind::Tag.name().to_string())
-                    .or_default() += n_facts as u64;
+                self.count_overflow(DimKind::Tag, n_facts);
             }
             for (tier, start, here) in targets {
-                if *tier != Tier::Interval {
-                    continue;
-                }
-                if self.interval.entry(*start, &self.sets).fold(
-                    key,
-                    &mut self.sets,
-                    here,
-                    &mut self.work,
-                ) {
-                    self.keys.bucket_added(key);
-                }
                 // The long windows' totals are kept for every key of the interval buckets (they
                 // are rebuilt from them), so tag keys are added too, though no query reads them.
-                for fact in here {
-                    self.totals.add(key, *start, |r| fact.add_to_running(r));
+                if *tier == Tier::Interval {
+                    self.fold_into(*tier, *start, key, here);
                 }
             }
         }
