@@ -76,27 +76,8 @@ impl Engine {
     /// Interval buckets of `kinds` in the slice starting at `start` (for interval records).
     #[must_use]
     pub fn interval_buckets_at(&self, kinds: &[DimKind], start: i64) -> Vec<(BucketId, Agg)> {
-        let Some(slice) = self.interval.get(start) else {
-            return Vec::new();
-        };
-        slice
-            .cells()
-            .filter_map(|(key, cell)| {
-                let dim = self.keys.dim(key)?;
-                if !kinds.contains(&dim.kind) {
-                    return None;
-                }
-                let agg = cell.decode(&self.sets).ok()?;
-                Some((
-                    BucketId {
-                        tier: Tier::Interval,
-                        dim: dim.clone(),
-                        start_ms: start,
-                    },
-                    agg,
-                ))
-            })
-            .collect()
+        self.interval_buckets_wanted(kinds, start, usize::MAX, |_, _| true)
+            .0
     }
 
     /// Interval buckets of `kinds` starting within `from..=until` (for interval records).
