@@ -1,7 +1,9 @@
 //! Query benchmark (`cargo bench --bench query`): where the time of a `metrics` answer goes, in
 //! process and on one thread, at 10 k and at 1 M calls in the windows: the engine computing the
 //! rows, the daemon encoding them for the control socket, the CLI decoding them and printing
-//! them as JSON. Same workload as the load bench (100 queues, 500 agents, 3 channels, complete
+//! them as JSON. First it reports how fast the engine took the calls in (events applied, folded
+//! into the buckets and settled, per second of one thread): the committer runs this part alone,
+//! so it bounds the daemon's ingest. Same workload as the load bench (100 queues, 500 agents, 3 channels, complete
 //! calls over the last 20 h, default config).
 //!
 //! Knobs (environment): `CALLMETRICS_BENCH_CALLS` (the large case, default 1 000 000),
@@ -19,7 +21,9 @@ const HOUR: i64 = 3_600_000;
 /// 2026-11-22T00:00:00Z.
 const T0: i64 = 1_795_305_600_000;
 
-fn feed(e: &mut Engine, n: usize, now: i64) {
+/// Feeds `n` calls in groups of 4 000 events, as the committer does; returns the events fed.
+fn feed(e: &mut Engine, n: usize, now: i64) -> usize {
+    let mut events = 0;
     let mut rng = fastrand::Rng::with_seed(11);
     let mut group: Vec<Event> = Vec::new();
     for i in 0..n {
@@ -41,6 +45,7 @@ fn feed(e: &mut Engine, n: usize, now: i64) {
             group.push(Event::new(EventKind::End, &id, leave));
         }
         if group.len() >= 4000 || i + 1 == n {
+            events += group.len();
             let refs: Vec<&Event> = group.iter().collect();
             e.apply_group(&refs, now);
             group.clear();
@@ -48,6 +53,7 @@ fn feed(e: &mut Engine, n: usize, now: i64) {
         }
     }
     e.advance(now + 61_000);
+    events
 }
 
 /// Median of `runs` timings of `f`, in ms.
@@ -119,7 +125,13 @@ fn main() {
     for n in [10_000, big] {
         let mut e = Engine::new(&Config::default());
         let now = T0 + 30 * HOUR;
-        feed(&mut e, n, now);
+        let started = Instant::now();
+        let events = feed(&mut e, n, now);
+        let secs = started.elapsed().as_secs_f64();
+        println!(
+            "{n:>9} calls: engine apply {:.0} events/s ({events} events in {secs:.2} s)",
+            events as f64 / secs
+        );
         let now = now + 61_000;
         for by in [DimKind::Queue, DimKind::Agent] {
             let [c, en, d, p, kib] = steps(&rt, &e, now, by, runs);

@@ -23,6 +23,38 @@ enum Due {
     Scan,
 }
 
+/// The bucket of one tier that facts of a segment land in, and those facts (at most two: the
+/// queue fact and the handle fact).
+#[derive(Clone, Copy)]
+pub(super) struct Target<'f> {
+    pub(super) tier: Tier,
+    pub(super) start: i64,
+    facts: [Fact<'f>; 2],
+    n: usize,
+}
+
+impl<'f> Target<'f> {
+    fn new(tier: Tier, start: i64, fact: Fact<'f>) -> Self {
+        Target {
+            tier,
+            start,
+            facts: [fact; 2],
+            n: 1,
+        }
+    }
+
+    fn push(&mut self, fact: Fact<'f>) {
+        if self.n < self.facts.len() {
+            self.facts[self.n] = fact;
+            self.n += 1;
+        }
+    }
+
+    pub(super) fn facts(&self) -> &[Fact<'f>] {
+        &self.facts[..self.n]
+    }
+}
+
 impl Engine {
     /// Folds at once the calls whose grace would end first while more than
     /// [`MAX_SETTLING_CALLS`] calls beyond the open segments wait: the grace is counted from
@@ -235,20 +267,21 @@ impl Engine {
         // The wait as the segment's clock measures it (business time on slow channels).
         let judged = queue.map(|f| rule.judged(f));
         let bands = self.s.bands.clone();
-        let mut facts: Vec<(i64, Fact<'_>)> = Vec::with_capacity(2);
-        if let Some(f) = judged.as_ref() {
-            facts.push((
+        // At most a queue fact and a handle fact, each landing in a bucket of each tier: kept on
+        // the stack, as this runs for every segment folded.
+        let queue_fact = judged.as_ref().map(|f| {
+            (
                 f.leave_ms,
                 Fact::Queue {
                     facts: f,
                     params: &p,
                     bands: &bands,
                 },
-            ));
-        }
-        if let Some(h) = handle {
-            facts.push((h.completion_ms, Fact::Handle(h)));
-        }
+            )
+        });
+        let handle_fact = handle.map(|h| (h.completion_ms, Fact::Handle(h)));
+        let facts = [queue_fact, handle_fact];
+        let n_facts = facts.iter().flatten().count();
         self.sla.count(seg, queue, handle);
         let now = self.now_ms;
         let keep = [
@@ -258,17 +291,21 @@ impl Engine {
                 self.cal.interval_bucket(now) - self.s.keep_interval_ms,
             ),
         ];
-        // (tier, bucket start, facts landing there)
-        let mut targets: Vec<(Tier, i64, Vec<Fact<'_>>)> = Vec::with_capacity(4);
-        for (at_ms, fact) in &facts {
+        let mut targets: [Option<Target<'_>>; 4] = [None; 4];
+        for (at_ms, fact) in facts.iter().flatten() {
             for (tier, from) in keep {
                 let start = self.cal.bucket(tier, *at_ms);
                 if start < from {
                     continue;
                 }
-                match targets.iter_mut().find(|t| t.0 == tier && t.1 == start) {
-                    Some(t) => t.2.push(*fact),
-                    None => targets.push((tier, start, vec![*fact])),
+                let same = |t: &&mut Option<Target<'_>>| {
+                    t.as_ref()
+                        .is_some_and(|t| t.tier == tier && t.start == start)
+                };
+                if let Some(Some(t)) = targets.iter_mut().find(same) {
+                    t.push(*fact);
+                } else if let Some(free) = targets.iter_mut().find(|t| t.is_none()) {
+                    *free = Some(Target::new(tier, start, *fact));
                 }
                 self.dirty.insert((tier, start));
             }
@@ -278,7 +315,7 @@ impl Engine {
             let (key, overflowed) = self.keys.resolve(kind, name, limit);
             // Lifetime totals count every fact, also one dated before the buckets kept.
             let effective = self.keys.dim(key).map_or(name, |d| d.key.as_str());
-            for (_, fact) in &facts {
+            for (_, fact) in facts.iter().flatten() {
                 match fact {
                     Fact::Queue { facts, params, .. } => {
                         let reason = seg.end.and_then(|(_, r)| r);
@@ -289,13 +326,13 @@ impl Engine {
                 }
             }
             if overflowed {
-                self.count_overflow(kind, facts.len());
+                self.count_overflow(kind, n_facts);
             }
-            for (tier, start, here) in &targets {
-                self.fold_into(*tier, *start, key, here);
+            for t in targets.iter().flatten() {
+                self.fold_into(t.tier, t.start, key, t.facts());
             }
         }
-        self.fold_tags(seg, &targets, facts.len());
+        self.fold_tags(seg, &targets, n_facts);
     }
 
     /// Counts `n` facts that went to `kind`'s overflow key, its cardinality limit reached.

@@ -93,16 +93,14 @@ pub fn kind_index(k: DimKind) -> usize {
 pub const KINDS: usize = 5;
 
 /// The keys a segment counts under: `all`, its queue, its channel, and its agent if it has one.
-pub(super) fn dims_of(seg: &Segment) -> Vec<(DimKind, &str)> {
-    let mut d = vec![
+pub(super) fn dims_of(seg: &Segment) -> impl Iterator<Item = (DimKind, &str)> {
+    [
         (DimKind::All, "all"),
         (DimKind::Queue, seg.queue.as_str()),
         (DimKind::Channel, seg.channel.as_str()),
-    ];
-    if let Some(a) = seg.agent() {
-        d.push((DimKind::Agent, a));
-    }
-    d
+    ]
+    .into_iter()
+    .chain(seg.agent().map(|a| (DimKind::Agent, a)))
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

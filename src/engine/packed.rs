@@ -192,7 +192,47 @@ pub struct Work {
     wait: Vec<(i32, u64)>,
     handle_zero: u64,
     handle: Vec<(i32, u64)>,
+    /// Each sketch's packed bytes as loaded, until a fact needs it unpacked: a queue fact leaves
+    /// the handle sketch alone and a handle fact the wait sketch, so a fold copies the other's
+    /// bytes instead of decoding and encoding them again (a third of a fold's cost).
+    wait_raw: Lazy,
+    handle_raw: Lazy,
     out: Vec<u8>,
+}
+
+/// A sketch of [`Work`] still in its packed bytes, or unpacked into its buffers.
+#[derive(Debug, Default)]
+struct Lazy {
+    bytes: Vec<u8>,
+    unpacked: bool,
+}
+
+impl Lazy {
+    /// Unpacks the sketch into `zero` and `bins` if it is not yet.
+    fn unpack(&mut self, zero: &mut u64, bins: &mut Vec<(i32, u64)>) {
+        if self.unpacked {
+            return;
+        }
+        self.unpacked = true;
+        bins.clear();
+        // `load` checked these bytes with `Sketch::skip_parts`, which accepts only what
+        // `decode_parts` reads without error; an empty sketch is the safe answer regardless.
+        if let Ok(z) = Sketch::decode_parts(&mut Reader::new(&self.bytes), bins) {
+            *zero = z;
+        } else {
+            *zero = 0;
+            bins.clear();
+        }
+    }
+
+    /// Appends the sketch's packed form: its bytes as loaded when it was never unpacked.
+    fn pack(&self, zero: u64, bins: &[(i32, u64)], out: &mut Vec<u8>) {
+        if self.unpacked {
+            Sketch::encode_parts(zero, bins, out);
+        } else {
+            out.extend_from_slice(&self.bytes);
+        }
+    }
 }
 
 const OFFERED: usize = 0;
@@ -226,12 +266,17 @@ impl Work {
         self.bands.clear();
         self.wait.clear();
         self.handle.clear();
+        self.wait_zero = 0;
+        self.handle_zero = 0;
+        self.wait_raw.bytes.clear();
+        self.handle_raw.bytes.clear();
+        // Until the bytes are known good, the sketches count as unpacked (and empty).
+        self.wait_raw.unpacked = true;
+        self.handle_raw.unpacked = true;
         if b.is_empty() {
             self.wait_max = 0;
             self.c = [0; 14];
             self.band_set = None;
-            self.wait_zero = 0;
-            self.handle_zero = 0;
             return Ok(());
         }
         let h = head(b, sets)?;
@@ -242,8 +287,16 @@ impl Work {
         for &t in h.bands.unwrap_or(&[]) {
             self.bands.push((t, r.u64()?));
         }
-        self.wait_zero = Sketch::decode_parts(&mut r, &mut self.wait)?;
-        self.handle_zero = Sketch::decode_parts(&mut r, &mut self.handle)?;
+        let wait = r.rest();
+        Sketch::skip_parts(&mut r)?;
+        let handle = r.rest();
+        Sketch::skip_parts(&mut r)?;
+        let wait = &wait[..wait.len() - handle.len()];
+        let handle = &handle[..handle.len() - r.rest().len()];
+        self.wait_raw.bytes.extend_from_slice(wait);
+        self.handle_raw.bytes.extend_from_slice(handle);
+        self.wait_raw.unpacked = false;
+        self.handle_raw.unpacked = false;
         Ok(())
     }
 
@@ -259,6 +312,7 @@ impl Work {
             } => {
                 let wait = f.wait_ms();
                 let within = u64::from(wait <= p.threshold.0 as u64);
+                self.wait_raw.unpack(&mut self.wait_zero, &mut self.wait);
                 c[OFFERED] += 1;
                 self.wait_max = self.wait_max.max(wait);
                 add_bin(&mut self.wait_zero, &mut self.wait, wait);
@@ -288,6 +342,8 @@ impl Work {
                 }
             }
             Fact::Handle(h) => {
+                self.handle_raw
+                    .unpack(&mut self.handle_zero, &mut self.handle);
                 c[HANDLED] += 1;
                 c[TALK_SUM] += h.talk_ms;
                 c[HOLD_SUM] += h.hold_ms;
@@ -320,13 +376,16 @@ impl Work {
                 put_u64(out, *n);
             }
         }
-        Sketch::encode_parts(self.wait_zero, &self.wait, out);
-        Sketch::encode_parts(self.handle_zero, &self.handle, out);
+        self.wait_raw.pack(self.wait_zero, &self.wait, out);
+        self.handle_raw.pack(self.handle_zero, &self.handle, out);
         &self.out
     }
 
     /// The unpacked bucket as an aggregate.
-    pub fn to_agg(&self) -> Agg {
+    pub fn unpack_agg(&mut self) -> Agg {
+        self.wait_raw.unpack(&mut self.wait_zero, &mut self.wait);
+        self.handle_raw
+            .unpack(&mut self.handle_zero, &mut self.handle);
         let mut a = agg_of(self.wait_max, &self.c);
         a.bands = self.bands.iter().copied().collect();
         a.wait_hist = Sketch::from_parts(self.wait_zero, self.wait.clone());
@@ -490,6 +549,35 @@ mod tests {
             let _ = decode(&bytes, &sets);
             let _ = add_into(&bytes, &sets, &mut Running::default());
         }
+    }
+
+    #[test]
+    fn a_sketch_left_packed_still_reaches_the_aggregate() {
+        // Both sketches filled, then only a queue fact: the handle sketch stays in its bytes
+        // through the fold, and must still be all there when the bucket is unpacked whole.
+        let waits: Vec<(u64, u8)> = (0..9).map(|i| (500 + i * 4_000, 0)).collect();
+        let handles: Vec<u64> = (0..7).map(|i| 30_000 + i * 11_000).collect();
+        let mut sets = BandSets::default();
+        let mut want = agg(&waits, &handles, &[10_000, 20_000]);
+        let mut bytes = Vec::new();
+        encode(&want, &mut sets, &mut bytes);
+        let p = QueueParams::default();
+        let q = QueueFacts {
+            start_ms: 0,
+            leave_ms: 12_345,
+            outcome: Outcome::Answered,
+        };
+        let fact = Fact::Queue {
+            facts: &q,
+            params: &p,
+            bands: &[10_000, 20_000],
+        };
+        fact.add_to(&mut want);
+        let mut work = Work::default();
+        work.load(&bytes, &sets).unwrap();
+        work.add(&fact);
+        assert_eq!(decode(work.pack(&mut sets), &sets).unwrap(), want);
+        assert_eq!(work.unpack_agg(), want);
     }
 
     #[test]

@@ -223,13 +223,23 @@ impl Sketch {
         r: &mut Reader<'_>,
         bins: &mut Vec<(i32, u64)>,
     ) -> Result<u64, DecodeError> {
+        Self::walk_parts(r, |k, c| bins.push((k, c)))
+    }
+
+    /// Advances `r` over a sketch's compact form without unpacking it, checking it as
+    /// [`Sketch::decode_parts`] does: bytes it accepts decode later without error.
+    pub fn skip_parts(r: &mut Reader<'_>) -> Result<(), DecodeError> {
+        Self::walk_parts(r, |_, _| {}).map(|_| ())
+    }
+
+    /// Reads a sketch's compact form, handing each bin to `bin`; returns the zero count.
+    fn walk_parts(r: &mut Reader<'_>, mut bin: impl FnMut(i32, u64)) -> Result<u64, DecodeError> {
         let zero = r.u64()?;
         let n = r.usize()?;
         // Every bin takes at least one byte, so a count beyond the data is damage, not a size.
         if n > r.rest().len() {
             return Err(DecodeError::Truncated);
         }
-        bins.reserve(n);
         let mut prev: i64 = 0;
         for i in 0..n {
             let (k, c) = if i == 0 {
@@ -253,7 +263,7 @@ impl Sketch {
             if c == 0 {
                 return Err(DecodeError::Invalid("empty sketch bin"));
             }
-            bins.push((k32, c));
+            bin(k32, c);
             prev = k;
         }
         Ok(zero)

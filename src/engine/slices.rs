@@ -171,7 +171,7 @@ impl Slice {
                 }
                 let out = work.pack(sets);
                 if out.len() > WIDE_BYTES {
-                    *cell = Cell::Wide(Box::new(work.to_agg()));
+                    *cell = Cell::Wide(Box::new(work.unpack_agg()));
                 } else if out.len() == bytes.len() {
                     bytes.copy_from_slice(out);
                 } else {

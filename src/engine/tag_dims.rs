@@ -6,7 +6,7 @@
 //! The tags a segment counts under must outlive its `start` until its facts are folded, so open
 //! calls keep the tags these names (or an `[[sla]]` scope) use, and nothing else.
 
-use super::packed::Fact;
+use super::fold::Target;
 use super::report::DimKind;
 use super::segment::Segment;
 use super::window::Tier;
@@ -51,7 +51,7 @@ impl Engine {
     pub(super) fn fold_tags(
         &mut self,
         seg: &Segment,
-        targets: &[(Tier, i64, Vec<Fact<'_>>)],
+        targets: &[Option<Target<'_>>],
         n_facts: usize,
     ) {
         if self.s.tag_dims.is_empty() || seg.tags.is_empty() {
@@ -63,11 +63,11 @@ impl Engine {
             if overflowed {
                 self.count_overflow(DimKind::Tag, n_facts);
             }
-            for (tier, start, here) in targets {
+            for t in targets.iter().flatten() {
                 // The long windows' totals are kept for every key of the interval buckets (they
                 // are rebuilt from them), so tag keys are added too, though no query reads them.
-                if *tier == Tier::Interval {
-                    self.fold_into(*tier, *start, key, here);
+                if t.tier == Tier::Interval {
+                    self.fold_into(t.tier, t.start, key, t.facts());
                 }
             }
         }

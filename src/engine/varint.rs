@@ -14,6 +14,7 @@ pub enum DecodeError {
     Invalid(&'static str),
 }
 
+#[inline]
 pub fn put_u64(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
         out.push((v as u8) | 0x80);
@@ -50,7 +51,20 @@ impl<'a> Reader<'a> {
         self.buf
     }
 
+    /// Most numbers of a packed bucket take one byte: that case is read inline, the rest by
+    /// [`Reader::u64_long`].
+    #[inline]
     pub fn u64(&mut self) -> Result<u64, DecodeError> {
+        if let Some((&b, rest)) = self.buf.split_first() {
+            if b < 0x80 {
+                self.buf = rest;
+                return Ok(u64::from(b));
+            }
+        }
+        self.u64_long()
+    }
+
+    fn u64_long(&mut self) -> Result<u64, DecodeError> {
         let mut v = 0u64;
         for (i, &b) in self.buf.iter().enumerate().take(10) {
             let part = u64::from(b & 0x7f);

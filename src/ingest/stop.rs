@@ -47,8 +47,7 @@ pub(super) async fn or_stop<F: Future>(
         return Err(Stop::WriterGone);
     }
     let mut fut = std::pin::pin!(fut);
-    if let Poll::Ready(out) = std::future::poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx))).await
-    {
+    if let Poll::Ready(out) = std::future::poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx))).await {
         return Ok(out);
     }
     tokio::select! {
