@@ -17,6 +17,7 @@ use tokio::io::{AsyncBufRead, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, B
 use tokio::sync::{mpsc, watch};
 
 use super::boundary::{next_message, Next};
+use super::coalesce::{frame_ready, line_ready, Coalesced};
 use super::decode::{decode_json, decode_msgpack};
 use super::framing::{read_frame, read_line, FrameRead, Framing, LineRead};
 use super::linger::linger;
@@ -204,8 +205,7 @@ async fn read_json_lines<R: AsyncBufRead + Unpin>(
             LineRead::Eof => return Stop::Eof,
             LineRead::TooLong => {
                 ctx.stats.reject("too_large");
-                let msg = format!("line of more than {max} bytes exceeds limits.max_line_bytes");
-                push_ready(pending, Reply::error(msg)).await
+                push_ready(pending, Reply::error(too_long(max))).await
             }
             // Blank lines (keep-alives, trailing CR/LF) need no reply.
             LineRead::Line if line.iter().all(u8::is_ascii_whitespace) => {
@@ -214,14 +214,41 @@ async fn read_json_lines<R: AsyncBufRead + Unpin>(
             }
             LineRead::Line => {
                 let limits = ctx.limits();
-                let decoded = decode_json(&line, &limits.event_limits(), limits.max_batch_events);
-                submit_decoded(decoded, &limits, ctx, pending, shutdown).await
+                let event_limits = limits.event_limits();
+                let decode =
+                    |line: &[u8]| decode_json(line, &event_limits, limits.max_batch_events);
+                let mut taken = Coalesced::new(decode(&line));
+                while taken.has_room() && line_ready(reader, max).await {
+                    // A whole line within the limit is buffered: it reads as a line, at once.
+                    match read_line(reader, &mut line, max).await {
+                        Ok(LineRead::Line) => {
+                            slot.begin();
+                            if line.iter().all(u8::is_ascii_whitespace) {
+                                slot.finish(1);
+                            } else {
+                                taken.push(decode(&line));
+                            }
+                        }
+                        Ok(LineRead::TooLong) => {
+                            slot.begin();
+                            ctx.stats.reject("too_large");
+                            taken.push(Err(too_long(max)));
+                        }
+                        Ok(LineRead::Eof) | Err(_) => break,
+                    }
+                }
+                submit_decoded(taken.into_messages(), &limits, ctx, pending, shutdown).await
             }
         };
         if let Err(stop) = step {
             return stop;
         }
     }
+}
+
+/// The reply to a line longer than `limits.max_line_bytes`.
+fn too_long(max: usize) -> String {
+    format!("line of more than {max} bytes exceeds limits.max_line_bytes")
 }
 
 async fn read_msgpack_frames<R: AsyncBufRead + Unpin>(
@@ -249,8 +276,20 @@ async fn read_msgpack_frames<R: AsyncBufRead + Unpin>(
             Err(stop) => return stop,
         }
         let limits = ctx.limits();
-        let decoded = decode_msgpack(&body, &limits.event_limits(), limits.max_batch_events);
-        let step = submit_decoded(decoded, &limits, ctx, pending, shutdown).await;
+        let event_limits = limits.event_limits();
+        let decode = |body: &[u8]| decode_msgpack(body, &event_limits, limits.max_batch_events);
+        let mut taken = Coalesced::new(decode(&body));
+        while taken.has_room() && frame_ready(reader, max).await {
+            // A whole frame within the limit is buffered: it reads as a frame, at once.
+            match read_frame(reader, &mut body, max).await {
+                Ok(FrameRead::Frame) => {
+                    slot.begin();
+                    taken.push(decode(&body));
+                }
+                Ok(FrameRead::Eof | FrameRead::Broken(_)) | Err(_) => break,
+            }
+        }
+        let step = submit_decoded(taken.into_messages(), &limits, ctx, pending, shutdown).await;
         if body.capacity() > KEEP_BODY_CAPACITY {
             body = Vec::new();
         }

@@ -423,15 +423,21 @@ mod tests {
     async fn shutdown_waits_for_replies_then_closes_every_connection() {
         // The committer holds every submission until released, as if a flush were slow.
         let (tx, mut rx) = mpsc::channel::<Submission>(16);
-        let (got_tx, mut got_rx) = mpsc::channel::<()>(16);
+        // It says how many events it holds: lines written together come as one submission.
+        let (got_tx, mut got_rx) = mpsc::channel::<usize>(16);
         let (release_tx, release_rx) = oneshot::channel::<()>();
         tokio::spawn(async move {
             let mut held: Vec<Submission> = Vec::new();
+            let mut events = 0;
             let mut release_rx = release_rx;
             loop {
                 tokio::select! {
                     sub = rx.recv() => match sub {
-                        Some(sub) => { held.push(sub); let _ = got_tx.send(()).await; }
+                        Some(sub) => {
+                            events += sub.events.len();
+                            held.push(sub);
+                            let _ = got_tx.send(events).await;
+                        }
                         None => return,
                     },
                     _ = &mut release_rx => break,
@@ -450,9 +456,7 @@ mod tests {
             .await
             .unwrap();
         b_w.write_all(hold("b1").as_bytes()).await.unwrap();
-        for _ in 0..3 {
-            got_rx.recv().await.unwrap();
-        }
+        while got_rx.recv().await.unwrap() < 3 {}
 
         server.stop.send(true).unwrap();
         tokio::time::sleep(Duration::from_millis(50)).await;

@@ -6,13 +6,15 @@
 //! - [`connection`]: one connection's read loop.
 //! - [`framing`]: the framing of a connection; reading one line or frame within the limits.
 //! - [`decode`]: a line or frame body straight into events (typed serde visitors).
-//! - `submit`: a decoded line or frame's valid events to the committer, and the reply it is owed.
+//! - `submit`: decoded lines or frames' valid events to the committer, and the replies they are owed.
+//! - `coalesce`: lines or frames already whole in the read buffer, taken into the same submission.
 //! - `reply_queue`: replies owed in input order, and the writer half that writes them.
 //! - [`reply`]: the reply owed for a line or frame, encoded for its framing.
 //! - `stop`: why a reader stops taking input; `linger`: the polite close.
 //! - `boundary`: the wait between messages, where a connection idle longest gives its slot up.
 
 mod boundary;
+mod coalesce;
 pub mod connection;
 pub mod decode;
 pub mod framing;

@@ -62,17 +62,20 @@ impl Reply {
     }
 }
 
+/// The committer's results for one submission, taken in turn by its lines or frames.
+pub(super) type Results = std::vec::IntoIter<ItemResult>;
+
 /// Merges the validation errors of a line or frame of `total` items (by index, in order) with
 /// the committer's results for the other items, in order (`None`: the committer never
-/// answered), into its reply, counting the committer's refusals.
+/// answered), into its reply, counting the committer's refusals. It takes one result per valid
+/// item from `committed`, so the lines of one submission take theirs in turn.
 pub(super) fn resolve(
     shape: Shape,
     total: usize,
     invalid: Vec<(usize, EventError)>,
-    results: Option<Vec<ItemResult>>,
+    mut committed: Option<&mut Results>,
     stats: &IngestStats,
 ) -> Reply {
-    let mut committed = results.map(Vec::into_iter);
     let mut invalid = invalid.into_iter().peekable();
     let mut failed = Vec::new();
     for index in 0..total {
@@ -339,7 +342,13 @@ mod tests {
         ];
         // Items 1, 2 and 4 went to the committer, which answered for two of them only.
         let results = vec![Ok(()), Err(Refusal::StoreFull { size: 2, max: 1 })];
-        let reply = resolve(Shape::Batch, 5, invalid.clone(), Some(results), &stats);
+        let reply = resolve(
+            Shape::Batch,
+            5,
+            invalid.clone(),
+            Some(&mut results.into_iter()),
+            &stats,
+        );
         assert_eq!(
             reply,
             Reply::Batch {
@@ -352,9 +361,15 @@ mod tests {
                 ],
             }
         );
-        let reply = resolve(Shape::One, 1, Vec::new(), None, &stats);
+        let reply = resolve(Shape::One, 1, Vec::new(), None::<&mut Results>, &stats);
         assert_eq!(reply, Reply::Error(Fault::Refused(Refusal::ShuttingDown)));
-        let reply = resolve(Shape::One, 1, Vec::new(), Some(vec![Ok(())]), &stats);
+        let reply = resolve(
+            Shape::One,
+            1,
+            Vec::new(),
+            Some(&mut vec![Ok(())].into_iter()),
+            &stats,
+        );
         assert_eq!(reply, Reply::Ok);
         let rejected = stats.snapshot().events_rejected;
         assert_eq!(rejected.get("store_full"), Some(&1));

@@ -12,25 +12,51 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
 
 use super::framing::Framing;
-use super::reply::{encode_reply, resolve, Reply, Shape};
+use super::reply::{encode_reply, resolve, Reply, Results, Shape};
 use super::{IngestStats, ItemResult};
 use crate::event::EventError;
 use crate::slots::Slot;
 
-/// The reply owed for one line or frame, queued in input order.
+/// The replies owed for one line or frame, or for several submitted together, queued in input
+/// order.
 pub(super) enum Pending {
     /// Known without the committer: nothing of this line or frame was submitted.
     Ready(Reply),
-    /// Some events went to the committer; the others failed validation.
+    /// Events of these lines or frames went to the committer in one submission, in order; the
+    /// committer answers for them all at once.
     Waiting {
+        parts: Vec<Part>,
+        results: oneshot::Receiver<Vec<ItemResult>>,
+    },
+}
+
+/// The reply owed for one line or frame of a submission.
+pub(super) enum Part {
+    /// Known without the committer (nothing of it was submitted).
+    Ready(Reply),
+    /// Its valid events went to the committer, after those of the parts before it.
+    Submitted {
         shape: Shape,
         /// Items in the line or frame.
         total: usize,
         /// The items that failed validation, by index, in order; the committer answers for the
         /// others, in order.
         invalid: Vec<(usize, EventError)>,
-        results: oneshot::Receiver<Vec<ItemResult>>,
     },
+}
+
+impl Part {
+    /// The reply, taking this part's results from the submission's (`None`: never answered).
+    pub(super) fn resolve(self, results: Option<&mut Results>, stats: &IngestStats) -> Reply {
+        match self {
+            Part::Ready(reply) => reply,
+            Part::Submitted {
+                shape,
+                total,
+                invalid,
+            } => resolve(shape, total, invalid, results, stats),
+        }
+    }
 }
 
 /// Awaits each queued reply in input order and writes it; flushes whenever the next reply is not
@@ -58,14 +84,13 @@ pub(super) async fn write_replies<W: AsyncWrite + Unpin>(
             }
             Err(mpsc::error::TryRecvError::Disconnected) => break,
         };
-        let reply = match next {
-            Pending::Ready(reply) => reply,
-            Pending::Waiting {
-                shape,
-                total,
-                invalid,
-                mut results,
-            } => {
+        match next {
+            Pending::Ready(reply) => {
+                encode_reply(framing, &reply, &mut encoded);
+                out.write_all(&encoded).await?;
+                unflushed += 1;
+            }
+            Pending::Waiting { parts, mut results } => {
                 let results = match results.try_recv() {
                     Ok(results) => Some(results),
                     Err(oneshot::error::TryRecvError::Empty) => {
@@ -75,12 +100,15 @@ pub(super) async fn write_replies<W: AsyncWrite + Unpin>(
                     }
                     Err(oneshot::error::TryRecvError::Closed) => None,
                 };
-                resolve(shape, total, invalid, results, stats)
+                let mut results = results.map(Vec::into_iter);
+                for part in parts {
+                    let reply = part.resolve(results.as_mut(), stats);
+                    encode_reply(framing, &reply, &mut encoded);
+                    out.write_all(&encoded).await?;
+                    unflushed += 1;
+                }
             }
-        };
-        encode_reply(framing, &reply, &mut encoded);
-        out.write_all(&encoded).await?;
-        unflushed += 1;
+        }
     }
     flush(out, slot, &mut unflushed).await
 }

@@ -240,14 +240,19 @@ async fn msgpack_single_and_batch() {
 #[tokio::test]
 async fn pipelined_replies_come_back_in_input_order() {
     const N: usize = 1000;
-    // The committer collects every submission before answering any, and answers them in
-    // reverse: the reader must not wait for replies, and the writer must restore the order.
+    // The committer collects every submission (lines buffered together come as one) before
+    // answering any, and answers them in reverse: the reader must not wait for replies, and the
+    // writer must restore the order.
     let (tx, mut rx) = mpsc::channel::<Submission>(16);
     tokio::spawn(async move {
         let mut held = Vec::new();
-        while held.len() < N {
+        let mut events = 0;
+        while events < N {
             match rx.recv().await {
-                Some(sub) => held.push(sub),
+                Some(sub) => {
+                    events += sub.events.len();
+                    held.push(sub);
+                }
                 None => return,
             }
         }
@@ -296,6 +301,60 @@ async fn pipelined_replies_come_back_in_input_order() {
     }
     assert_eq!(c.reply().await, None);
     task.await.unwrap();
+}
+
+#[tokio::test]
+async fn lines_buffered_together_go_in_one_submission() {
+    // 40 lines written at once, an invalid one and a blank one among them: they reach the
+    // committer in a few submissions, not 39, and each line still gets its own reply in order.
+    let (tx, mut rx) = mpsc::channel::<Submission>(16);
+    let (sizes_tx, mut sizes_rx) = mpsc::unbounded_channel::<usize>();
+    tokio::spawn(async move {
+        while let Some(sub) = rx.recv().await {
+            let _ = sizes_tx.send(sub.events.len());
+            let n = sub.events.len();
+            let _ = sub.reply.send(vec![Ok(()); n]);
+        }
+    });
+    let ctx = ctx(tx, LimitsConfig::default());
+    let (stream, _stop, task) = connect(&ctx);
+    let mut c = JsonClient::new(stream);
+    let mut input = Vec::new();
+    for i in 0..40 {
+        match i {
+            10 => input.extend_from_slice(b"{\"type\":\"start\"}"),
+            20 => input.extend_from_slice(b"   "),
+            _ => serde_json::to_writer(&mut input, &hold(&format!("c{i}"))).unwrap(),
+        }
+        input.push(b'\n');
+    }
+    c.send_raw(&input).await;
+    for i in 0..40 {
+        if i == 20 {
+            continue;
+        }
+        let r = c
+            .reply()
+            .await
+            .unwrap_or_else(|| panic!("reply {i} missing"));
+        if i == 10 {
+            assert_eq!(r["ok"], json!(false), "reply {i}: {r}");
+        } else {
+            assert_eq!(r, json!({"ok": true}), "reply {i}");
+        }
+    }
+    drop(c);
+    task.await.unwrap();
+    let mut sizes = Vec::new();
+    while let Ok(n) = sizes_rx.try_recv() {
+        sizes.push(n);
+    }
+    assert_eq!(sizes.iter().sum::<usize>(), 38, "{sizes:?}");
+    assert!(
+        sizes.len() < 5,
+        "38 buffered lines took {} submissions",
+        sizes.len()
+    );
 }
 
 #[tokio::test]
@@ -445,11 +504,14 @@ async fn shutdown_delivers_replies_already_owed() {
     let (got_tx, mut got_rx) = mpsc::channel::<usize>(16);
     let (release_tx, release_rx) = oneshot::channel::<()>();
     tokio::spawn(async move {
+        // Counted in events: lines already buffered together come as one submission.
         let mut held = Vec::new();
-        while held.len() < 3 {
+        let mut events = 0;
+        while events < 3 {
             let Some(sub) = rx.recv().await else { return };
+            events += sub.events.len();
             held.push(sub);
-            let _ = got_tx.send(held.len()).await;
+            let _ = got_tx.send(events).await;
         }
         let _ = release_rx.await;
         for sub in held {
