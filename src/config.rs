@@ -37,7 +37,8 @@ pub const LOCAL_DIR: &str = "callmetrics-data";
 pub struct GeneralConfig {
     /// Time zone for `today` and interval alignment.
     pub time_zone: ZoneName,
-    /// Log level when neither `--log-level` nor `RUST_LOG` is given.
+    /// Log level (or levels by module, see `cli::log_filter`) when neither `--log-level` nor
+    /// `RUST_LOG` is given.
     pub log_level: String,
 }
 

@@ -48,7 +48,8 @@ pub enum Command {
         /// Config file (TOML); see config/agent.toml for every key and its default
         #[arg(long, short = 'c', value_name = "FILE")]
         config: Option<PathBuf>,
-        /// Log level (error, warn, info, debug, trace); overrides `RUST_LOG` and the config
+        /// Log level (error, warn, info, debug, trace), or levels by module
+        /// (`warn,callmetrics::store=debug`); overrides `RUST_LOG` and the config
         #[arg(long, value_name = "LEVEL")]
         log_level: Option<String>,
     },
@@ -414,23 +415,24 @@ fn admin_socket(explicit: Option<&PathBuf>, t: &Target) -> Result<PathBuf, ExitC
 }
 
 fn init_logging(level: Option<&str>, config_level: &str) {
-    use tracing_subscriber::EnvFilter;
-    let filter = match level {
-        Some(l) => EnvFilter::try_new(l),
-        None => EnvFilter::try_from_default_env().or_else(|_| EnvFilter::try_new(config_level)),
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let env = std::env::var("RUST_LOG").ok();
+    let (filter, refused) = super::log_filter::choose(level, env.as_deref(), config_level);
+    // On stderr rather than through the log: the filter chosen may hide a warning.
+    for warning in refused {
+        eprintln!("warning: {warning}");
     }
-    .unwrap_or_else(|_| EnvFilter::new("info"));
     let under_journald = std::env::var_os("JOURNAL_STREAM").is_some();
     let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(false)
         .with_ansi(!under_journald && std::io::IsTerminal::is_terminal(&std::io::stderr()));
     // journald stamps every line itself.
     if under_journald {
-        builder.without_time().init();
+        builder.without_time().finish().with(filter).init();
     } else {
-        builder.init();
+        builder.finish().with(filter).init();
     }
 }
 

@@ -29,6 +29,8 @@ pub mod group;
 pub mod history;
 pub mod legacy;
 pub mod outbox;
+#[cfg(test)]
+mod sled_reverse_tests;
 mod space;
 mod trees;
 

@@ -76,7 +76,12 @@ impl Iter {
     }
 
     fn high_key(&self) -> &[u8] {
-        const MAX_KEY: &[u8] = &[255; 1024 * 1024];
+        // callmetrics: where a reverse scan with no upper bound starts looking.
+        // Published sled used 1 MiB of 0xFF here, a constant that took 1 MiB of
+        // every binary; any key works, since `next_back` walks right from the
+        // node it lands in until the rightmost one. 1 KiB of 0xFF lands there
+        // at once for any tree whose keys do not start with 1 KiB of 0xFF.
+        const MAX_KEY: &[u8] = &[255; 1024];
         match self.hi {
             Bound::Unbounded => MAX_KEY,
             Bound::Excluded(ref hi) | Bound::Included(ref hi) => hi.as_ref(),
@@ -184,8 +189,18 @@ impl DoubleEndedIterator for Iter {
 
             if !node.contains_upper_bound(&self.hi) {
                 // node too low (maybe merged, maybe exhausted?)
-                let view =
-                    iter_try!(self.tree.view_for_key(self.high_key(), &guard));
+                let view = if let (Bound::Unbounded, false) =
+                    (&self.hi, node.hi.is_empty())
+                {
+                    // callmetrics: with no upper bound, the node's high
+                    // key is the low key of the next node to the right;
+                    // seeking it moves right, up to the rightmost node,
+                    // whatever `high_key` returned.
+                    let next_lo = node.hi.clone();
+                    iter_try!(self.tree.view_for_key(next_lo, &guard))
+                } else {
+                    iter_try!(self.tree.view_for_key(self.high_key(), &guard))
+                };
 
                 pid = view.pid;
                 node = view.deref().clone();
@@ -252,3 +267,4 @@ fn test_possible_predecessor() {
         Some(vec![154, 255, 255, 255, 255])
     );
 }
+
