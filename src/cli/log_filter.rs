@@ -8,23 +8,16 @@
 //! field filters (`[span{field=value}]`), matches nothing here: the daemon opens no spans. Such
 //! a directive is refused by name rather than read as a target.
 
-use std::fmt;
-
 use tracing_subscriber::filter::{LevelFilter, Targets};
 
 /// Why a filter string was refused.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{directive}`: {reason}")]
 pub struct FilterError {
     /// The directive at fault, as written (trimmed).
     pub directive: String,
     /// What is wrong with it.
     pub reason: &'static str,
-}
-
-impl fmt::Display for FilterError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "`{}`: {}", self.directive, self.reason)
-    }
 }
 
 /// Parses `directives` (e.g. `info` or `warn,callmetrics=debug`). Spaces around a directive and
