@@ -52,36 +52,97 @@ impl Coalesced {
     }
 }
 
-/// Whether `reader` holds a whole line of at most `max` bytes (its newline within the first
-/// `max` + 1 bytes), without waiting: `read_line` then reads it without waiting either.
-pub(super) async fn line_ready<R: AsyncBufRead + Unpin>(reader: &mut R, max: usize) -> bool {
-    buffered(reader, |buf| {
-        buf.iter().take(max.saturating_add(1)).any(|&b| b == b'\n')
+/// Takes the next line into `line` (without its newline, as `read_line` reads it) if it is whole
+/// in `reader`'s buffer and at most `max` bytes; false, taking nothing, otherwise.
+pub(super) async fn take_line<R: AsyncBufRead + Unpin>(
+    reader: &mut R,
+    line: &mut Vec<u8>,
+    max: usize,
+) -> bool {
+    take(reader, |buf| {
+        let end = buf
+            .iter()
+            .take(max.saturating_add(1))
+            .position(|&b| b == b'\n')?;
+        line.clear();
+        line.extend_from_slice(&buf[..end]);
+        Some(end + 1)
     })
     .await
 }
 
-/// Whether `reader` holds a whole frame (a length of 1 to `max`, and that many bytes), without
-/// waiting: `read_frame` then reads it without waiting either.
-pub(super) async fn frame_ready<R: AsyncBufRead + Unpin>(reader: &mut R, max: usize) -> bool {
-    buffered(reader, |buf| {
-        let Some(header) = buf.first_chunk::<4>() else {
-            return false;
-        };
+/// Takes the next frame's body into `body` (as `read_frame` reads it) if the frame is whole in
+/// `reader`'s buffer with a length of 1 to `max`; false, taking nothing, otherwise.
+pub(super) async fn take_frame<R: AsyncBufRead + Unpin>(
+    reader: &mut R,
+    body: &mut Vec<u8>,
+    max: usize,
+) -> bool {
+    take(reader, |buf| {
+        let header = buf.first_chunk::<4>()?;
         let len = usize::try_from(u32::from_be_bytes(*header)).unwrap_or(usize::MAX);
-        (1..=max).contains(&len) && buf.len() - 4 >= len
+        let frame = buf.get(4..4usize.checked_add(len)?)?;
+        if !(1..=max).contains(&len) {
+            return None;
+        }
+        body.clear();
+        body.extend_from_slice(frame);
+        Some(4 + len)
     })
     .await
 }
 
-/// `test` of the bytes the reader holds now (or gets without waiting); false when it has none.
-async fn buffered<R: AsyncBufRead + Unpin>(reader: &mut R, test: impl Fn(&[u8]) -> bool) -> bool {
+/// Hands `copy` the bytes the reader holds now (or gets without waiting) and consumes as many
+/// as it says it took; false when it took nothing (or the reader holds nothing).
+async fn take<R: AsyncBufRead + Unpin>(
+    reader: &mut R,
+    mut copy: impl FnMut(&[u8]) -> Option<usize>,
+) -> bool {
     poll_fn(|cx| {
-        Poll::Ready(match Pin::new(&mut *reader).poll_fill_buf(cx) {
-            Poll::Ready(Ok(buf)) => test(buf),
+        let used = match Pin::new(&mut *reader).poll_fill_buf(cx) {
+            Poll::Ready(Ok(buf)) => copy(buf),
             // An error is left for the next read to meet; no input yet is not ready.
-            Poll::Ready(Err(_)) | Poll::Pending => false,
-        })
+            Poll::Ready(Err(_)) | Poll::Pending => None,
+        };
+        if let Some(n) = used {
+            Pin::new(&mut *reader).consume(n);
+        }
+        Poll::Ready(used.is_some())
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn only_whole_lines_within_the_limit_are_taken() {
+        let mut input: &[u8] = b"abc\r\nlonger than six\nrest";
+        let mut line = Vec::new();
+        assert!(take_line(&mut input, &mut line, 6).await);
+        assert_eq!(line, b"abc\r");
+        // Too long for the limit: left for `read_line` to refuse.
+        assert!(!take_line(&mut input, &mut line, 6).await);
+        assert_eq!(input, b"longer than six\nrest");
+        let mut partial: &[u8] = b"rest";
+        assert!(!take_line(&mut partial, &mut line, 64).await);
+        assert_eq!(partial, b"rest");
+    }
+
+    #[tokio::test]
+    async fn only_whole_frames_within_the_limit_are_taken() {
+        let mut body = Vec::new();
+        let mut input: &[u8] = &[0, 0, 0, 2, 7, 8, 0, 0, 0, 3, 9];
+        assert!(take_frame(&mut input, &mut body, 16).await);
+        assert_eq!(body, [7, 8]);
+        // The next frame is cut short: nothing is taken.
+        assert!(!take_frame(&mut input, &mut body, 16).await);
+        assert_eq!(input, [0, 0, 0, 3, 9]);
+        for bad in [&[0u8, 0, 0, 0][..], &[0, 0, 0, 17, 1, 2]] {
+            let mut input = bad;
+            assert!(!take_frame(&mut input, &mut body, 16).await);
+            assert_eq!(input, bad, "a frame `read_frame` refuses is left to it");
+        }
+    }
 }

@@ -17,7 +17,7 @@ use tokio::io::{AsyncBufRead, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, B
 use tokio::sync::{mpsc, watch};
 
 use super::boundary::{next_message, Next};
-use super::coalesce::{frame_ready, line_ready, Coalesced};
+use super::coalesce::{take_frame, take_line, Coalesced};
 use super::decode::{decode_json, decode_msgpack};
 use super::framing::{read_frame, read_line, FrameRead, Framing, LineRead};
 use super::linger::linger;
@@ -205,7 +205,8 @@ async fn read_json_lines<R: AsyncBufRead + Unpin>(
             LineRead::Eof => return Stop::Eof,
             LineRead::TooLong => {
                 ctx.stats.reject("too_large");
-                push_ready(pending, Reply::error(too_long(max))).await
+                let msg = format!("line of more than {max} bytes exceeds limits.max_line_bytes");
+                push_ready(pending, Reply::error(msg)).await
             }
             // Blank lines (keep-alives, trailing CR/LF) need no reply.
             LineRead::Line if line.iter().all(u8::is_ascii_whitespace) => {
@@ -218,23 +219,12 @@ async fn read_json_lines<R: AsyncBufRead + Unpin>(
                 let decode =
                     |line: &[u8]| decode_json(line, &event_limits, limits.max_batch_events);
                 let mut taken = Coalesced::new(decode(&line));
-                while taken.has_room() && line_ready(reader, max).await {
-                    // A whole line within the limit is buffered: it reads as a line, at once.
-                    match read_line(reader, &mut line, max).await {
-                        Ok(LineRead::Line) => {
-                            slot.begin();
-                            if line.iter().all(u8::is_ascii_whitespace) {
-                                slot.finish(1);
-                            } else {
-                                taken.push(decode(&line));
-                            }
-                        }
-                        Ok(LineRead::TooLong) => {
-                            slot.begin();
-                            ctx.stats.reject("too_large");
-                            taken.push(Err(too_long(max)));
-                        }
-                        Ok(LineRead::Eof) | Err(_) => break,
+                while taken.has_room() && take_line(reader, &mut line, max).await {
+                    slot.begin();
+                    if line.iter().all(u8::is_ascii_whitespace) {
+                        slot.finish(1);
+                    } else {
+                        taken.push(decode(&line));
                     }
                 }
                 submit_decoded(taken.into_messages(), &limits, ctx, pending, shutdown).await
@@ -244,11 +234,6 @@ async fn read_json_lines<R: AsyncBufRead + Unpin>(
             return stop;
         }
     }
-}
-
-/// The reply to a line longer than `limits.max_line_bytes`.
-fn too_long(max: usize) -> String {
-    format!("line of more than {max} bytes exceeds limits.max_line_bytes")
 }
 
 async fn read_msgpack_frames<R: AsyncBufRead + Unpin>(
@@ -279,15 +264,9 @@ async fn read_msgpack_frames<R: AsyncBufRead + Unpin>(
         let event_limits = limits.event_limits();
         let decode = |body: &[u8]| decode_msgpack(body, &event_limits, limits.max_batch_events);
         let mut taken = Coalesced::new(decode(&body));
-        while taken.has_room() && frame_ready(reader, max).await {
-            // A whole frame within the limit is buffered: it reads as a frame, at once.
-            match read_frame(reader, &mut body, max).await {
-                Ok(FrameRead::Frame) => {
-                    slot.begin();
-                    taken.push(decode(&body));
-                }
-                Ok(FrameRead::Eof | FrameRead::Broken(_)) | Err(_) => break,
-            }
+        while taken.has_room() && take_frame(reader, &mut body, max).await {
+            slot.begin();
+            taken.push(decode(&body));
         }
         let step = submit_decoded(taken.into_messages(), &limits, ctx, pending, shutdown).await;
         if body.capacity() > KEEP_BODY_CAPACITY {
