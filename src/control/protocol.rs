@@ -37,6 +37,10 @@ use crate::upstream::{RecordKind, SinkStatus};
 pub const PROTOCOL_VERSION: u16 = 8;
 /// Largest control message either side accepts (answers with many rows are the large ones).
 pub const MAX_MESSAGE_BYTES: usize = 16 << 20;
+
+/// The most a reader reserves for a message before its bytes arrive.
+const RESERVE_UP_FRONT: usize = 1 << 20;
+
 /// Largest request the daemon accepts: every request is a few dozen bytes, so this bounds what one
 /// client can make the daemon buffer.
 pub const MAX_REQUEST_BYTES: usize = 64 << 10;
@@ -291,7 +295,10 @@ where
     if len > max {
         return Err(ProtocolError::TooLarge { len, max });
     }
-    let mut buf = Vec::new();
+    // Room for the announced length up front (up to 1 MiB): growing by doubling as bytes arrive
+    // copied a 200 KB answer several times over. Reserved room that is never written costs no
+    // memory, and a larger announcement still grows only as its bytes come.
+    let mut buf = Vec::with_capacity(len.min(RESERVE_UP_FRONT));
     (&mut *r).take(len as u64).read_to_end(&mut buf).await?;
     if buf.len() != len {
         return Err(ProtocolError::Io(std::io::Error::new(

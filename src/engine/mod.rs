@@ -44,6 +44,7 @@ mod pending;
 mod query;
 mod remembered;
 pub mod report;
+mod row_json;
 mod running;
 pub mod segment;
 pub mod service_levels;
