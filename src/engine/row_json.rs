@@ -11,66 +11,82 @@ use serde::Serialize;
 use super::report::{DimKind, MetricsRow};
 use super::service_levels::ServiceLevels;
 
+/// More than a row takes (about 1 200 bytes with five bands).
+const ROW_BYTES: usize = 2048;
+
 impl MetricsRow {
     /// Appends the row to `out` as one JSON object, keys in name order.
     pub fn write_json(&self, out: &mut Vec<u8>) {
         let (c, f, p, r) = (&self.counts, &self.figures, &self.params, &self.realtime);
         let key = |k: DimKind| (self.dimension == k).then_some(self.key.as_str());
+        // Room for a whole row, so the writes below do not grow the buffer one by one.
+        out.reserve(ROW_BYTES);
         let mut o = Object::open(out);
-        o.field("abandon_rate", &f.abandon_rate);
-        o.field("abandon_wait_sum_ms", &c.abandon_wait_sum_ms);
-        o.field("abandoned", &c.abandoned);
-        o.field("abandoned_within", &c.abandoned_within);
-        o.field("acw_sum_ms", &c.acw_sum_ms);
-        o.field_if_some("agent", key(DimKind::Agent));
-        o.field("agents_needed", &r.agents_needed);
-        o.field("aht_ms", &f.aht_ms);
-        o.field("answered", &c.answered);
-        o.field("answered_within", &c.answered_within);
-        o.field("asa_ms", &f.asa_ms);
-        o.field("avg_abandon_ms", &f.avg_abandon_ms);
-        o.field("avg_acw_ms", &f.avg_acw_ms);
-        o.field("avg_hold_ms", &f.avg_hold_ms);
-        o.field("avg_talk_ms", &f.avg_talk_ms);
-        o.key("bands");
+        o.field(key!("abandon_rate"), &f.abandon_rate);
+        o.field(key!("abandon_wait_sum_ms"), &c.abandon_wait_sum_ms);
+        o.field(key!("abandoned"), &c.abandoned);
+        o.field(key!("abandoned_within"), &c.abandoned_within);
+        o.field(key!("acw_sum_ms"), &c.acw_sum_ms);
+        o.field_if_some(key!("agent"), key(DimKind::Agent));
+        o.field(key!("agents_needed"), &r.agents_needed);
+        o.field(key!("aht_ms"), &f.aht_ms);
+        o.field(key!("answered"), &c.answered);
+        o.field(key!("answered_within"), &c.answered_within);
+        o.field(key!("asa_ms"), &f.asa_ms);
+        o.field(key!("avg_abandon_ms"), &f.avg_abandon_ms);
+        o.field(key!("avg_acw_ms"), &f.avg_acw_ms);
+        o.field(key!("avg_hold_ms"), &f.avg_hold_ms);
+        o.field(key!("avg_talk_ms"), &f.avg_talk_ms);
+        o.key(key!("bands"));
         write_bands(o.out, &c.bands);
-        o.field_if_some("channel", key(DimKind::Channel));
-        o.field("dimension", self.dimension.name());
-        o.field("formula", p.formula.name());
-        o.field("handle_p50_ms", &f.handle_p50_ms);
-        o.field("handle_p90_ms", &f.handle_p90_ms);
-        o.field("handle_p95_ms", &f.handle_p95_ms);
-        o.field("handle_p99_ms", &f.handle_p99_ms);
-        o.field("handled", &c.handled);
-        o.field("hold_sum_ms", &c.hold_sum_ms);
-        o.field("in_acw_now", &r.in_acw_now);
-        o.field("longest_wait_now_ms", &r.longest_wait_now_ms);
-        o.field("offered", &c.offered);
-        o.field("overflow", &c.overflow);
-        o.field_if_some("queue", key(DimKind::Queue));
-        o.field("service_level", &f.service_level);
-        o.key("service_levels");
+        o.field_if_some(key!("channel"), key(DimKind::Channel));
+        o.field(key!("dimension"), self.dimension.name());
+        o.field(key!("formula"), p.formula.name());
+        o.field(key!("handle_p50_ms"), &f.handle_p50_ms);
+        o.field(key!("handle_p90_ms"), &f.handle_p90_ms);
+        o.field(key!("handle_p95_ms"), &f.handle_p95_ms);
+        o.field(key!("handle_p99_ms"), &f.handle_p99_ms);
+        o.field(key!("handled"), &c.handled);
+        o.field(key!("hold_sum_ms"), &c.hold_sum_ms);
+        o.field(key!("in_acw_now"), &r.in_acw_now);
+        o.field(key!("longest_wait_now_ms"), &r.longest_wait_now_ms);
+        o.field(key!("offered"), &c.offered);
+        o.field(key!("overflow"), &c.overflow);
+        o.field_if_some(key!("queue"), key(DimKind::Queue));
+        o.field(key!("service_level"), &f.service_level);
+        o.key(key!("service_levels"));
         write_service_levels(o.out, &f.service_levels);
-        o.field("short_abandon_ms", &p.short_abandon_ms);
-        o.field("short_abandoned", &c.short_abandoned);
-        o.field_if_some("tag", key(DimKind::Tag));
-        o.field("talk_sum_ms", &c.talk_sum_ms);
-        o.field("talking_now", &r.talking_now);
-        o.field("target", &p.target);
-        o.field("threshold_ms", &p.threshold_ms);
-        o.field("wait_max_ms", &c.wait_max_ms);
-        o.field("wait_p50_ms", &f.wait_p50_ms);
-        o.field("wait_p90_ms", &f.wait_p90_ms);
-        o.field("wait_p95_ms", &f.wait_p95_ms);
-        o.field("wait_p99_ms", &f.wait_p99_ms);
-        o.field("wait_sum_ms", &c.wait_sum_ms);
-        o.field("waiting_now", &r.waiting_now);
-        o.field("window", self.window.as_str());
+        o.field(key!("short_abandon_ms"), &p.short_abandon_ms);
+        o.field(key!("short_abandoned"), &c.short_abandoned);
+        o.field_if_some(key!("tag"), key(DimKind::Tag));
+        o.field(key!("talk_sum_ms"), &c.talk_sum_ms);
+        o.field(key!("talking_now"), &r.talking_now);
+        o.field(key!("target"), &p.target);
+        o.field(key!("threshold_ms"), &p.threshold_ms);
+        o.field(key!("wait_max_ms"), &c.wait_max_ms);
+        o.field(key!("wait_p50_ms"), &f.wait_p50_ms);
+        o.field(key!("wait_p90_ms"), &f.wait_p90_ms);
+        o.field(key!("wait_p95_ms"), &f.wait_p95_ms);
+        o.field(key!("wait_p99_ms"), &f.wait_p99_ms);
+        o.field(key!("wait_sum_ms"), &c.wait_sum_ms);
+        o.field(key!("waiting_now"), &r.waiting_now);
+        o.field(key!("window"), self.window.as_str());
         o.close();
     }
 }
 
-/// A JSON object being written: its keys are constant names that need no escaping.
+/// A key as the bytes written before its value, comma included: one constant to copy.
+macro_rules! key {
+    ($name:literal) => {
+        Key(concat!(",\"", $name, "\":").as_bytes())
+    };
+}
+use key;
+
+/// `,"name":` for a name that needs no escaping.
+struct Key(&'static [u8]);
+
+/// A JSON object being written.
 struct Object<'a> {
     out: &'a mut Vec<u8>,
     empty: bool,
@@ -82,25 +98,24 @@ impl<'a> Object<'a> {
         Object { out, empty: true }
     }
 
-    fn key(&mut self, name: &'static str) {
-        debug_assert!(name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'));
-        if !std::mem::take(&mut self.empty) {
-            self.out.push(b',');
-        }
-        self.out.push(b'"');
-        self.out.extend_from_slice(name.as_bytes());
-        self.out.extend_from_slice(b"\":");
+    fn key(&mut self, key: Key) {
+        debug_assert!(key.0[2..key.0.len() - 2]
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || *b == b'_'));
+        // The first key has no comma before it.
+        let skip = usize::from(std::mem::take(&mut self.empty));
+        self.out.extend_from_slice(&key.0[skip..]);
     }
 
-    fn field(&mut self, name: &'static str, value: &(impl Serialize + ?Sized)) {
-        self.key(name);
+    fn field(&mut self, key: Key, value: &(impl Serialize + ?Sized)) {
+        self.key(key);
         write_value(self.out, value);
     }
 
     /// A key that only some rows have (the row's own dimension).
-    fn field_if_some(&mut self, name: &'static str, value: Option<&str>) {
+    fn field_if_some(&mut self, key: Key, value: Option<&str>) {
         if let Some(v) = value {
-            self.field(name, v);
+            self.field(key, v);
         }
     }
 
@@ -135,11 +150,17 @@ fn write_bands(out: &mut Vec<u8>, bands: &BTreeMap<u64, u64>) {
 
 /// Every formula's name → its value, names in alphabetical order.
 fn write_service_levels(out: &mut Vec<u8>, levels: &ServiceLevels) {
-    let mut o = Object::open(out);
-    for (name, value) in levels.iter() {
-        o.field(name, &value);
+    out.push(b'{');
+    for (i, (name, value)) in levels.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.push(b'"');
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b"\":");
+        write_value(out, &value);
     }
-    o.close();
+    out.push(b'}');
 }
 
 #[cfg(test)]
