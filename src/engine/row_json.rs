@@ -1,8 +1,8 @@
 //! `metrics --json`'s rows written straight as JSON text: the same bytes as serializing
-//! [`MetricsRow::json_view`] with serde_json (a property test holds them equal), without
-//! escaping every key of every row. With 500 agent rows serde_json spent a fifth of the CLI's
+//! [`MetricsRow::json_view`] with `serde_json` (a property test holds them equal), without
+//! escaping every key of every row. With 500 agent rows `serde_json` spent a fifth of the CLI's
 //! instructions scanning the ~60 keys of each row for characters to escape; here the keys are
-//! constants that need none, and only the values go through serde_json.
+//! constants that need none, and only the values go through `serde_json`.
 
 use std::collections::BTreeMap;
 
@@ -124,7 +124,7 @@ impl<'a> Object<'a> {
     }
 }
 
-/// A value as serde_json writes it: numbers as it formats them, strings escaped, a
+/// A value as `serde_json` writes it: numbers as it formats them, strings escaped, a
 /// non-finite float as `null`.
 fn write_value(out: &mut Vec<u8>, value: &(impl Serialize + ?Sized)) {
     // Writing into a `Vec` cannot fail, and the values written here (numbers, strings and
@@ -132,7 +132,7 @@ fn write_value(out: &mut Vec<u8>, value: &(impl Serialize + ?Sized)) {
     let _ = value.serialize(&mut serde_json::Serializer::new(out));
 }
 
-/// Threshold (ms) → answered within it, the integer keys as strings (as serde_json writes a
+/// Threshold (ms) → answered within it, the integer keys as strings (as `serde_json` writes a
 /// map with integer keys).
 fn write_bands(out: &mut Vec<u8>, bands: &BTreeMap<u64, u64>) {
     out.push(b'{');
