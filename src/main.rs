@@ -18,12 +18,6 @@ fn main() -> std::process::ExitCode {
         if let Err(e) = tikv_jemalloc_ctl::background_thread::write(true) {
             eprintln!("warning: jemalloc's background thread did not start ({e}); freed memory returns to the system more slowly");
         }
-    } else {
-        // A client command is over in milliseconds: a thread cache of freed blocks (see
-        // `.cargo/config.toml`) would only add the pages it holds. Off, each allocation goes to
-        // the arena as without one; should the call fail, the small cache merely stays.
-        use tikv_jemalloc_ctl::{Access, AsName};
-        let _ = b"thread.tcache.enabled\0".name().write(false);
     }
     callmetrics::cli::main_with(cli)
 }

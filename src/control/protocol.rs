@@ -276,8 +276,9 @@ where
     read_message_within(r, MAX_MESSAGE_BYTES).await
 }
 
-/// Reads one message of up to `max` bytes. The buffer grows as bytes arrive, so a length
-/// announced and not sent costs nothing.
+/// Reads one message of up to `max` bytes. Room for up to 1 MiB of it is reserved when its
+/// length is read; beyond that the buffer grows only as bytes arrive, so a large length
+/// announced and not sent costs little.
 pub async fn read_message_within<R, T>(r: &mut R, max: usize) -> Result<T, ProtocolError>
 where
     R: AsyncRead + Unpin,
@@ -296,8 +297,8 @@ where
         return Err(ProtocolError::TooLarge { len, max });
     }
     // Room for the announced length up front (up to 1 MiB): growing by doubling as bytes arrive
-    // copied a 200 KB answer several times over. Reserved room that is never written costs no
-    // memory, and a larger announcement still grows only as its bytes come.
+    // copied a 200 KB answer several times over. A request the daemon reads is at most
+    // MAX_REQUEST_BYTES (64 KiB), so this reserves no more there than a full request would use.
     let mut buf = Vec::with_capacity(len.min(RESERVE_UP_FRONT));
     (&mut *r).take(len as u64).read_to_end(&mut buf).await?;
     if buf.len() != len {

@@ -126,11 +126,18 @@ impl MetricsRow {
         serde_json::to_value(self.json_view()).unwrap_or(Value::Null)
     }
 
+    /// The row's key when it is a row of dimension `kind`: the one key field (`queue`, `agent`,
+    /// `channel` or `tag`) its JSON form has.
+    #[must_use]
+    pub fn key_if(&self, kind: DimKind) -> Option<&str> {
+        (self.dimension == kind).then_some(self.key.as_str())
+    }
+
     /// The row as `metrics --json` prints it, serializable without building a JSON tree.
     #[must_use]
     pub fn json_view(&self) -> RowJson<'_> {
         let (c, f, p, r) = (&self.counts, &self.figures, &self.params, &self.realtime);
-        let key = |k: DimKind| (self.dimension == k).then_some(self.key.as_str());
+        let key = |k: DimKind| self.key_if(k);
         RowJson {
             abandon_rate: f.abandon_rate,
             abandon_wait_sum_ms: c.abandon_wait_sum_ms,

@@ -321,7 +321,7 @@ mod tests {
     use super::*;
     use crate::control::protocol::StatusReport;
     use crate::control::server::{serve, Access, Handler};
-    use crate::engine::{DimKind, Realtime};
+    use crate::engine::{Agg, DimKind, Realtime};
 
     /// A daemon stand-in answering from fixed data.
     fn daemon(sock: &Path) -> (watch::Sender<bool>, tokio::task::JoinHandle<()>) {
@@ -352,6 +352,37 @@ mod tests {
                 rx,
             )),
         )
+    }
+
+    /// Many rows, written in several pieces, are the JSON array `serde_json` makes of their views.
+    #[test]
+    fn rows_json_in_pieces_is_the_array_of_the_views() {
+        let rows: Vec<MetricsRow> = (0..300)
+            .map(|i| {
+                let mut counts = Agg {
+                    offered: i,
+                    answered: i / 2,
+                    ..Agg::default()
+                };
+                counts.bands.insert(20_000, i / 3);
+                row(&format!("q\"{i}"), counts, Realtime::default())
+            })
+            .collect();
+        let mut out = Vec::new();
+        write_rows_json(&mut out, &rows).unwrap();
+        assert!(
+            out.len() > 3 << 16,
+            "{} bytes: fewer than four pieces",
+            out.len()
+        );
+        let views: Vec<_> = rows.iter().map(MetricsRow::json_view).collect();
+        let mut expected = serde_json::to_vec(&views).unwrap();
+        expected.push(b'\n');
+        assert_eq!(out, expected);
+
+        let mut none = Vec::new();
+        write_rows_json(&mut none, &[]).unwrap();
+        assert_eq!(none, b"[]\n");
     }
 
     #[tokio::test]
