@@ -208,6 +208,19 @@ struct Lazy {
 }
 
 impl Lazy {
+    /// Empty and counted as unpacked: what a sketch is until its bytes are known good.
+    fn clear(&mut self) {
+        self.bytes.clear();
+        self.unpacked = true;
+    }
+
+    /// Holds `bytes`, checked by [`Sketch::skip_parts`], still packed.
+    fn hold(&mut self, bytes: &[u8]) {
+        self.bytes.clear();
+        self.bytes.extend_from_slice(bytes);
+        self.unpacked = false;
+    }
+
     /// Unpacks the sketch into `zero` and `bins` if it is not yet.
     fn unpack(&mut self, zero: &mut u64, bins: &mut Vec<(i32, u64)>) {
         if self.unpacked {
@@ -268,11 +281,8 @@ impl Work {
         self.handle.clear();
         self.wait_zero = 0;
         self.handle_zero = 0;
-        self.wait_raw.bytes.clear();
-        self.handle_raw.bytes.clear();
-        // Until the bytes are known good, the sketches count as unpacked (and empty).
-        self.wait_raw.unpacked = true;
-        self.handle_raw.unpacked = true;
+        self.wait_raw.clear();
+        self.handle_raw.clear();
         if b.is_empty() {
             self.wait_max = 0;
             self.c = [0; 14];
@@ -287,16 +297,10 @@ impl Work {
         for &t in h.bands.unwrap_or(&[]) {
             self.bands.push((t, r.u64()?));
         }
-        let wait = r.rest();
-        Sketch::skip_parts(&mut r)?;
-        let handle = r.rest();
-        Sketch::skip_parts(&mut r)?;
-        let wait = &wait[..wait.len() - handle.len()];
-        let handle = &handle[..handle.len() - r.rest().len()];
-        self.wait_raw.bytes.extend_from_slice(wait);
-        self.handle_raw.bytes.extend_from_slice(handle);
-        self.wait_raw.unpacked = false;
-        self.handle_raw.unpacked = false;
+        let wait = Sketch::skip_parts(&mut r)?;
+        let handle = Sketch::skip_parts(&mut r)?;
+        self.wait_raw.hold(wait);
+        self.handle_raw.hold(handle);
         Ok(())
     }
 

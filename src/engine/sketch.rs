@@ -53,9 +53,10 @@ impl Sketch {
     }
 
     fn representative(index: i32) -> f64 {
-        // Worked out once for the bins real durations reach (bin 2 047 stands for ~6·10^17 ms): `powi`
-        // was a tenth of the daemon's time answering 500 agent rows, which read eight quantiles
-        // each. The table holds what the formula gives, so every answer is the same.
+        // Worked out once for the bins real durations reach (bin 2 047 stands for ~6·10^17
+        // ms): `powi` was a tenth of the daemon's time answering 500 agent rows, which read
+        // eight quantiles each. The table holds what the formula gives, so every answer is the
+        // same.
         static TABLE: OnceLock<[f64; 2048]> = OnceLock::new();
         // The index of an array of 2 048 fits an i32.
         let table = TABLE.get_or_init(|| std::array::from_fn(|i| representative_of(i as i32)));
@@ -244,9 +245,12 @@ impl Sketch {
     }
 
     /// Advances `r` over a sketch's compact form without unpacking it, checking it as
-    /// [`Sketch::decode_parts`] does: bytes it accepts decode later without error.
-    pub fn skip_parts(r: &mut Reader<'_>) -> Result<(), DecodeError> {
-        Self::walk_parts(r, |_, _| {}).map(|_| ())
+    /// [`Sketch::decode_parts`] does (bytes it accepts decode later without error); returns the
+    /// bytes passed over.
+    pub fn skip_parts<'a>(r: &mut Reader<'a>) -> Result<&'a [u8], DecodeError> {
+        let start = r.rest();
+        Self::walk_parts(r, |_, _| {})?;
+        Ok(&start[..start.len() - r.rest().len()])
     }
 
     /// Reads a sketch's compact form, handing each bin to `bin`; returns the zero count.

@@ -208,8 +208,7 @@ async fn read_json_lines<R: AsyncBufRead + Unpin>(
                 let msg = format!("line of more than {max} bytes exceeds limits.max_line_bytes");
                 push_ready(pending, Reply::error(msg)).await
             }
-            // Blank lines (keep-alives, trailing CR/LF) need no reply.
-            LineRead::Line if line.iter().all(u8::is_ascii_whitespace) => {
+            LineRead::Line if is_blank(&line) => {
                 slot.finish(1);
                 Ok(())
             }
@@ -221,7 +220,7 @@ async fn read_json_lines<R: AsyncBufRead + Unpin>(
                 let mut taken = Coalesced::new(decode(&line));
                 while taken.has_room() && take_line(reader, &mut line, max).await {
                     slot.begin();
-                    if line.iter().all(u8::is_ascii_whitespace) {
+                    if is_blank(&line) {
                         slot.finish(1);
                     } else {
                         taken.push(decode(&line));
@@ -234,6 +233,11 @@ async fn read_json_lines<R: AsyncBufRead + Unpin>(
             return stop;
         }
     }
+}
+
+/// Blank lines (keep-alives, trailing CR/LF) need no reply.
+fn is_blank(line: &[u8]) -> bool {
+    line.iter().all(u8::is_ascii_whitespace)
 }
 
 async fn read_msgpack_frames<R: AsyncBufRead + Unpin>(

@@ -361,7 +361,7 @@ mod tests {
                 ],
             }
         );
-        let reply = resolve(Shape::One, 1, Vec::new(), None::<&mut Results>, &stats);
+        let reply = resolve(Shape::One, 1, Vec::new(), None, &stats);
         assert_eq!(reply, Reply::Error(Fault::Refused(Refusal::ShuttingDown)));
         let reply = resolve(
             Shape::One,
