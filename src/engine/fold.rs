@@ -315,16 +315,14 @@ impl Engine {
             let (key, overflowed) = self.keys.resolve(kind, name, limit);
             // Lifetime totals count every fact, also one dated before the buckets kept.
             let effective = self.keys.dim(key).map_or(name, |d| d.key.as_str());
-            for (_, fact) in facts.iter().flatten() {
-                match fact {
-                    Fact::Queue { facts, params, .. } => {
-                        let reason = seg.end.and_then(|(_, r)| r);
-                        self.lifetime
-                            .add_queue(kind, effective, limit, facts, params, reason);
-                    }
-                    Fact::Handle(h) => self.lifetime.add_handle(kind, effective, limit, h),
-                }
-            }
+            let reason = seg.end.and_then(|(_, r)| r);
+            self.lifetime.add_segment(
+                kind,
+                effective,
+                limit,
+                judged.as_ref().map(|f| (f, &p, reason)),
+                handle,
+            );
             if overflowed {
                 self.count_overflow(kind, n_facts);
             }

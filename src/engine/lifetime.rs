@@ -208,25 +208,30 @@ impl Lifetime {
     fn entry(&mut self, kind: DimKind, name: &str, limit: usize) -> &mut LifeTotals {
         let (nw, nh) = (self.wait_bounds.len() + 1, self.handle_bounds.len() + 1);
         let map = &mut self.per_key[kind_index(kind)];
-        let name = if map.contains_key(name) || map.len() < limit.max(1) {
-            name
-        } else {
-            OVERFLOW_KEY
-        };
+        // Known keys (all but a key's first fact) cost two searches: this one and `get_mut`.
         if !map.contains_key(name) {
-            map.insert(
-                name.into(),
-                LifeTotals {
-                    hist: (kind == DimKind::Queue).then(|| Histograms {
-                        wait: [vec![0; nw], vec![0; nw], vec![0; nw]],
-                        handle: vec![0; nh],
-                    }),
-                    ..LifeTotals::default()
-                },
-            );
+            let name = if map.len() < limit.max(1) {
+                name
+            } else {
+                OVERFLOW_KEY
+            };
+            if !map.contains_key(name) {
+                map.insert(
+                    name.into(),
+                    LifeTotals {
+                        hist: (kind == DimKind::Queue).then(|| Histograms {
+                            wait: [vec![0; nw], vec![0; nw], vec![0; nw]],
+                            handle: vec![0; nh],
+                        }),
+                        ..LifeTotals::default()
+                    },
+                );
+            }
+            // Present: inserted just above if it was not.
+            return map.get_mut(name).expect("the key was just inserted");
         }
-        // Present: inserted just above if it was not.
-        map.get_mut(name).expect("the key was just inserted")
+        // Present: `contains_key` said so just above.
+        map.get_mut(name).expect("the key is present")
     }
 
     /// Counts one segment leaving the queue under one key, judged by its queue's parameters.
@@ -239,30 +244,49 @@ impl Lifetime {
         p: &QueueParams,
         reason: Option<EndReason>,
     ) {
-        let i = bucket_of(&self.wait_bounds, f.wait_ms());
-        let t = self.entry(kind, name, limit);
-        t.agg.count_queue(f, p, &[]);
-        // `revision` tells changed buckets apart; nothing reads it here, and it is not stored.
-        t.agg.revision = 0;
-        if f.outcome == Outcome::Overflow {
-            t.overflow_wait_sum_ms += f.wait_ms();
-            if let Some(r) = reason.and_then(|r| OVERFLOW_REASONS.iter().position(|o| *o == r)) {
-                t.overflow_by_reason[r] += 1;
-            }
-        }
-        if let Some(h) = &mut t.hist {
-            h.wait[outcome_index(f.outcome)][i] += 1;
-        }
+        self.add_segment(kind, name, limit, Some((f, p, reason)), None);
     }
 
     /// Counts one completed answered segment under one key.
     pub fn add_handle(&mut self, kind: DimKind, name: &str, limit: usize, h: &HandleFacts) {
-        let i = bucket_of(&self.handle_bounds, h.handle_ms());
+        self.add_segment(kind, name, limit, None, Some(h));
+    }
+
+    /// Counts what of one segment is folded now under one key: its leaving the queue (judged by
+    /// its queue's parameters, with its end reason), its completed handling, or both (the key
+    /// looked up once).
+    pub fn add_segment(
+        &mut self,
+        kind: DimKind,
+        name: &str,
+        limit: usize,
+        queue: Option<(&QueueFacts, &QueueParams, Option<EndReason>)>,
+        handle: Option<&HandleFacts>,
+    ) {
+        let wait_bucket = queue.map(|(f, _, _)| bucket_of(&self.wait_bounds, f.wait_ms()));
+        let handle_bucket = handle.map(|h| bucket_of(&self.handle_bounds, h.handle_ms()));
         let t = self.entry(kind, name, limit);
-        t.agg.count_handle(h);
-        t.agg.revision = 0;
-        if let Some(hist) = &mut t.hist {
-            hist.handle[i] += 1;
+        // `revision` tells changed buckets apart; nothing reads it here, and it is not stored.
+        if let (Some((f, p, reason)), Some(i)) = (queue, wait_bucket) {
+            t.agg.count_queue(f, p, &[]);
+            t.agg.revision = 0;
+            if f.outcome == Outcome::Overflow {
+                t.overflow_wait_sum_ms += f.wait_ms();
+                if let Some(r) = reason.and_then(|r| OVERFLOW_REASONS.iter().position(|o| *o == r))
+                {
+                    t.overflow_by_reason[r] += 1;
+                }
+            }
+            if let Some(h) = &mut t.hist {
+                h.wait[outcome_index(f.outcome)][i] += 1;
+            }
+        }
+        if let (Some(h), Some(i)) = (handle, handle_bucket) {
+            t.agg.count_handle(h);
+            t.agg.revision = 0;
+            if let Some(hist) = &mut t.hist {
+                hist.handle[i] += 1;
+            }
         }
     }
 

@@ -192,59 +192,29 @@ pub struct Work {
     wait: Vec<(i32, u64)>,
     handle_zero: u64,
     handle: Vec<(i32, u64)>,
-    /// Each sketch's packed bytes as loaded, until a fact needs it unpacked: a queue fact leaves
-    /// the handle sketch alone and a handle fact the wait sketch, so a fold copies the other's
-    /// bytes instead of decoding and encoding them again (a third of a fold's cost).
-    wait_raw: Lazy,
-    handle_raw: Lazy,
+    /// Both sketches' packed bytes as loaded (the wait sketch, then the handle sketch), until a
+    /// fact needs one unpacked: a queue fact leaves the handle sketch alone and a handle fact the
+    /// wait sketch, so a fold copies the other's bytes instead of decoding and encoding them
+    /// again (a third of a fold's cost). Nothing walks a sketch it does not need: the handle
+    /// sketch is the tail, found by walking the wait sketch only when it is wanted.
+    sketches: Vec<u8>,
+    /// Where the handle sketch starts in `sketches`, once the wait sketch was walked.
+    handle_at: Option<usize>,
+    wait_unpacked: bool,
+    handle_unpacked: bool,
     out: Vec<u8>,
 }
 
-/// A sketch of [`Work`] still in its packed bytes, or unpacked into its buffers.
-#[derive(Debug, Default)]
-struct Lazy {
-    bytes: Vec<u8>,
-    unpacked: bool,
-}
-
-impl Lazy {
-    /// Empty and counted as unpacked: what a sketch is until its bytes are known good.
-    fn clear(&mut self) {
-        self.bytes.clear();
-        self.unpacked = true;
-    }
-
-    /// Holds `bytes`, checked by [`Sketch::skip_parts`], still packed.
-    fn hold(&mut self, bytes: &[u8]) {
-        self.bytes.clear();
-        self.bytes.extend_from_slice(bytes);
-        self.unpacked = false;
-    }
-
-    /// Unpacks the sketch into `zero` and `bins` if it is not yet.
-    fn unpack(&mut self, zero: &mut u64, bins: &mut Vec<(i32, u64)>) {
-        if self.unpacked {
-            return;
-        }
-        self.unpacked = true;
+/// Decodes one sketch's compact form from the front of `bytes` into `bins`; returns its zero
+/// count and the bytes it took, or `None` (and no bins) when they do not decode.
+fn unpack_sketch(bytes: &[u8], bins: &mut Vec<(i32, u64)>) -> Option<(u64, usize)> {
+    bins.clear();
+    let mut r = Reader::new(bytes);
+    if let Ok(zero) = Sketch::decode_parts(&mut r, bins) {
+        Some((zero, bytes.len() - r.rest().len()))
+    } else {
         bins.clear();
-        // `load` checked these bytes with `Sketch::skip_parts`, which accepts only what
-        // `decode_parts` reads without error; an empty sketch is the safe answer regardless.
-        if let Ok(z) = Sketch::decode_parts(&mut Reader::new(&self.bytes), bins) {
-            *zero = z;
-        } else {
-            *zero = 0;
-            bins.clear();
-        }
-    }
-
-    /// Appends the sketch's packed form: its bytes as loaded when it was never unpacked.
-    fn pack(&self, zero: u64, bins: &[(i32, u64)], out: &mut Vec<u8>) {
-        if self.unpacked {
-            Sketch::encode_parts(zero, bins, out);
-        } else {
-            out.extend_from_slice(&self.bytes);
-        }
+        None
     }
 }
 
@@ -274,15 +244,22 @@ fn add_bin(zero: &mut u64, bins: &mut Vec<(i32, u64)>, value_ms: u64) {
 }
 
 impl Work {
-    /// Unpacks `b` (empty: a new bucket) into the buffers.
+    /// Unpacks the head of `b` (empty: a new bucket) into the buffers; its sketches stay packed
+    /// until a fact needs them.
+    ///
+    /// Cells are checked whole when they enter memory (`Slice::thaw` decodes every packed one)
+    /// and written only by [`Work::pack`] and [`encode`], so their sketches decode; should one
+    /// not (memory damage), it is taken as empty rather than trusted.
     pub fn load(&mut self, b: &[u8], sets: &BandSets) -> Result<(), DecodeError> {
         self.bands.clear();
         self.wait.clear();
         self.handle.clear();
         self.wait_zero = 0;
         self.handle_zero = 0;
-        self.wait_raw.clear();
-        self.handle_raw.clear();
+        self.sketches.clear();
+        self.handle_at = None;
+        self.wait_unpacked = true;
+        self.handle_unpacked = true;
         if b.is_empty() {
             self.wait_max = 0;
             self.c = [0; 14];
@@ -297,11 +274,68 @@ impl Work {
         for &t in h.bands.unwrap_or(&[]) {
             self.bands.push((t, r.u64()?));
         }
-        let wait = Sketch::skip_parts(&mut r)?;
-        let handle = Sketch::skip_parts(&mut r)?;
-        self.wait_raw.hold(wait);
-        self.handle_raw.hold(handle);
+        self.sketches.extend_from_slice(r.rest());
+        self.wait_unpacked = false;
+        self.handle_unpacked = false;
         Ok(())
+    }
+
+    /// Unpacks the wait sketch if it is not yet; learns where the handle sketch starts.
+    fn unpack_wait(&mut self) {
+        if self.wait_unpacked {
+            return;
+        }
+        self.wait_unpacked = true;
+        match unpack_sketch(&self.sketches, &mut self.wait) {
+            Some((zero, len)) => {
+                self.wait_zero = zero;
+                self.handle_at = Some(len);
+            }
+            None => self.lose_sketches(),
+        }
+    }
+
+    /// Unpacks the handle sketch if it is not yet, walking over the wait sketch to find it.
+    fn unpack_handle(&mut self) {
+        if self.handle_unpacked {
+            return;
+        }
+        if self.handle_at.is_none() {
+            let mut r = Reader::new(&self.sketches);
+            if Sketch::skip_parts(&mut r).is_ok() {
+                self.handle_at = Some(self.sketches.len() - r.rest().len());
+            }
+        }
+        let Some(at) = self.handle_at else {
+            self.lose_sketches();
+            return;
+        };
+        self.handle_unpacked = true;
+        match unpack_sketch(&self.sketches[at..], &mut self.handle) {
+            Some((zero, _)) => self.handle_zero = zero,
+            None => self.handle_zero = 0,
+        }
+    }
+
+    /// Takes whatever sketch is still packed as empty: its bytes do not decode.
+    fn lose_sketches(&mut self) {
+        if !self.wait_unpacked {
+            self.wait.clear();
+            self.wait_zero = 0;
+            self.wait_unpacked = true;
+        }
+        if !self.handle_unpacked {
+            self.handle.clear();
+            self.handle_zero = 0;
+            self.handle_unpacked = true;
+        }
+        if self.handle_at.is_none() {
+            // Neither sketch can be told from the other: both are lost.
+            self.wait.clear();
+            self.wait_zero = 0;
+            self.handle.clear();
+            self.handle_zero = 0;
+        }
     }
 
     /// What [`Agg::add_queue`] and [`Agg::add_handle`] do, on the unpacked form.
@@ -316,7 +350,8 @@ impl Work {
             } => {
                 let wait = f.wait_ms();
                 let within = u64::from(wait <= p.threshold.0 as u64);
-                self.wait_raw.unpack(&mut self.wait_zero, &mut self.wait);
+                self.unpack_wait();
+                let c = &mut self.c;
                 c[OFFERED] += 1;
                 self.wait_max = self.wait_max.max(wait);
                 add_bin(&mut self.wait_zero, &mut self.wait, wait);
@@ -346,8 +381,8 @@ impl Work {
                 }
             }
             Fact::Handle(h) => {
-                self.handle_raw
-                    .unpack(&mut self.handle_zero, &mut self.handle);
+                self.unpack_handle();
+                let c = &mut self.c;
                 c[HANDLED] += 1;
                 c[TALK_SUM] += h.talk_ms;
                 c[HOLD_SUM] += h.hold_ms;
@@ -380,16 +415,31 @@ impl Work {
                 put_u64(out, *n);
             }
         }
-        self.wait_raw.pack(self.wait_zero, &self.wait, out);
-        self.handle_raw.pack(self.handle_zero, &self.handle, out);
+        // Where one sketch is still packed, the other was unpacked successfully, which found the
+        // border between them (`handle_at`); both packed, the bytes go over as they came.
+        let at = self.handle_at.unwrap_or(self.sketches.len());
+        match (self.wait_unpacked, self.handle_unpacked) {
+            (false, false) => out.extend_from_slice(&self.sketches),
+            (wait, handle) => {
+                if wait {
+                    Sketch::encode_parts(self.wait_zero, &self.wait, out);
+                } else {
+                    out.extend_from_slice(&self.sketches[..at]);
+                }
+                if handle {
+                    Sketch::encode_parts(self.handle_zero, &self.handle, out);
+                } else {
+                    out.extend_from_slice(&self.sketches[at..]);
+                }
+            }
+        }
         &self.out
     }
 
     /// The unpacked bucket as an aggregate.
     pub fn unpack_agg(&mut self) -> Agg {
-        self.wait_raw.unpack(&mut self.wait_zero, &mut self.wait);
-        self.handle_raw
-            .unpack(&mut self.handle_zero, &mut self.handle);
+        self.unpack_wait();
+        self.unpack_handle();
         let mut a = agg_of(self.wait_max, &self.c);
         a.bands = self.bands.iter().copied().collect();
         a.wait_hist = Sketch::from_parts(self.wait_zero, self.wait.clone());
@@ -552,6 +602,44 @@ mod tests {
             let sets = BandSets::default();
             let _ = decode(&bytes, &sets);
             let _ = add_into(&bytes, &sets, &mut Running::default());
+        }
+
+        #[test]
+        fn folding_into_damaged_sketches_takes_them_as_empty(
+            waits in prop::collection::vec((0u64..1_000_000, 0u8..3), 0..20),
+            handles in prop::collection::vec(0u64..3_000_000, 0..20),
+            cut in 0usize..200,
+            noise in prop::collection::vec(any::<u8>(), 0..8),
+            queue_first in any::<bool>(),
+        ) {
+            // A good head with its sketches cut short and garbage after: `load` takes the head,
+            // and whatever sketch a fact needs and cannot decode is taken as empty, never a panic;
+            // what is packed again decodes.
+            let mut sets = BandSets::default();
+            let a = agg(&waits, &handles, &[]);
+            let mut bytes = Vec::new();
+            encode(&a, &mut sets, &mut bytes);
+            let mut tail = Vec::new();
+            a.wait_hist.encode_into(&mut tail);
+            a.handle_hist.encode_into(&mut tail);
+            let sketches_at = bytes.len() - tail.len();
+            bytes.truncate(sketches_at + cut.min(bytes.len() - sketches_at));
+            bytes.extend_from_slice(&noise);
+            let p = QueueParams::default();
+            let q = QueueFacts { start_ms: 0, leave_ms: 7_000, outcome: Outcome::Answered };
+            let h = HandleFacts { completion_ms: 0, talk_ms: 90_000, hold_ms: 0, acw_ms: 0 };
+            let facts = [Fact::Queue { facts: &q, params: &p, bands: &[] }, Fact::Handle(&h)];
+            let mut work = Work::default();
+            work.load(&bytes, &sets).unwrap();
+            for f in if queue_first { [0, 1] } else { [1, 0] } {
+                work.add(&facts[f]);
+            }
+            let packed = work.pack(&mut sets).to_vec();
+            let back = decode(&packed, &sets);
+            prop_assert!(back.is_ok(), "{:?}", back);
+            let back = back.unwrap();
+            prop_assert_eq!(back.offered, waits.len() as u64 + 1);
+            prop_assert!(back.wait_hist.count() >= 1 && back.handle_hist.count() >= 1);
         }
     }
 
