@@ -78,38 +78,34 @@ impl Engine {
                 order: 0,
                 open: 0,
             });
+            // The call's events in this group, by index.
+            let chain =
+                || std::iter::successors(Some(f), |&i| Some(next[i]).filter(|&n| n != usize::MAX));
             let mut changed = false;
-            // Starts and ends with reason `callback` taken now: the segments they complete
-            // open callback requests (a start may come after its end: events of a call may
-            // arrive in any order).
-            let mut callback_ends: Vec<i64> = Vec::new();
-            let mut starts: Vec<i64> = Vec::new();
-            let mut i = f;
-            while i != usize::MAX {
+            for i in chain() {
                 out[i] = self.take_event(&mut e.call, events[i], hash, now);
                 changed |= out[i] == Applied::Accepted;
-                if out[i] == Applied::Accepted
-                    && events[i].kind == EventKind::End
-                    && events[i].reason == Some(EndReason::Callback)
-                {
-                    callback_ends.push(events[i].ts_ms);
-                }
-                if out[i] == Applied::Accepted && events[i].kind == EventKind::Start {
-                    starts.push(events[i].ts_ms);
-                }
-                i = next[i];
             }
             if changed {
                 self.changed = true;
                 let derived = e.call.derive();
-                if !callback_ends.is_empty() || !starts.is_empty() {
-                    // A segment without its `start` is not derived: its end waits for it, as
-                    // the request does (it has no queue to be scoped by until then).
-                    for seg in &derived.segments {
-                        if let Some((ts, Some(EndReason::Callback))) = seg.end {
-                            if callback_ends.contains(&ts) || starts.contains(&seg.start_ms) {
-                                self.callbacks.open(call_id, seg, ts);
-                            }
+                // Starts and ends with reason `callback` taken now: the segments they complete
+                // open callback requests (a start may come after its end: events of a call may
+                // arrive in any order). A segment without its `start` is not derived: its end
+                // waits for it, as the request does (it has no queue to be scoped by until then).
+                let taken = |kind: EventKind, ts: i64| {
+                    chain().any(|i| {
+                        out[i] == Applied::Accepted
+                            && events[i].kind == kind
+                            && events[i].ts_ms == ts
+                            && (kind != EventKind::End
+                                || events[i].reason == Some(EndReason::Callback))
+                    })
+                };
+                for seg in &derived.segments {
+                    if let Some((ts, Some(EndReason::Callback))) = seg.end {
+                        if taken(EventKind::End, ts) || taken(EventKind::Start, seg.start_ms) {
+                            self.callbacks.open(call_id, seg, ts);
                         }
                     }
                 }

@@ -7,6 +7,7 @@
 //! free again and its place under the limit goes to the next new key.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use serde::{Deserialize, Serialize};
 
@@ -77,6 +78,34 @@ impl BucketId {
 
 /// The number a key is known by inside the engine and its checkpoints.
 pub type KeyId = u32;
+
+/// A hash map by key id. The engine hands out the ids (small, dense), so no client can choose
+/// them to collide: one multiply spreads them, where `SipHash` cost a tenth of a running total's
+/// update.
+pub type KeyMap<V> = HashMap<KeyId, V, BuildHasherDefault<KeyIdHasher>>;
+
+/// The hasher of [`KeyMap`]: a key id times an odd constant (Fibonacci hashing), so the low bits
+/// that pick a bucket differ for ids that differ there, and the high ones the table keeps as tags
+/// depend on every bit.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct KeyIdHasher(u64);
+
+impl Hasher for KeyIdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        self.0 = (self.0 ^ u64::from(n)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+
+    /// Any other input, byte by byte (a `KeyMap` only ever hashes a `u32`).
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+}
 
 #[must_use]
 pub fn kind_index(k: DimKind) -> usize {
@@ -295,5 +324,33 @@ impl Keys {
                 .all()
                 .map(|(_, d)| 2 * (d.key.len() + 48))
                 .sum::<usize>()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+    use std::hash::BuildHasher;
+
+    use super::*;
+
+    #[test]
+    fn key_ids_hash_apart_and_spread_over_buckets() {
+        let build = BuildHasherDefault::<KeyIdHasher>::default();
+        let hashes: Vec<u64> = (0..65_536u32).map(|k| build.hash_one(k)).collect();
+        // A multiply by an odd constant is one-to-one: no two ids share a hash.
+        assert_eq!(hashes.iter().collect::<HashSet<_>>().len(), hashes.len());
+        // A table of 1 024 buckets (low bits) and its 7-bit tags (high bits) both see every value
+        // equally often.
+        let mut low = vec![0u32; 1 << 10];
+        let mut tags = vec![0u32; 1 << 7];
+        for h in &hashes {
+            low[(h & 1023) as usize] += 1;
+            tags[(h >> 57) as usize] += 1;
+        }
+        assert!(low.iter().all(|&n| n == 64), "{low:?}");
+        assert!(tags.iter().all(|&n| (384..=640).contains(&n)), "{tags:?}");
+        let map: KeyMap<u32> = (0..1_000).map(|k| (k, k * 2)).collect();
+        assert!((0..1_000).all(|k| map[&k] == k * 2));
     }
 }

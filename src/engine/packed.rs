@@ -247,9 +247,10 @@ impl Work {
     /// Unpacks the head of `b` (empty: a new bucket) into the buffers; its sketches stay packed
     /// until a fact needs them.
     ///
-    /// Cells are checked whole when they enter memory (`Slice::thaw` decodes every packed one)
-    /// and written only by [`Work::pack`] and [`encode`], so their sketches decode; should one
-    /// not (memory damage), it is taken as empty rather than trusted.
+    /// Cells are checked whole when they enter memory (`Slice::decode` decodes every packed one
+    /// read from the store; a frozen slice thawed again was made by this engine) and written only
+    /// by [`Work::pack`] and [`encode`], so their sketches decode; should one not (memory
+    /// damage), it is taken as empty rather than trusted.
     pub fn load(&mut self, b: &[u8], sets: &BandSets) -> Result<(), DecodeError> {
         self.bands.clear();
         self.wait.clear();

@@ -33,16 +33,16 @@ fn outcome_code(o: Outcome) -> u8 {
     }
 }
 
-/// The packed form of one pending call; the id comes first so lookups read only it.
-pub fn encode(id: &str, e: &Entry) -> Box<[u8]> {
+/// Appends the packed form of one pending call to `out` (the pending calls' arena: no
+/// allocation of its own); the id comes first so lookups read only it.
+pub fn encode_into(id: &str, e: &Entry, out: &mut Vec<u8>) {
     let c = &e.call;
-    let mut out = Vec::with_capacity(id.len() + 16 + c.events.len() * 12);
-    put_bytes(&mut out, id.as_bytes());
-    put_i64(&mut out, e.scheduled);
-    put_u64(&mut out, e.order);
-    put_u64(&mut out, u64::from(e.open));
-    put_i64(&mut out, c.first_rx_ms);
-    put_u64(&mut out, c.events.len() as u64);
+    put_bytes(out, id.as_bytes());
+    put_i64(out, e.scheduled);
+    put_u64(out, e.order);
+    put_u64(out, u64::from(e.open));
+    put_i64(out, c.first_rx_ms);
+    put_u64(out, c.events.len() as u64);
     let mut prev_ts = 0i64;
     for ev in &c.events {
         let header = ev.kind.code()
@@ -50,14 +50,14 @@ pub fn encode(id: &str, e: &Entry) -> Box<[u8]> {
             | u8::from(ev.label.is_some()) << 6
             | u8::from(ev.channel.is_some()) << 7;
         out.push(header);
-        put_i64(&mut out, ev.ts_ms.wrapping_sub(prev_ts));
+        put_i64(out, ev.ts_ms.wrapping_sub(prev_ts));
         prev_ts = ev.ts_ms;
-        put_i64(&mut out, ev.rx_ms.wrapping_sub(c.first_rx_ms));
+        put_i64(out, ev.rx_ms.wrapping_sub(c.first_rx_ms));
         for s in [&ev.label, &ev.channel].into_iter().flatten() {
-            put_bytes(&mut out, s.as_bytes());
+            put_bytes(out, s.as_bytes());
         }
     }
-    put_u64(&mut out, c.folded.len() as u64);
+    put_u64(out, c.folded.len() as u64);
     for f in &c.folded {
         let flags = u8::from(f.queue.is_some())
             | u8::from(f.handle.is_some()) << 1
@@ -65,14 +65,14 @@ pub fn encode(id: &str, e: &Entry) -> Box<[u8]> {
             | f.queue.as_ref().map_or(0, |q| outcome_code(q.outcome)) << 3;
         out.push(flags);
         if let Some(q) = &f.queue {
-            put_i64(&mut out, q.start_ms);
-            put_i64(&mut out, q.leave_ms.wrapping_sub(q.start_ms));
+            put_i64(out, q.start_ms);
+            put_i64(out, q.leave_ms.wrapping_sub(q.start_ms));
         }
         if let Some(h) = &f.handle {
-            put_i64(&mut out, h.completion_ms);
-            put_u64(&mut out, h.talk_ms);
-            put_u64(&mut out, h.hold_ms);
-            put_u64(&mut out, h.acw_ms);
+            put_i64(out, h.completion_ms);
+            put_u64(out, h.talk_ms);
+            put_u64(out, h.hold_ms);
+            put_u64(out, h.acw_ms);
         }
     }
     // Tags last and only when some event has them, so calls without tags (and the calls a
@@ -84,17 +84,16 @@ pub fn encode(id: &str, e: &Entry) -> Box<[u8]> {
         .filter(|(_, ev)| !ev.tags.is_empty())
         .collect();
     if !tagged.is_empty() {
-        put_u64(&mut out, tagged.len() as u64);
+        put_u64(out, tagged.len() as u64);
         for (i, ev) in tagged {
-            put_u64(&mut out, i as u64);
-            put_u64(&mut out, ev.tags.len() as u64);
+            put_u64(out, i as u64);
+            put_u64(out, ev.tags.len() as u64);
             for (k, v) in &ev.tags {
-                put_bytes(&mut out, k.as_bytes());
-                put_bytes(&mut out, v.as_bytes());
+                put_bytes(out, k.as_bytes());
+                put_bytes(out, v.as_bytes());
             }
         }
     }
-    out.into_boxed_slice()
 }
 
 /// The id of a packed call.

@@ -8,7 +8,7 @@ use std::collections::BinaryHeap;
 use hashbrown::HashTable;
 
 pub use super::packed_call::Entry;
-use super::packed_call::{decode, encode, id_of};
+use super::packed_call::{decode, encode_into, id_of};
 use super::varint::{put_bytes, put_u64, DecodeError, Reader};
 
 /// Stable 64-bit FNV-1a, so remembered calls and due times keep their identity across restarts.
@@ -101,19 +101,21 @@ impl PendingCalls {
                 self.due.push(Reverse((d, e.order, hash)));
             }
         }
-        let b = encode(id, &e);
-        self.insert(hash, &b);
+        let offset = self.arena.bytes.len();
+        encode_into(id, &e, &mut self.arena.bytes);
+        self.insert(hash, offset);
     }
 
-    fn insert(&mut self, hash: u64, b: &[u8]) {
+    /// Indexes the call appended to the arena from `offset` on.
+    fn insert(&mut self, hash: u64, offset: usize) {
+        let len = self.arena.bytes.len() - offset;
         // The arena stays below 4 GiB: calls are bounded in number (open segments, grace) and size.
         let slot = Slot {
             hash,
-            offset: self.arena.bytes.len() as u32,
-            len: b.len() as u32,
+            offset: offset as u32,
+            len: len as u32,
         };
-        self.arena.bytes.extend_from_slice(b);
-        self.arena.live += b.len();
+        self.arena.live += len;
         self.table.insert_unique(hash, slot, |s| s.hash);
     }
 
@@ -225,7 +227,9 @@ impl PendingCalls {
             if e.scheduled != i64::MAX {
                 p.due.push(Reverse((e.scheduled, e.order, hash)));
             }
-            p.insert(hash, b);
+            let offset = p.arena.bytes.len();
+            p.arena.bytes.extend_from_slice(b);
+            p.insert(hash, offset);
         }
         Ok(p)
     }
@@ -276,7 +280,8 @@ mod tests {
             open: 0,
         };
         let id = "json_16conn-3-123456";
-        let b = encode(id, &e);
+        let mut b = Vec::new();
+        encode_into(id, &e, &mut b);
         assert!(b.len() < 90, "{} bytes", b.len());
         assert_eq!(decode(&b).unwrap(), (id, e.clone()));
         let mut p = PendingCalls::default();

@@ -7,9 +7,7 @@
 //! buckets that left are subtracted and those that entered (they may hold future-dated calls) are
 //! added. Maxima do not subtract, so when the range moves they are read again from the buckets.
 
-use std::collections::HashMap;
-
-use super::keys::KeyId;
+use super::keys::{KeyId, KeyMap};
 use super::packed::BandSets;
 use super::running::Running;
 use super::slices::TierSlices;
@@ -21,7 +19,7 @@ struct LongWindow {
     /// Inclusive bucket starts of the synced range; `first > last` when empty.
     first: i64,
     last: i64,
-    per_key: HashMap<KeyId, Running>,
+    per_key: KeyMap<Running>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -47,7 +45,7 @@ impl Totals {
                     window: *w,
                     first: 1,
                     last: 0,
-                    per_key: HashMap::new(),
+                    per_key: KeyMap::default(),
                 })
                 .collect(),
             valid_until: i64::MIN,
@@ -143,12 +141,12 @@ impl Totals {
 pub struct TotalsView<'a> {
     pub first: i64,
     pub last: i64,
-    pub per_key: &'a HashMap<KeyId, Running>,
+    pub per_key: &'a KeyMap<Running>,
 }
 
 /// Adds (or subtracts) every bucket of the slices in `first..=last` to the per-key totals.
 fn apply(
-    per_key: &mut HashMap<KeyId, Running>,
+    per_key: &mut KeyMap<Running>,
     slices: &TierSlices,
     sets: &BandSets,
     first: i64,

@@ -170,17 +170,21 @@ impl<'a> RawEvent<'a> {
             }
             EventKind::Answer => ev.agent = string_field("agent", self.agent, limits)?,
             EventKind::End => {
-                ev.reason = match string_field("reason", self.reason, limits)? {
+                ev.reason = match str_field("reason", self.reason, limits)? {
                     None => None,
-                    Some(s) => Some(EndReason::parse(&s).ok_or(EventError::UnknownReason(s))?),
+                    Some(s) => Some(
+                        EndReason::parse(&s)
+                            .ok_or_else(|| EventError::UnknownReason(s.into_owned()))?,
+                    ),
                 };
                 ev.tags = parse_tags(self.tags, limits)?;
             }
             EventKind::Hold | EventKind::Resume | EventKind::Wrapup => {}
             EventKind::Callback => {
-                ev.outcome = Some(match string_field("outcome", self.outcome, limits)? {
+                ev.outcome = Some(match str_field("outcome", self.outcome, limits)? {
                     None => CallbackOutcome::Reached,
-                    Some(s) => CallbackOutcome::parse(&s).ok_or(EventError::UnknownOutcome(s))?,
+                    Some(s) => CallbackOutcome::parse(&s)
+                        .ok_or_else(|| EventError::UnknownOutcome(s.into_owned()))?,
                 });
             }
         }
@@ -267,10 +271,20 @@ fn string_field(
     value: Option<RawValue<'_>>,
     limits: &EventLimits,
 ) -> Result<Option<String>, EventError> {
+    Ok(str_field(field, value, limits)?.map(Cow::into_owned))
+}
+
+/// [`string_field`] as it came: borrowed from the input where the decoder could, for a value
+/// that is only parsed (a reason, an outcome), so it is never copied.
+fn str_field<'a>(
+    field: &'static str,
+    value: Option<RawValue<'a>>,
+    limits: &EventLimits,
+) -> Result<Option<Cow<'a, str>>, EventError> {
     match value {
         None => Ok(None),
         Some(RawValue::Str(s)) => match check_string(&s, limits) {
-            Ok(()) => Ok(Some(s.into_owned())),
+            Ok(()) => Ok(Some(s)),
             Err(fault) => Err(fault.at(field.into(), limits)),
         },
         Some(other) => Err(EventError::WrongType {
