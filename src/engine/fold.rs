@@ -310,12 +310,12 @@ impl Engine {
                 self.dirty.insert((tier, start));
             }
         }
+        let reason = seg.end.and_then(|(_, r)| r);
         for (kind, name) in dims_of(seg) {
             let limit = self.s.max_keys(kind);
             let (key, overflowed) = self.keys.resolve(kind, name, limit);
             // Lifetime totals count every fact, also one dated before the buckets kept.
             let effective = self.keys.dim(key).map_or(name, |d| d.key.as_str());
-            let reason = seg.end.and_then(|(_, r)| r);
             self.lifetime.add_segment(
                 kind,
                 effective,

@@ -1,7 +1,7 @@
 //! The keys aggregates are kept under (queue, agent, channel names and `all`), each given a small
 //! number that buckets refer to, with the per-dimension cardinality limit and its `(other)` key;
 //! the keys a segment counts under; and a bucket's identity outside the engine with its stable
-//! byte key ([`BucketId`]).
+//! byte key ([`BucketId`]); and [`KeyMap`], a hash map by key number.
 //!
 //! A key lives while some bucket holds it; once retention drops its last bucket, its number is
 //! free again and its place under the limit goes to the next new key.

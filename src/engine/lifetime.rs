@@ -227,8 +227,10 @@ impl Lifetime {
                     },
                 );
             }
-            // Present: inserted just above if it was not.
-            return map.get_mut(name).expect("the key was just inserted");
+            // Present: inserted just above if it was absent.
+            return map
+                .get_mut(name)
+                .expect("present: inserted above if absent");
         }
         // Present: `contains_key` said so just above.
         map.get_mut(name).expect("the key is present")
@@ -263,6 +265,10 @@ impl Lifetime {
         queue: Option<(&QueueFacts, &QueueParams, Option<EndReason>)>,
         handle: Option<&HandleFacts>,
     ) {
+        if queue.is_none() && handle.is_none() {
+            // Nothing to count: no key is created for it.
+            return;
+        }
         let wait_bucket = queue.map(|(f, _, _)| bucket_of(&self.wait_bounds, f.wait_ms()));
         let handle_bucket = handle.map(|h| bucket_of(&self.handle_bounds, h.handle_ms()));
         let t = self.entry(kind, name, limit);
