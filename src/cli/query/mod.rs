@@ -171,6 +171,10 @@ async fn metrics_to(
         }
         MetricsFormat::Table => write_text(out, &render_metrics(&query, &rows))?,
     }
+    // The command, and the process with it, ends here, which gives all its memory back at once:
+    // freeing each row's strings and maps one by one was 5 % of `metrics --json --by agent`'s
+    // instructions (500 rows).
+    std::mem::forget(rows);
     Ok(ExitCode::SUCCESS)
 }
 
