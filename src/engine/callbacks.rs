@@ -191,7 +191,7 @@ impl Callbacks {
         for d in &mut self.desks {
             // One request per call at a time, and one per `end`: the same end seen again (its
             // segment re-derived when a late `start` arrives) opens none.
-            if !d.objective.covers(&seg.queue, &seg.channel, &seg.tags)
+            if !d.objective.covers(seg.queue, seg.channel, seg.tags)
                 || d.book.is_open(call_id)
                 || d.book.requested_at(call_id) == Some(end_ms)
             {
@@ -205,7 +205,7 @@ impl Callbacks {
                 changed = true;
                 continue;
             }
-            if d.book.request(call_id, &seg.queue, end_ms, deadline) {
+            if d.book.request(call_id, seg.queue, end_ms, deadline) {
                 open += 1;
                 d.open += 1;
                 changed = true;

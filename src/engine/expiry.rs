@@ -2,7 +2,7 @@
 //! `max_call_duration`, and drops buckets past their tier's retention.
 
 use super::pending::call_hash;
-use super::segment::{open_segments, Call, Derived, Folded, Segment};
+use super::segment::{derive_segments, open_segments, Call, Derived, Folded, Segment};
 use super::window::{Tier, FINE_BUCKET_MS, FINE_SPAN_MS};
 use super::Engine;
 use crate::event::EventKind;
@@ -40,7 +40,8 @@ impl Engine {
             return;
         };
         let hash = call_hash(id);
-        let mut derived = e.call.derive();
+        // Borrowing the events only: what is folded is written below.
+        let mut derived = derive_segments(&e.call.events, &e.call.folded);
         if last_receipt(&e.call) > at - EXPIRY_QUIET_MS {
             // An event came meanwhile: not quiet yet.
             let due = self.expiry_due(&e.call, &derived);
@@ -55,9 +56,9 @@ impl Engine {
                 .iter()
                 .position(|ev| ev.kind == EventKind::Start)
                 .unwrap_or(e.call.events.len());
-            e.call.events.drain(..first_start);
             self.counters.expired_orphan_events += derived.orphans as u64;
-            derived = e.call.derive();
+            e.call.events.drain(..first_start);
+            derived = derive_segments(&e.call.events, &e.call.folded);
         }
         e.call.folded.resize(
             derived.segments.len().max(e.call.folded.len()),
@@ -99,7 +100,7 @@ impl Engine {
     fn segment_expiry(&self, seg: &Segment) -> Option<i64> {
         self.s
             .wait
-            .get(&seg.queue, &seg.channel)
+            .get(seg.queue, seg.channel)
             .expiry(seg.start_ms.min(seg.start_rx_ms))
     }
 

@@ -8,7 +8,7 @@ use super::keys::{dims_of, KeyId};
 use super::packed::Fact;
 use super::pending::{call_hash, Entry};
 use super::report::DimKind;
-use super::segment::{Call, Derived, Folded, Segment};
+use super::segment::{derive_segments, Call, Derived, Folded, Segment};
 use super::window::{Tier, FINE_SPAN_MS};
 use super::Engine;
 
@@ -171,23 +171,21 @@ impl Engine {
         let Some(mut e) = self.pending.take(call_id) else {
             return;
         };
-        let derived = e.call.derive();
-        let call = &mut e.call;
-        call.folded.resize(
-            derived.segments.len().max(call.folded.len()),
-            Folded::default(),
-        );
+        // Borrowing the events only: what is folded is written below.
+        let derived = derive_segments(&e.call.events, &e.call.folded);
+        let folded = &mut e.call.folded;
+        folded.resize(derived.segments.len().max(folded.len()), Folded::default());
         for (i, seg) in derived.segments.iter().enumerate() {
-            if call.folded[i].expired {
+            if folded[i].expired {
                 continue;
             }
             let queue = seg
                 .queue_facts()
-                .filter(|_| call.folded[i].queue.is_none())
+                .filter(|_| folded[i].queue.is_none())
                 .filter(|_| seg.queue_rx_ms + self.s.grace_ms <= at);
             let handle = seg
                 .handle_facts()
-                .filter(|_| call.folded[i].handle.is_none())
+                .filter(|_| folded[i].handle.is_none())
                 .filter(|_| self.handle_due(seg) <= at);
             if queue.is_some() || handle.is_some() {
                 // Both at once when both are due (a bulk load): a bucket holding both is
@@ -195,15 +193,16 @@ impl Engine {
                 self.fold_facts(seg, queue.as_ref(), handle.as_ref());
             }
             if queue.is_some() {
-                call.folded[i].queue = queue;
+                folded[i].queue = queue;
             }
             if handle.is_some() {
-                call.folded[i].handle = handle;
+                folded[i].handle = handle;
             }
         }
         // An event that fits nowhere yet (say, an answer that overtook its transfer's start) may
         // still find its segment: the call is kept until its newest event is past the grace.
-        let quiet = call
+        let quiet = e
+            .call
             .events
             .iter()
             .all(|ev| ev.rx_ms + self.s.grace_ms <= at);
@@ -262,7 +261,7 @@ impl Engine {
         queue: Option<&QueueFacts>,
         handle: Option<&HandleFacts>,
     ) {
-        let rule = self.s.wait.get(&seg.queue, &seg.channel);
+        let rule = self.s.wait.get(seg.queue, seg.channel);
         let p = rule.params;
         // The wait as the segment's clock measures it (business time on slow channels).
         let judged = queue.map(|f| rule.judged(f));

@@ -122,11 +122,11 @@ pub fn kind_index(k: DimKind) -> usize {
 pub const KINDS: usize = 5;
 
 /// The keys a segment counts under: `all`, its queue, its channel, and its agent if it has one.
-pub(super) fn dims_of(seg: &Segment) -> impl Iterator<Item = (DimKind, &str)> {
+pub(super) fn dims_of<'a>(seg: &Segment<'a>) -> impl Iterator<Item = (DimKind, &'a str)> {
     [
         (DimKind::All, "all"),
-        (DimKind::Queue, seg.queue.as_str()),
-        (DimKind::Channel, seg.channel.as_str()),
+        (DimKind::Queue, seg.queue),
+        (DimKind::Channel, seg.channel),
     ]
     .into_iter()
     .chain(seg.agent().map(|a| (DimKind::Agent, a)))

@@ -136,7 +136,7 @@ impl Engine {
                 if folded.expired {
                     continue;
                 }
-                let rule = self.s.wait.get(&seg.queue, &seg.channel);
+                let rule = self.s.wait.get(seg.queue, seg.channel);
                 let p = rule.params;
                 for (kind, name) in dims_of(seg) {
                     if kind != q.by {
@@ -389,15 +389,15 @@ impl Engine {
                     Phase::OnHold => seg.holds.last().map_or(seg.start_ms, |h| h.0),
                     Phase::InAcw => seg.end.map_or(seg.start_ms, |e| e.0),
                 };
-                let rule = self.s.wait.get(&seg.queue, &seg.channel);
+                let rule = self.s.wait.get(seg.queue, seg.channel);
                 // Only a segment still waiting has a deadline ahead of it (or behind).
                 let deadline = (phase == Phase::Waiting)
                     .then(|| rule.deadline(seg.start_ms))
                     .flatten();
                 out.push(OpenSegment {
                     call_id: id.to_string(),
-                    queue: seg.queue.clone(),
-                    channel: seg.channel.clone(),
+                    queue: seg.queue.to_string(),
+                    channel: seg.channel.to_string(),
                     agent: seg.agent().map(str::to_string),
                     phase,
                     age_ms: now - seg.start_ms,

@@ -70,14 +70,15 @@ pub struct Call {
     pub folded: Vec<Folded>,
 }
 
-/// A queue segment as derived from the call's events.
+/// A queue segment as derived from the call's events; its names are the events' own (deriving
+/// runs for every call at every change, and copying them was a third of its allocations).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Segment {
-    pub queue: String,
-    pub channel: String,
+pub struct Segment<'a> {
+    pub queue: &'a str,
+    pub channel: &'a str,
     pub start_ms: i64,
     pub start_rx_ms: i64,
-    pub answer: Option<(i64, Option<String>)>,
+    pub answer: Option<(i64, Option<&'a str>)>,
     /// Hold intervals; an open one has no resume yet.
     pub holds: Vec<(i64, Option<i64>)>,
     pub end: Option<(i64, Option<EndReason>)>,
@@ -89,7 +90,7 @@ pub struct Segment {
     /// Receive time of the end event.
     pub end_rx_ms: Option<i64>,
     /// Tags of its `start` that some objective's scope or a tag dimension names.
-    pub tags: Vec<(String, String)>,
+    pub tags: &'a [(String, String)],
 }
 
 /// Where an open segment stands now.
@@ -102,14 +103,11 @@ pub enum Phase {
     InAcw,
 }
 
-impl Segment {
-    fn new(e: &CallEvent) -> Self {
+impl<'a> Segment<'a> {
+    fn new(e: &'a CallEvent) -> Self {
         Segment {
-            queue: e.label.clone().unwrap_or_default(),
-            channel: e
-                .channel
-                .clone()
-                .unwrap_or_else(|| DEFAULT_CHANNEL.to_string()),
+            queue: e.label.as_deref().unwrap_or_default(),
+            channel: e.channel.as_deref().unwrap_or(DEFAULT_CHANNEL),
             start_ms: e.ts_ms,
             start_rx_ms: e.rx_ms,
             answer: None,
@@ -119,17 +117,17 @@ impl Segment {
             queue_rx_ms: e.rx_ms,
             last_rx_ms: e.rx_ms,
             end_rx_ms: None,
-            tags: e.tags.clone(),
+            tags: &e.tags,
         }
     }
 
     /// Attaches a non-start event; events that make no sense where they fall are ignored.
-    fn attach(&mut self, e: &CallEvent) {
+    fn attach(&mut self, e: &'a CallEvent) {
         let open_hold = self.holds.last().is_some_and(|h| h.1.is_none());
         let used = match e.kind {
             EventKind::Start => false,
             EventKind::Answer if self.answer.is_none() && self.end.is_none() => {
-                self.answer = Some((e.ts_ms, e.label.clone()));
+                self.answer = Some((e.ts_ms, e.label.as_deref()));
                 self.queue_rx_ms = self.queue_rx_ms.max(e.rx_ms);
                 true
             }
@@ -165,8 +163,8 @@ impl Segment {
     }
 
     #[must_use]
-    pub fn agent(&self) -> Option<&str> {
-        self.answer.as_ref().and_then(|(_, a)| a.as_deref())
+    pub fn agent(&self) -> Option<&'a str> {
+        self.answer.and_then(|(_, a)| a)
     }
 
     /// Known once the segment has left the queue (answered, or ended unanswered).
@@ -233,60 +231,16 @@ impl Segment {
 }
 
 /// The result of deriving a call's segments.
-pub struct Derived {
-    pub segments: Vec<Segment>,
+pub struct Derived<'a> {
+    pub segments: Vec<Segment<'a>>,
     /// Events before the call's first start: held until a start arrives or they expire.
     pub orphans: usize,
 }
 
 impl Call {
     #[must_use]
-    pub fn derive(&self) -> Derived {
-        let mut segments: Vec<Segment> = Vec::new();
-        let mut orphans = 0;
-        let mut consumed = vec![false; self.events.len()];
-        for (i, e) in self.events.iter().enumerate() {
-            if consumed[i] {
-                continue;
-            }
-            match (e.kind, segments.last_mut()) {
-                (EventKind::Start, current) => {
-                    // A transfer: the old segment's end carries the same timestamp as the new start
-                    // and sorts after it; it belongs to the old segment.
-                    if let Some(cur) = current.filter(|s| s.is_open()) {
-                        for (j, later) in self.events.iter().enumerate().skip(i + 1) {
-                            if later.ts_ms != e.ts_ms {
-                                break;
-                            }
-                            if later.kind == EventKind::End {
-                                cur.attach(later);
-                                consumed[j] = true;
-                            }
-                        }
-                    }
-                    segments.push(Segment::new(e));
-                }
-                // After-call work belongs to the latest answered, ended segment still without it,
-                // even when the call already moved on to another queue. A segment whose handling
-                // was folded without it cannot take it: the wrap-up then waits, unused, for an
-                // end that may still arrive late.
-                (EventKind::Wrapup, Some(_)) => {
-                    if let Some(s) = segments.iter_mut().enumerate().rev().find_map(|(i, s)| {
-                        // Folded handling took this very wrap-up (its completion), or none.
-                        let open = self.folded.get(i).is_none_or(|f| {
-                            f.handle.as_ref().is_none_or(|h| h.completion_ms == e.ts_ms)
-                        });
-                        (open && s.answer.is_some() && s.end.is_some() && s.wrapup_ms.is_none())
-                            .then_some(s)
-                    }) {
-                        s.attach(e);
-                    }
-                }
-                (_, Some(s)) => s.attach(e),
-                (_, None) => orphans += 1,
-            }
-        }
-        Derived { segments, orphans }
+    pub fn derive(&self) -> Derived<'_> {
+        derive_segments(&self.events, &self.folded)
     }
 
     /// Where `e` goes, or `None` when the same (kind, ts) is already here: a duplicate.
@@ -318,6 +272,57 @@ impl Call {
             .max()
             .unwrap_or(i64::MIN)
     }
+}
+
+/// Derives the segments of a call's `events` (sorted), given what of them is `folded`: the
+/// segments borrow the events' names, not `folded`, so a caller may update `folded` meanwhile.
+#[must_use]
+pub fn derive_segments<'a>(events: &'a [CallEvent], folded: &[Folded]) -> Derived<'a> {
+    let mut segments: Vec<Segment<'a>> = Vec::new();
+    let mut orphans = 0;
+    let mut consumed = vec![false; events.len()];
+    for (i, e) in events.iter().enumerate() {
+        if consumed[i] {
+            continue;
+        }
+        match (e.kind, segments.last_mut()) {
+            (EventKind::Start, current) => {
+                // A transfer: the old segment's end carries the same timestamp as the new start
+                // and sorts after it; it belongs to the old segment.
+                if let Some(cur) = current.filter(|s| s.is_open()) {
+                    for (j, later) in events.iter().enumerate().skip(i + 1) {
+                        if later.ts_ms != e.ts_ms {
+                            break;
+                        }
+                        if later.kind == EventKind::End {
+                            cur.attach(later);
+                            consumed[j] = true;
+                        }
+                    }
+                }
+                segments.push(Segment::new(e));
+            }
+            // After-call work belongs to the latest answered, ended segment still without it,
+            // even when the call already moved on to another queue. A segment whose handling
+            // was folded without it cannot take it: the wrap-up then waits, unused, for an
+            // end that may still arrive late.
+            (EventKind::Wrapup, Some(_)) => {
+                if let Some(s) = segments.iter_mut().enumerate().rev().find_map(|(i, s)| {
+                    // Folded handling took this very wrap-up (its completion), or none.
+                    let open = folded.get(i).is_none_or(|f| {
+                        f.handle.as_ref().is_none_or(|h| h.completion_ms == e.ts_ms)
+                    });
+                    (open && s.answer.is_some() && s.end.is_some() && s.wrapup_ms.is_none())
+                        .then_some(s)
+                }) {
+                    s.attach(e);
+                }
+            }
+            (_, Some(s)) => s.attach(e),
+            (_, None) => orphans += 1,
+        }
+    }
+    Derived { segments, orphans }
 }
 
 /// Open (not ended, not expired) segments of a derived call.
@@ -373,8 +378,10 @@ mod tests {
         ];
         let mut rev = evs.clone();
         rev.reverse();
-        let a = call(&evs).derive();
-        let b = call(&rev).derive();
+        let a_call = call(&evs);
+        let a = a_call.derive();
+        let b_call = call(&rev);
+        let b = b_call.derive();
         assert_eq!(a.segments, b.segments);
         let h = a.segments[0].handle_facts().unwrap();
         assert_eq!(
@@ -387,7 +394,8 @@ mod tests {
     #[test]
     fn an_open_hold_runs_to_the_end() {
         use EventKind::*;
-        let d = call(&[ev(Start, 0), ev(Answer, 10), ev(Hold, 40), ev(End, 100)]).derive();
+        let d_call = call(&[ev(Start, 0), ev(Answer, 10), ev(Hold, 40), ev(End, 100)]);
+        let d = d_call.derive();
         let h = d.segments[0].handle_facts().unwrap();
         assert_eq!(
             (h.talk_ms, h.hold_ms, h.acw_ms, h.completion_ms),
@@ -402,7 +410,8 @@ mod tests {
         end1.reason = Some(EndReason::Transferred);
         let mut s2 = ev(Start, 50);
         s2.label = Some("q2".into());
-        let d = call(&[ev(Start, 0), end1, s2, ev(Answer, 60)]).derive();
+        let d_call = call(&[ev(Start, 0), end1, s2, ev(Answer, 60)]);
+        let d = d_call.derive();
         assert_eq!(d.segments.len(), 2);
         assert_eq!(
             d.segments[0].queue_facts().unwrap().outcome,
@@ -410,7 +419,8 @@ mod tests {
         );
         assert_eq!(d.segments[1].queue, "q2");
         assert_eq!(d.segments[1].queue_facts().unwrap().wait_ms(), 10);
-        let o = call(&[ev(Answer, 5)]).derive();
+        let o_call = call(&[ev(Answer, 5)]);
+        let o = o_call.derive();
         assert_eq!((o.segments.len(), o.orphans), (0, 1));
     }
 
@@ -421,15 +431,15 @@ mod tests {
         s2.label = Some("q2".into());
         let mut end1 = ev(End, 50);
         end1.reason = Some(EndReason::Transferred);
-        let d = call(&[
+        let d_call = call(&[
             ev(Start, 0),
             ev(Answer, 10),
             s2,
             end1,
             ev(Wrapup, 70),
             ev(Answer, 80),
-        ])
-        .derive();
+        ]);
+        let d = d_call.derive();
         assert_eq!(d.segments.len(), 2);
         assert_eq!(d.segments[0].end, Some((50, Some(EndReason::Transferred))));
         assert_eq!(d.segments[0].wrapup_ms, Some(70));

@@ -182,7 +182,7 @@ impl SlaBook {
         for (o, t) in self.objectives.iter().zip(self.tallies.iter_mut()) {
             // Callback objectives count requests (engine/callbacks.rs), not segments.
             if o.goal.measure == crate::config::Measure::CallbacksWithin
-                || !o.covers(&seg.queue, &seg.channel, &seg.tags)
+                || !o.covers(seg.queue, seg.channel, seg.tags)
             {
                 continue;
             }

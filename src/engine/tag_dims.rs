@@ -58,7 +58,7 @@ impl Engine {
             return;
         }
         let limit = self.s.max_keys(DimKind::Tag);
-        for (name, overflow) in keys_of(&self.s.tag_dims, &seg.tags) {
+        for (name, overflow) in keys_of(&self.s.tag_dims, seg.tags) {
             let (key, overflowed) = self.keys.resolve_or(DimKind::Tag, &name, &overflow, limit);
             if overflowed {
                 self.count_overflow(DimKind::Tag, n_facts);
