@@ -40,7 +40,8 @@ impl Engine {
             return;
         };
         let hash = call_hash(id);
-        // Borrowing the events only: what is folded is written below.
+        // Borrowing the events only: what is folded is written below (and after old orphans are
+        // drained, the segments are derived again).
         let mut derived = derive_segments(&e.call.events, &e.call.folded);
         if last_receipt(&e.call) > at - EXPIRY_QUIET_MS {
             // An event came meanwhile: not quiet yet.

@@ -23,7 +23,8 @@ pub struct CallEvent {
     /// Channel (start only).
     pub channel: Option<String>,
     pub reason: Option<EndReason>,
-    /// Tags of a `start` that some objective's scope names (`[[sla]]`); empty otherwise.
+    /// Tags of a `start` that some objective's scope (`[[sla]]`) or a tag dimension names;
+    /// empty otherwise.
     pub tags: Vec<(String, String)>,
 }
 
@@ -70,8 +71,8 @@ pub struct Call {
     pub folded: Vec<Folded>,
 }
 
-/// A queue segment as derived from the call's events; its names are the events' own (deriving
-/// runs for every call at every change, and copying them was a third of its allocations).
+/// A queue segment as derived from the call's events. Its names and tags are borrowed from those
+/// events (deriving runs for every call at every change), so it lives no longer than they do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Segment<'a> {
     pub queue: &'a str,
