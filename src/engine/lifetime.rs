@@ -236,7 +236,9 @@ impl Lifetime {
         map.get_mut(name).expect("the key is present")
     }
 
-    /// Counts one segment leaving the queue under one key, judged by its queue's parameters.
+    /// Counts one segment leaving the queue under one key, judged by its queue's parameters
+    /// ([`Lifetime::add_segment`] with a queue fact only; the tests' shorthand).
+    #[cfg(test)]
     pub fn add_queue(
         &mut self,
         kind: DimKind,
@@ -249,7 +251,9 @@ impl Lifetime {
         self.add_segment(kind, name, limit, Some((f, p, reason)), None);
     }
 
-    /// Counts one completed answered segment under one key.
+    /// Counts one completed answered segment under one key ([`Lifetime::add_segment`] with a
+    /// handle fact only; the tests' shorthand).
+    #[cfg(test)]
     pub fn add_handle(&mut self, kind: DimKind, name: &str, limit: usize, h: &HandleFacts) {
         self.add_segment(kind, name, limit, None, Some(h));
     }

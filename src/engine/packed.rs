@@ -630,7 +630,8 @@ mod tests {
             work.load(&bytes, &sets).unwrap();
             work.add(&facts[order[0]]);
             let one = work.pack(&mut sets).to_vec();
-            prop_assert_eq!(head(&one, &sets).unwrap().counters[REVISION], 1 + head(&bytes, &sets).unwrap().counters[REVISION]);
+            let revision = |b: &[u8]| head(b, &sets).unwrap().counters[REVISION];
+            prop_assert_eq!(revision(&one), revision(&bytes) + 1);
             work.load(&bytes, &sets).unwrap();
             for f in order {
                 work.add(&facts[f]);
